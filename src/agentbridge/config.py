@@ -1,0 +1,337 @@
+"""The TOML config: parsed once, validated strictly, every error one line naming the key.
+
+An empty or missing file is valid: the embedded defaults run one ``demo`` agent and the web
+console. Unknown keys are errors (a misspelt key silently ignored is a lost setting).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentbridge import paths
+
+RUNTIMES = ("claude-code", "codex", "demo", "generic")
+
+
+class ConfigError(Exception):
+    """A bad config file; ``str()`` is one readable line naming the key."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """One ``[agents.NAME]`` table."""
+
+    name: str
+    runtime: str = "demo"
+    command: list[str] | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    resume: bool = True
+    ready_pattern: str | None = None  # generic runtime: regex that means "ready for input"
+    progress_timeout: float = 300.0  # in flight with no agent activity this long → unhealthy
+    launch_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """``[ledger]``: where and how durably the ledger is written."""
+
+    path: Path
+    synchronous: str = "full"
+    retention_days: float = 30.0
+    max_attempts: int = 3
+    lease_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """``[outbox]``: reply delivery policy."""
+
+    backoff: tuple[float, ...] = (5.0, 25.0, 120.0, 600.0)
+    max_retries: int = 5
+    ttl_seconds: float = 86400.0
+    drain_budget_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """``[console]``: the local web console."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    """``[injection]``: how prompts are pasted."""
+
+    spill_threshold: int = 8000
+    settle_ms: float = 50.0
+    verify_timeout: float = 1.5
+
+
+@dataclass(frozen=True)
+class Route:
+    """``[[routes]]``: messages of ``channel`` (and optionally one conversation) go to ``agent``."""
+
+    channel: str
+    agent: str
+    conversation: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path | None
+    ledger: LedgerConfig
+    agents: dict[str, AgentConfig]
+    outbox: OutboxConfig = OutboxConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    injection: InjectionConfig = InjectionConfig()
+    routes: tuple[Route, ...] = ()
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state_dir: Path = field(default_factory=paths.data_dir)
+    tmux_socket: str = "agentbridge"
+
+    def agent_for(self, channel: str, conversation: str) -> str:
+        """The agent a message goes to: the most specific route, else the first agent."""
+        for route in self.routes:
+            if route.channel == channel and route.conversation == conversation:
+                return route.agent
+        for route in self.routes:
+            if route.channel in (channel, "*") and route.conversation is None:
+                return route.agent
+        return next(iter(self.agents))
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ConfigError(f"config: {key} must be a number, not {value!r}")
+    if not isinstance(value, kind):
+        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"config: {key} must be a {want}, not {value!r}")
+    return value
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"config: unknown key {where}{key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _positive(value: Any, key: str) -> float:
+    number = float(_expect(value, (int, float), key))
+    if number <= 0:
+        raise ConfigError(f"config: {key} must be > 0, not {value!r}")
+    return number
+
+
+def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
+    where = f"agents.{name}."
+    _check_keys(
+        _expect(table, dict, f"agents.{name}"),
+        {"runtime", "command", "cwd", "env", "resume", "ready_pattern", "progress_timeout",
+         "launch_grace"},
+        where,
+    )
+    runtime = _expect(table.get("runtime", "demo"), str, where + "runtime")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"config: {where}runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    command = table.get("command")
+    if command is not None:
+        _expect(command, list, where + "command")
+        if not command or not all(isinstance(part, str) for part in command):
+            raise ConfigError(f"config: {where}command must be a non-empty list of strings")
+    if runtime == "generic" and command is None:
+        raise ConfigError(f"config: {where}command is required for the generic runtime")
+    env = _expect(table.get("env", {}), dict, where + "env")
+    for key, value in env.items():
+        _expect(value, str, f"{where}env.{key}")
+    cwd = table.get("cwd")
+    return AgentConfig(
+        name=name,
+        runtime=runtime,
+        command=list(command) if command else None,
+        cwd=Path(_expect(cwd, str, where + "cwd")).expanduser() if cwd is not None else None,
+        env=dict(env),
+        resume=_expect(table.get("resume", True), bool, where + "resume"),
+        ready_pattern=table.get("ready_pattern"),
+        progress_timeout=_positive(table.get("progress_timeout", 300.0), where + "progress_timeout"),
+        launch_grace=_positive(table.get("launch_grace", 30.0), where + "launch_grace"),
+    )
+
+
+def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a ``Config``."""
+    _check_keys(
+        raw,
+        {"ledger", "agents", "outbox", "console", "injection", "routes", "channels", "schedules",
+         "state_dir", "tmux_socket"},
+        "",
+    )
+    state_dir = Path(_expect(raw.get("state_dir", str(paths.data_dir())), str, "state_dir"))
+    state_dir = state_dir.expanduser()
+
+    led = _expect(raw.get("ledger", {}), dict, "ledger")
+    _check_keys(led, {"path", "synchronous", "retention_days", "max_attempts", "lease_seconds"},
+                "ledger.")
+    sync = _expect(led.get("synchronous", "full"), str, "ledger.synchronous").lower()
+    if sync not in ("full", "normal"):
+        raise ConfigError(f"config: ledger.synchronous must be 'full' or 'normal', not {sync!r}")
+    max_attempts = _expect(led.get("max_attempts", 3), int, "ledger.max_attempts")
+    if max_attempts < 1:
+        raise ConfigError("config: ledger.max_attempts must be >= 1")
+    ledger = LedgerConfig(
+        path=Path(_expect(led.get("path", str(state_dir / "ledger.db")), str, "ledger.path"))
+        .expanduser(),
+        synchronous=sync,
+        retention_days=_positive(led.get("retention_days", 30), "ledger.retention_days"),
+        max_attempts=max_attempts,
+        lease_seconds=_positive(led.get("lease_seconds", 600), "ledger.lease_seconds"),
+    )
+
+    agents_raw = _expect(raw.get("agents", {}), dict, "agents")
+    agents = {name: _agent(name, table) for name, table in agents_raw.items()}
+    if not agents:
+        agents = {"demo": AgentConfig(name="demo", runtime="demo")}
+
+    out = _expect(raw.get("outbox", {}), dict, "outbox")
+    _check_keys(out, {"backoff", "max_retries", "ttl_seconds", "drain_budget_seconds"}, "outbox.")
+    backoff = _expect(out.get("backoff", [5, 25, 120, 600]), list, "outbox.backoff")
+    outbox = OutboxConfig(
+        backoff=tuple(_positive(b, "outbox.backoff") for b in backoff) or (5.0,),
+        max_retries=_expect(out.get("max_retries", 5), int, "outbox.max_retries"),
+        ttl_seconds=_positive(out.get("ttl_seconds", 86400), "outbox.ttl_seconds"),
+        drain_budget_seconds=_positive(out.get("drain_budget_seconds", 60),
+                                       "outbox.drain_budget_seconds"),
+    )
+
+    con = _expect(raw.get("console", {}), dict, "console")
+    _check_keys(con, {"enabled", "host", "port", "allowed_hosts"}, "console.")
+    port = _expect(con.get("port", 8765), int, "console.port")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"config: console.port must be 0..65535, not {port}")
+    console = ConsoleConfig(
+        enabled=_expect(con.get("enabled", True), bool, "console.enabled"),
+        host=_expect(con.get("host", "127.0.0.1"), str, "console.host"),
+        port=port,
+        allowed_hosts=tuple(_expect(con.get("allowed_hosts", []), list, "console.allowed_hosts")),
+    )
+
+    inj = _expect(raw.get("injection", {}), dict, "injection")
+    _check_keys(inj, {"spill_threshold", "settle_ms", "verify_timeout"}, "injection.")
+    injection = InjectionConfig(
+        spill_threshold=int(_positive(inj.get("spill_threshold", 8000), "injection.spill_threshold")),
+        settle_ms=float(_expect(inj.get("settle_ms", 50), (int, float), "injection.settle_ms")),
+        verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
+    )
+
+    routes = []
+    for i, r in enumerate(_expect(raw.get("routes", []), list, "routes")):
+        _expect(r, dict, f"routes[{i}]")
+        _check_keys(r, {"channel", "agent", "conversation"}, f"routes[{i}].")
+        agent = _expect(r.get("agent"), str, f"routes[{i}].agent")
+        if agent not in agents:
+            raise ConfigError(f"config: routes[{i}].agent names no configured agent: {agent!r}")
+        conv = r.get("conversation")
+        routes.append(Route(channel=_expect(r.get("channel", "*"), str, f"routes[{i}].channel"),
+                            agent=agent,
+                            conversation=None if conv is None else str(conv)))
+
+    channels = _expect(raw.get("channels", {}), dict, "channels")
+    for name, table in channels.items():
+        _expect(table, dict, f"channels.{name}")
+    schedules = _expect(raw.get("schedules", {}), dict, "schedules")
+    for name, table in schedules.items():
+        _expect(table, dict, f"schedules.{name}")
+
+    return Config(
+        path=path,
+        ledger=ledger,
+        agents=agents,
+        outbox=outbox,
+        console=console,
+        injection=injection,
+        routes=tuple(routes),
+        channels={k: dict(v) for k, v in channels.items()},
+        schedules={k: dict(v) for k, v in schedules.items()},
+        state_dir=state_dir,
+        tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load the config file (missing file → embedded defaults); raise ``ConfigError``."""
+    explicit = path is not None
+    path = path or paths.default_config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config: file not found: {path}")
+        return parse_config({}, None)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc}") from exc
+    return parse_config(raw, path)
+
+
+DEFAULT_CONFIG_TEXT = '''\
+# agentbridge configuration. Every key is optional; these are the defaults.
+# Docs: README.md. A bad key or value stops the bridge with one line naming it.
+
+# state_dir = "~/.local/share/agentbridge"   # ledger, agent state, spilled messages
+# tmux_socket = "agentbridge"                # our own tmux server (tmux -L agentbridge)
+
+[ledger]
+# path = "~/.local/share/agentbridge/ledger.db"
+synchronous = "full"      # "full": survives power loss; "normal": faster, may lose the last
+                          # commits on power loss (never on a crash of agentbridge itself)
+retention_days = 30       # completed/failed rows older than this are pruned
+max_attempts = 3          # a message replayed this many times is quarantined
+lease_seconds = 600
+
+# One table per agent. With none, one "demo" agent (the built-in fake agent) runs.
+# [agents.main]
+# runtime = "claude-code"          # claude-code | codex | demo | generic
+# command = ["claude"]             # the CLI and extra arguments, if not the default
+# cwd = "~/src/myproject"
+# env = { CLAUDE_CONFIG_DIR = "~/.claude-work" }
+# resume = true                    # continue the previous conversation after a restart
+
+# [[routes]]                       # which agent a channel/conversation talks to
+# channel = "telegram"
+# agent = "main"
+
+[outbox]
+backoff = [5, 25, 120, 600]   # seconds between delivery retries (jitter added)
+max_retries = 5
+ttl_seconds = 86400
+
+[console]
+enabled = true
+host = "127.0.0.1"
+port = 8765
+
+[injection]
+spill_threshold = 8000    # longer messages go to a 0600 file the agent is told to read
+
+# [channels.telegram]
+# token_file = "~/.config/agentbridge/telegram.token"   # mode 0600
+# allowed_users = [123456789]
+
+# [schedules.standup]
+# cron = "0 9 * * 1-5"     # or: every = "30m"
+# text = "Summarise yesterday's commits"
+# missed = "skip"          # or "once"
+'''

@@ -1,0 +1,173 @@
+"""The objects plugins register: channels and agent runtime profiles.
+
+Pluggy never awaits, so hooks only *register* these objects; the bridge then calls their
+methods (async where they do I/O) directly. These Protocols are the contract.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agentbridge.agent_events import AgentEvent, TranscriptParser
+    from agentbridge.config import AgentConfig
+    from agentbridge.ledger import IngestResult
+    from agentbridge.models import Message, OutboxItem
+
+
+# --------------------------------------------------------------------------- channels
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    """What a platform accepts in one outgoing message; the relay chunks replies to fit."""
+
+    max_message_length: int = 4000
+    supports_formatting: bool = False
+
+
+class ErrorClass(enum.StrEnum):
+    """How the outbox relay treats a failed delivery."""
+
+    #: retry with backoff (timeouts, 5xx, network)
+    TRANSIENT = "transient"
+    #: never retry (chat not found, bot blocked, bad request)
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class DeliveryError(Exception):
+    """Raised by ``Channel.deliver``; ``retry_after`` (seconds) overrides the backoff schedule."""
+
+    message: str
+    error_class: ErrorClass = ErrorClass.TRANSIENT
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the sender sees of a message's progress (glossary: receipt)."""
+
+    message_id: int
+    channel: str
+    conversation: str
+    status: str  # queued | injected | working | replied | failed | waiting
+    detail: str = ""
+    platform_message_id: str | None = None
+
+
+Ingest = Callable[..., Awaitable["IngestResult"]]
+
+
+@dataclass
+class ChannelContext:
+    """What the bridge hands a channel at start: the one way in (``ingest``) and its config."""
+
+    name: str
+    config: dict[str, Any]
+    ingest: Ingest
+    state_dir: Path
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A place messages come from and replies go to (web console, Telegram, scheduler…)."""
+
+    name: str
+    limits: ChannelLimits
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Begin receiving. Tell the platform "received" only after ``ctx.ingest`` returned."""
+
+    async def stop(self) -> None:
+        """Stop receiving and release resources; must be safe to call twice."""
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        """Send one reply chunk; return the platform message id. Raise ``DeliveryError``."""
+
+    def classify_error(self, exc: BaseException) -> ErrorClass | None:
+        """Say whether ``exc`` from ``deliver`` is permanent; None means the default rules."""
+
+    async def receipt(self, receipt: Receipt) -> None:
+        """Show the sender a receipt (reaction, typing…); best effort, never raises."""
+
+
+# --------------------------------------------------------------------------- runtimes
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one agent CLI in its tmux session (never contains message text)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    session_id: str | None = None
+    hook_events: Path | None = None
+    config_dir: Path | None = None
+
+
+class ScreenKind(enum.StrEnum):
+    """What the pane shows, as far as a profile can read it (the weakest evidence we use)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    RATE_LIMITED = "rate_limited"
+    CONTEXT_FULL = "context_full"
+    API_ERROR = "api_error"
+    LOGIN_REQUIRED = "login_required"
+    PERMISSION_PROMPT = "permission_prompt"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ScreenState:
+    """A reading of the screen; ``input_text`` is what sits in the input box (None: no box)."""
+
+    kind: ScreenKind
+    input_text: str | None = None
+    detail: str = ""
+    reset_at: str | None = None  # as printed by the CLI, e.g. "3:45pm"
+
+
+class HookParser(Protocol):
+    """Stateful: maps hook records (``{"event", "payload"}``) to events of the right turn."""
+
+    def feed(self, record: dict[str, Any]) -> list[AgentEvent]:
+        """Events for one hook relay record; unknown records give an empty list."""
+
+
+@runtime_checkable
+class RuntimeProfile(Protocol):
+    """How a kind of agent CLI is launched, injected into and read back."""
+
+    name: str
+    #: False for screen-only evidence (the ``generic`` profile): completion is weaker
+    strong_completion: bool
+
+    def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
+        """Seed config files and hooks (idempotent, merging) and say how to launch."""
+
+    def transcript_path(self, spec: LaunchSpec, pane_pid: int | None) -> Path | None:
+        """The transcript file the running CLI writes (it may not exist yet)."""
+
+    def new_parser(self) -> TranscriptParser:
+        """A fresh stateful parser for one transcript file."""
+
+    def new_hook_parser(self) -> HookParser | None:
+        """A fresh stateful parser of hook relay records, or None when hooks are not used."""
+
+    def agent_status(self, spec: LaunchSpec, pane_pid: int | None) -> str | None:
+        """The agent's own idle/busy/waiting state when it publishes one, else None."""
+
+    def screen_state(self, screen: str) -> ScreenState:
+        """Read the screen: fallback evidence for readiness, idleness and known fault screens."""
