@@ -1,0 +1,257 @@
+"""Inject one message into an agent's input box, safely, and say what happened.
+
+The recipe (measured on Claude Code and Codex, see the field notes): sanitize → bracketed paste
+via a tmux buffer → wait until the text (or a ``[Pasted text #N …]`` placeholder) shows in the
+input box → settle ~50 ms (Claude swallows an Enter < 100 ms after a paste) → Enter as its own
+command → verify acceptance from the agent's own record → if not accepted and the text is still
+in the box, Enter again (never re-paste; an unconditional second Enter costs ~400 ms per turn).
+
+The injector never sends message text with send-keys and never pastes over text already in the
+box (a human typing, or leftovers): then it returns ``box_not_empty`` and sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from agentbridge.sanitize import sanitize_text
+from agentbridge.tmux import TmuxServer
+
+__all__ = [
+    "AcceptSignal",
+    "InjectionOutcome",
+    "InjectionResult",
+    "Injector",
+    "InjectorConfig",
+    "InputBoxReader",
+    "claude_input_box",
+    "codex_input_box",
+]
+
+#: Reads the input box from a captured screen: its text ("" = empty), or None = no box found.
+InputBoxReader = Callable[[str], "str | None"]
+#: The agent's own record of the prompt: an Event the caller sets, or an awaitable predicate.
+AcceptSignal = asyncio.Event | Callable[[], Awaitable[bool]]
+
+_PLACEHOLDER = re.compile(r"\[Pasted text #\d+(?: \+\d+ lines?)?\]")
+_WS = re.compile(r"\s+")
+
+
+class InjectionOutcome(StrEnum):
+    """How an injection ended."""
+
+    #: The agent's own record (transcript / hook) shows the prompt.
+    ACCEPTED = "accepted"
+    #: The text left the input box after Enter but no record confirmed it in time.
+    SUBMITTED_UNVERIFIED = "submitted_unverified"
+    #: Text was already in the box: nothing pasted, nothing pressed. Wait and retry/report.
+    BOX_NOT_EMPTY = "box_not_empty"
+    #: No input box on screen (dialog, not ready, crashed): nothing pasted, nothing pressed.
+    BOX_NOT_FOUND = "box_not_found"
+    #: Pasted, but the text never showed in the box: no Enter pressed; the box may hold text.
+    PASTE_NOT_VISIBLE = "paste_not_visible"
+    #: Every allowed Enter pressed, the text is still in the box and nothing accepted it.
+    NOT_SUBMITTED = "not_submitted"
+
+
+@dataclass(frozen=True)
+class InjectorConfig:
+    """Timing knobs, seconds."""
+
+    settle: float = 0.05  #: wait after the text is visible, before Enter
+    visible_timeout: float = 3.0  #: how long the pasted text may take to show
+    verify_timeout: float = 1.0  #: per Enter: how long to wait for the agent's record
+    max_enters: int = 3  #: total Enter presses allowed
+    poll_interval: float = 0.02  #: screen polling period
+
+
+@dataclass(frozen=True)
+class InjectionResult:
+    """What the injector did; ``timings`` in ms from the start of :meth:`Injector.inject`."""
+
+    outcome: InjectionOutcome
+    enter_presses: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    box: str | None = None  #: last input-box text seen (for reports)
+
+    @property
+    def submitted(self) -> bool:
+        """True when the prompt very likely reached the agent."""
+        return self.outcome in (InjectionOutcome.ACCEPTED, InjectionOutcome.SUBMITTED_UNVERIFIED)
+
+
+def _box_after_prompt(screen: str, prompts: tuple[str, ...], border: str) -> str | None:
+    """The text after the last line starting with one of ``prompts``, with continuation lines.
+
+    Continuation lines run until a blank line or a line starting with ``border``.
+    """
+    lines = screen.split("\n")
+    start = None
+    prefix_len = 0
+    for i in range(len(lines) - 1, -1, -1):
+        for p in prompts:
+            if lines[i].startswith(p):
+                start, prefix_len = i, len(p)
+                break
+        if start is not None:
+            break
+    if start is None:
+        return None
+    parts = [lines[start][prefix_len:]]
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.lstrip().startswith(border):
+            break
+        parts.append(line.strip())
+    return "\n".join(parts).strip()
+
+
+def claude_input_box(screen: str) -> str | None:
+    """Claude Code's input box: the ``❯\\u00a0`` line (and wrapped lines) above the ``─`` border.
+
+    Caveat: a dimmed suggestion shown in an empty box reads as text here.
+    """
+    return _box_after_prompt(screen, ("❯\u00a0", "❯ "), "─")
+
+
+def codex_input_box(screen: str) -> str | None:
+    """Codex's composer: the ``› `` line and its indented continuation lines."""
+    return _box_after_prompt(screen, ("›\u00a0", "› "), "─")
+
+
+def _squash(text: str) -> str:
+    return _WS.sub("", text)
+
+
+def text_visible(box: str, text: str, tail: int = 40) -> bool:
+    """True when ``box`` shows ``text``: its placeholder, or its last characters (whitespace-free).
+
+    The tail is what matters: the app shows the end of a long paste only once it has all of it.
+    Characters a terminal may render differently (emoji, combining marks) are compared loosely:
+    if the text has no plain ASCII tail, any non-empty box counts.
+    """
+    if not box.strip():
+        return False
+    if _PLACEHOLDER.search(box):
+        return True
+    plain_box = "".join(c for c in _squash(box) if c.isascii())
+    plain_text = "".join(c for c in _squash(text) if c.isascii())
+    if not plain_text:
+        return True
+    return plain_text[-tail:] in plain_box
+
+
+class Injector:
+    """Injects messages into one pane; one injection at a time."""
+
+    def __init__(
+        self,
+        tmux: TmuxServer,
+        pane_id: str,
+        input_box: InputBoxReader = claude_input_box,
+        config: InjectorConfig | None = None,
+    ) -> None:
+        self.tmux = tmux
+        self.pane_id = pane_id
+        self.input_box = input_box
+        self.config = config or InjectorConfig()
+        self._lock = asyncio.Lock()
+
+    async def read_box(self) -> str | None:
+        """The input box's current text ("" = empty), None = no box on screen."""
+        return self.input_box(await self.tmux.capture(self.pane_id))
+
+    async def inject(self, text: str | bytes, accepted: AcceptSignal | None) -> InjectionResult:
+        """Paste ``text`` (sanitized here) and submit it; see the module doc for the recipe.
+
+        ``accepted`` is the agent's own record of the prompt; with None the injector can only
+        tell that the text left the box (``submitted_unverified`` at best).
+        """
+        async with self._lock:
+            return await self._inject(sanitize_text(text), accepted)
+
+    async def _inject(self, clean: str, accepted: AcceptSignal | None) -> InjectionResult:
+        cfg = self.config
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+
+        def mark(name: str) -> None:
+            timings[name] = round((time.monotonic() - t0) * 1000, 2)
+
+        if not clean.strip():
+            raise ValueError("message is empty after sanitizing")
+        box = await self.read_box()
+        mark("check")
+        if box is None:
+            return InjectionResult(InjectionOutcome.BOX_NOT_FOUND, 0, timings, box)
+        if box:
+            return InjectionResult(InjectionOutcome.BOX_NOT_EMPTY, 0, timings, box)
+
+        await self.tmux.load_and_paste(self.pane_id, clean)
+        mark("paste")
+        box = await self._wait_box(
+            lambda b: b is not None and text_visible(b, clean), cfg.visible_timeout
+        )
+        if box is None or not text_visible(box, clean):
+            mark("total")
+            return InjectionResult(InjectionOutcome.PASTE_NOT_VISIBLE, 0, timings, box)
+        mark("visible")
+        await asyncio.sleep(cfg.settle)
+
+        presses = 0
+        while True:
+            await self.tmux.send_enter(self.pane_id)
+            presses += 1
+            mark(f"enter{presses}")
+            if accepted is not None:
+                if await self._wait_accepted(accepted, cfg.verify_timeout):
+                    mark("accepted")
+                    mark("total")
+                    return InjectionResult(InjectionOutcome.ACCEPTED, presses, timings, None)
+                box = await self.read_box()
+            else:
+                box = await self._wait_box(
+                    lambda b: b is None or not text_visible(b, clean), cfg.verify_timeout
+                )
+            still_there = box is not None and text_visible(box, clean)
+            if not still_there:
+                break
+            if presses >= cfg.max_enters:
+                mark("total")
+                return InjectionResult(InjectionOutcome.NOT_SUBMITTED, presses, timings, box)
+
+        # The text left the box: give the record one more window before calling it unverified.
+        if accepted is not None and await self._wait_accepted(accepted, cfg.verify_timeout):
+            mark("accepted")
+            mark("total")
+            return InjectionResult(InjectionOutcome.ACCEPTED, presses, timings, box)
+        mark("total")
+        return InjectionResult(InjectionOutcome.SUBMITTED_UNVERIFIED, presses, timings, box)
+
+    async def _wait_box(self, done: Callable[[str | None], bool], within: float) -> str | None:
+        """Poll the input box until ``done(box)`` or the deadline; return the last box read."""
+        deadline = time.monotonic() + within
+        while True:
+            box = await self.read_box()
+            if done(box) or time.monotonic() >= deadline:
+                return box
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def _wait_accepted(self, accepted: AcceptSignal, within: float) -> bool:
+        if isinstance(accepted, asyncio.Event):
+            try:
+                await asyncio.wait_for(accepted.wait(), within)
+            except TimeoutError:
+                return False
+            return True
+        deadline = time.monotonic() + within
+        while True:
+            if await accepted():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.config.poll_interval)
