@@ -139,13 +139,23 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
     where = f"agents.{name}."
     _check_keys(
         _expect(table, dict, f"agents.{name}"),
-        {"runtime", "command", "cwd", "env", "resume", "ready_pattern", "progress_timeout",
-         "launch_grace"},
+        {
+            "runtime",
+            "command",
+            "cwd",
+            "env",
+            "resume",
+            "ready_pattern",
+            "progress_timeout",
+            "launch_grace",
+        },
         where,
     )
     runtime = _expect(table.get("runtime", "demo"), str, where + "runtime")
     if runtime not in RUNTIMES:
-        raise ConfigError(f"config: {where}runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        raise ConfigError(
+            f"config: {where}runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}"
+        )
     command = table.get("command")
     if command is not None:
         _expect(command, list, where + "command")
@@ -165,7 +175,9 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
         env=dict(env),
         resume=_expect(table.get("resume", True), bool, where + "resume"),
         ready_pattern=table.get("ready_pattern"),
-        progress_timeout=_positive(table.get("progress_timeout", 300.0), where + "progress_timeout"),
+        progress_timeout=_positive(
+            table.get("progress_timeout", 300.0), where + "progress_timeout"
+        ),
         launch_grace=_positive(table.get("launch_grace", 30.0), where + "launch_grace"),
     )
 
@@ -174,16 +186,27 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     """Validate a parsed TOML document into a ``Config``."""
     _check_keys(
         raw,
-        {"ledger", "agents", "outbox", "console", "injection", "routes", "channels", "schedules",
-         "state_dir", "tmux_socket"},
+        {
+            "ledger",
+            "agents",
+            "outbox",
+            "console",
+            "injection",
+            "routes",
+            "channels",
+            "schedules",
+            "state_dir",
+            "tmux_socket",
+        },
         "",
     )
     state_dir = Path(_expect(raw.get("state_dir", str(paths.data_dir())), str, "state_dir"))
     state_dir = state_dir.expanduser()
 
     led = _expect(raw.get("ledger", {}), dict, "ledger")
-    _check_keys(led, {"path", "synchronous", "retention_days", "max_attempts", "lease_seconds"},
-                "ledger.")
+    _check_keys(
+        led, {"path", "synchronous", "retention_days", "max_attempts", "lease_seconds"}, "ledger."
+    )
     sync = _expect(led.get("synchronous", "full"), str, "ledger.synchronous").lower()
     if sync not in ("full", "normal"):
         raise ConfigError(f"config: ledger.synchronous must be 'full' or 'normal', not {sync!r}")
@@ -191,8 +214,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     if max_attempts < 1:
         raise ConfigError("config: ledger.max_attempts must be >= 1")
     ledger = LedgerConfig(
-        path=Path(_expect(led.get("path", str(state_dir / "ledger.db")), str, "ledger.path"))
-        .expanduser(),
+        path=Path(
+            _expect(led.get("path", str(state_dir / "ledger.db")), str, "ledger.path")
+        ).expanduser(),
         synchronous=sync,
         retention_days=_positive(led.get("retention_days", 30), "ledger.retention_days"),
         max_attempts=max_attempts,
@@ -211,8 +235,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         backoff=tuple(_positive(b, "outbox.backoff") for b in backoff) or (5.0,),
         max_retries=_expect(out.get("max_retries", 5), int, "outbox.max_retries"),
         ttl_seconds=_positive(out.get("ttl_seconds", 86400), "outbox.ttl_seconds"),
-        drain_budget_seconds=_positive(out.get("drain_budget_seconds", 60),
-                                       "outbox.drain_budget_seconds"),
+        drain_budget_seconds=_positive(
+            out.get("drain_budget_seconds", 60), "outbox.drain_budget_seconds"
+        ),
     )
 
     con = _expect(raw.get("console", {}), dict, "console")
@@ -230,7 +255,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     inj = _expect(raw.get("injection", {}), dict, "injection")
     _check_keys(inj, {"spill_threshold", "settle_ms", "verify_timeout"}, "injection.")
     injection = InjectionConfig(
-        spill_threshold=int(_positive(inj.get("spill_threshold", 8000), "injection.spill_threshold")),
+        spill_threshold=int(
+            _positive(inj.get("spill_threshold", 8000), "injection.spill_threshold")
+        ),
         settle_ms=float(_expect(inj.get("settle_ms", 50), (int, float), "injection.settle_ms")),
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
     )
@@ -243,9 +270,13 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         if agent not in agents:
             raise ConfigError(f"config: routes[{i}].agent names no configured agent: {agent!r}")
         conv = r.get("conversation")
-        routes.append(Route(channel=_expect(r.get("channel", "*"), str, f"routes[{i}].channel"),
-                            agent=agent,
-                            conversation=None if conv is None else str(conv)))
+        routes.append(
+            Route(
+                channel=_expect(r.get("channel", "*"), str, f"routes[{i}].channel"),
+                agent=agent,
+                conversation=None if conv is None else str(conv),
+            )
+        )
 
     channels = _expect(raw.get("channels", {}), dict, "channels")
     for name, table in channels.items():
@@ -286,7 +317,7 @@ def load_config(path: Path | None = None) -> Config:
     return parse_config(raw, path)
 
 
-DEFAULT_CONFIG_TEXT = '''\
+DEFAULT_CONFIG_TEXT = """\
 # agentbridge configuration. Every key is optional; these are the defaults.
 # Docs: README.md. A bad key or value stops the bridge with one line naming it.
 
@@ -334,4 +365,4 @@ spill_threshold = 8000    # longer messages go to a 0600 file the agent is told 
 # cron = "0 9 * * 1-5"     # or: every = "30m"
 # text = "Summarise yesterday's commits"
 # missed = "skip"          # or "once"
-'''
+"""

@@ -1,0 +1,865 @@
+"""The durable ledger: every inbound message, its lease, the outbox and the audit trail.
+
+Each public method is one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) run as a single
+function on aiosqlite's connection thread, so a transition and its event row commit together
+and cost one thread hop. A method returns only after its commit: the return of ``ingest`` is
+the ingress ack a channel may pass on to its platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from agentbridge.ledger_outbox import OutboxMixin
+from agentbridge.migrations import migrate
+from agentbridge.models import Event, Message
+from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_IN_FLIGHT_SQL = "('claimed', 'submitted', 'accepted')"
+
+
+class LedgerError(Exception):
+    """Base of the ledger's own errors."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The same idempotency key arrived again with different content."""
+
+
+class StaleLease(LedgerError):
+    """A transition presented a fencing version that is no longer current (recorded)."""
+
+
+class IllegalTransition(LedgerError):
+    """The state machine does not allow this move (recorded)."""
+
+
+class NotFound(LedgerError):
+    """No row with that id."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``ingest`` returns: the stored message, and whether this call created it."""
+
+    message: Message
+    created: bool
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One message for ``ingest_many``."""
+
+    channel: str
+    conversation: str
+    sender: str
+    text: str
+    key: str | None = None
+    agent: str = "default"
+    priority: int = 0
+    meta: dict[str, Any] | None = None
+
+
+def text_hash(text: str) -> str:
+    """Canonical content hash used by idempotency checks."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def insert_event(
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    kind: str,
+    *,
+    message_id: int | None = None,
+    outbox_id: int | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    attempt: int | None = None,
+    detail: str = "",
+) -> None:
+    """Append one audit-trail row (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO events (message_id, outbox_id, at, actor, kind, from_state, to_state,"
+        " attempt, detail) VALUES (?,?,?,?,?,?,?,?,?)",
+        (message_id, outbox_id, now, actor, kind, from_state, to_state, attempt, detail),
+    )
+
+
+class Ledger(OutboxMixin):
+    """Async facade over one SQLite file. Open with ``await Ledger.open(path)``."""
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 3,
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self._listeners: list[Callable[[str, int], None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        synchronous: str = "full",
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 3,
+    ) -> Ledger:
+        """Open (creating and migrating if needed) the ledger at ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            await _on_db_thread(db, lambda: _configure(db._conn, synchronous, str(path)))
+        except BaseException:
+            await db.close()
+            raise
+        try:
+            path.chmod(0o600)
+        except OSError:  # pragma: no cover - e.g. a read-only mount
+            log.warning("could not set mode 0600 on %s", path)
+        return cls(db, path, clock=clock, max_attempts=max_attempts)
+
+    async def close(self) -> None:
+        """Close the connection (pending transactions have all committed by then)."""
+        await self._db.close()
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def on_change(self, listener: Callable[[str, int], None]) -> Callable[[], None]:
+        """Call ``listener(kind, id)`` after every committed change; returns an unsubscribe.
+
+        ``kind`` is ``"message"`` or ``"outbox"``. This is how the dispatcher and relay wake at
+        once on an ingest instead of polling.
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, kind: str, ids: Iterable[int]) -> None:
+        for ident in ids:
+            for listener in list(self._listeners):
+                try:
+                    listener(kind, ident)
+                except Exception:  # a listener's bug must not undo a committed write
+                    log.exception("ledger listener failed")
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
+        """Run ``fn(conn, now)`` in one write transaction on the connection thread."""
+        now = self.clock()
+
+        def run() -> T:
+            conn = self._db._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, now)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await _on_db_thread(self._db, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` on the connection thread."""
+        return await _on_db_thread(self._db, lambda: fn(self._db._conn))
+
+    # ------------------------------------------------------------------ ingest
+
+    async def ingest(
+        self,
+        channel: str,
+        conversation: str,
+        sender: str,
+        text: str,
+        key: str | None = None,
+        agent: str = "default",
+        priority: int = 0,
+        meta: dict[str, Any] | None = None,
+    ) -> IngestResult:
+        """Durably store one inbound message; idempotent on ``(channel, key)``.
+
+        Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
+        """
+        item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
+        results = await self._tx(lambda conn, now: [_ingest_one(conn, now, item)])
+        result = results[0]
+        if isinstance(result, IdempotencyConflict):
+            raise result
+        if result.created:
+            self._notify("message", [result.message.id])
+        return result
+
+    async def ingest_many(self, items: Sequence[NewMessage]) -> list[IngestResult]:
+        """Ingest a batch in one transaction (one fsync); conflicts raise and roll back all."""
+
+        def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
+            out: list[IngestResult] = []
+            for item in items:
+                result = _ingest_one(conn, now, item)
+                if isinstance(result, IdempotencyConflict):
+                    raise result
+                out.append(result)
+            return out
+
+        results = await self._tx(run)
+        self._notify("message", [r.message.id for r in results if r.created])
+        return results
+
+    # ------------------------------------------------------------------ claim and lease
+
+    async def claim_next(
+        self,
+        agent: str,
+        owner: str,
+        lease_seconds: float = 600.0,
+        *,
+        exclusive: bool = True,
+    ) -> Message | None:
+        """Lease the next message for ``agent``: control lane first, then oldest (FIFO).
+
+        Skips conversations that already have a message in flight. With ``exclusive`` (one
+        message in flight per agent session), returns None while the agent has one in flight.
+        """
+
+        def run(conn: sqlite3.Connection, now: float) -> Message | None:
+            if (
+                exclusive
+                and conn.execute(
+                    f"SELECT 1 FROM messages WHERE agent = ? AND state IN {_IN_FLIGHT_SQL} LIMIT 1",
+                    (agent,),
+                ).fetchone()
+            ):
+                return None
+            row = conn.execute(
+                "SELECT id FROM messages AS m WHERE agent = ? AND state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM messages AS f WHERE f.agent = m.agent"
+                f"   AND f.channel = m.channel AND f.conversation = m.conversation"
+                f"   AND f.state IN {_IN_FLIGHT_SQL})"
+                " ORDER BY priority DESC, id LIMIT 1",
+                (agent,),
+            ).fetchone()
+            if row is None:
+                return None
+            claimed = conn.execute(
+                "UPDATE messages SET state = 'claimed', fence = fence + 1, lease_owner = ?,"
+                " lease_expires_at = ?, heartbeat_at = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'queued' RETURNING *",
+                (owner, now + lease_seconds, now, now, row["id"]),
+            ).fetchone()
+            msg = Message.from_row(claimed)
+            insert_event(
+                conn,
+                now,
+                owner,
+                "transition",
+                message_id=msg.id,
+                from_state="queued",
+                to_state="claimed",
+                attempt=msg.attempt,
+                detail=f"fence={msg.fence}",
+            )
+            return msg
+
+        msg = await self._tx(run)
+        if msg is not None:
+            self._notify("message", [msg.id])
+        return msg
+
+    async def heartbeat(self, message_id: int, fence: int, lease_seconds: float) -> Message:
+        """Extend the lease of an in-flight message (the agent is making progress)."""
+
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            row = conn.execute(
+                "UPDATE messages SET lease_expires_at = ?, heartbeat_at = ?"
+                f" WHERE id = ? AND fence = ? AND state IN {_IN_FLIGHT_SQL} RETURNING *",
+                (now + lease_seconds, now, message_id, fence),
+            ).fetchone()
+            if row is None:
+                _refuse(conn, now, message_id, fence, "heartbeat", None)
+            return Message.from_row(row)
+
+        return await self._tx(run)
+
+    # ------------------------------------------------------------------ fenced transitions
+
+    async def mark_submitted(self, message_id: int, fence: int, actor: str = "host") -> Message:
+        """Pasted and Enter pressed (weak accept)."""
+        return await self._transition(message_id, fence, MessageState.SUBMITTED, actor)
+
+    async def mark_accepted(
+        self, message_id: int, fence: int, actor: str = "host", detail: str = ""
+    ) -> Message:
+        """The agent's own record shows the prompt."""
+        return await self._transition(message_id, fence, MessageState.ACCEPTED, actor, detail)
+
+    async def complete(
+        self,
+        message_id: int,
+        fence: int,
+        reply: str,
+        actor: str = "host",
+        *,
+        queue_reply: bool = True,
+        detail: str = "",
+    ) -> Message:
+        """The turn ended: record the reply and (same transaction) queue it in the outbox."""
+        return await self._transition(
+            message_id,
+            fence,
+            MessageState.COMPLETED,
+            actor,
+            detail,
+            reply=reply,
+            queue_reply=queue_reply,
+        )
+
+    async def fail(self, message_id: int, fence: int, reason: str, actor: str = "host") -> Message:
+        """Permanent failure of an in-flight message."""
+        return await self._transition(
+            message_id, fence, MessageState.FAILED, actor, reason, reason=reason
+        )
+
+    async def _transition(
+        self,
+        message_id: int,
+        fence: int,
+        to: MessageState,
+        actor: str,
+        detail: str = "",
+        *,
+        reply: str | None = None,
+        reason: str | None = None,
+        queue_reply: bool = False,
+    ) -> Message:
+        outbox_ids: list[int] = []
+
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            current = _get(conn, message_id)
+            if current.fence != fence:
+                _refuse(conn, now, message_id, fence, f"-> {to}", current)
+            if current.state == to or (
+                to in (MessageState.SUBMITTED, MessageState.ACCEPTED)
+                and _rank(current.state) >= _rank(to)
+            ):
+                return current  # duplicate evidence (hook and transcript both report): no-op
+            if to not in MESSAGE_TRANSITIONS[current.state]:
+                insert_event(
+                    conn,
+                    now,
+                    actor,
+                    "refused",
+                    message_id=message_id,
+                    from_state=current.state,
+                    to_state=to,
+                    attempt=current.attempt,
+                    detail=f"illegal transition {current.state} -> {to}",
+                )
+                raise IllegalTransition(f"message {message_id}: {current.state} -> {to}")
+            terminal = to in (MessageState.COMPLETED, MessageState.FAILED)
+            row = conn.execute(
+                "UPDATE messages SET state = ?, updated_at = ?,"
+                " reply = COALESCE(?, reply), reason = COALESCE(?, reason),"
+                " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
+                " lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END"
+                " WHERE id = ? AND fence = ? RETURNING *",
+                (to, now, reply, reason, terminal, terminal, message_id, fence),
+            ).fetchone()
+            insert_event(
+                conn,
+                now,
+                actor,
+                "transition",
+                message_id=message_id,
+                from_state=current.state,
+                to_state=to,
+                attempt=current.attempt,
+                detail=detail,
+            )
+            msg = Message.from_row(row)
+            if to == MessageState.COMPLETED and queue_reply and reply:
+                item = self._enqueue_in_tx(
+                    conn,
+                    now,
+                    channel=msg.channel,
+                    conversation=msg.conversation,
+                    text=reply,
+                    key=f"reply:{msg.id}",
+                    message_id=msg.id,
+                    reply_to=msg.platform_id,
+                )
+                outbox_ids.append(item.id)
+            return msg
+
+        msg = await self._tx(run)
+        self._notify("message", [msg.id])
+        self._notify("outbox", outbox_ids)
+        return msg
+
+    # ------------------------------------------------------------------ recovery
+
+    async def victims(
+        self,
+        owner: str | None = None,
+        expired_before: float | None = None,
+        agent: str | None = None,
+    ) -> list[Message]:
+        """In-flight messages of a dead session (by owner / agent) or with expired leases.
+
+        Returned in original order (oldest first): that is the replay order.
+        """
+        clauses: list[str] = [f"state IN {_IN_FLIGHT_SQL}"]
+        params: list[object] = []
+        if owner is not None:
+            clauses.append("lease_owner = ?")
+            params.append(owner)
+        if agent is not None:
+            clauses.append("agent = ?")
+            params.append(agent)
+        if expired_before is not None:
+            clauses.append("lease_expires_at < ?")
+            params.append(expired_before)
+        sql = f"SELECT * FROM messages WHERE {' AND '.join(clauses)} ORDER BY id"
+
+        def run(conn: sqlite3.Connection) -> list[Message]:
+            return [Message.from_row(r) for r in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def requeue_victim(
+        self, message_id: int, fence: int, reason: str, actor: str = "recovery"
+    ) -> Message:
+        """Put a victim back at the head of its conversation with attempt + 1.
+
+        At the attempt limit it is quarantined instead, with a readable reason.
+        """
+
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            current = _get(conn, message_id)
+            if current.fence != fence:
+                _refuse(conn, now, message_id, fence, "requeue", current)
+            if current.state not in IN_FLIGHT:
+                raise IllegalTransition(f"message {message_id} is {current.state}, not in flight")
+            if current.attempt >= self.max_attempts:
+                why = (
+                    f"quarantined after {current.attempt} attempts"
+                    f" (limit {self.max_attempts}); last: {reason}"
+                )
+                return _set_state(
+                    conn, now, current, MessageState.QUARANTINED, actor, why, reason=why
+                )
+            row = conn.execute(
+                "UPDATE messages SET state = 'queued', attempt = attempt + 1, fence = fence + 1,"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                " WHERE id = ? RETURNING *",
+                (now, message_id),
+            ).fetchone()
+            insert_event(
+                conn,
+                now,
+                actor,
+                "transition",
+                message_id=message_id,
+                from_state=current.state,
+                to_state="queued",
+                attempt=current.attempt + 1,
+                detail=f"replay: {reason}",
+            )
+            return Message.from_row(row)
+
+        msg = await self._tx(run)
+        self._notify("message", [msg.id])
+        return msg
+
+    async def quarantine(self, message_id: int, reason: str, actor: str = "recovery") -> Message:
+        """Stop a queued or in-flight message and wait for a human."""
+        return await self._human_move(message_id, MessageState.QUARANTINED, reason, actor)
+
+    async def requeue_quarantined(self, message_id: int, actor: str = "human") -> Message:
+        """A human decided to try a quarantined message again (attempts start over)."""
+
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            current = _get(conn, message_id)
+            if current.state != MessageState.QUARANTINED:
+                raise IllegalTransition(f"message {message_id} is {current.state}, not quarantined")
+            row = conn.execute(
+                "UPDATE messages SET state = 'queued', attempt = 1, fence = fence + 1,"
+                " reason = NULL, updated_at = ? WHERE id = ? RETURNING *",
+                (now, message_id),
+            ).fetchone()
+            insert_event(
+                conn,
+                now,
+                actor,
+                "transition",
+                message_id=message_id,
+                from_state="quarantined",
+                to_state="queued",
+                attempt=1,
+                detail="requeued by a human",
+            )
+            return Message.from_row(row)
+
+        msg = await self._tx(run)
+        self._notify("message", [msg.id])
+        return msg
+
+    async def drop(
+        self, message_id: int, reason: str = "dropped by a human", actor: str = "human"
+    ) -> Message:
+        """Give up on a queued or quarantined message (state ``failed``)."""
+        return await self._human_move(message_id, MessageState.FAILED, reason, actor)
+
+    async def _human_move(
+        self, message_id: int, to: MessageState, reason: str, actor: str
+    ) -> Message:
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            current = _get(conn, message_id)
+            if to not in MESSAGE_TRANSITIONS[current.state]:
+                raise IllegalTransition(f"message {message_id} is {current.state}; cannot -> {to}")
+            return _set_state(conn, now, current, to, actor, reason, reason=reason, bump_fence=True)
+
+        msg = await self._tx(run)
+        self._notify("message", [msg.id])
+        return msg
+
+    async def note(self, message_id: int, actor: str, kind: str, detail: str) -> None:
+        """Record an observation (a receipt, a warning) in a message's audit trail."""
+        await self._tx(
+            lambda conn, now: insert_event(
+                conn, now, actor, kind, message_id=message_id, detail=detail
+            )
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, message_id: int) -> Message:
+        """One message; raises ``NotFound``."""
+        return await self._read(lambda conn: _get(conn, message_id))
+
+    async def find(self, channel: str, key: str) -> Message | None:
+        """The message with idempotency key ``(channel, key)``, if any."""
+
+        def run(conn: sqlite3.Connection) -> Message | None:
+            row = conn.execute(
+                "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (channel, key)
+            ).fetchone()
+            return Message.from_row(row) if row else None
+
+        return await self._read(run)
+
+    async def list_messages(
+        self,
+        state: str | None = None,
+        limit: int = 1000,
+        agent: str | None = None,
+        conversation: str | None = None,
+        channel: str | None = None,
+    ) -> list[Message]:
+        """Messages, newest last; filters are exact matches."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("state", state),
+            ("agent", agent),
+            ("conversation", conversation),
+            ("channel", channel),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM (SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?) ORDER BY id"
+
+        def run(conn: sqlite3.Connection) -> list[Message]:
+            return [Message.from_row(r) for r in conn.execute(sql, [*params, limit])]
+
+        return await self._read(run)
+
+    async def events_for(self, message_id: int) -> list[Event]:
+        """The audit trail of one message (and of its outbox rows), oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE message_id = ? OR outbox_id IN"
+                " (SELECT id FROM outbox WHERE message_id = ?) ORDER BY id",
+                (message_id, message_id),
+            )
+            return [Event.from_row(r) for r in rows]
+
+        return await self._read(run)
+
+    async def events_since(self, after_id: int, limit: int = 500) -> list[Event]:
+        """Audit rows with id > ``after_id`` (live views tail this)."""
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            )
+            return [Event.from_row(r) for r in rows]
+
+        return await self._read(run)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts for ``agentbridge status``: per agent and per state, oldest queued age."""
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            agents: dict[str, dict[str, Any]] = {}
+            for row in conn.execute(
+                "SELECT agent, state, COUNT(*) AS n, MIN(created_at) AS oldest"
+                " FROM messages WHERE state NOT IN ('completed', 'failed') GROUP BY agent, state"
+            ):
+                entry = agents.setdefault(
+                    row["agent"],
+                    {
+                        "queued": 0,
+                        "in_flight": 0,
+                        "quarantined": 0,
+                        "stale": 0,
+                        "oldest_queued_age": None,
+                    },
+                )
+                if row["state"] == "queued":
+                    entry["queued"] = row["n"]
+                    entry["oldest_queued_age"] = round(now - row["oldest"], 3)
+                elif row["state"] == "quarantined":
+                    entry["quarantined"] = row["n"]
+                else:
+                    entry["in_flight"] += row["n"]
+            for row in conn.execute(
+                f"SELECT agent, COUNT(*) AS n FROM messages WHERE state IN {_IN_FLIGHT_SQL}"
+                " AND lease_expires_at < ? GROUP BY agent",
+                (now,),
+            ):
+                agents.setdefault(
+                    row["agent"],
+                    {
+                        "queued": 0,
+                        "in_flight": 0,
+                        "quarantined": 0,
+                        "stale": 0,
+                        "oldest_queued_age": None,
+                    },
+                )
+                agents[row["agent"]]["stale"] = row["n"]
+            states = {
+                r["state"]: r["n"]
+                for r in conn.execute("SELECT state, COUNT(*) AS n FROM messages GROUP BY state")
+            }
+            outbox = {
+                r["state"]: r["n"]
+                for r in conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+            }
+            return {"agents": agents, "messages": states, "outbox": outbox}
+
+        return await self._read(run)
+
+    async def prune(self, retention_seconds: float) -> tuple[int, int]:
+        """Delete terminal messages/outbox rows (and their events) older than retention."""
+
+        def run(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
+            cutoff = now - retention_seconds
+            conn.execute(
+                "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN"
+                " ('completed', 'failed') AND updated_at < ?)",
+                (cutoff,),
+            )
+            messages = conn.execute(
+                "DELETE FROM messages WHERE state IN ('completed', 'failed') AND updated_at < ?",
+                (cutoff,),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM events WHERE outbox_id IN (SELECT id FROM outbox WHERE state IN"
+                " ('sent', 'failed', 'expired') AND updated_at < ?)",
+                (cutoff,),
+            )
+            replies = conn.execute(
+                "DELETE FROM outbox WHERE state IN ('sent', 'failed', 'expired')"
+                " AND updated_at < ?",
+                (cutoff,),
+            ).rowcount
+            return messages, replies
+
+        return await self._tx(run)
+
+
+# ---------------------------------------------------------------------- helpers (db thread)
+
+
+async def _on_db_thread(db: aiosqlite.Connection, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on aiosqlite's connection thread: one hop for a whole transaction.
+
+    aiosqlite's public calls cost one hop per statement; a transition is several statements.
+    ``_execute`` has been aiosqlite's dispatch primitive since its first release.
+    """
+    return await db._execute(fn)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _configure(conn: sqlite3.Connection, synchronous: str, path: str) -> None:
+    conn.execute("PRAGMA busy_timeout = 10000")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise LedgerError(f"ledger {path}: could not switch to WAL (got {mode})")
+    sync = {"full": "FULL", "normal": "NORMAL"}.get(synchronous.lower())
+    if sync is None:
+        raise LedgerError(f"ledger: synchronous must be 'full' or 'normal', not {synchronous!r}")
+    conn.execute(f"PRAGMA synchronous = {sync}")
+    if sys.platform == "darwin" and sync == "FULL":
+        conn.execute("PRAGMA fullfsync = ON")  # macOS fsync does not reach the platter without it
+    migrate(conn, path)
+
+
+def _rank(state: MessageState) -> int:
+    order = [
+        MessageState.QUEUED,
+        MessageState.CLAIMED,
+        MessageState.SUBMITTED,
+        MessageState.ACCEPTED,
+        MessageState.COMPLETED,
+    ]
+    return order.index(state) if state in order else 99
+
+
+def _get(conn: sqlite3.Connection, message_id: int) -> Message:
+    row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no message {message_id}")
+    return Message.from_row(row)
+
+
+def _refuse(
+    conn: sqlite3.Connection,
+    now: float,
+    message_id: int,
+    fence: int,
+    what: str,
+    current: Message | None,
+) -> Any:
+    """Record a stale holder's refused transition, commit that record, and raise."""
+    current = current or _get(conn, message_id)
+    insert_event(
+        conn,
+        now,
+        "ledger",
+        "refused",
+        message_id=message_id,
+        from_state=current.state,
+        attempt=current.attempt,
+        detail=f"stale fence {fence} (current {current.fence}) for {what}",
+    )
+    conn.execute("COMMIT")  # keep the refusal in the audit trail
+    conn.execute("BEGIN IMMEDIATE")  # the caller's ROLLBACK then ends an empty transaction
+    raise StaleLease(f"message {message_id}: fence {fence} is stale (current {current.fence})")
+
+
+def _set_state(
+    conn: sqlite3.Connection,
+    now: float,
+    current: Message,
+    to: MessageState,
+    actor: str,
+    detail: str,
+    *,
+    reason: str | None = None,
+    bump_fence: bool = False,
+) -> Message:
+    row = conn.execute(
+        "UPDATE messages SET state = ?, reason = ?, updated_at = ?, lease_owner = NULL,"
+        " lease_expires_at = NULL, fence = fence + ? WHERE id = ? RETURNING *",
+        (to, reason, now, 1 if bump_fence else 0, current.id),
+    ).fetchone()
+    insert_event(
+        conn,
+        now,
+        actor,
+        "transition",
+        message_id=current.id,
+        from_state=current.state,
+        to_state=to,
+        attempt=current.attempt,
+        detail=detail,
+    )
+    return Message.from_row(row)
+
+
+def _ingest_one(
+    conn: sqlite3.Connection, now: float, item: NewMessage
+) -> IngestResult | IdempotencyConflict:
+    digest = text_hash(item.text)
+    if item.key is not None:
+        row = conn.execute(
+            "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
+        ).fetchone()
+        if row is not None:
+            if row["text_hash"] != digest:
+                insert_event(
+                    conn,
+                    now,
+                    item.channel,
+                    "idempotency_conflict",
+                    message_id=row["id"],
+                    detail=f"key {item.key!r} re-sent with different text",
+                )
+                return IdempotencyConflict(
+                    f"idempotency key {item.key!r} on channel {item.channel!r} was already used"
+                    f" for message {row['id']} with different text"
+                )
+            return IngestResult(Message.from_row(row), created=False)
+    row = conn.execute(
+        "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
+        " priority, state, meta, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?) RETURNING *",
+        (
+            item.channel,
+            item.conversation,
+            item.sender,
+            item.key,
+            item.text,
+            digest,
+            item.agent,
+            item.priority,
+            json.dumps(item.meta) if item.meta else None,
+            now,
+            now,
+        ),
+    ).fetchone()
+    insert_event(
+        conn,
+        now,
+        item.channel,
+        "transition",
+        message_id=row["id"],
+        to_state="queued",
+        attempt=1,
+        detail=f"ingested from {item.sender}",
+    )
+    return IngestResult(Message.from_row(row), created=True)

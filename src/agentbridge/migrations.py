@@ -1,0 +1,120 @@
+"""Forward-only schema migrations, tracked in ``PRAGMA user_version``.
+
+Append new steps; never edit a released one. A ledger written by a newer agentbridge
+(user_version above ``SCHEMA_VERSION``) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: messages, events, outbox
+    """
+    CREATE TABLE messages (
+        id               INTEGER PRIMARY KEY,
+        channel          TEXT    NOT NULL,
+        conversation     TEXT    NOT NULL,
+        sender           TEXT    NOT NULL,
+        platform_id      TEXT,
+        text             TEXT    NOT NULL,
+        text_hash        TEXT    NOT NULL,
+        agent            TEXT    NOT NULL,
+        priority         INTEGER NOT NULL DEFAULT 0,
+        state            TEXT    NOT NULL,
+        attempt          INTEGER NOT NULL DEFAULT 1,
+        fence            INTEGER NOT NULL DEFAULT 0,
+        lease_owner      TEXT,
+        lease_expires_at REAL,
+        heartbeat_at     REAL,
+        reply            TEXT,
+        reason           TEXT,
+        meta             TEXT,
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL,
+        UNIQUE (channel, platform_id)
+    );
+    CREATE INDEX messages_queued ON messages (agent, priority DESC, id)
+        WHERE state = 'queued';
+    CREATE INDEX messages_in_flight ON messages (agent, channel, conversation)
+        WHERE state IN ('claimed', 'submitted', 'accepted');
+    CREATE INDEX messages_state ON messages (state, updated_at);
+
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER,
+        outbox_id   INTEGER,
+        at          REAL    NOT NULL,
+        actor       TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        from_state  TEXT,
+        to_state    TEXT,
+        attempt     INTEGER,
+        detail      TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_message ON events (message_id, id);
+    CREATE INDEX events_outbox ON events (outbox_id, id) WHERE outbox_id IS NOT NULL;
+
+    CREATE TABLE outbox (
+        id                  INTEGER PRIMARY KEY,
+        message_id          INTEGER,
+        channel             TEXT    NOT NULL,
+        conversation        TEXT    NOT NULL,
+        text                TEXT    NOT NULL,
+        text_hash           TEXT    NOT NULL,
+        idem_key            TEXT    NOT NULL UNIQUE,
+        reply_to            TEXT,
+        state               TEXT    NOT NULL,
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        scheduled_at        REAL    NOT NULL,
+        expires_at          REAL    NOT NULL,
+        platform_message_id TEXT,
+        last_error          TEXT,
+        created_at          REAL    NOT NULL,
+        updated_at          REAL    NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (scheduled_at) WHERE state = 'pending';
+    CREATE INDEX outbox_state ON outbox (state, updated_at);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The ledger was written by a newer agentbridge."""
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"ledger {path} has schema version {found}, newer than this agentbridge "
+            f"understands ({SCHEMA_VERSION}); upgrade agentbridge or point ledger.path elsewhere"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
