@@ -1,0 +1,78 @@
+"""What the fake agent makes of a prompt: its fault directives and its echo reply."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_REPLY = 2000
+SHORT_REPLY = 200
+
+_ENVELOPE = re.compile(r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\]\s*$")
+_DIRECTIVE = re.compile(
+    r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|slow=(\d+(?:\.\d+)?))"
+)
+
+API_ERRORS = ("ratelimit", "contextfull", "apierror")
+
+
+@dataclass
+class Faults:
+    """Fault directives found in one prompt."""
+
+    crash: bool = False
+    hang: bool = False
+    permission: bool = False
+    slow: float | None = None
+    api_error: str | None = None  # one of API_ERRORS
+
+    def merge(self, other: Faults) -> Faults:
+        """Combine two sets of directives (prompt + FAKE_AGENT_FAULT)."""
+        return Faults(
+            crash=self.crash or other.crash,
+            hang=self.hang or other.hang,
+            permission=self.permission or other.permission,
+            slow=self.slow if self.slow is not None else other.slow,
+            api_error=self.api_error or other.api_error,
+        )
+
+
+def parse_faults(text: str) -> Faults:
+    """Find every ``#fake:...`` directive anywhere in ``text``."""
+    faults = Faults()
+    for match in _DIRECTIVE.finditer(text):
+        name, seconds = match.group(1), match.group(2)
+        if seconds is not None:
+            faults.slow = float(seconds)
+        elif name == "crash":
+            faults.crash = True
+        elif name == "hang":
+            faults.hang = True
+        elif name == "permission":
+            faults.permission = True
+        elif faults.api_error is None:
+            faults.api_error = name
+    return faults
+
+
+def env_faults(value: str | None) -> Faults:
+    """Faults from ``FAKE_AGENT_FAULT`` (``crash``, ``slow=2``, ``#fake:hang``, comma lists)."""
+    if not value:
+        return Faults()
+    parts = [p.strip().removeprefix("#fake:") for p in value.split(",")]
+    return parse_faults(" ".join(f"#fake:{p}" for p in parts if p))
+
+
+def has_envelope(prompt: str) -> bool:
+    """True if the first line is an agentbridge envelope header."""
+    return bool(_ENVELOPE.match(prompt.split("\n", 1)[0]))
+
+
+def reply_text(prompt: str) -> str:
+    """``echo: <text>``: the prompt after its envelope line, shortened when huge."""
+    text = prompt.split("\n", 1)[1] if has_envelope(prompt) and "\n" in prompt else prompt
+    if has_envelope(prompt) and "\n" not in prompt:
+        text = ""
+    if len(text) > MAX_REPLY:
+        text = f"{text[:SHORT_REPLY]} … ({len(text)} chars)"
+    return f"echo: {text}"
