@@ -8,6 +8,7 @@ the ingress ack a channel may pass on to its platform.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -74,6 +75,9 @@ class NewMessage:
     meta: dict[str, Any] | None = None
 
 
+_PendingIngest = tuple[NewMessage, "asyncio.Future[IngestResult | IdempotencyConflict]"]
+
+
 def text_hash(text: str) -> str:
     """Canonical content hash used by idempotency checks."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -116,6 +120,8 @@ class Ledger(OutboxMixin):
         self.clock = clock
         self.max_attempts = max_attempts
         self._listeners: list[Callable[[str, int], None]] = []
+        self._pending_ingests: list[_PendingIngest] = []
+        self._ingest_flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,13 +216,46 @@ class Ledger(OutboxMixin):
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
         item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
-        results = await self._tx(lambda conn, now: [_ingest_one(conn, now, item)])
-        result = results[0]
+        future: asyncio.Future[IngestResult | IdempotencyConflict] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending_ingests.append((item, future))
+        if self._ingest_flusher is None or self._ingest_flusher.done():
+            self._ingest_flusher = asyncio.create_task(self._flush_ingests())
+        result = await future
         if isinstance(result, IdempotencyConflict):
             raise result
-        if result.created:
-            self._notify("message", [result.message.id])
         return result
+
+    async def _flush_ingests(self) -> None:
+        """Group commit: ingests that arrive while a commit is in flight share the next one.
+
+        Each caller still returns only after the transaction holding its row committed.
+        """
+        while self._pending_ingests:
+            batch, self._pending_ingests = self._pending_ingests, []
+
+            def run(
+                conn: sqlite3.Connection, now: float, batch: list[_PendingIngest] = batch
+            ) -> list[IngestResult | IdempotencyConflict]:
+                return [_ingest_one(conn, now, item) for item, _ in batch]
+
+            try:
+                results = await self._tx(run)
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            self._notify(
+                "message",
+                [r.message.id for r in results if isinstance(r, IngestResult) and r.created],
+            )
 
     async def ingest_many(self, items: Sequence[NewMessage]) -> list[IngestResult]:
         """Ingest a batch in one transaction (one fsync); conflicts raise and roll back all."""
