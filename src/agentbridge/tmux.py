@@ -82,7 +82,7 @@ class TmuxServer:
     def __init__(self, socket_name: str, tmux_bin: str | None = None) -> None:
         if not socket_name or "/" in socket_name:
             raise ValueError(f"bad socket name: {socket_name!r}")
-        found = tmux_bin or shutil.which("tmux")
+        found = shutil.which(tmux_bin or "tmux")
         if found is None:
             raise TmuxNotFound()
         self.socket_name = socket_name
@@ -204,11 +204,17 @@ class TmuxServer:
         except ValueError:
             return None
 
-    async def capture(self, pane_id: str, escapes: bool = False) -> str:
-        """The pane's visible screen as text (``escapes=True`` keeps SGR attributes)."""
+    async def capture(self, pane_id: str, escapes: bool = False, history: int = 0) -> str:
+        """The pane's visible screen as text; ``history`` more lines of scrollback above it.
+
+        ``escapes=True`` keeps SGR attributes (dim placeholder text, colours). A dead pane's
+        "Pane is dead" line scrolls its last screen up by one: ask for some history there.
+        """
         args = ["capture-pane", "-p", "-t", pane_id]
         if escapes:
-            args.insert(1, "-e")
+            args.append("-e")
+        if history > 0:
+            args += ["-S", str(-history)]
         _, out, _ = await self.run(*args)
         return out
 
