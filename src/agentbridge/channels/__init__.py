@@ -1,0 +1,1 @@
+"""Built-in channels: local CLI, web console, HTTP endpoint, scheduler."""

@@ -1,0 +1,156 @@
+"""Build the one plugin manager of a running bridge: defaults first, then entry points.
+
+Each third-party plugin loads in isolation: one that fails to import, or that implements a
+hook that does not exist (a misspelling), is reported and skipped; the rest load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from agentbridge import hookspecs
+
+if TYPE_CHECKING:
+    from agentbridge.config import Config
+    from agentbridge.protocols import Channel, RuntimeProfile
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "agentbridge"
+
+#: built-in plugins, registered exactly like third-party ones
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "agentbridge.channels.local",
+    "agentbridge.runtimes.plugin",
+    "agentbridge.channels.web.plugin",
+    "agentbridge.channels.http_api",
+    "agentbridge.channels.scheduler",
+)
+
+
+@dataclass
+class PluginReport:
+    """One plugin as ``agentbridge plugins`` shows it."""
+
+    name: str
+    source: str  # "default" or the distribution name
+    loaded: bool
+    error: str = ""
+    hooks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PluginHost:
+    """The plugin manager plus what loading it found out."""
+
+    pm: pluggy.PluginManager
+    reports: list[PluginReport]
+
+    def runtimes(self) -> dict[str, RuntimeProfile]:
+        """All registered runtime profiles by name."""
+        found: dict[str, RuntimeProfile] = {}
+
+        def register(profile: RuntimeProfile) -> None:
+            if profile.name in found:
+                raise ValueError(f"runtime {profile.name!r} registered twice")
+            found[profile.name] = profile
+
+        self.pm.hook.register_runtimes(register=register)
+        return found
+
+    def channels(self, config: Config) -> dict[str, Channel]:
+        """All registered channel objects by name."""
+        found: dict[str, Channel] = {}
+
+        def register(channel: Channel) -> None:
+            if channel.name in found:
+                raise ValueError(f"channel {channel.name!r} registered twice")
+            found[channel.name] = channel
+
+        self.pm.hook.register_channels(register=register, config=config)
+        return found
+
+
+def _hooks_of(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register and validate at once: unknown hook names are a misspelling, an error."""
+    pm.register(plugin, name=name)
+    try:
+        for hook_name in dir(pm.hook):
+            hook = getattr(pm.hook, hook_name)
+            if hook_name.startswith("_") or not isinstance(hook, pluggy.HookCaller):
+                continue
+            if not hook.has_spec() and any(impl.plugin is plugin for impl in hook.get_hookimpls()):
+                raise pluggy.PluginValidationError(
+                    plugin, f"unknown hook {hook_name!r} in plugin {name!r} (misspelt?)"
+                )
+    except pluggy.PluginValidationError:
+        pm.unregister(plugin)
+        raise
+
+
+def build_plugin_manager(
+    *, load_entry_points: bool = True, extra: tuple[object, ...] = ()
+) -> PluginHost:
+    """A fresh plugin manager (never a global): defaults, then ``extra``, then entry points.
+
+    ``AGENTBRIDGE_LOAD_PLUGINS`` (comma-separated entry point names) limits which third-party
+    plugins load; an empty value loads none.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reports: list[PluginReport] = []
+
+    for module_name in DEFAULT_PLUGINS:
+        try:
+            module: ModuleType = importlib.import_module(module_name)
+            _register(pm, module, module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # a default module this build does not ship
+            reports.append(PluginReport(module_name, "default", False, f"{exc}"))
+            log.exception("default plugin %s failed to load", module_name)
+            continue
+        except Exception as exc:
+            reports.append(PluginReport(module_name, "default", False, f"{exc}"))
+            log.exception("default plugin %s failed to load", module_name)
+            continue
+        reports.append(PluginReport(module_name, "default", True, hooks=_hooks_of(pm, module)))
+
+    for index, plugin in enumerate(extra):
+        name = getattr(plugin, "__name__", f"extra-{index}")
+        _register(pm, plugin, name)
+        reports.append(PluginReport(name, "extra", True, hooks=_hooks_of(pm, plugin)))
+
+    if load_entry_points:
+        allow = os.environ.get("AGENTBRIDGE_LOAD_PLUGINS")
+        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            source = ep.dist.name if ep.dist else ep.value
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+                _register(pm, plugin, ep.name)
+            except Exception as exc:  # isolate: one broken plugin never stops the others
+                log.warning(
+                    "plugin %s (%s) failed to load: %s", ep.name, source, exc, exc_info=True
+                )
+                reports.append(PluginReport(ep.name, source, False, f"{type(exc).__name__}: {exc}"))
+                continue
+            reports.append(PluginReport(ep.name, source, True, hooks=_hooks_of(pm, plugin)))
+
+    return PluginHost(pm=pm, reports=reports)

@@ -1,0 +1,20 @@
+"""Default plugin registering the built-in runtime profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentbridge.hookspecs import hookimpl
+from agentbridge.protocols import RuntimeProfile
+
+
+@hookimpl
+def register_runtimes(register: Callable[[RuntimeProfile], None]) -> None:
+    """claude-code, codex, demo (the fake agent) and generic."""
+    from agentbridge.runtimes.claude_code import ClaudeCodeProfile
+    from agentbridge.runtimes.codex import CodexProfile
+    from agentbridge.runtimes.demo import DemoProfile
+    from agentbridge.runtimes.generic import GenericProfile
+
+    for profile in (ClaudeCodeProfile(), CodexProfile(), DemoProfile(), GenericProfile()):
+        register(profile)
