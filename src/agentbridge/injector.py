@@ -2,9 +2,10 @@
 
 The recipe (measured on Claude Code and Codex, see the field notes): sanitize → bracketed paste
 via a tmux buffer → wait until the text (or a ``[Pasted text #N …]`` placeholder) shows in the
-input box → settle ~50 ms (Claude swallows an Enter < 100 ms after a paste) → Enter as its own
-command → verify acceptance from the agent's own record → if not accepted and the text is still
-in the box, Enter again (never re-paste; an unconditional second Enter costs ~400 ms per turn).
+input box → settle ~50 ms, and at least 100 ms after the paste (Claude swallows an Enter < 100 ms
+after a paste) → Enter as its own command → verify acceptance from the agent's own record → if
+not accepted and the text is still in the box, Enter again (never re-paste; an unconditional
+second Enter costs ~400 ms per turn).
 
 The injector never sends message text with send-keys and never pastes over text already in the
 box (a human typing, or leftovers): then it returns ``box_not_empty`` and sends nothing.
@@ -64,6 +65,9 @@ class InjectorConfig:
     """Timing knobs, seconds."""
 
     settle: float = 0.05  #: wait after the text is visible, before Enter
+    #: and never Enter sooner than this after the paste was sent: Claude Code swallows an Enter
+    #: < 100 ms after a paste ends (0 is fine for Codex)
+    paste_guard: float = 0.1
     visible_timeout: float = 3.0  #: how long the pasted text may take to show
     verify_timeout: float = 1.0  #: per Enter: how long to wait for the agent's record
     max_enters: int = 3  #: total Enter presses allowed
@@ -85,42 +89,39 @@ class InjectionResult:
         return self.outcome in (InjectionOutcome.ACCEPTED, InjectionOutcome.SUBMITTED_UNVERIFIED)
 
 
-def _box_after_prompt(screen: str, prompts: tuple[str, ...], border: str) -> str | None:
+def _box_after_prompt(screen: str, prompts: tuple[str, ...], stop_at_blank: bool) -> str | None:
     """The text after the last line starting with one of ``prompts``, with continuation lines.
 
-    Continuation lines run until a blank line or a line starting with ``border``.
+    Continuation lines run until a ``─`` border line (or a blank line if ``stop_at_blank``).
     """
     lines = screen.split("\n")
-    start = None
-    prefix_len = 0
     for i in range(len(lines) - 1, -1, -1):
-        for p in prompts:
-            if lines[i].startswith(p):
-                start, prefix_len = i, len(p)
+        prefix = next((p for p in prompts if lines[i].startswith(p)), None)
+        if prefix is None:
+            continue
+        parts = [lines[i][len(prefix) :]]
+        for line in lines[i + 1 :]:
+            if line.lstrip().startswith("─") or (stop_at_blank and not line.strip()):
                 break
-        if start is not None:
-            break
-    if start is None:
-        return None
-    parts = [lines[start][prefix_len:]]
-    for line in lines[start + 1 :]:
-        if not line.strip() or line.lstrip().startswith(border):
-            break
-        parts.append(line.strip())
-    return "\n".join(parts).strip()
+            parts.append(line.strip())
+        return "\n".join(parts).strip()
+    return None
 
 
 def claude_input_box(screen: str) -> str | None:
-    """Claude Code's input box: the ``❯\\u00a0`` line (and wrapped lines) above the ``─`` border.
+    """Claude Code's input box: the ``❯\\u00a0`` line and the lines under it down to the border.
 
-    Caveat: a dimmed suggestion shown in an empty box reads as text here.
+    Only the no-break-space form counts: a permission dialog's ``❯ 1. Yes`` is not a box.
+    Caveat: a dimmed suggestion shown in an empty box would read as text (plain capture).
     """
-    return _box_after_prompt(screen, ("❯\u00a0", "❯ "), "─")
+    return _box_after_prompt(screen, ("❯\u00a0",), stop_at_blank=False)
 
 
 def codex_input_box(screen: str) -> str | None:
-    """Codex's composer: the ``› `` line and its indented continuation lines."""
-    return _box_after_prompt(screen, ("›\u00a0", "› "), "─")
+    """Codex's composer: the ``› `` line and its indented lines, up to the blank line above the
+    footer. Caveats: a blank line inside a multi-line draft ends the box early; Codex's dimmed
+    placeholder ("Ask Codex to do anything") reads as text in a plain capture."""
+    return _box_after_prompt(screen, ("›\u00a0", "› "), stop_at_blank=True)
 
 
 def _squash(text: str) -> str:
@@ -192,6 +193,7 @@ class Injector:
             return InjectionResult(InjectionOutcome.BOX_NOT_EMPTY, 0, timings, box)
 
         await self.tmux.load_and_paste(self.pane_id, clean)
+        pasted_at = time.monotonic()
         mark("paste")
         box = await self._wait_box(
             lambda b: b is not None and text_visible(b, clean), cfg.visible_timeout
@@ -200,7 +202,8 @@ class Injector:
             mark("total")
             return InjectionResult(InjectionOutcome.PASTE_NOT_VISIBLE, 0, timings, box)
         mark("visible")
-        await asyncio.sleep(cfg.settle)
+        now = time.monotonic()
+        await asyncio.sleep(max(cfg.settle, pasted_at + cfg.paste_guard - now))
 
         presses = 0
         while True:

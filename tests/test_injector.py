@@ -1,0 +1,286 @@
+"""Injector against real panes: the fake agent (Claude-like) and a box that never submits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agentbridge.injector import (
+    InjectionOutcome,
+    Injector,
+    InjectorConfig,
+    claude_input_box,
+    codex_input_box,
+    text_visible,
+)
+from agentbridge.sanitize import sanitize_text
+from agentbridge.testing import async_wait_until
+from agentbridge.tmux import TmuxServer
+
+PASTE_START = b"\x1b[200~"
+
+# A box that shows whatever is pasted on a ❯ line and ignores Enter: an agent that never takes
+# the prompt. Logs raw bytes like the fake agent.
+STUCK_BOX = r"""
+import os, sys, tty
+tty.setraw(0)
+log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+os.write(1, b"\x1b[?2004h")
+seen = b""
+def draw():
+    text = seen.replace(b"\x1b[200~", b"").replace(b"\x1b[201~", b"").replace(b"\r", b"")
+    os.write(1, b"\x1b[H\x1b[2J" + "\u2500".encode() * 10 + b"\r\n\xe2\x9d\xaf\xc2\xa0" + text
+             + b"\r\n" + "\u2500".encode() * 10)
+draw()
+while True:
+    data = os.read(0, 1 << 16)
+    if not data:
+        break
+    os.write(log, data)
+    seen += data
+    draw()
+"""
+
+
+@dataclass
+class Agent:
+    server: TmuxServer
+    pane: str
+    byte_log: Path
+    transcript: Path
+
+    def prompts(self) -> list[str]:
+        """User prompts in the fake agent's transcript (its own record)."""
+        if not self.transcript.exists():
+            return []
+        out = []
+        for line in self.transcript.read_text().splitlines():
+            rec = json.loads(line)
+            content = rec.get("message", {}).get("content")
+            if rec.get("type") == "user" and isinstance(content, str):
+                out.append(content)
+        return out
+
+    def recorded(self, text: str) -> asyncio.Event:
+        """An Event set when ``text`` shows as a prompt in the transcript (as the host does)."""
+        event = asyncio.Event()
+
+        async def watch() -> None:
+            await async_wait_until(lambda: _true(text in self.prompts()), timeout=30)
+            event.set()
+
+        task = asyncio.get_running_loop().create_task(watch())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return event
+
+    async def box(self) -> str | None:
+        return claude_input_box(await self.server.capture(self.pane))
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@pytest.fixture
+def server() -> Iterator[TmuxServer]:
+    name = f"abtest-{uuid.uuid4().hex[:10]}"
+    yield TmuxServer(name)
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+
+
+def pane_env(tmp: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "TERM": "tmux-256color",
+        "HOME": str(tmp),
+        "CLAUDE_CONFIG_DIR": str(tmp / "claude"),
+    }
+
+
+@pytest.fixture
+def real_tmp(tmp_path: Path) -> Path:
+    """tmp_path without symlinks: the fake agent names its transcript folder after getcwd()."""
+    return tmp_path.resolve()
+
+
+@pytest.fixture
+async def agent(server: TmuxServer, real_tmp: Path) -> AsyncIterator[Agent]:
+    cwd = real_tmp
+    sid = str(uuid.uuid4())
+    log = cwd / "agent.bytes"
+    argv = [sys.executable, "-m", "agentbridge.fakeagent", "--session-id", sid, "--byte-log"]
+    pane = await server.new_session("agent", [*argv, str(log)], pane_env(cwd), cwd)
+    transcript = cwd / "claude" / "projects" / str(cwd).replace("/", "-") / f"{sid}.jsonl"
+    a = Agent(server, pane, log, transcript)
+
+    async def ready() -> bool:
+        return await a.box() == ""
+
+    await async_wait_until(ready, timeout=15, what="fake agent ready")
+    yield a
+
+
+FAST = InjectorConfig(verify_timeout=0.5, visible_timeout=3.0)
+
+
+async def test_accepted_with_one_enter(agent: Agent) -> None:
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    text = "[agentbridge message=1 attempt=1 channel=local sender=alice]\nhello there"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 1
+    assert agent.prompts() == [text]
+    log = agent.byte_log.read_bytes()
+    assert log.count(PASTE_START) == 1 and log.endswith(b"\x1b[201~\r")
+    assert {"check", "paste", "visible", "enter1", "accepted", "total"} <= set(result.timings)
+
+
+async def test_swallowed_enter_is_pressed_again_never_repasted(agent: Agent) -> None:
+    # No settle, no guard: the first Enter lands < 100 ms after the paste and the agent swallows it.
+    cfg = InjectorConfig(settle=0, paste_guard=0, verify_timeout=0.4)
+    inj = Injector(agent.server, agent.pane, config=cfg)
+    text = "swallowed enter test"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 2
+    assert agent.prompts() == [text]
+    log = agent.byte_log.read_bytes()
+    assert log.count(PASTE_START) == 1
+    assert log.endswith(b"\x1b[201~\r\r")
+
+
+async def test_leftover_text_is_not_clobbered(agent: Agent) -> None:
+    # A human typed into the box (send-keys -l is the test's stand-in for a keyboard).
+    await agent.server.run("send-keys", "-t", agent.pane, "-l", "half-typed")
+
+    async def typed() -> bool:
+        return await agent.box() == "half-typed"
+
+    await async_wait_until(typed, what="typed text in box")
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    result = await inj.inject("from the bridge", agent.recorded("from the bridge"))
+    assert result.outcome is InjectionOutcome.BOX_NOT_EMPTY
+    assert result.enter_presses == 0 and result.box == "half-typed"
+    assert PASTE_START not in agent.byte_log.read_bytes()
+    assert b"\r" not in agent.byte_log.read_bytes()
+    assert await agent.box() == "half-typed"
+    assert agent.prompts() == []
+
+
+@pytest.mark.parametrize("lines", [3, 12])
+async def test_multiline_is_one_prompt(agent: Agent, lines: int) -> None:
+    # 3 lines show in the box as text, 12 as Claude's "[Pasted text #1 +11 lines]".
+    text = "\n".join(f"line {i}: Enter ; $HOME #{{x}}" for i in range(lines))
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert agent.prompts() == [text]
+
+
+async def test_hostile_text_arrives_as_text(agent: Agent) -> None:
+    raw = "a\x1b[201~\rC-c\x9b201~\x00 Enter; $HOME #{pane_id} 😀 שלום\r\nend"
+    clean = sanitize_text(raw)
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    result = await inj.inject(raw, agent.recorded(clean))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert agent.prompts() == [clean]
+    log = agent.byte_log.read_bytes()
+    assert log.count(b"\x1b") == 2  # only tmux's paste markers
+
+
+async def test_predicate_and_no_signal(agent: Agent) -> None:
+    inj = Injector(agent.server, agent.pane, config=FAST)
+
+    async def seen() -> bool:
+        return "via predicate" in agent.prompts()
+
+    result = await inj.inject("via predicate", seen)
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+
+    async def idle() -> bool:
+        return await agent.box() == "" and len(agent.prompts()) == 1
+
+    await async_wait_until(idle, what="idle again")
+    result = await inj.inject("no record given", None)
+    assert result.outcome is InjectionOutcome.SUBMITTED_UNVERIFIED, result
+    assert result.enter_presses == 1
+    await async_wait_until(lambda: _true("no record given" in agent.prompts()))
+
+
+async def test_stuck_box_bounded_enters(server: TmuxServer, tmp_path: Path) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_BOX)
+    log = tmp_path / "stuck.bytes"
+    log.touch()
+    pane = await server.new_session(
+        "stuck", [sys.executable, str(script), str(log)], pane_env(tmp_path), tmp_path
+    )
+
+    async def ready() -> bool:
+        return claude_input_box(await server.capture(pane)) == ""
+
+    await async_wait_until(ready, what="stuck box drawn")
+    cfg = InjectorConfig(settle=0.01, verify_timeout=0.15, max_enters=3)
+
+    async def never() -> bool:
+        return False
+
+    result = await Injector(server, pane, config=cfg).inject("stays here", never)
+    assert result.outcome is InjectionOutcome.NOT_SUBMITTED
+    assert result.enter_presses == 3
+    assert log.read_bytes() == b"\x1b[200~stays here\x1b[201~\r\r\r"  # pasted once, 3 Enters
+
+
+async def test_no_box_no_paste(server: TmuxServer, tmp_path: Path) -> None:
+    pane = await server.new_session("plain", ["sleep", "60"], {"PATH": os.environ["PATH"]}, "/")
+    result = await Injector(server, pane, config=FAST).inject("hello", None)
+    assert result.outcome is InjectionOutcome.BOX_NOT_FOUND
+    _, out, _ = await server.run("list-buffers")
+    assert out == ""
+
+
+async def test_empty_message_refused(agent: Agent) -> None:
+    with pytest.raises(ValueError):
+        await Injector(agent.server, agent.pane).inject("\x1b\x00 \n", None)
+
+
+# -- screen readers ----------------------------------------------------------------------------
+
+
+def test_claude_input_box_reader() -> None:
+    border = "─" * 20
+    assert claude_input_box(f"hist\n{border}\n❯\u00a0\n{border}\n  ? for shortcuts") == ""
+    screen = f"{border}\n❯\u00a0first line that wr\naps\n  second\n{border}\n  ? for shortcuts"
+    assert claude_input_box(screen) == "first line that wr\naps\nsecond"
+    assert claude_input_box(f"{border}\n❯\u00a0a\n  \n  b\n{border}") == "a\n\nb"
+    assert claude_input_box("Do you want to proceed?\n❯ 1. Yes\n  2. No") is None
+    assert claude_input_box("") is None
+
+
+def test_codex_input_box_reader() -> None:
+    screen = "› Explain this\n  and that\n\n  ? for shortcuts   100% context left"
+    assert codex_input_box(screen) == "Explain this\nand that"
+    assert codex_input_box("› \n\n  footer") == ""
+    assert codex_input_box("no composer") is None
+
+
+def test_text_visible() -> None:
+    assert text_visible("[Pasted text #3 +40 lines]", "x\n" * 41)
+    assert text_visible("hello wor\nld", "hello world")
+    assert not text_visible("hello", "hello world")
+    assert not text_visible("", "x")
+    assert text_visible("😀😀", "😀😀")  # no ASCII tail: any content counts
