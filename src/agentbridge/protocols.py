@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from agentbridge.agent_events import AgentEvent, TranscriptParser
     from agentbridge.config import AgentConfig
     from agentbridge.ledger import IngestResult
-    from agentbridge.models import Message, OutboxItem
+    from agentbridge.models import OutboxItem
 
 
 # --------------------------------------------------------------------------- channels
@@ -64,16 +64,26 @@ class Receipt:
 
 
 Ingest = Callable[..., Awaitable["IngestResult"]]
+StatusSnapshot = Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass
 class ChannelContext:
-    """What the bridge hands a channel at start: the one way in (``ingest``) and its config."""
+    """What the bridge hands a channel at start.
+
+    ``ingest(conversation, sender, text, key=None, meta=None, priority=0)`` is the one way in:
+    it routes to the right agent, commits, and returns an ``IngestResult``; only after it returns
+    may the channel tell its platform "received". ``ledger`` is the bridge's ``Ledger`` for reads
+    (message state, replies, ``events_since`` for live views) and human actions (requeue, drop).
+    ``status()`` returns the live snapshot ``agentbridge status --json`` prints.
+    """
 
     name: str
     config: dict[str, Any]
     ingest: Ingest
     state_dir: Path
+    ledger: Any = None
+    status: StatusSnapshot | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
