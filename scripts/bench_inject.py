@@ -1,0 +1,84 @@
+"""Micro-benchmark of the tmux layer: per-operation cost and a full injection into the fake agent.
+
+Run: ``.venv/bin/python scripts/bench_inject.py [N]``. Uses its own private tmux socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from agentbridge.injector import Injector, InjectorConfig, claude_input_box
+from agentbridge.testing import async_wait_until
+from agentbridge.tmux import TmuxServer
+
+SINK = (
+    "import os,sys,tty\ntty.setraw(0)\nos.write(1,b'\\x1b[?2004h')\nwhile os.read(0,1<<16): pass\n"
+)
+
+
+async def timed(n: int, op: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    """p50 and p95 in ms over ``n`` runs."""
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await op()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
+
+
+async def bench(n: int, cwd: Path) -> None:
+    server = TmuxServer(f"abbench-{uuid.uuid4().hex[:8]}")
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "TERM": "tmux-256color"}
+    try:
+        pane = await server.new_session("sink", [sys.executable, str(cwd / "sink.py")], env, cwd)
+        ops: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("capture", lambda: server.capture(pane)),
+            ("send_enter", lambda: server.send_enter(pane)),
+            ("pane_alive", lambda: server.pane_alive(pane)),
+            ("paste 100 B", lambda: server.load_and_paste(pane, "x" * 100)),
+            ("paste 4 KB", lambda: server.load_and_paste(pane, "x" * 4096)),
+            ("paste 64 KB", lambda: server.load_and_paste(pane, "x" * 65536)),
+        ]
+        for name, op in ops:
+            p50, p95 = await timed(n, op)
+            print(f"{name:<14} p50 {p50:6.2f} ms   p95 {p95:6.2f} ms")
+
+        agent_env = {**env, "HOME": str(cwd), "CLAUDE_CONFIG_DIR": str(cwd / "claude")}
+        argv = [sys.executable, "-m", "agentbridge.fakeagent", "--reply-delay", "0"]
+        apane = await server.new_session("agent", argv, agent_env, cwd)
+        inj = Injector(server, apane, claude_input_box, InjectorConfig())
+
+        async def box_empty() -> bool:
+            return await inj.read_box() == ""
+
+        await async_wait_until(box_empty, timeout=15, what="fake agent ready")
+        totals: list[float] = []
+        for i in range(max(5, n // 10)):
+            res = await inj.inject(f"bench message {i}", None)
+            totals.append(res.timings.get("enter1", float("nan")))
+            await async_wait_until(box_empty, interval=0.005)
+        print(f"inject → first Enter (fake agent) p50 {statistics.median(totals):.1f} ms")
+        print(f"last timings: {res.timings}")
+    finally:
+        await server.kill_server()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp).resolve()
+        (cwd / "sink.py").write_text(SINK)
+        asyncio.run(bench(n, cwd))
+
+
+if __name__ == "__main__":
+    main()
