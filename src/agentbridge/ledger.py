@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -53,6 +53,18 @@ class NotFound(LedgerError):
     """No row with that id."""
 
 
+class _CommitThenRaise(Exception):
+    """Raised inside a transaction to keep what it wrote (a refusal's audit row), then raise.
+
+    Refusals must survive in the audit trail, but the caller must still see the error:
+    ``_tx`` commits and re-raises ``error`` instead of rolling back.
+    """
+
+    def __init__(self, error: LedgerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """What ``ingest`` returns: the stored message, and whether this call created it."""
@@ -75,7 +87,10 @@ class NewMessage:
     meta: dict[str, Any] | None = None
 
 
-_PendingIngest = tuple[NewMessage, "asyncio.Future[IngestResult | IdempotencyConflict]"]
+#: one queued single-message ingest: the message, its meta already encoded, the caller's future
+_PendingIngest = tuple[
+    NewMessage, "str | None", "asyncio.Future[IngestResult | IdempotencyConflict]"
+]
 
 
 def text_hash(text: str) -> str:
@@ -144,14 +159,19 @@ class Ledger(OutboxMixin):
         except BaseException:
             await db.close()
             raise
-        try:
-            path.chmod(0o600)
-        except OSError:  # pragma: no cover - e.g. a read-only mount
-            log.warning("could not set mode 0600 on %s", path)
+        # the -wal file holds the newest messages' text too: same privacy as the database
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                if file.exists():
+                    file.chmod(0o600)
+            except OSError:  # pragma: no cover - e.g. a read-only mount
+                log.warning("could not set mode 0600 on %s", file)
         return cls(db, path, clock=clock, max_attempts=max_attempts)
 
     async def close(self) -> None:
-        """Close the connection (pending transactions have all committed by then)."""
+        """Close the connection once queued ingests have committed (their callers get acks)."""
+        while self._ingest_flusher is not None and not self._ingest_flusher.done():
+            await asyncio.wait([self._ingest_flusher])
         await self._db.close()
 
     async def __aenter__(self) -> Ledger:
@@ -180,23 +200,25 @@ class Ledger(OutboxMixin):
     async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         """Run ``fn(conn, now)`` in one write transaction on the connection thread."""
         now = self.clock()
+        return await _on_db_thread(self._db, lambda: _run_tx(self._db._conn, fn, now))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` on the connection thread, in one snapshot.
+
+        A deferred transaction makes multi-statement reads (``stats``) consistent with each
+        other even while another process writes.
+        """
 
         def run() -> T:
             conn = self._db._conn
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN")
             try:
-                result = fn(conn, now)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
         return await _on_db_thread(self._db, run)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``fn(conn)`` on the connection thread."""
-        return await _on_db_thread(self._db, lambda: fn(self._db._conn))
 
     # ------------------------------------------------------------------ ingest
 
@@ -216,10 +238,13 @@ class Ledger(OutboxMixin):
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
         item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
+        # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
+        # the group commit it would otherwise share with other producers.
+        meta_json = _encode_meta(meta)
         future: asyncio.Future[IngestResult | IdempotencyConflict] = (
             asyncio.get_running_loop().create_future()
         )
-        self._pending_ingests.append((item, future))
+        self._pending_ingests.append((item, meta_json, future))
         if self._ingest_flusher is None or self._ingest_flusher.done():
             self._ingest_flusher = asyncio.create_task(self._flush_ingests())
         result = await future
@@ -230,48 +255,72 @@ class Ledger(OutboxMixin):
     async def _flush_ingests(self) -> None:
         """Group commit: ingests that arrive while a commit is in flight share the next one.
 
-        Each caller still returns only after the transaction holding its row committed.
+        Each caller still returns only after the transaction holding its row committed. If a
+        shared transaction fails, each of its ingests is retried in a transaction of its own,
+        so one caller's failure never becomes another's.
         """
-        while self._pending_ingests:
-            batch, self._pending_ingests = self._pending_ingests, []
+        batch: list[_PendingIngest] = []
+        try:
+            while self._pending_ingests:
+                batch, self._pending_ingests = self._pending_ingests, []
+                pairs = [(item, meta_json) for item, meta_json, _ in batch]
+                try:
+                    results: list[IngestResult | IdempotencyConflict | Exception] = [
+                        *await self._ingest_tx(pairs)
+                    ]
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0][2], exc)
+                        continue
+                    results = []
+                    for pair in pairs:
+                        try:
+                            results.extend(await self._ingest_tx([pair]))
+                        except Exception as one_exc:
+                            results.append(one_exc)
+                created: list[int] = []
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    _settle(future, result)
+                    if isinstance(result, IngestResult) and result.created:
+                        created.append(result.message.id)
+                batch = []
+                self._notify("message", created)
+        except BaseException:
+            # cancelled (loop shutdown): no caller may wait forever on a flush that is gone
+            for _, _, future in [*batch, *self._pending_ingests]:
+                future.cancel()
+            self._pending_ingests = []
+            raise
 
-            def run(
-                conn: sqlite3.Connection, now: float, batch: list[_PendingIngest] = batch
-            ) -> list[IngestResult | IdempotencyConflict]:
-                return [_ingest_one(conn, now, item) for item, _ in batch]
-
-            try:
-                results = await self._tx(run)
-            except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-            self._notify(
-                "message",
-                [r.message.id for r in results if isinstance(r, IngestResult) and r.created],
-            )
+    async def _ingest_tx(
+        self, pairs: Sequence[tuple[NewMessage, str | None]]
+    ) -> list[IngestResult | _Conflict]:
+        return await self._tx(lambda conn, now: _ingest_rows(conn, now, pairs))
 
     async def ingest_many(self, items: Sequence[NewMessage]) -> list[IngestResult]:
-        """Ingest a batch in one transaction (one fsync); conflicts raise and roll back all."""
+        """Ingest a batch in one transaction (one fsync); a conflict raises and rolls back all.
+
+        The conflict itself is still recorded (in a transaction of its own), as for ``ingest``.
+        """
+        pairs = [(item, _encode_meta(item.meta)) for item in items]
 
         def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
             out: list[IngestResult] = []
-            for item in items:
-                result = _ingest_one(conn, now, item)
-                if isinstance(result, IdempotencyConflict):
+            for result in _ingest_rows(conn, now, pairs, record_conflicts=False):
+                if isinstance(result, _Conflict):
                     raise result
                 out.append(result)
             return out
 
-        results = await self._tx(run)
-        self._notify("message", [r.message.id for r in results if r.created])
-        return results
+        try:
+            results = await self._tx(run)
+        except _Conflict as conflict:
+            found = conflict
+        else:
+            self._notify("message", [r.message.id for r in results if r.created])
+            return results
+        await self._tx(lambda conn, now: _record_conflict(conn, now, found))
+        raise IdempotencyConflict(str(found))
 
     # ------------------------------------------------------------------ claim and lease
 
@@ -410,19 +459,10 @@ class Ledger(OutboxMixin):
                 and _rank(current.state) >= _rank(to)
             ):
                 return current  # duplicate evidence (hook and transcript both report): no-op
-            if to not in MESSAGE_TRANSITIONS[current.state]:
-                insert_event(
-                    conn,
-                    now,
-                    actor,
-                    "refused",
-                    message_id=message_id,
-                    from_state=current.state,
-                    to_state=to,
-                    attempt=current.attempt,
-                    detail=f"illegal transition {current.state} -> {to}",
-                )
-                raise IllegalTransition(f"message {message_id}: {current.state} -> {to}")
+            # A fenced move is only ever made by the lease holder, so it starts in flight: a
+            # queued message (fence not handed out yet) must not be failed by a fence guess.
+            if current.state not in IN_FLIGHT or to not in MESSAGE_TRANSITIONS[current.state]:
+                _illegal(conn, now, current, to, actor)
             terminal = to in (MessageState.COMPLETED, MessageState.FAILED)
             row = conn.execute(
                 "UPDATE messages SET state = ?, updated_at = ?,"
@@ -506,14 +546,22 @@ class Ledger(OutboxMixin):
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "requeue", current)
             if current.state not in IN_FLIGHT:
-                raise IllegalTransition(f"message {message_id} is {current.state}, not in flight")
+                _illegal(conn, now, current, MessageState.QUEUED, actor, "requeue: not in flight")
             if current.attempt >= self.max_attempts:
                 why = (
                     f"quarantined after {current.attempt} attempts"
                     f" (limit {self.max_attempts}); last: {reason}"
                 )
+                # bump the fence: the dead holder's fence must not match the quarantined row
                 return _set_state(
-                    conn, now, current, MessageState.QUARANTINED, actor, why, reason=why
+                    conn,
+                    now,
+                    current,
+                    MessageState.QUARANTINED,
+                    actor,
+                    why,
+                    reason=why,
+                    bump_fence=True,
                 )
             row = conn.execute(
                 "UPDATE messages SET state = 'queued', attempt = attempt + 1, fence = fence + 1,"
@@ -548,7 +596,7 @@ class Ledger(OutboxMixin):
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
             if current.state != MessageState.QUARANTINED:
-                raise IllegalTransition(f"message {message_id} is {current.state}, not quarantined")
+                _illegal(conn, now, current, MessageState.QUEUED, actor, "not quarantined")
             row = conn.execute(
                 "UPDATE messages SET state = 'queued', attempt = 1, fence = fence + 1,"
                 " reason = NULL, updated_at = ? WHERE id = ? RETURNING *",
@@ -583,7 +631,7 @@ class Ledger(OutboxMixin):
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
             if to not in MESSAGE_TRANSITIONS[current.state]:
-                raise IllegalTransition(f"message {message_id} is {current.state}; cannot -> {to}")
+                _illegal(conn, now, current, to, actor)
             return _set_state(conn, now, current, to, actor, reason, reason=reason, bump_fence=True)
 
         msg = await self._tx(run)
@@ -727,14 +775,16 @@ class Ledger(OutboxMixin):
 
         def run(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
             cutoff = now - retention_seconds
-            conn.execute(
-                "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE state IN"
-                " ('completed', 'failed') AND updated_at < ?)",
-                (cutoff,),
+            # a finished message whose reply is still on its way (pending, sending, unknown)
+            # keeps its row: the relay and a human reconciling it need the context
+            prunable = (
+                "SELECT id FROM messages AS m WHERE state IN ('completed', 'failed')"
+                " AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM outbox AS o"
+                " WHERE o.message_id = m.id AND o.state IN ('pending', 'sending', 'unknown'))"
             )
+            conn.execute(f"DELETE FROM events WHERE message_id IN ({prunable})", (cutoff,))
             messages = conn.execute(
-                "DELETE FROM messages WHERE state IN ('completed', 'failed') AND updated_at < ?",
-                (cutoff,),
+                f"DELETE FROM messages WHERE id IN ({prunable})", (cutoff,)
             ).rowcount
             conn.execute(
                 "DELETE FROM events WHERE outbox_id IN (SELECT id FROM outbox WHERE state IN"
@@ -761,6 +811,26 @@ async def _on_db_thread(db: aiosqlite.Connection, fn: Callable[[], T]) -> T:
     ``_execute`` has been aiosqlite's dispatch primitive since its first release.
     """
     return await db._execute(fn)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _run_tx(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection, float], T], now: float
+) -> T:
+    """``BEGIN IMMEDIATE`` → ``fn`` → ``COMMIT``; roll back on error, commit refusals."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, now)
+    except _CommitThenRaise as signal:
+        conn.execute("COMMIT")
+        raise signal.error from None
+    except BaseException:
+        # SQLite may already have rolled back (e.g. SQLITE_FULL): a second ROLLBACK would
+        # raise and hide the real error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _configure(conn: sqlite3.Connection, synchronous: str, path: str) -> None:
@@ -802,9 +872,13 @@ def _refuse(
     fence: int,
     what: str,
     current: Message | None,
-) -> Any:
-    """Record a stale holder's refused transition, commit that record, and raise."""
+) -> NoReturn:
+    """Record a stale holder's refused transition, commit that record, and raise StaleLease."""
     current = current or _get(conn, message_id)
+    if current.fence != fence:
+        why = f"fence {fence} is stale (current {current.fence})"
+    else:  # current fence, but the lease already ended (completed, failed…)
+        why = f"fence {fence} holds no lease (message is {current.state})"
     insert_event(
         conn,
         now,
@@ -813,11 +887,33 @@ def _refuse(
         message_id=message_id,
         from_state=current.state,
         attempt=current.attempt,
-        detail=f"stale fence {fence} (current {current.fence}) for {what}",
+        detail=f"{why}; refused {what}",
     )
-    conn.execute("COMMIT")  # keep the refusal in the audit trail
-    conn.execute("BEGIN IMMEDIATE")  # the caller's ROLLBACK then ends an empty transaction
-    raise StaleLease(f"message {message_id}: fence {fence} is stale (current {current.fence})")
+    raise _CommitThenRaise(StaleLease(f"message {message_id}: {why}"))
+
+
+def _illegal(
+    conn: sqlite3.Connection,
+    now: float,
+    current: Message,
+    to: MessageState,
+    actor: str,
+    why: str = "",
+) -> NoReturn:
+    """Record a move the state machine does not allow, commit that record, raise."""
+    detail = f"illegal transition {current.state} -> {to}" + (f" ({why})" if why else "")
+    insert_event(
+        conn,
+        now,
+        actor,
+        "refused",
+        message_id=current.id,
+        from_state=current.state,
+        to_state=to,
+        attempt=current.attempt,
+        detail=detail,
+    )
+    raise _CommitThenRaise(IllegalTransition(f"message {current.id}: {detail}"))
 
 
 def _set_state(
@@ -850,55 +946,103 @@ def _set_state(
     return Message.from_row(row)
 
 
-def _ingest_one(
-    conn: sqlite3.Connection, now: float, item: NewMessage
-) -> IngestResult | IdempotencyConflict:
-    digest = text_hash(item.text)
-    if item.key is not None:
-        row = conn.execute(
-            "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
-        ).fetchone()
-        if row is not None:
-            if row["text_hash"] != digest:
-                insert_event(
-                    conn,
-                    now,
-                    item.channel,
-                    "idempotency_conflict",
-                    message_id=row["id"],
-                    detail=f"key {item.key!r} re-sent with different text",
-                )
-                return IdempotencyConflict(
-                    f"idempotency key {item.key!r} on channel {item.channel!r} was already used"
-                    f" for message {row['id']} with different text"
-                )
-            return IngestResult(Message.from_row(row), created=False)
-    row = conn.execute(
-        "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
-        " priority, state, meta, created_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?) RETURNING *",
-        (
-            item.channel,
-            item.conversation,
-            item.sender,
-            item.key,
-            item.text,
-            digest,
-            item.agent,
-            item.priority,
-            json.dumps(item.meta) if item.meta else None,
-            now,
-            now,
-        ),
-    ).fetchone()
+class _Conflict(IdempotencyConflict):
+    """An idempotency conflict found inside a transaction, with what its event needs."""
+
+    def __init__(self, item: NewMessage, message_id: int) -> None:
+        super().__init__(
+            f"idempotency key {item.key!r} on channel {item.channel!r} was already used"
+            f" for message {message_id} with different text"
+        )
+        self.item = item
+        self.message_id = message_id
+
+
+def _encode_meta(meta: dict[str, Any] | None) -> str | None:
+    return json.dumps(meta) if meta else None
+
+
+def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) -> None:
     insert_event(
         conn,
         now,
-        item.channel,
-        "transition",
-        message_id=row["id"],
-        to_state="queued",
-        attempt=1,
-        detail=f"ingested from {item.sender}",
+        conflict.item.channel,
+        "idempotency_conflict",
+        message_id=conflict.message_id,
+        detail=f"key {conflict.item.key!r} re-sent with different text",
     )
-    return IngestResult(Message.from_row(row), created=True)
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
+    " priority, state, meta, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?)"
+    " ON CONFLICT (channel, platform_id) DO NOTHING RETURNING *"
+)
+_INSERT_INGEST_EVENT = (
+    "INSERT INTO events (message_id, at, actor, kind, to_state, attempt, detail)"
+    " VALUES (?, ?, ?, 'transition', 'queued', 1, ?)"
+)
+
+
+def _ingest_rows(
+    conn: sqlite3.Connection,
+    now: float,
+    items: Sequence[tuple[NewMessage, str | None]],
+    *,
+    record_conflicts: bool = True,
+) -> list[IngestResult | _Conflict]:
+    """Insert messages (inside the caller's transaction); conflicts are returned, not raised.
+
+    The insert comes first (``ON CONFLICT DO NOTHING``): a new key, the common case, costs
+    one statement, and the lookup runs only for a repeated key. Event rows for the batch go
+    in with one ``executemany``.
+    """
+    out: list[IngestResult | _Conflict] = []
+    events: list[tuple[int, float, str, str]] = []
+    for item, meta_json in items:
+        digest = text_hash(item.text)
+        row = conn.execute(
+            _INSERT_MESSAGE,
+            (
+                item.channel,
+                item.conversation,
+                item.sender,
+                item.key,
+                item.text,
+                digest,
+                item.agent,
+                item.priority,
+                meta_json,
+                now,
+                now,
+            ),
+        ).fetchone()
+        if row is not None:
+            events.append((row["id"], now, item.channel, f"ingested from {item.sender}"))
+            out.append(IngestResult(Message.from_row(row), created=True))
+            continue
+        row = conn.execute(
+            "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
+        ).fetchone()
+        if row["text_hash"] == digest:
+            out.append(IngestResult(Message.from_row(row), created=False))
+            continue
+        conflict = _Conflict(item, row["id"])
+        if record_conflicts:
+            _record_conflict(conn, now, conflict)
+        out.append(conflict)
+    if events:
+        conn.executemany(_INSERT_INGEST_EVENT, events)
+    return out
+
+
+def _settle(
+    future: asyncio.Future[IngestResult | IdempotencyConflict],
+    result: IngestResult | IdempotencyConflict | Exception,
+) -> None:
+    if future.done():  # the caller was cancelled; its row (if any) is committed regardless
+        return
+    if isinstance(result, IdempotencyConflict) or not isinstance(result, Exception):
+        future.set_result(result)
+    else:
+        future.set_exception(result)

@@ -57,13 +57,29 @@ class OutboxMixin:
         scheduled_at: float | None = None,
         ttl: float = DEFAULT_TTL,
     ) -> OutboxItem:
-        from agentbridge.ledger import IdempotencyConflict, insert_event, text_hash
+        from agentbridge.ledger import (
+            IdempotencyConflict,
+            _CommitThenRaise,
+            insert_event,
+            text_hash,
+        )
 
         digest = text_hash(text)
         row = conn.execute("SELECT * FROM outbox WHERE idem_key = ?", (key,)).fetchone()
         if row is not None:
             if row["text_hash"] != digest:
-                raise IdempotencyConflict(f"reply key {key!r} already used with different text")
+                insert_event(
+                    conn,
+                    now,
+                    "outbox",
+                    "idempotency_conflict",
+                    message_id=row["message_id"],
+                    outbox_id=row["id"],
+                    detail=f"reply key {key!r} re-sent with different text",
+                )
+                raise _CommitThenRaise(
+                    IdempotencyConflict(f"reply key {key!r} already used with different text")
+                )
             return OutboxItem.from_row(row)
         row = conn.execute(
             "INSERT INTO outbox (message_id, channel, conversation, text, text_hash, idem_key,"
@@ -130,16 +146,8 @@ class OutboxMixin:
         """Reserve the oldest due pending reply: ``sending``, attempts + 1, committed first."""
 
         def run(conn: sqlite3.Connection, tx_now: float) -> OutboxItem | None:
-            at = tx_now if now is None else now
-            sql = (
-                "SELECT id FROM outbox WHERE state = 'pending' AND scheduled_at <= ?"
-                " AND expires_at > ?"
-            )
-            params: list[object] = [at, at]
-            if channels is not None:
-                sql += f" AND channel IN ({','.join('?' * len(channels))})"
-                params.extend(channels)
-            row = conn.execute(sql + " ORDER BY scheduled_at, id LIMIT 1", params).fetchone()
+            sql, params = _due_query(tx_now if now is None else now, channels)
+            row = conn.execute(sql, params).fetchone()
             if row is None:
                 return None
             return self._move(
@@ -147,6 +155,37 @@ class OutboxMixin:
             )
 
         return await self._tx(run)
+
+    async def next_due_reply(
+        self, now: float | None = None, channels: Sequence[str] | None = None
+    ) -> OutboxItem | None:
+        """Peek at the oldest due pending reply without reserving it (see ``reserve_send``)."""
+
+        def run(conn: sqlite3.Connection) -> OutboxItem | None:
+            at = self.clock() if now is None else now
+            sql, params = _due_query(at, channels)
+            row = conn.execute(sql.replace("SELECT id", "SELECT *", 1), params).fetchone()
+            return OutboxItem.from_row(row) if row else None
+
+        return await self._read(run)
+
+    async def reserve_send(self, outbox_id: int) -> OutboxItem:
+        """Reserve one send attempt (``sending``, attempts + 1), committed before the call.
+
+        Refused (``IllegalTransition``) unless the row is ``pending``: two relays cannot both
+        reserve it, and an ``unknown`` row is never resent without a decision.
+        """
+        return await self._tx(
+            lambda conn, now: self._move(
+                conn, now, outbox_id, OutboxState.SENDING, "send attempt", attempts_delta=1
+            )
+        )
+
+    async def mark_unknown(self, outbox_id: int, detail: str = "outcome unknown") -> OutboxItem:
+        """The send's outcome cannot be known (timeout after the request left): never resend."""
+        return await self._tx(
+            lambda conn, now: self._move(conn, now, outbox_id, OutboxState.UNKNOWN, detail)
+        )
 
     async def next_reply_due_at(self) -> float | None:
         """When the next pending reply becomes due (the relay sleeps until then)."""
@@ -322,6 +361,16 @@ class OutboxMixin:
             detail=detail,
         )
         return OutboxItem.from_row(row)
+
+
+def _due_query(at: float, channels: Sequence[str] | None) -> tuple[str, list[object]]:
+    """The oldest pending reply due at ``at`` and not expired (optionally of some channels)."""
+    sql = "SELECT id FROM outbox WHERE state = 'pending' AND scheduled_at <= ? AND expires_at > ?"
+    params: list[object] = [at, at]
+    if channels is not None:
+        sql += f" AND channel IN ({','.join('?' * len(channels))})"
+        params.extend(channels)
+    return sql + " ORDER BY scheduled_at, id LIMIT 1", params
 
 
 __all__ = ["DEFAULT_BACKOFF", "OutboxMixin", "backoff_delay"]

@@ -86,24 +86,39 @@ class SchemaTooNew(Exception):
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"ledger {path} has schema version {found}, newer than this agentbridge "
-            f"understands ({SCHEMA_VERSION}); upgrade agentbridge or point ledger.path elsewhere"
-        )
-    for version in range(found, SCHEMA_VERSION):
+    """Bring the schema to ``SCHEMA_VERSION``; return the version found before.
+
+    Two processes may open a fresh file at the same moment, so the version is read again
+    under the write lock before each step: the loser of the race sees the winner's schema
+    instead of failing on "table already exists".
+    """
+    found = _check(conn, path)
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            version = _check(conn, path)
+            if version >= SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return found
             for statement in _split(MIGRATIONS[version]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-    return found
+
+
+def _check(conn: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; refuse one written by a newer agentbridge."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"ledger {path} has schema version {version}, newer than this agentbridge "
+            f"understands ({SCHEMA_VERSION}); upgrade agentbridge or point ledger.path elsewhere"
+        )
+    return version
 
 
 def _split(script: str) -> list[str]:
