@@ -586,6 +586,43 @@ class Ledger(OutboxMixin):
         self._notify("message", [msg.id])
         return msg
 
+    async def release(
+        self, message_id: int, fence: int, reason: str, actor: str = "host"
+    ) -> Message:
+        """Give a claimed message back unchanged (attempt kept): nothing reached the agent.
+
+        Used when the input box held someone else's text or no box was on screen, so no
+        keystroke of this message was sent; only a ``claimed`` message can be released.
+        """
+
+        def run(conn: sqlite3.Connection, now: float) -> Message:
+            current = _get(conn, message_id)
+            if current.fence != fence:
+                _refuse(conn, now, message_id, fence, "release", current)
+            if current.state != MessageState.CLAIMED:
+                _illegal(conn, now, current, MessageState.QUEUED, actor, "release: not claimed")
+            row = conn.execute(
+                "UPDATE messages SET state = 'queued', fence = fence + 1, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
+                (now, message_id),
+            ).fetchone()
+            insert_event(
+                conn,
+                now,
+                actor,
+                "transition",
+                message_id=message_id,
+                from_state=current.state,
+                to_state="queued",
+                attempt=current.attempt,
+                detail=f"released: {reason}",
+            )
+            return Message.from_row(row)
+
+        msg = await self._tx(run)
+        self._notify("message", [msg.id])
+        return msg
+
     async def quarantine(self, message_id: int, reason: str, actor: str = "recovery") -> Message:
         """Stop a queued or in-flight message and wait for a human."""
         return await self._human_move(message_id, MessageState.QUARANTINED, reason, actor)
