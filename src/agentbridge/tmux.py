@@ -192,7 +192,12 @@ class TmuxServer:
         return await self._pane_format(pane_id, "#{pane_dead}") == "0"
 
     async def pane_dead_status(self, pane_id: str) -> int | None:
-        """Exit status of a dead pane's process; None while alive, unknown, or no such pane."""
+        """Exit status of a dead pane's process; None while alive, unknown, or no such pane.
+
+        Best effort: tmux 3.3a sometimes marks a pane dead (pty closed) without ever recording
+        the status (seen ~1 in 3 fast exits here), so None after death means "exited, status
+        unknown" — use other evidence (transcript, screen) for the cause.
+        """
         value = await self._pane_format(pane_id, "#{pane_dead}|#{pane_dead_status}")
         if value is None:
             return None
