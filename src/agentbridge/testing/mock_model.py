@@ -210,20 +210,26 @@ class MockModelServer:
         self.requests: list[RecordedRequest] = []
         self._failures: list[int] = []
         self._retryable = True
+        self._usage_limit = False
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
 
     # ------------------------------------------------------------------ control
 
-    def fail_next(self, count: int, status: int = 429, retryable: bool = True) -> None:
+    def fail_next(
+        self, count: int, status: int = 429, retryable: bool = True, usage_limit: bool = False
+    ) -> None:
         """Answer the next ``count`` model requests with HTTP ``status`` (429, 529, 500, 400).
 
-        ``retryable=False`` adds ``x-should-retry: false`` so the CLI gives up at once.
+        ``retryable=False`` adds ``x-should-retry: false`` so the CLI gives up at once;
+        ``usage_limit=True`` adds Anthropic's unified rate-limit headers (a plan's usage limit,
+        reset in one hour): Claude then shows its "hit your limit · resets …" screen.
         """
         if status not in _ERRORS:
             raise ValueError(f"unsupported error status {status}; use one of {sorted(_ERRORS)}")
         self._failures = [status] * count
         self._retryable = retryable
+        self._usage_limit = usage_limit
 
     def clear_failures(self) -> None:
         """Stop injecting errors."""
@@ -290,6 +296,8 @@ class MockModelServer:
         record = RecordedRequest(request.method, request.path, request.host, body, 200)
         self.requests.append(record)
         path = request.path.rstrip("/")
+        if path.startswith("/_mock/"):
+            return self._control(request, path)
         if request.method == "POST" and path.endswith("/messages/count_tokens"):
             return web.json_response({"input_tokens": 10})
         if request.method == "POST" and path.endswith(("/messages", "/responses")):
@@ -300,6 +308,28 @@ class MockModelServer:
         return web.json_response(
             {"error": {"type": "not_found_error", "message": "mock: no such endpoint"}}, status=404
         )
+
+    def _control(self, request: web.BaseRequest, path: str) -> web.Response:
+        """Standalone-mode control: ``/_mock/fail?count=N&status=429&retryable=0``,
+        ``/_mock/clear``, ``/_mock/requests``."""
+        query = request.query
+        if path == "/_mock/fail":
+            retryable = query.get("retryable", "1") not in ("0", "false")
+            usage = query.get("usage_limit", "0") not in ("0", "false")
+            count, status = int(query.get("count", "1")), int(query.get("status", "429"))
+            self.fail_next(count, status, retryable, usage)
+        elif path == "/_mock/clear":
+            self.clear_failures()
+        elif path == "/_mock/requests":
+            rows = [
+                {"path": r.path, "status": r.status, "answer": r.answer, "user_text": r.user_text}
+                for r in self.requests
+                if not r.path.startswith("/_mock/")
+            ]
+            return web.json_response(rows)
+        else:
+            return web.json_response({"error": "unknown control path"}, status=404)
+        return web.json_response({"ok": True, "pending_failures": len(self._failures)})
 
     @staticmethod
     def _proxy_target(request: web.BaseRequest) -> str | None:
@@ -361,6 +391,13 @@ class MockModelServer:
             headers["x-should-retry"] = "false"
         if status == 429:
             headers["retry-after"] = "1"
+            if self._usage_limit:
+                reset = str(int(time.time()) + 3600)
+                headers["anthropic-ratelimit-unified-status"] = "rejected"
+                headers["anthropic-ratelimit-unified-reset"] = reset
+                headers["anthropic-ratelimit-unified-5h-status"] = "rejected"
+                headers["anthropic-ratelimit-unified-5h-reset"] = reset
+                headers["anthropic-ratelimit-unified-representative-claim"] = "five_hour"
         if codex:
             code = "rate_limit_exceeded" if status == 429 else kind
             payload: dict[str, Any] = {"error": {"type": kind, "code": code, "message": message}}

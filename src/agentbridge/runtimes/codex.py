@@ -1,0 +1,281 @@
+"""Runtime profile for the Codex CLI (``codex``), as measured on 0.169.0 against a mock model.
+
+Why each piece (details: ``shared/notes/agent-clis.md``):
+
+- ``$CODEX_HOME/config.toml`` (the agent's ``env.CODEX_HOME``, else ``<agent HOME>/.codex``)
+  gets only what a headless start needs, edited in place so the user's keys and comments stay:
+  ``check_for_update_on_startup = false`` (if unset), ``[features] daemon_auto_start = false``
+  (else an app-server daemon outlives ``tmux kill-session``), ``[analytics] enabled = false``
+  (if unset) and ``[projects."<cwd>"] trust_level = "trusted"``. Model and provider stay the
+  user's choice.
+- Hooks: ``$CODEX_HOME/hooks.json`` (Claude's schema) with our relay merged in, and
+  ``--dangerously-bypass-hook-trust`` so the "Hooks need review" screen cannot block the pane.
+  Caveat: that flag also runs the user's own unreviewed hooks in that file.
+- There is no ``--session-id``: a new session's transcript is the newest rollout file of this cwd
+  created after launch; on resume, the newest rollout of this cwd is continued with
+  ``codex resume <id>`` (measured: it appends to the same rollout file).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from agentbridge.agent_events import TranscriptParser
+from agentbridge.config import AgentConfig
+from agentbridge.injector import codex_input_box
+from agentbridge.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
+from agentbridge.runtimes import common
+from agentbridge.transcript.codex import CodexTranscriptParser
+
+__all__ = ["CodexProfile", "codex_screen_state", "toml_upsert"]
+
+HOOK_EVENTS = ["UserPromptSubmit", "Stop"]
+BYPASS_HOOK_TRUST = "--dangerously-bypass-hook-trust"
+PLACEHOLDERS = ("Ask Codex to do anything", "Ask a follow-up question")
+
+
+# --------------------------------------------------------------------------- config.toml
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _toml_str(value)
+    return str(value)
+
+
+def _lookup(doc: dict[str, Any], table: tuple[str, ...]) -> dict[str, Any] | None:
+    node: Any = doc
+    for part in table:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def toml_upsert(
+    text: str, table: tuple[str, ...], key: str, value: object, override: bool = True
+) -> str:
+    """Set ``key = value`` in ``[table]`` of a TOML text, editing lines in place.
+
+    Why not parse-and-dump: the user's comments and layout stay. ``override=False`` keeps a
+    value the user already set. The result is re-parsed; an edit that would break the file
+    raises ``ValueError`` instead of writing it.
+    """
+    doc = tomllib.loads(text)
+    current = _lookup(doc, table) if table else doc
+    if current is not None and key in current and (current[key] == value or not override):
+        return text
+    lines = text.split("\n")
+    header = (
+        "["
+        + ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else _toml_str(p) for p in table)
+        + "]"
+    )
+    entry = f"{key} = {_toml_value(value)}"
+    key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == header), None) if table else -1
+    if start is None:
+        new_text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + f"{header}\n{entry}\n"
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+            len(lines),
+        )
+        hit = next((i for i in range(start + 1, end) if key_re.match(lines[i])), None)
+        if hit is not None:
+            lines[hit] = entry
+        else:
+            lines.insert(start + 1, entry)
+        new_text = "\n".join(lines)
+    check = _lookup(tomllib.loads(new_text), table) if table else tomllib.loads(new_text)
+    if check is None or check.get(key) != value:
+        raise ValueError(f"cannot set {'.'.join((*table, key))} in config.toml without breaking it")
+    return new_text
+
+
+# --------------------------------------------------------------------------- screens
+
+_ANSWER_MARKS = ("•", "■", "└", "⚠", "◦", "✔", "✗")
+
+
+def _codex_box_at(lines: list[str]) -> int | None:
+    return next(
+        (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(("› ", "›\u00a0"))), None
+    )
+
+
+def codex_screen_state(screen: str) -> ScreenState:
+    """Read a plain ``capture-pane`` of Codex: its ``›`` composer, footer and error lines.
+
+    Error lines (``■ …``) describe how the last turn on screen ended; ``input_text`` is still set
+    when the composer is there. The dim placeholder ("Ask Codex to do anything") reads as "".
+    """
+    lines = screen.rstrip("\n").split("\n")
+    box = codex_input_box(screen)
+    if box is not None and box.strip() in PLACEHOLDERS:
+        box = ""
+    box_at = _codex_box_at(lines)
+    whole = "\n".join(lines)
+    if re.search(r"hooks? need review|Would you like to run|Allow command\?|Do you trust", whole):
+        return ScreenState(ScreenKind.PERMISSION_PROMPT, None, "dialog")
+    if re.search(
+        r"Sign in with ChatGPT|Provide your own API key|Not signed in|Please log ?in", whole
+    ):
+        return ScreenState(ScreenKind.LOGIN_REQUIRED, box, "login required")
+    answer = ""
+    if box_at is not None:
+        echo = _codex_box_at(lines[:box_at])
+        region = lines[(echo + 1 if echo is not None else 0) : box_at]
+        start = next(
+            (i for i, ln in enumerate(region) if ln.lstrip().startswith(_ANSWER_MARKS)), len(region)
+        )
+        answer = "\n".join(ln.strip() for ln in region[start:])
+    errors = "\n".join(ln for ln in answer.split("\n") if ln.startswith("■"))
+    if m := re.search(
+        r"usage limit.*?try again (?:at|in) (?P<when>[^.\n]+)", errors, re.IGNORECASE
+    ):
+        return ScreenState(ScreenKind.RATE_LIMITED, box, errors.split("\n")[0], m["when"].strip())
+    if re.search(r"\b429\b|Too Many Requests|rate limit", errors, re.IGNORECASE):
+        return ScreenState(ScreenKind.RATE_LIMITED, box, errors.split("\n")[0].lstrip("■ "))
+    if re.search(r"context window|context_length|ran out of room", errors, re.IGNORECASE):
+        return ScreenState(ScreenKind.CONTEXT_FULL, box, errors.split("\n")[0].lstrip("■ "))
+    if errors:
+        return ScreenState(ScreenKind.API_ERROR, box, errors.split("\n")[0].lstrip("■ "))
+    if "esc to interrupt" in whole:
+        return ScreenState(ScreenKind.BUSY, box)
+    if box is not None:
+        return ScreenState(ScreenKind.READY, box)
+    if not whole.strip() or "OpenAI Codex" in whole:
+        return ScreenState(ScreenKind.STARTING)
+    return ScreenState(ScreenKind.UNKNOWN)
+
+
+# --------------------------------------------------------------------------- the profile
+
+
+def _session_meta(path: Path) -> dict[str, Any]:
+    """The ``session_meta`` payload of a rollout's first line ({} when unreadable)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return {}
+    payload = first.get("payload") if isinstance(first, dict) else None
+    return payload if isinstance(payload, dict) and first.get("type") == "session_meta" else {}
+
+
+class CodexProfile:
+    """Codex in a tmux pane; one instance serves every agent (launch times kept per cwd)."""
+
+    name = "codex"
+    strong_completion = True
+    default_command: tuple[str, ...] = ("codex",)
+
+    def __init__(self) -> None:
+        self._launched: dict[tuple[str, str], float] = {}
+
+    def codex_home(self, agent: AgentConfig) -> Path:
+        """``env.CODEX_HOME`` of the agent, else ``<agent HOME>/.codex``."""
+        return common.env_path(agent, "CODEX_HOME") or common.agent_home(agent) / ".codex"
+
+    def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
+        """Seed config.toml and hooks.json (merging), pick resume or a new session."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        cwd = common.resolve_cwd(agent, state_dir)
+        home = self.codex_home(agent)
+        hook_events = state_dir / "hooks.jsonl"
+        self._seed_config(home, cwd)
+        self._seed_hooks(home, hook_events)
+        argv = list(agent.command or self.default_command)
+        if BYPASS_HOOK_TRUST not in argv:
+            argv.append(BYPASS_HOOK_TRUST)
+        session_id = None
+        if resume and (previous := self._latest_rollout(home, cwd, 0.0)) is not None:
+            session_id = str(_session_meta(previous).get("id") or "") or None
+            if session_id:
+                argv += ["resume", session_id]
+        env = common.clean_env(agent, {})
+        if "CODEX_HOME" in env:
+            env["CODEX_HOME"] = str(home)
+        self._launched[(str(home), str(cwd))] = time.time()
+        return LaunchSpec(argv, env, cwd, session_id, hook_events, home)
+
+    def _seed_config(self, home: Path, cwd: Path) -> None:
+        path = home / "config.toml"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        new = toml_upsert(text, (), "check_for_update_on_startup", False, override=False)
+        new = toml_upsert(new, ("features",), "daemon_auto_start", False)
+        new = toml_upsert(new, ("analytics",), "enabled", False, override=False)
+        new = toml_upsert(new, ("projects", str(cwd)), "trust_level", "trusted")
+        if new != text:
+            common.atomic_write(path, new if new.endswith("\n") else new + "\n")
+
+    def _seed_hooks(self, home: Path, hook_events: Path) -> None:
+        path = home / "hooks.json"
+        data = common.load_json(path)
+        before = json.dumps(data, sort_keys=True)
+        hooks = data.get("hooks")
+        hooks = hooks if isinstance(hooks, dict) else {}
+        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, common.hook_command(hook_events))
+        if json.dumps(data, sort_keys=True) != before:
+            common.atomic_write(path, json.dumps(data, indent=2) + "\n")
+
+    @staticmethod
+    def _latest_rollout(
+        home: Path, cwd: Path, since: float, session_id: str | None = None
+    ) -> Path | None:
+        """The newest rollout of ``cwd`` (or of ``session_id``) created at or after ``since``."""
+        pattern = f"*/*/*/rollout-*{session_id}.jsonl" if session_id else "*/*/*/rollout-*.jsonl"
+        best: tuple[float, Path] | None = None
+        for path in (home / "sessions").glob(pattern):
+            try:
+                created = path.stat().st_ctime
+            except OSError:
+                continue
+            if created + 1.0 < since or (best is not None and created <= best[0]):
+                continue
+            if session_id is None and _session_meta(path).get("cwd") != str(cwd):
+                continue
+            best = (created, path)
+        return best[1] if best else None
+
+    def transcript_path(self, spec: LaunchSpec, pane_pid: int | None) -> Path | None:
+        """The rollout file: by session id when resuming, else the newest one of this cwd
+        created after launch (None until the first turn writes it)."""
+        if spec.config_dir is None:
+            return None
+        if spec.session_id:
+            return self._latest_rollout(spec.config_dir, spec.cwd, 0.0, spec.session_id)
+        since = self._launched.get((str(spec.config_dir), str(spec.cwd)), 0.0)
+        return self._latest_rollout(spec.config_dir, spec.cwd, since)
+
+    def new_parser(self) -> TranscriptParser:
+        """A :class:`CodexTranscriptParser`."""
+        return CodexTranscriptParser()
+
+    def new_hook_parser(self) -> HookParser | None:
+        """Hook records carry the prompt and ``turn_id``; Claude's hook parser reads them too."""
+        from agentbridge.transcript.claude import ClaudeHookParser
+
+        parser: HookParser = ClaudeHookParser()
+        return parser
+
+    def agent_status(self, spec: LaunchSpec, pane_pid: int | None) -> str | None:
+        """Codex publishes no status file: None (screen and transcript are the evidence)."""
+        return None
+
+    def screen_state(self, screen: str) -> ScreenState:
+        """See :func:`codex_screen_state`."""
+        return codex_screen_state(screen)
