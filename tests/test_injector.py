@@ -284,3 +284,35 @@ def test_text_visible() -> None:
     assert not text_visible("hello", "hello world")
     assert not text_visible("", "x")
     assert text_visible("😀😀", "😀😀")  # no ASCII tail: any content counts
+
+
+async def test_dead_pane_gets_nothing(server: TmuxServer, tmp_path: Path) -> None:
+    # The last screen still shows a ❯ box, but the process is gone.
+    script = "printf '────\\r\\n❯\\302\\240\\r\\n────'; sleep 0.2"
+    pane = await server.new_session("dead", ["sh", "-c", script], pane_env(tmp_path), "/")
+
+    async def dead() -> bool:
+        return not await server.pane_alive(pane)
+
+    await async_wait_until(dead, what="pane dies")
+    result = await Injector(server, pane, config=FAST).inject("hello", None)
+    assert result.outcome is InjectionOutcome.PANE_DEAD
+    _, out, _ = await server.run("list-buffers")
+    assert out == ""
+
+
+async def test_clear_box_and_stale_event(agent: Agent) -> None:
+    await agent.server.run("send-keys", "-t", agent.pane, "-l", "leftover")
+
+    async def typed() -> bool:
+        return await agent.box() == "leftover"
+
+    await async_wait_until(typed, what="typed text in box")
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    assert await inj.clear_box()
+    assert await agent.box() == ""
+    stale = asyncio.Event()
+    stale.set()
+    with pytest.raises(ValueError, match="already set"):
+        await inj.inject("hello", stale)
+    assert PASTE_START not in agent.byte_log.read_bytes()

@@ -39,7 +39,8 @@ InputBoxReader = Callable[[str], "str | None"]
 #: The agent's own record of the prompt: an Event the caller sets, or an awaitable predicate.
 AcceptSignal = asyncio.Event | Callable[[], Awaitable[bool]]
 
-_PLACEHOLDER = re.compile(r"\[Pasted text #\d+(?: \+\d+ lines?)?\]")
+# Claude Code: "[Pasted text #2 +11 lines]"; Codex: "[Pasted Content 1234 chars]".
+_PLACEHOLDER = re.compile(r"\[Pasted text #\d+(?: \+\d+ lines?)?\]|\[Pasted Content \d+ chars\]")
 _WS = re.compile(r"\s+")
 
 
@@ -52,8 +53,10 @@ class InjectionOutcome(StrEnum):
     SUBMITTED_UNVERIFIED = "submitted_unverified"
     #: Text was already in the box: nothing pasted, nothing pressed. Wait and retry/report.
     BOX_NOT_EMPTY = "box_not_empty"
-    #: No input box on screen (dialog, not ready, crashed): nothing pasted, nothing pressed.
+    #: No input box on screen (dialog, not ready): nothing pasted, nothing pressed.
     BOX_NOT_FOUND = "box_not_found"
+    #: The pane's process has exited (or the pane is gone): nothing pasted, nothing pressed.
+    PANE_DEAD = "pane_dead"
     #: Pasted, but the text never showed in the box: no Enter pressed; the box may hold text.
     PASTE_NOT_VISIBLE = "paste_not_visible"
     #: Every allowed Enter pressed, the text is still in the box and nothing accepted it.
@@ -166,6 +169,21 @@ class Injector:
         """The input box's current text ("" = empty), None = no box on screen."""
         return self.input_box(await self.tmux.capture(self.pane_id))
 
+    async def clear_box(self, max_presses: int = 3) -> bool:
+        """Empty the input box with C-u (e.g. after ``paste_not_visible`` / ``not_submitted``).
+
+        Only for text the bridge put there: a human's draft is theirs. True when the box is empty.
+        """
+        for _ in range(max_presses):
+            box = await self._wait_box(lambda b: b == "", 0)
+            if box == "":
+                return True
+            await self.tmux.send_key(self.pane_id, "C-u")
+            box = await self._wait_box(lambda b: b == "", self.config.verify_timeout)
+            if box == "":
+                return True
+        return False
+
     async def inject(self, text: str | bytes, accepted: AcceptSignal | None) -> InjectionResult:
         """Paste ``text`` (sanitized here) and submit it; see the module doc for the recipe.
 
@@ -185,8 +203,13 @@ class Injector:
 
         if not clean.strip():
             raise ValueError("message is empty after sanitizing")
-        box = await self.read_box()
+        if isinstance(accepted, asyncio.Event) and accepted.is_set():
+            raise ValueError("accept event is already set: it must be fresh for this message")
+        screen = await self.tmux.capture_if_alive(self.pane_id)
         mark("check")
+        if screen is None:
+            return InjectionResult(InjectionOutcome.PANE_DEAD, 0, timings, None)
+        box = self.input_box(screen)
         if box is None:
             return InjectionResult(InjectionOutcome.BOX_NOT_FOUND, 0, timings, box)
         if box:

@@ -223,6 +223,22 @@ class TmuxServer:
         _, out, _ = await self.run(*args)
         return out
 
+    async def capture_if_alive(self, pane_id: str) -> str | None:
+        """The visible screen, or None when the pane is dead or gone — one tmux call.
+
+        Why: a dead pane kept by ``remain-on-exit`` still shows the agent's last screen, input
+        box included; nothing must be pasted into it.
+        """
+        rc, out, _ = await self.run(
+            "display-message", "-p", "-t", pane_id, "#{pane_dead}", ";",
+            "capture-pane", "-p", "-t", pane_id,
+            check=False,
+        )  # fmt: skip
+        flag, _, screen = out.partition("\n")
+        if rc != 0 or flag != "0":
+            return None
+        return screen
+
     # -- input ------------------------------------------------------------------------------
 
     async def load_and_paste(self, pane_id: str, text: str) -> None:
