@@ -534,11 +534,19 @@ class Ledger(OutboxMixin):
         return await self._read(run)
 
     async def requeue_victim(
-        self, message_id: int, fence: int, reason: str, actor: str = "recovery"
+        self,
+        message_id: int,
+        fence: int,
+        reason: str,
+        actor: str = "recovery",
+        *,
+        enforce_limit: bool = True,
     ) -> Message:
         """Put a victim back at the head of its conversation with attempt + 1.
 
-        At the attempt limit it is quarantined instead, with a readable reason.
+        At the attempt limit it is quarantined instead, with a readable reason. A message that
+        failed through no fault of its own (the agent was rate-limited) is requeued with
+        ``enforce_limit=False``: the wait before its next attempt bounds the retries.
         """
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
@@ -547,7 +555,7 @@ class Ledger(OutboxMixin):
                 _refuse(conn, now, message_id, fence, "requeue", current)
             if current.state not in IN_FLIGHT:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "requeue: not in flight")
-            if current.attempt >= self.max_attempts:
+            if enforce_limit and current.attempt >= self.max_attempts:
                 why = (
                     f"quarantined after {current.attempt} attempts"
                     f" (limit {self.max_attempts}); last: {reason}"
@@ -870,9 +878,27 @@ def _run_tx(
     return result
 
 
+def _set_wal(conn: sqlite3.Connection, timeout: float = 10.0) -> str:
+    """Switch to WAL, retrying while another connection is switching the same fresh file.
+
+    Changing the journal mode answers SQLITE_BUSY at once (the busy handler is not used),
+    so two processes opening a new ledger together would otherwise fail at random.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # on the connection thread, not the event loop
+        delay = min(delay * 2, 0.05)
+
+
 def _configure(conn: sqlite3.Connection, synchronous: str, path: str) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _set_wal(conn)
     if str(mode).lower() != "wal":
         raise LedgerError(f"ledger {path}: could not switch to WAL (got {mode})")
     sync = {"full": "FULL", "normal": "NORMAL"}.get(synchronous.lower())
