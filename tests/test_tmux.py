@@ -146,6 +146,8 @@ async def test_errors(server: TmuxServer, tmp_path: Path) -> None:
         await server.new_session("e", ["true"], {"BAD-NAME": "1"}, tmp_path)
     with pytest.raises(ValueError):
         await server.send_key("%0", "echo hi")
+    with pytest.raises(ValueError):
+        await server.new_session("a.b", ["true"], {}, tmp_path)
     await server.new_session("e", ["sleep", "60"], {"PATH": "/bin"}, tmp_path)
     with pytest.raises(TmuxError):
         await server.load_and_paste("%999", "hello")

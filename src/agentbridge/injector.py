@@ -8,7 +8,9 @@ not accepted and the text is still in the box, Enter again (never re-paste; an u
 second Enter costs ~400 ms per turn).
 
 The injector never sends message text with send-keys and never pastes over text already in the
-box (a human typing, or leftovers): then it returns ``box_not_empty`` and sends nothing.
+box (a human typing, or leftovers): then it returns ``box_not_empty`` and sends nothing. Nothing
+is pasted either when the pane is dead (``pane_dead``) or shows no box (``box_not_found``).
+``TmuxError`` propagates if tmux fails mid-way (e.g. the session was killed).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ ALLOWED_KEYS = frozenset({"Enter", "C-u", "C-c", "Escape", "BSpace", "Up", "Down
 
 _buffer_seq = itertools.count(1)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# tmux rewrites "." and ":" in session names (they are target syntax); refuse rather than guess.
+_SESSION_NAME = re.compile(r"[A-Za-z0-9_@+-]{1,100}")
 
 
 class TmuxError(RuntimeError):
@@ -143,6 +145,8 @@ class TmuxServer:
 
         The pane's environment is exactly ``env`` (via ``env -i``).
         """
+        if not _SESSION_NAME.fullmatch(name):
+            raise ValueError(f"bad session name (use [A-Za-z0-9_@+-]): {name!r}")
         if not argv:
             raise ValueError("argv is empty")
         if "=" in argv[0]:
