@@ -42,6 +42,8 @@ class GenericProfile:
     name = "generic"
     strong_completion = False
 
+    # Caveat: ``screen_state`` gets no agent, so the pattern of the last ``prepare`` is used;
+    # run one GenericProfile instance per generic agent when their patterns differ.
     def __init__(self, ready_pattern: str | None = None) -> None:
         self.ready = re.compile(ready_pattern or DEFAULT_READY, re.MULTILINE)
 
@@ -73,7 +75,7 @@ class GenericProfile:
 
     def screen_state(self, screen: str) -> ScreenState:
         """READY when ``ready_pattern`` matches the last non-blank lines, else BUSY."""
-        lines = [ln for ln in screen.rstrip().split("\n") if ln.strip()]
+        lines = [ln for ln in screen.rstrip("\n").split("\n") if ln.strip()]
         tail = "\n".join(lines[-3:])
         if lines and self.ready.search(tail):
             return ScreenState(ScreenKind.READY, None, "ready_pattern matched")
