@@ -177,7 +177,13 @@ class OutboxMixin:
         """
         return await self._tx(
             lambda conn, now: self._move(
-                conn, now, outbox_id, OutboxState.SENDING, "send attempt", attempts_delta=1
+                conn,
+                now,
+                outbox_id,
+                OutboxState.SENDING,
+                "send attempt",
+                attempts_delta=1,
+                only_from=OutboxState.PENDING,
             )
         )
 
@@ -212,7 +218,12 @@ class OutboxMixin:
         )
 
     async def mark_retry(self, outbox_id: int, error: str, delay: float) -> OutboxItem:
-        """A transient failure: back to ``pending`` after ``delay`` seconds."""
+        """A transient failure of the reserved attempt: back to ``pending`` after ``delay``.
+
+        Only a ``sending`` row can be retried this way: a late retry must not revive a reply
+        that already failed for good or whose outcome is unknown (``retry_reply`` is the
+        deliberate way back).
+        """
         item = await self._tx(
             lambda conn, now: self._move(
                 conn,
@@ -222,6 +233,7 @@ class OutboxMixin:
                 f"retry in {delay:.1f}s: {error}",
                 error=error,
                 scheduled_at=now + delay,
+                only_from=OutboxState.SENDING,
             )
         )
         self._notify("outbox", [outbox_id])
@@ -332,6 +344,7 @@ class OutboxMixin:
         error: str | None = None,
         scheduled_at: float | None = None,
         platform_message_id: str | None = None,
+        only_from: OutboxState | None = None,
     ) -> OutboxItem:
         from agentbridge.ledger import IllegalTransition, NotFound, insert_event
         from agentbridge.states import OUTBOX_TRANSITIONS
@@ -340,7 +353,7 @@ class OutboxMixin:
         if row is None:
             raise NotFound(f"no outbox row {outbox_id}")
         current = OutboxState(row["state"])
-        if to not in OUTBOX_TRANSITIONS[current]:
+        if to not in OUTBOX_TRANSITIONS[current] or only_from not in (None, current):
             raise IllegalTransition(f"outbox {outbox_id}: {current} -> {to}")
         row = conn.execute(
             "UPDATE outbox SET state = ?, attempts = attempts + ?, updated_at = ?,"
