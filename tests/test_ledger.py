@@ -446,6 +446,28 @@ async def test_requeued_victim_goes_back_to_the_head_with_attempt_plus_one(ledge
     assert "session died" in replay.detail
 
 
+async def test_release_gives_back_an_undelivered_claim_without_an_attempt(ledger: Ledger) -> None:
+    mid = (await ledger.ingest("tg", "c", "u", "x")).message.id
+    await ledger.ingest("tg", "c", "u", "y")
+    m = await ledger.claim_next("default", "h", 60)
+    assert m is not None and m.id == mid
+    back = await ledger.release(mid, m.fence, "input box not empty")
+    assert (back.state, back.attempt, back.fence, back.lease_owner) == (
+        "queued",
+        1,
+        m.fence + 1,
+        None,
+    )
+    with pytest.raises(StaleLease):
+        await ledger.release(mid, m.fence, "twice")
+    again = await ledger.claim_next("default", "h", 60)
+    assert again is not None and (again.id, again.attempt) == (mid, 1)  # still the head
+    await ledger.mark_submitted(mid, again.fence)
+    with pytest.raises(IllegalTransition):  # the agent may have it now: replay, not release
+        await ledger.release(mid, again.fence, "too late")
+    assert (await ledger.get(mid)).state == "submitted"
+
+
 async def test_attempt_limit_quarantines_with_a_readable_reason(ledger: Ledger) -> None:
     mid = (await ledger.ingest("tg", "c", "u", "poison")).message.id
     await ledger.ingest("tg", "c", "u", "next")
