@@ -1,0 +1,301 @@
+"""The HTTP API channel: scripts and other agents post messages and read replies over HTTP.
+
+Enabled by a ``[channels.http]`` table. ``POST /v1/messages`` answers 202 only after the
+ledger commit, so a 202 is a promise the message survives a crash; anything else means "not
+received, send again" (with the same ``Idempotency-Key`` that is always safe). Replies are not
+pushed anywhere: the caller reads them with ``GET /v1/messages/{id}``, optionally long-polling
+with ``?wait=SECONDS``, which wakes on the ledger's change feed instead of polling it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agentbridge.channels.http_auth import (
+    Authenticator,
+    HttpSettings,
+    host_allowed,
+    load_or_create_token,
+    load_secret,
+    parse_settings,
+)
+from agentbridge.config import Config
+from agentbridge.hookspecs import hookimpl
+from agentbridge.ledger import IdempotencyConflict, NotFound
+from agentbridge.models import Message, OutboxItem
+from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.states import MessageState
+
+log = logging.getLogger(__name__)
+
+#: states after which a message's row no longer changes on its own (a human may requeue)
+FINAL_STATES = frozenset({MessageState.COMPLETED, MessageState.FAILED, MessageState.QUARANTINED})
+_BODY_FIELDS = {"text", "conversation", "sender", "key"}
+_SSE_KEEPALIVE = 15.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    """Every refusal is JSON with one readable line, so a script can print it as is."""
+    return web.json_response({"error": message}, status=status)
+
+
+def message_json(msg: Message) -> dict[str, Any]:
+    """The public shape of a message on this API."""
+    return {
+        "id": msg.id,
+        "state": str(msg.state),
+        "final": msg.state in FINAL_STATES,
+        "conversation": msg.conversation,
+        "reply": msg.reply,
+        "attempt": msg.attempt,
+        "reason": msg.reason,
+    }
+
+
+class HttpApiChannel:
+    """An aiohttp server on loopback; ``port`` is the bound port once started."""
+
+    name = "http"
+    #: replies are read whole by GET: nothing to chunk for a platform
+    limits = ChannelLimits(max_message_length=1_000_000)
+
+    def __init__(
+        self,
+        settings: HttpSettings | dict[str, Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = (
+            settings if isinstance(settings, HttpSettings) else parse_settings(settings or {})
+        )
+        self.port: int | None = None
+        self._clock = clock
+        self._ctx: ChannelContext | None = None
+        self._auth: Authenticator | None = None
+        self._runner: web.AppRunner | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._waiters: dict[int, set[asyncio.Event]] = {}
+        self._closing = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Load credentials, subscribe to the ledger's changes, then listen."""
+        self._ctx = ctx
+        self._closing = asyncio.Event()
+        token_path = self.settings.token_file or ctx.state_dir / "http-api.token"
+        secret_path = self.settings.hmac_secret_file
+        self._auth = Authenticator(
+            load_or_create_token(token_path),
+            load_secret(secret_path) if secret_path else None,
+            self._clock,
+        )
+        if ctx.ledger is not None:
+            self._unsubscribe = ctx.ledger.on_change(self._changed)
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[self._guard]
+        )
+        app.router.add_post("/v1/messages", self._post)
+        app.router.add_get("/v1/messages/{id}", self._get)
+        app.router.add_get("/v1/messages/{id}/events", self._events)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("http api listening on %s:%s", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Wake every long-poll (it answers with the current state), then close the server."""
+        self._closing.set()
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        """Nothing to push: the reply is in the ledger, where ``GET`` reads it."""
+        return f"http-{item.id}"
+
+    def classify_error(self, exc: BaseException) -> ErrorClass | None:
+        """``deliver`` cannot fail: no platform behind it."""
+        return None
+
+    async def receipt(self, receipt: Receipt) -> None:
+        """Callers see progress through ``GET``'s ``state``; nothing to push."""
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _changed(self, kind: str, ident: int) -> None:
+        """Ledger listener: wake the long-polls and streams watching this message."""
+        if kind == "message":
+            for event in self._waiters.get(ident, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def _watch(self, message_id: int) -> Any:
+        event = asyncio.Event()
+        self._waiters.setdefault(message_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            watchers = self._waiters.get(message_id)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._waiters[message_id]
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Host check, size limit and authentication, before any handler runs."""
+        if not host_allowed(request.headers.get("Host"), self.settings.allowed_hosts):
+            return _error(403, "Host header not allowed (add it to channels.http.allowed_hosts)")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+        assert self._auth is not None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reason = self._auth.check(headers, request.method, request.path_qs, body)
+        if reason is not None:
+            return _error(401, reason)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            return _error(exc.status, exc.reason)
+
+    async def _message(self, request: web.Request) -> Message:
+        """The message named in the URL; only this channel's messages are visible here."""
+        assert self._ctx is not None and self._ctx.ledger is not None
+        try:
+            message_id = int(request.match_info["id"])
+            msg: Message = await self._ctx.ledger.get(message_id)
+        except (ValueError, NotFound):
+            raise web.HTTPNotFound(reason="no such message") from None
+        if msg.channel != self.name:
+            raise web.HTTPNotFound(reason="no such message")
+        return msg
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _post(self, request: web.Request) -> web.Response:
+        assert self._ctx is not None
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(400, "body must be a JSON object with a 'text' field")
+        unknown = sorted(set(data) - _BODY_FIELDS)
+        if unknown:
+            return _error(
+                400, f"unknown field {unknown[0]!r} (allowed: text, conversation, sender, key)"
+            )
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _error(400, "'text' must be a non-empty string")
+        fields = {"conversation": "default", "sender": "http", "key": None}
+        for field, default in fields.items():
+            value = data.get(field, default)
+            if value is not None and (not isinstance(value, str) or not value):
+                return _error(400, f"'{field}' must be a non-empty string")
+            fields[field] = value
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None and fields["key"] is not None and header_key != fields["key"]:
+            return _error(400, "Idempotency-Key header and body 'key' differ")
+        key = header_key or fields["key"]
+        try:
+            result = await self._ctx.ingest(
+                conversation=fields["conversation"],
+                sender=fields["sender"],
+                text=text,
+                key=key,
+                meta={"via": "http"},
+            )
+        except IdempotencyConflict as exc:
+            return _error(409, str(exc))
+        except Exception:
+            log.exception("http api: ingest failed")
+            return _error(503, "the message could not be stored and was NOT received; retry")
+        msg = result.message
+        return web.json_response(
+            {"id": msg.id, "state": str(msg.state), "created": result.created}, status=202
+        )
+
+    async def _get(self, request: web.Request) -> web.Response:
+        msg = await self._message(request)
+        raw_wait = request.query.get("wait")
+        if raw_wait is None or msg.state in FINAL_STATES:
+            return web.json_response(message_json(msg))
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            return _error(400, "'wait' must be a number of seconds")
+        wait = min(max(wait, 0.0), self.settings.max_wait)
+        assert self._ctx is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        with self._watch(msg.id) as event:
+            while True:
+                event.clear()  # before the read: a change after it will set the event again
+                msg = await self._ctx.ledger.get(msg.id)
+                remaining = deadline - loop.time()
+                if msg.state in FINAL_STATES or remaining <= 0 or self._closing.is_set():
+                    return web.json_response(message_json(msg))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: one ``state`` event per change, closed after a final state."""
+        msg = await self._message(request)
+        assert self._ctx is not None
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        last: tuple[str, int, str | None] | None = None
+        with self._watch(msg.id) as event:
+            while True:
+                event.clear()
+                msg = await self._ctx.ledger.get(msg.id)
+                seen = (str(msg.state), msg.attempt, msg.reply)
+                if seen != last:
+                    last = seen
+                    data = json.dumps(message_json(msg))
+                    await response.write(f"event: state\ndata: {data}\n\n".encode())
+                if msg.state in FINAL_STATES or self._closing.is_set():
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), _SSE_KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+        await response.write_eof()
+        return response
+
+
+@hookimpl
+def register_channels(register: Callable[[Channel], None], config: Config) -> None:
+    """Only when ``[channels.http]`` exists: an open port is something a user asks for."""
+    table = config.channels.get("http")
+    if table is not None:
+        register(HttpApiChannel(table))

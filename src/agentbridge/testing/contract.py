@@ -1,0 +1,336 @@
+"""The channel contract suite: what every channel must do, as tests a plugin's suite inherits.
+
+Usage (a plugin's ``tests/test_contract.py``)::
+
+    pytest_plugins = ["agentbridge.testing.contract"]   # until the pytest11 entry point exists
+    from agentbridge.testing.contract import ChannelContract, HarnessBase
+
+    class MyHarness(HarnessBase):
+        ...  # make the fake platform deliver inbound messages, record acks and sent texts
+
+    class TestMyChannel(ChannelContract):
+        @pytest.fixture
+        def harness(self):
+            return MyHarness(MyChannel(...))
+
+The suite runs the channel against a real ledger in ``tmp_path``. The bridge's ``ingest`` is
+wrapped to record when each commit returned; the harness records when the platform saw each
+ack; "ingest before ack" is then a comparison of two clocks, not a promise in a README.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import pytest_asyncio
+
+from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.models import Message, OutboxItem
+from agentbridge.protocols import (
+    Channel,
+    ChannelContext,
+    ChannelLimits,
+    DeliveryError,
+    ErrorClass,
+    Receipt,
+)
+
+#: replies longer than this are not built in full by the limits test (a 1 MB limit means "none")
+LIMIT_PROBE_CAP = 100_000
+
+
+@dataclass
+class ContractBridge:
+    """The bridge side of a contract test: a real ledger and the context handed to the channel.
+
+    ``commits`` holds ``(key, time.monotonic())`` for every ingest, taken when the ledger's
+    commit returned; ``fail_ingest`` makes the next ingests raise, as a full disk would.
+    """
+
+    ledger: Ledger
+    ctx: ChannelContext
+    commits: list[tuple[str | None, float]] = field(default_factory=list)
+    fail_ingest: bool = False
+
+
+@asynccontextmanager
+async def contract_bridge(
+    channel_name: str,
+    state_dir: Path,
+    *,
+    agent: str = "demo",
+    config: dict[str, Any] | None = None,
+) -> AsyncIterator[ContractBridge]:
+    """Open a ledger in ``state_dir`` and build the ``ChannelContext`` the bridge would pass."""
+    ledger = await Ledger.open(state_dir / "contract-ledger.db")
+    bridge: ContractBridge | None = None
+
+    async def ingest(
+        conversation: str,
+        sender: str,
+        text: str,
+        key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        priority: int = 0,
+        **extra: Any,
+    ) -> IngestResult:
+        assert bridge is not None
+        if bridge.fail_ingest:
+            raise OSError("contract: the ledger is unavailable (simulated)")
+        result = await ledger.ingest(
+            channel_name,
+            conversation,
+            sender,
+            text,
+            key=key,
+            agent=extra.get("agent") or agent,
+            priority=priority,
+            meta=meta,
+        )
+        bridge.commits.append((key, time.monotonic()))
+        return result
+
+    ctx = ChannelContext(
+        name=channel_name,
+        config=dict(config or {}),
+        ingest=ingest,
+        state_dir=state_dir,
+        ledger=ledger,
+    )
+    bridge = ContractBridge(ledger=ledger, ctx=ctx)
+    try:
+        yield bridge
+    finally:
+        await ledger.close()
+
+
+async def complete_next(
+    ledger: Ledger, reply: str, *, agent: str = "demo", owner: str = "contract"
+) -> Message:
+    """Play the agent's part through the real ledger API: claim, submit, accept, complete."""
+    msg = await ledger.claim_next(agent, owner, 60.0)
+    assert msg is not None, f"no queued message for agent {agent!r}"
+    await ledger.mark_submitted(msg.id, msg.fence)
+    await ledger.mark_accepted(msg.id, msg.fence)
+    return await ledger.complete(msg.id, msg.fence, reply)
+
+
+class ChannelHarness(Protocol):
+    """What a channel's author supplies: a handle on the (fake) platform behind the channel."""
+
+    channel: Channel
+    #: False when there is no platform that can fail deliveries (the error test is skipped)
+    can_fail: bool
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Start the fake platform (if any), then ``channel.start(ctx)``."""
+
+    async def stop(self) -> None:
+        """Stop the channel, then the fake platform; safe to call twice."""
+
+    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
+        """Make the platform deliver one message (again, for a redelivery) and wait until the
+        channel answered it: an ack, or an error the platform would redeliver after."""
+
+    def ack_times(self, platform_id: str) -> list[float]:
+        """``time.monotonic()`` of each ack the platform received for ``platform_id``."""
+
+    def sent(self) -> list[str]:
+        """Texts the platform received from ``deliver``, oldest first."""
+
+    def fail_deliveries(self, error_class: ErrorClass | None) -> None:
+        """Make the platform fail every delivery permanently / transiently; None heals it."""
+
+
+class HarnessBase:
+    """A harness with the bookkeeping done: subclasses override ``inbound`` (and more)."""
+
+    can_fail = False
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.acks: dict[str, list[float]] = {}
+        self.sent_texts: list[str] = []
+        self.failing: ErrorClass | None = None
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Start the channel."""
+        await self.channel.start(ctx)
+
+    async def stop(self) -> None:
+        """Stop the channel."""
+        await self.channel.stop()
+
+    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
+        """Required: the one thing only the author knows how to do."""
+        raise NotImplementedError("the harness must implement inbound()")
+
+    def record_ack(self, platform_id: str) -> None:
+        """Call when the platform sees the channel's ack of ``platform_id``."""
+        self.acks.setdefault(platform_id, []).append(time.monotonic())
+
+    def ack_times(self, platform_id: str) -> list[float]:
+        """See ``ChannelHarness``."""
+        return list(self.acks.get(platform_id, []))
+
+    def sent(self) -> list[str]:
+        """See ``ChannelHarness``."""
+        return list(self.sent_texts)
+
+    def fail_deliveries(self, error_class: ErrorClass | None) -> None:
+        """See ``ChannelHarness``; only meaningful when ``can_fail`` is True."""
+        self.failing = error_class
+
+
+class ChannelContract:
+    """Subclass as ``TestSomething(ChannelContract)`` and override the ``harness`` fixture."""
+
+    conversation = "contract-conversation"
+    sender = "contract-sender"
+
+    @pytest.fixture
+    def harness(self) -> ChannelHarness:
+        """Override: return a fresh harness (not started) around a fresh channel."""
+        raise NotImplementedError("override the 'harness' fixture in your ChannelContract subclass")
+
+    @pytest_asyncio.fixture
+    async def bridge(
+        self, harness: ChannelHarness, tmp_path: Path
+    ) -> AsyncIterator[ContractBridge]:
+        """The harness started against a real ledger; stopped and closed afterwards."""
+        async with contract_bridge(harness.channel.name, tmp_path / "bridge") as bridge:
+            await harness.start(bridge.ctx)
+            try:
+                yield bridge
+            finally:
+                await harness.stop()
+
+    async def _rows(self, bridge: ContractBridge, channel: Channel) -> list[Message]:
+        return await bridge.ledger.list_messages(channel=channel.name)
+
+    # ------------------------------------------------------------------ the contract
+
+    def test_is_a_channel(self, harness: ChannelHarness) -> None:
+        """The object satisfies the ``Channel`` protocol and declares usable limits."""
+        channel = harness.channel
+        assert isinstance(channel, Channel), "missing Channel methods/attributes"
+        assert isinstance(channel.name, str) and channel.name, "name must be a non-empty str"
+        assert isinstance(channel.limits, ChannelLimits)
+        assert channel.limits.max_message_length > 0
+
+    @pytest.mark.asyncio
+    async def test_ingest_before_ack(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
+        """The platform hears "received" only after the ledger committed; never if it failed."""
+        await harness.inbound("contract-1", "hello contract", self.conversation, self.sender)
+        rows = await self._rows(bridge, harness.channel)
+        assert len(rows) == 1 and "hello contract" in rows[0].text, rows
+        acks = harness.ack_times("contract-1")
+        assert acks, "the platform never saw an ack for a message the ledger stored"
+        assert len(bridge.commits) == 1
+        committed = bridge.commits[0][1]
+        assert all(ack >= committed for ack in acks), (
+            f"acked {committed - min(acks):.6f}s before the ledger commit returned"
+        )
+
+        bridge.fail_ingest = True
+        with contextlib.suppress(Exception):
+            await harness.inbound("contract-2", "lost?", self.conversation, self.sender)
+        assert harness.ack_times("contract-2") == [], (
+            "the channel acked a message the ledger failed to store: it is lost"
+        )
+        assert len(await self._rows(bridge, harness.channel)) == 1
+
+    @pytest.mark.asyncio
+    async def test_redelivery_is_idempotent(
+        self, harness: ChannelHarness, bridge: ContractBridge
+    ) -> None:
+        """The same platform message delivered twice is one ledger row, and acked both times."""
+        for _ in range(2):
+            await harness.inbound("contract-3", "only once", self.conversation, self.sender)
+        rows = await self._rows(bridge, harness.channel)
+        assert len(rows) == 1, f"a redelivery created {len(rows)} rows: use the platform id as key"
+        assert len(harness.ack_times("contract-3")) == 2, (
+            "a redelivery must be acked too, or the platform keeps redelivering"
+        )
+
+    async def _reply_item(self, bridge: ContractBridge, channel: Channel, text: str) -> OutboxItem:
+        """A real outbox row for a real completed message (the relay hands these to deliver)."""
+        result = await bridge.ctx.ingest(self.conversation, self.sender, "question", key="q")
+        await complete_next(bridge.ledger, text)
+        return await bridge.ledger.enqueue_reply(
+            channel.name,
+            self.conversation,
+            text,
+            key="contract-reply",
+            message_id=result.message.id,
+        )
+
+    @pytest.mark.asyncio
+    async def test_limits_respected(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
+        """The relay chunks replies to ``limits.max_message_length``; a chunk of exactly that
+        length must reach the platform whole, and nothing sent may exceed the limit."""
+        channel = harness.channel
+        limit = channel.limits.max_message_length
+        size = min(limit, LIMIT_PROBE_CAP)
+        text = ("0123456789abcdef" * (size // 16 + 1))[:size]
+        item = await self._reply_item(bridge, channel, text)
+        platform_id = await channel.deliver(item)
+        assert platform_id is None or isinstance(platform_id, str)
+        sent = harness.sent()
+        if not sent:
+            return  # no platform (replies are read from the ledger): nothing can overflow
+        assert all(len(chunk) <= limit for chunk in sent), "a chunk over the declared limit"
+        assert "".join(sent) == text, "the chunk reached the platform altered or partly"
+
+    @pytest.mark.asyncio
+    async def test_errors_classified(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
+        """A failed delivery says whether a retry can help: ``DeliveryError.error_class`` or
+        ``classify_error``; a healed platform then accepts the same item."""
+        if not harness.can_fail:
+            pytest.skip("this channel has no platform that can fail a delivery")
+        channel = harness.channel
+        item = await self._reply_item(bridge, channel, "a reply")
+        for wanted in (ErrorClass.PERMANENT, ErrorClass.TRANSIENT):
+            harness.fail_deliveries(wanted)
+            try:
+                await channel.deliver(item)
+            except Exception as exc:
+                got = (
+                    exc.error_class
+                    if isinstance(exc, DeliveryError)
+                    else channel.classify_error(exc)
+                )
+                assert got == wanted, f"a {wanted} platform error was classified as {got}"
+            else:
+                pytest.fail(f"deliver() returned although the platform failed ({wanted})")
+        harness.fail_deliveries(None)
+        await channel.deliver(item)
+        assert harness.sent()[-1:] == ["a reply"]
+
+    @pytest.mark.asyncio
+    async def test_receipt_never_raises(
+        self, harness: ChannelHarness, bridge: ContractBridge
+    ) -> None:
+        """Receipts are best effort: a platform hiccup there must not break the pipeline."""
+        for status in ("queued", "injected", "working", "replied", "failed", "waiting"):
+            await harness.channel.receipt(
+                Receipt(1, harness.channel.name, self.conversation, status, platform_message_id="1")
+            )
+
+    @pytest.mark.asyncio
+    async def test_stop_twice(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
+        """``stop()`` is called on every shutdown path; calling it again must be harmless."""
+        await harness.stop()
+        await harness.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Loaded as a plugin (``pytest_plugins`` or the pytest11 entry point): declare the marker."""
+    config.addinivalue_line("markers", "channel_contract: the agentbridge channel contract suite")

@@ -1,0 +1,70 @@
+"""The channel contract suite run against our own channels: local and the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+# before the import, so the suite's asserts explain themselves (pytest_plugins comes too late)
+pytest.register_assert_rewrite("agentbridge.testing.contract")
+
+from agentbridge.channels.http_api import HttpApiChannel  # noqa: E402
+from agentbridge.channels.local import LocalChannel  # noqa: E402
+from agentbridge.protocols import ChannelContext  # noqa: E402
+from agentbridge.testing.contract import ChannelContract, HarnessBase  # noqa: E402
+
+pytest_plugins = ["agentbridge.testing.contract"]
+
+
+class LocalHarness(HarnessBase):
+    """The local channel's inbound path is the CLI writing to the ledger; its "ack" is the
+    id the CLI prints, which it can only print after ``ingest`` returned."""
+
+    ctx: ChannelContext
+
+    async def start(self, ctx: ChannelContext) -> None:
+        self.ctx = ctx
+        await super().start(ctx)
+
+    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
+        await self.ctx.ingest(conversation, sender, text, key=platform_id)
+        self.record_ack(platform_id)
+
+
+class HttpHarness(HarnessBase):
+    """A script posting to the API: a 202 is the ack, anything else means "not received"."""
+
+    channel: HttpApiChannel
+
+    def __init__(self, token_file: Path) -> None:
+        super().__init__(HttpApiChannel({"port": 0, "token_file": str(token_file)}))
+        self.token_file = token_file
+
+    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
+        token = self.token_file.read_text().strip()
+        url = f"http://127.0.0.1:{self.channel.port}/v1/messages"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                url,
+                json={"text": text, "conversation": conversation, "sender": sender},
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": platform_id},
+            ) as response,
+        ):
+            await response.read()
+            if response.status == 202:
+                self.record_ack(platform_id)
+
+
+class TestLocalContract(ChannelContract):
+    @pytest.fixture
+    def harness(self) -> LocalHarness:
+        return LocalHarness(LocalChannel())
+
+
+class TestHttpApiContract(ChannelContract):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> HttpHarness:
+        return HttpHarness(tmp_path / "token")
