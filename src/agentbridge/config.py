@@ -33,6 +33,9 @@ class AgentConfig:
     ready_pattern: str | None = None  # generic runtime: regex that means "ready for input"
     progress_timeout: float = 300.0  # in flight with no agent activity this long → unhealthy
     launch_grace: float = 30.0
+    rate_limit_recheck: float = 30.0  # rate-limited with no reset time on screen: look again
+    restart_window: float = 300.0  # crash-loop breaker: this many seconds…
+    max_restarts: int = 5  # …and this many restarts in it → degraded
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
             "ready_pattern",
             "progress_timeout",
             "launch_grace",
+            "rate_limit_recheck",
+            "restart_window",
+            "max_restarts",
         },
         where,
     )
@@ -179,6 +185,11 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
             table.get("progress_timeout", 300.0), where + "progress_timeout"
         ),
         launch_grace=_positive(table.get("launch_grace", 30.0), where + "launch_grace"),
+        rate_limit_recheck=_positive(
+            table.get("rate_limit_recheck", 30.0), where + "rate_limit_recheck"
+        ),
+        restart_window=_positive(table.get("restart_window", 300.0), where + "restart_window"),
+        max_restarts=int(_positive(table.get("max_restarts", 5), where + "max_restarts")),
     )
 
 

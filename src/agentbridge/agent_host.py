@@ -1,0 +1,467 @@
+"""One agent session: a CLI in tmux, the message in flight in it, and the evidence it leaves.
+
+The host pastes one message at a time and keeps it in flight until the agent's own transcript
+or hooks prove that message's turn completed. "Pasted" and "Enter pressed" are recorded
+(``submitted``) but never taken for done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
+from agentbridge.config import AgentConfig, InjectionConfig
+from agentbridge.envelope import Envelope, wrap
+from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
+from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.models import Message
+from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
+from agentbridge.sanitize import sanitize_text
+from agentbridge.tmux import TmuxServer
+from agentbridge.transcript.tail import FileTail
+
+log = logging.getLogger(__name__)
+
+
+class TurnOutcome(enum.StrEnum):
+    """How the turn of the message in flight ended, as far as this session knows."""
+
+    COMPLETED = "completed"
+    API_ERROR = "api_error"
+    ABORTED = "aborted"
+    NOT_DELIVERED = "not_delivered"  # released: nothing reached the agent
+    SESSION_ENDED = "session_ended"  # the agent died or was stopped: a victim
+
+
+@dataclass
+class InFlight:
+    """The one message this session is working on."""
+
+    message: Message
+    envelope: Envelope
+    accepted: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: TurnOutcome | None = None
+    detail: str = ""
+    injection: InjectionResult | None = None
+    claimed_at: float = field(default_factory=time.monotonic)
+
+    screen: ScreenKind | None = None
+    reset_at: str | None = None
+
+    def finish(self, outcome: TurnOutcome, detail: str = "") -> None:
+        """First finisher wins; later evidence is ignored."""
+        if self.outcome is None:
+            self.outcome, self.detail = outcome, detail
+            self.done.set()
+
+    def finish_from_screen(self, kind: ScreenKind, reset_at: str | None, detail: str) -> None:
+        """A confirmed fault screen ended the turn (the transcript may say nothing)."""
+        if self.screen is None:
+            self.screen, self.reset_at = kind, reset_at
+        self.finish(TurnOutcome.API_ERROR, detail or str(kind))
+
+
+def spill_path(state_dir: Path, message: Message) -> Path:
+    """Where a long message is written for the agent to read."""
+    return state_dir / "spill" / f"message-{message.id}-attempt-{message.attempt}.txt"
+
+
+def build_prompt(message: Message, state_dir: Path, spill_threshold: int) -> tuple[str, Envelope]:
+    """The envelope header plus the sanitized body (or a pointer to a 0600 spill file)."""
+    envelope = Envelope(
+        message_id=message.id,
+        attempt=message.attempt,
+        channel=message.channel,
+        sender=message.sender,
+        resent=message.attempt > 1,
+    )
+    body = sanitize_text(message.text)
+    if len(body) > spill_threshold:
+        path = spill_path(state_dir, message)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+        body = (
+            f"This message is long ({len(body)} characters); it is stored in the file {path}. "
+            "Read that whole file: it is the message."
+        )
+    return wrap(envelope, body), envelope
+
+
+class AgentSession:
+    """One incarnation of one agent in tmux. A restart makes a new ``AgentSession``."""
+
+    def __init__(
+        self,
+        *,
+        agent: AgentConfig,
+        profile: RuntimeProfile,
+        ledger: Ledger,
+        tmux: TmuxServer,
+        state_dir: Path,
+        owner: str,
+        injection: InjectionConfig | None = None,
+        lease_seconds: float = 600.0,
+        observer: Any = None,
+        notify: Callable[[Message, str, str], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.profile = profile
+        self.ledger = ledger
+        self.tmux = tmux
+        self.state_dir = state_dir
+        self.owner = owner
+        self.injection = injection or InjectionConfig()
+        self.lease_seconds = lease_seconds
+        self.observer = observer
+        self.notify = notify or (lambda message, status, detail: None)
+        self.session_name = f"ab-{agent.name}"
+        self.spec: LaunchSpec | None = None
+        self.pane_id: str | None = None
+        self.pane_pid: int | None = None
+        self.injector: Injector | None = None
+        self.current: InFlight | None = None
+        self.started_at = time.monotonic()
+        self.last_progress = time.monotonic()
+        self.last_heartbeat = 0.0
+        self.last_api_error: str | None = None
+        self.human_turns = 0
+        self.corrupt_lines = 0
+        self.ended = False
+        self._events: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        self._tails: list[FileTail] = []
+        self._parser: TranscriptParser | None = None
+        self._hook_parser: HookParser | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._transcript_path: Path | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, resume: bool) -> None:
+        """Launch the CLI in a fresh tmux session and start following its transcript/hooks."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.spec = self.profile.prepare(self.agent, self.state_dir, resume)
+        if await self.tmux.has_session(self.session_name):
+            await self.tmux.kill_session(self.session_name)
+        self.spec.cwd.mkdir(parents=True, exist_ok=True)
+        self.pane_id = await self.tmux.new_session(
+            self.session_name, self.spec.argv, self.spec.env, self.spec.cwd
+        )
+        self.pane_pid = await self.tmux.pane_pid(self.pane_id)
+        self.started_at = self.last_progress = time.monotonic()
+        self.injector = Injector(
+            self.tmux,
+            self.pane_id,
+            input_box=lambda screen: self.profile.screen_state(screen).input_text,
+            config=InjectorConfig(
+                settle=self.injection.settle_ms / 1000,
+                verify_timeout=self.injection.verify_timeout,
+            ),
+        )
+        self._consumer = asyncio.create_task(
+            self._consume_events(), name=f"agent-events:{self.agent.name}"
+        )
+        if self.spec.hook_events is not None:
+            self._hook_parser = self.profile.new_hook_parser()
+            await self._follow(self.spec.hook_events, self._on_hook_line)
+        await self.discover_transcript()
+        log.info(
+            "agent %s started in tmux pane %s (pid %s)",
+            self.agent.name,
+            self.pane_id,
+            self.pane_pid,
+        )
+
+    async def discover_transcript(self) -> Path | None:
+        """Start following the transcript once its path is known (Codex names it late)."""
+        if self._transcript_path is not None or self.spec is None:
+            return self._transcript_path
+        path = self.profile.transcript_path(self.spec, self.pane_pid)
+        if path is None:
+            return None
+        self._transcript_path = path
+        self._parser = self.profile.new_parser()
+        await self._follow(path, self._on_transcript_line)
+        return path
+
+    async def _follow(self, path: Path, on_line: Any) -> None:
+        # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
+        offset = path.stat().st_size if path.exists() else 0
+        tail = FileTail(path, on_line, offset=offset, observer=self.observer)
+        await tail.start()
+        self._tails.append(tail)
+
+    async def stop(self, kill: bool = True) -> None:
+        """Stop following and (by default) kill the tmux session; the in-flight message stays
+        in flight in the ledger: it is a victim for the recovery that follows."""
+        self.ended = True
+        if self.current is not None:
+            self.current.finish(TurnOutcome.SESSION_ENDED, "session stopped")
+        for tail in self._tails:
+            with contextlib.suppress(Exception):
+                await tail.stop()
+        self._tails.clear()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+        if kill:
+            with contextlib.suppress(Exception):
+                await self.tmux.kill_session(self.session_name)
+
+    def alive(self) -> bool:
+        """The agent process is still there (a signal-0 probe: cheap, works on macOS too)."""
+        if self.ended or self.pane_pid is None:
+            return False
+        try:
+            os.kill(self.pane_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not _is_zombie(self.pane_pid)
+
+    def mark_dead(self, why: str) -> None:
+        """Health saw the agent die: the message in flight ends here as a victim."""
+        self.ended = True
+        if self.current is not None:
+            self.current.finish(TurnOutcome.SESSION_ENDED, why)
+
+    # ------------------------------------------------------------------ state
+
+    async def screen(self) -> ScreenState:
+        """Read the screen through the profile (fallback evidence)."""
+        if self.pane_id is None:
+            return ScreenState(ScreenKind.UNKNOWN)
+        try:
+            text = await self.tmux.capture(self.pane_id)
+        except Exception:
+            return ScreenState(ScreenKind.UNKNOWN)
+        return self.profile.screen_state(text)
+
+    def agent_status(self) -> str | None:
+        """The agent's own idle/busy/waiting, when the CLI publishes one."""
+        if self.spec is None:
+            return None
+        try:
+            return self.profile.agent_status(self.spec, self.pane_pid)
+        except Exception:
+            log.debug("agent_status failed", exc_info=True)
+            return None
+
+    async def is_idle(self) -> bool:
+        """Ready for a new prompt: the agent's own state first, the screen as fallback."""
+        status = self.agent_status()
+        if status is not None and status != "idle":
+            return False
+        screen = await self.screen()
+        if status == "idle":
+            return screen.kind not in (ScreenKind.PERMISSION_PROMPT, ScreenKind.STARTING)
+        return screen.kind == ScreenKind.READY
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the CLI is up and idle (launch grace), or the deadline/death."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            if await self.is_idle():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # ------------------------------------------------------------------ one message
+
+    async def run_message(self, message: Message, idle_timeout: float = 30.0) -> InFlight:
+        """Inject a claimed message and wait until its turn ends or the session does.
+
+        Returns the ``InFlight`` record; the ledger has been moved accordingly except for
+        SESSION_ENDED (the caller's recovery handles victims) and API_ERROR (health decides).
+        """
+        assert self.injector is not None, "session not started"
+        prompt, envelope = build_prompt(message, self.state_dir, self.injection.spill_threshold)
+        flight = InFlight(message=message, envelope=envelope)
+        self.current = flight
+        try:
+            await self._deliver(flight, prompt, idle_timeout)
+            if flight.outcome is None:
+                await flight.done.wait()
+        finally:
+            self.current = None
+        return flight
+
+    async def _deliver(self, flight: InFlight, prompt: str, idle_timeout: float) -> None:
+        assert self.injector is not None
+        message = flight.message
+        deadline = time.monotonic() + idle_timeout
+        while not await self.is_idle():
+            if not self.alive() or self.ended:
+                flight.finish(TurnOutcome.SESSION_ENDED, "agent gone before injection")
+                return
+            if time.monotonic() > deadline:
+                await self._release(flight, "agent did not become idle")
+                return
+            await asyncio.sleep(0.05)
+        result = await self.injector.inject(prompt, flight.accepted)
+        flight.injection = result
+        log.info(
+            "message %s: injection %s after %s Enter(s) %s",
+            message.id,
+            result.outcome,
+            result.enter_presses,
+            result.timings,
+        )
+        if result.outcome in (InjectionOutcome.ACCEPTED, InjectionOutcome.SUBMITTED_UNVERIFIED):
+            await self._ledger_call(
+                self.ledger.mark_submitted(message.id, message.fence, actor=self.owner)
+            )
+            self.notify(message, "injected", "")
+            return
+        if result.outcome in (InjectionOutcome.BOX_NOT_EMPTY, InjectionOutcome.BOX_NOT_FOUND):
+            why = (
+                "the input box holds text someone else typed; not pasting over it"
+                if result.outcome == InjectionOutcome.BOX_NOT_EMPTY
+                else "no input box on screen"
+            )
+            await self._release(flight, why)
+            return
+        # PASTE_NOT_VISIBLE / NOT_SUBMITTED: our own text may sit in the box: clear it (it is
+        # ours, checked by the injector), then give the message back without an attempt.
+        with contextlib.suppress(Exception):
+            await self.tmux.send_key(self.pane_id or "", "C-u")
+        await self._release(flight, f"injection {result.outcome}")
+
+    async def _release(self, flight: InFlight, why: str) -> None:
+        message = flight.message
+        log.warning("message %s: released (%s)", message.id, why)
+        await self._ledger_call(
+            self.ledger.release(message.id, message.fence, why, actor=self.owner)
+        )
+        flight.finish(TurnOutcome.NOT_DELIVERED, why)
+
+    async def _ledger_call(self, call: Any) -> Any:
+        try:
+            return await call
+        except LedgerError as exc:  # stale fence etc.: recorded by the ledger; we stop acting
+            log.warning("ledger refused: %s", exc)
+            if self.current is not None:
+                self.current.finish(TurnOutcome.SESSION_ENDED, f"ledger refused: {exc}")
+            return None
+
+    # ------------------------------------------------------------------ evidence
+
+    def _on_transcript_line(self, line: str) -> None:
+        if self._parser is None:
+            return
+        before = self._parser.corrupt_lines
+        events = self._parser.feed(line)
+        self.corrupt_lines += self._parser.corrupt_lines - before
+        for event in events:
+            self._events.put_nowait(event)
+        self.last_progress = time.monotonic()
+
+    def _on_hook_line(self, line: str) -> None:
+        if self._hook_parser is None:
+            return
+        try:
+            record = json.loads(line)
+        except ValueError:
+            self.corrupt_lines += 1
+            log.warning("agent %s: corrupt hook record skipped", self.agent.name)
+            return
+        if isinstance(record, dict):
+            for event in self._hook_parser.feed(record):
+                self._events.put_nowait(event)
+        self.last_progress = time.monotonic()
+
+    async def _consume_events(self) -> None:
+        """Apply events in arrival order (accept before complete), one at a time."""
+        while True:
+            event = await self._events.get()
+            try:
+                await self._apply(event)
+            except Exception:
+                log.exception("agent %s: applying %s failed", self.agent.name, event.kind)
+
+    async def _apply(self, event: AgentEvent) -> None:
+        flight = self.current
+        env = event.envelope
+        if env is None:
+            if event.kind == AgentEventKind.PROMPT_RECORDED:
+                self.human_turns += 1
+                log.info("agent %s: a turn the bridge did not inject (ignored)", self.agent.name)
+            return
+        if (
+            flight is None
+            or env.message_id != flight.message.id
+            or env.attempt != (flight.message.attempt)
+        ):
+            log.info(
+                "agent %s: %s for message %s attempt %s is not in flight here (ignored)",
+                self.agent.name,
+                event.kind,
+                env.message_id,
+                env.attempt,
+            )
+            return
+        message = flight.message
+        if event.kind in (AgentEventKind.ASSISTANT_TEXT, AgentEventKind.PROGRESS):
+            await self._maybe_heartbeat(message)
+        elif event.kind == AgentEventKind.PROMPT_RECORDED:
+            if not flight.accepted.is_set():
+                flight.accepted.set()
+                self.notify(message, "working", "")
+            await self._ledger_call(
+                self.ledger.mark_accepted(
+                    message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
+                )
+            )
+        elif event.kind == AgentEventKind.TURN_COMPLETED:
+            flight.accepted.set()
+            done = await self._ledger_call(
+                self.ledger.complete(
+                    message.id,
+                    message.fence,
+                    event.text,
+                    actor=self.owner,
+                    detail=f"turn end seen in {event.source}",
+                )
+            )
+            if done is not None:
+                flight.finish(TurnOutcome.COMPLETED)
+        elif event.kind == AgentEventKind.API_ERROR:
+            self.last_api_error = event.text
+            await self.ledger.note(message.id, self.owner, "api_error", event.text[:500])
+            flight.finish(TurnOutcome.API_ERROR, event.text)
+        elif event.kind == AgentEventKind.TURN_ABORTED:
+            flight.finish(TurnOutcome.ABORTED, "the turn was interrupted in the pane")
+
+    async def _maybe_heartbeat(self, message: Message) -> None:
+        now = time.monotonic()
+        if now - self.last_heartbeat < self.lease_seconds / 4:
+            return
+        self.last_heartbeat = now
+        await self._ledger_call(
+            self.ledger.heartbeat(message.id, message.fence, self.lease_seconds)
+        )
+
+
+def _is_zombie(pid: int) -> bool:
+    """A dead-but-unreaped process still answers signal 0; /proc tells (Linux only)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return False  # no /proc (macOS): tmux reaps its children promptly

@@ -1,0 +1,152 @@
+"""Health of one agent: is it alive, making progress, or showing a known screen?
+
+Signals: the agent process gone (a signal-0 probe every 0.25 s: death is seen well within 1 s),
+no transcript/hook activity while a message is in flight for longer than ``progress_timeout``
+(never a reply deadline: an agent that is working is never killed), and known screens (rate
+limit, context full, login, permission) acted on only when a second signal confirms them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agentbridge.protocols import ScreenKind
+
+if TYPE_CHECKING:
+    from agentbridge.dispatcher import AgentWorker
+
+log = logging.getLogger(__name__)
+
+_RESET = re.compile(r"(\d{1,2})(?::(\d{2}))?\s*([ap]m)", re.IGNORECASE)
+
+
+def seconds_until_reset(reset_at: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds until a CLI's "resets 3:45pm" time (local time; tomorrow if already past).
+
+    None when the text holds no time we can read.
+    """
+    if not reset_at:
+        return None
+    match = _RESET.search(reset_at)
+    if match is None:
+        return None
+    hour = int(match[1]) % 12 + (12 if match[3].lower() == "pm" else 0)
+    minute = int(match[2] or 0)
+    now = now or dt.datetime.now()
+    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= now - dt.timedelta(minutes=1):
+        target += dt.timedelta(days=1)
+    return max(0.0, (target - now).total_seconds())
+
+
+class CrashLoopBreaker:
+    """Too many restarts inside a window → stop restarting (degraded) and tell people."""
+
+    def __init__(
+        self, max_restarts: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_restarts = max_restarts
+        self.window = window
+        self.clock = clock
+        self.restarts: collections.deque[float] = collections.deque()
+
+    def record(self) -> bool:
+        """Count a restart; True when the breaker trips."""
+        now = self.clock()
+        self.restarts.append(now)
+        while self.restarts and self.restarts[0] < now - self.window:
+            self.restarts.popleft()
+        return len(self.restarts) > self.max_restarts
+
+    def backoff(self) -> float:
+        """Delay before the next restart: 0 for the first, then 1, 2, 4 … 30 s."""
+        recent = len(self.restarts)
+        return 0.0 if recent <= 1 else min(30.0, 2.0 ** (recent - 2))
+
+    def reset(self) -> None:
+        """A human asked for a restart: start counting afresh."""
+        self.restarts.clear()
+
+
+class HealthMonitor:
+    """Watches one worker's current session and asks the worker to act."""
+
+    def __init__(self, worker: AgentWorker, interval: float = 0.25) -> None:
+        self.worker = worker
+        self.interval = interval
+        self._last_screen_check = 0.0
+        self._screen_seen: dict[ScreenKind, int] = {}
+
+    async def run(self) -> None:
+        """Tick forever."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("agent %s: health tick failed", self.worker.agent.name)
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> None:
+        """One look at the session."""
+        worker = self.worker
+        session = worker.session
+        if session is None or worker.busy_restarting:
+            return
+        if not session.ended and not session.alive():
+            log.warning("agent %s: process exited", worker.agent.name)
+            session.mark_dead("agent process exited")
+            worker.request_restart("agent process exited")
+            return
+        if session.ended:
+            return
+        await session.discover_transcript()
+        now = time.monotonic()
+        flight = session.current
+        status = session.agent_status() if flight is not None or worker.waiting_for else None
+        if status == "waiting":
+            session.last_progress = now  # a person must answer: not a hang
+            worker.enter_waiting("permission", "the agent asks for permission in its pane")
+        elif worker.waiting_for == "permission" and status in ("busy", "idle"):
+            worker.leave_waiting("permission")
+        if flight is not None and status != "waiting":
+            stalled = now - session.last_progress
+            if stalled > worker.agent.progress_timeout:
+                worker.request_restart(
+                    f"no progress for {stalled:.0f}s while message {flight.message.id}"
+                    " was in flight (hang)"
+                )
+                return
+        if flight is not None and now - self._last_screen_check >= 1.0:
+            self._last_screen_check = now
+            await self._check_screen(session.last_api_error)
+
+    async def _check_screen(self, api_error: str | None) -> None:
+        session = self.worker.session
+        if session is None:
+            return
+        screen = await session.screen()
+        kind = screen.kind
+        seen = self._screen_seen.get(kind, 0) + 1
+        self._screen_seen = {kind: seen}
+        # a second signal: the agent's own record reported an API error, or the same screen
+        # stayed up across two checks a second apart
+        confirmed = api_error is not None or seen >= 2
+        if not confirmed:
+            return
+        if kind == ScreenKind.PERMISSION_PROMPT:
+            session.last_progress = time.monotonic()
+            self.worker.enter_waiting("permission", "the agent asks for permission in its pane")
+        elif kind == ScreenKind.LOGIN_REQUIRED:
+            self.worker.degrade("the agent CLI needs a login: run it once by hand")
+        elif (
+            kind in (ScreenKind.RATE_LIMITED, ScreenKind.CONTEXT_FULL, ScreenKind.API_ERROR)
+            and session.current is not None
+        ):
+            session.current.finish_from_screen(kind, screen.reset_at, screen.detail)

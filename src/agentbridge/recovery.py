@@ -1,0 +1,131 @@
+"""Victims after a session died: reconcile against the agent's own record, then replay.
+
+Reconcile first: when the old transcript (or hook log) already shows a victim's turn completed
+(the bridge died before recording it), record that completion and its reply instead of
+replaying. Otherwise requeue the victim at the head of its conversation with attempt + 1
+(quarantined at the attempt limit, by the ledger).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentbridge.agent_events import AgentEventKind
+from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.models import Message
+from agentbridge.protocols import RuntimeProfile
+from agentbridge.states import MessageState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evidence:
+    """What the agent's own record says about bridge-injected turns: (id, attempt) → answer."""
+
+    completed: dict[tuple[int, int], str] = field(default_factory=dict)
+    recorded: set[tuple[int, int]] = field(default_factory=set)
+    corrupt_lines: int = 0
+
+
+def read_evidence(
+    profile: RuntimeProfile, transcript: Path | None, hook_log: Path | None
+) -> Evidence:
+    """Parse whole files with fresh parsers; unreadable files give no evidence, never raise."""
+    evidence = Evidence()
+
+    def take(events: list[object]) -> None:
+        for event in events:
+            env = getattr(event, "envelope", None)
+            kind = getattr(event, "kind", None)
+            if env is None:
+                continue
+            key = (env.message_id, env.attempt)
+            if kind == AgentEventKind.TURN_COMPLETED:
+                evidence.completed.setdefault(key, str(getattr(event, "text", "")))
+            elif kind == AgentEventKind.PROMPT_RECORDED:
+                evidence.recorded.add(key)
+
+    if transcript is not None and transcript.exists():
+        parser = profile.new_parser()
+        try:
+            with transcript.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if line.endswith("\n"):
+                        take(list(parser.feed(line.rstrip("\n"))))
+        except OSError as exc:
+            log.warning("cannot read transcript %s for reconcile: %s", transcript, exc)
+        evidence.corrupt_lines += parser.corrupt_lines
+    hook_parser = profile.new_hook_parser() if hook_log is not None else None
+    if hook_parser is not None and hook_log is not None and hook_log.exists():
+        try:
+            with hook_log.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        evidence.corrupt_lines += 1
+                        continue
+                    if isinstance(record, dict):
+                        take(list(hook_parser.feed(record)))
+        except OSError as exc:
+            log.warning("cannot read hook log %s for reconcile: %s", hook_log, exc)
+    return evidence
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What recovery did, for logs and ``status``."""
+
+    reconciled: list[int]
+    replayed: list[int]
+    quarantined: list[int]
+
+
+async def recover_victims(
+    ledger: Ledger,
+    victims: list[Message],
+    evidence: Evidence,
+    reason: str,
+    *,
+    enforce_limit: bool = True,
+) -> RecoveryReport:
+    """Reconcile or replay each victim, in original order."""
+    reconciled: list[int] = []
+    replayed: list[int] = []
+    quarantined: list[int] = []
+    for victim in victims:
+        key = (victim.id, victim.attempt)
+        try:
+            if key in evidence.completed:
+                await ledger.complete(
+                    victim.id,
+                    victim.fence,
+                    evidence.completed[key],
+                    actor="reconcile",
+                    detail="the transcript shows the turn completed before the session ended",
+                )
+                reconciled.append(victim.id)
+                log.info("message %s: reconciled from the transcript (not replayed)", victim.id)
+                continue
+            moved = await ledger.requeue_victim(
+                victim.id, victim.fence, reason, enforce_limit=enforce_limit
+            )
+        except LedgerError as exc:
+            log.warning("message %s: recovery refused: %s", victim.id, exc)
+            continue
+        if moved.state == MessageState.QUARANTINED:
+            quarantined.append(victim.id)
+            log.warning("message %s: quarantined: %s", victim.id, moved.reason)
+        else:
+            replayed.append(victim.id)
+            log.info(
+                "message %s: requeued for replay as attempt %s (%s)",
+                victim.id,
+                moved.attempt,
+                reason,
+            )
+    return RecoveryReport(reconciled, replayed, quarantined)
