@@ -65,7 +65,8 @@ def parse_settings(table: dict[str, Any]) -> HttpSettings:
             return value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}{key} must be a {kind.__name__}, not {value!r}")
+        want = {int: "an integer", float: "a number", str: "a string"}[kind]
+        raise ConfigError(f"{where}{key} must be {want}, not {value!r}")
 
     port = typed("port", int, 8766)
     if not 0 <= port <= 65535:
