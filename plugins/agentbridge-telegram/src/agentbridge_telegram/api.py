@@ -1,0 +1,190 @@
+"""A small Bot API client on aiohttp, and what its errors mean for the outbox.
+
+Hand written rather than a framework so the channel owns the getUpdates offset exactly: it
+must advance only after the ledger commit. The token is part of every request URL
+(``/bot<token>/method``), so every error this module raises is redacted and chained to
+nothing: a traceback must never carry the token into a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from agentbridge.protocols import DeliveryError, ErrorClass
+
+log = logging.getLogger(__name__)
+
+_TOKEN_SHAPE = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
+
+#: description fragments (lower case) that mean "this reply can never be delivered"
+PERMANENT_PATTERNS: tuple[str, ...] = (
+    "chat not found",
+    "user not found",
+    "bot was blocked by the user",
+    "bot was kicked",
+    "user is deactivated",
+    "chat_id is empty",
+    "bot can't initiate conversation",
+    "have no rights to send",
+    "not enough rights",
+    "message is too long",
+)
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """``text`` with the bot token (and anything shaped like one) replaced."""
+    if token:
+        text = text.replace(token, "<token>")
+    return _TOKEN_SHAPE.sub("bot<token>", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Defence in depth: redact token-shaped strings in every record of our loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message once, with its arguments merged, then let it through."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave the record alone
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+@dataclass
+class TelegramApiError(Exception):
+    """The Bot API answered ``ok: false`` (or an unusable body)."""
+
+    method: str
+    status: int
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"telegram {self.method}: {self.status} {self.description}"
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds Telegram asked us to wait (429 Too Many Requests)."""
+        value = self.parameters.get("retry_after")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def migrate_to_chat_id(self) -> int | None:
+        """The supergroup a group was upgraded to, if that is why the send failed."""
+        value = self.parameters.get("migrate_to_chat_id")
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def cannot_parse_entities(self) -> bool:
+        """Our HTML was refused: resend as plain text."""
+        return self.status == 400 and "can't parse entities" in self.description.lower()
+
+
+class TelegramNetworkError(Exception):
+    """A request that never got a Bot API answer (timeout, refused, reset); redacted."""
+
+
+def classify(exc: BaseException) -> ErrorClass | None:
+    """Permanent or transient, for the outbox relay; None = not a Telegram error we know.
+
+    Conservative: only errors that say the chat itself is unreachable (or the request can
+    never succeed) are permanent; a bad token (401/404) is transient, because once the user
+    fixes it every queued reply should still go out.
+    """
+    if isinstance(exc, DeliveryError):
+        return exc.error_class
+    if isinstance(exc, TelegramNetworkError | asyncio.TimeoutError | aiohttp.ClientError):
+        return ErrorClass.TRANSIENT
+    if not isinstance(exc, TelegramApiError):
+        return None
+    text = exc.description.lower()
+    if exc.status == 429 or exc.status >= 500 or exc.status in (401, 404, 409):
+        return ErrorClass.TRANSIENT
+    if any(pattern in text for pattern in PERMANENT_PATTERNS):
+        return ErrorClass.PERMANENT
+    if exc.status in (400, 403):
+        return ErrorClass.PERMANENT
+    return ErrorClass.TRANSIENT
+
+
+def to_delivery_error(exc: BaseException) -> DeliveryError:
+    """The ``DeliveryError`` the relay understands, with Telegram's retry_after when given."""
+    error_class = classify(exc) or ErrorClass.TRANSIENT
+    retry_after = exc.retry_after if isinstance(exc, TelegramApiError) else None
+    return DeliveryError(str(exc), error_class, retry_after)
+
+
+class BotApi:
+    """One bot's Bot API: ``await api.call("sendMessage", chat_id=…, text=…)``."""
+
+    def __init__(self, token: str, base_url: str, request_timeout: float = 20.0) -> None:
+        self._token = token
+        self._base = base_url.rstrip("/")
+        self._timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def redact(self, text: str) -> str:
+        """``text`` without this bot's token."""
+        return redact(text, self._token)
+
+    def _url(self, method: str) -> str:
+        return f"{self._base}/bot{self._token}/{method}"
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # no session-wide timeout: long polls set their own per request
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
+
+    async def reset(self) -> None:
+        """Drop pooled connections (after a sleep they are half-dead); the next call redials."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def close(self) -> None:
+        """Release the connection pool; safe to call twice."""
+        await self.reset()
+
+    async def call(self, method: str, http_timeout: float | None = None, **params: Any) -> Any:
+        """POST one method with JSON params; return ``result`` or raise a redacted error.
+
+        ``http_timeout`` bounds the whole request (a long poll passes its own, longer one);
+        ``params`` are the method's parameters (None values are left out).
+        """
+        payload = {k: v for k, v in params.items() if v is not None}
+        session = self._ensure_session()
+        total = http_timeout if http_timeout is not None else self._timeout
+        limit = aiohttp.ClientTimeout(total=total)
+        try:
+            async with session.post(self._url(method), json=payload, timeout=limit) as resp:
+                status = resp.status
+                try:
+                    body = await resp.json(content_type=None)
+                except (ValueError, aiohttp.ContentTypeError):
+                    body = None
+        except asyncio.CancelledError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # ``from None``: aiohttp's exceptions carry the request URL, hence the token
+            detail = self.redact(str(exc)) or type(exc).__name__
+            raise TelegramNetworkError(f"telegram {method}: {detail}") from None
+        if not isinstance(body, dict):
+            raise TelegramApiError(method, status, f"unreadable answer (HTTP {status})")
+        if body.get("ok") is True:
+            return body.get("result")
+        params_out = body.get("parameters")
+        raise TelegramApiError(
+            method,
+            int(body.get("error_code") or status),
+            self.redact(str(body.get("description") or f"HTTP {status}")),
+            params_out if isinstance(params_out, dict) else {},
+        )

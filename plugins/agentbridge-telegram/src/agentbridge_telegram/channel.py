@@ -1,0 +1,369 @@
+"""The Telegram channel: long polling (or a webhook) in, ``sendMessage`` out.
+
+The one rule that makes it lossless: the getUpdates offset (which is how Telegram learns an
+update was received) advances only after ``ctx.ingest`` returned, i.e. after the ledger
+commit. A crash in between means Telegram hands the update out again, and ingest, idempotent
+on ``(channel, "<chat_id>:<message_id>")``, turns the second copy into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from agentbridge.config import ConfigError
+from agentbridge.ledger import IdempotencyConflict
+from agentbridge.models import OutboxItem
+from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+
+from agentbridge_telegram import webhook
+from agentbridge_telegram.api import (
+    BotApi,
+    RedactingFilter,
+    TelegramApiError,
+    TelegramNetworkError,
+    classify,
+    to_delivery_error,
+)
+from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
+from agentbridge_telegram.outbound import chat_ref, message_key, reply_target, send_part
+from agentbridge_telegram.receipts import ReceiptSender
+from agentbridge_telegram.settings import (
+    TelegramSettings,
+    load_token,
+    parse_settings,
+    webhook_secret,
+)
+
+log = logging.getLogger(__name__)
+for _name in ("agentbridge_telegram", __name__):
+    logging.getLogger(_name).addFilter(RedactingFilter())
+
+NOT_AUTHORISED = "Sorry, you are not authorised to use this bot."
+TEXT_ONLY = "Only text messages (or captions) reach the agent; this one was not forwarded."
+#: live channels, so the module-level ``host_woke`` hook can reach them
+LIVE: weakref.WeakSet[TelegramChannel] = weakref.WeakSet()
+
+
+class TelegramChannel:
+    """One bot. ``settings=None`` reads the table from ``ChannelContext.config`` at start."""
+
+    name = "telegram"
+    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+
+    def __init__(
+        self, settings: TelegramSettings | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.settings = settings
+        self._env = env
+        self._api: BotApi | None = None
+        self._ctx: ChannelContext | None = None
+        self._receipts: ReceiptSender | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._fetch: asyncio.Task[Any] | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._webhook: webhook.WebhookServer | None = None
+        self._origins: OrderedDict[int, tuple[str, int]] = OrderedDict()
+        self._progress: dict[str, list[str]] = {}  # idem_key → ids of chunks already sent
+        self._answered: set[int] = set()  # refused users already told so
+        self._background: set[asyncio.Task[None]] = set()
+        #: next getUpdates offset (None until the first update was committed)
+        self.offset: int | None = None
+        self.reconnects = 0
+        self.refused = 0
+        self.bot_username: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Read the token, check it with getMe, then poll or serve the webhook."""
+        if self.settings is None:
+            self.settings = parse_settings(dict(ctx.config))
+        settings = self.settings
+        token = load_token(settings, self._env)
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._api = BotApi(token, settings.base_url, settings.request_timeout)
+        self._receipts = ReceiptSender(self._api, self._origin)
+        if not settings.allowed_users:
+            log.warning("telegram: allowed_users is empty: every sender will be refused")
+        await self._check_token()
+        if settings.mode == "webhook":
+            secret = webhook_secret(settings, self._env)
+            self._webhook = webhook.WebhookServer(settings, secret, self._handle_update)
+            await self._webhook.start()
+            if settings.webhook_url:
+                await self._set_webhook(secret)
+        else:
+            self._task = asyncio.create_task(self._poll_loop(), name="telegram-poll")
+        LIVE.add(self)
+
+    async def _check_token(self) -> None:
+        assert self._api is not None
+        try:
+            me = await self._api.call("getMe")
+            self.bot_username = me.get("username") if isinstance(me, dict) else None
+            log.info("telegram: connected as @%s", self.bot_username)
+        except TelegramApiError as exc:
+            if exc.status in (401, 404):
+                raise ConfigError("config: channels.telegram: the bot token was rejected") from None
+            log.warning("telegram: getMe failed (will keep trying): %s", exc)
+        except TelegramNetworkError as exc:
+            log.warning("telegram: Bot API unreachable (will keep trying): %s", exc)
+
+    async def _set_webhook(self, secret: str) -> None:
+        assert self._api is not None and self.settings is not None
+        try:
+            await self._api.call(
+                "setWebhook",
+                url=self.settings.webhook_url,
+                secret_token=secret,
+                allowed_updates=["message"],
+            )
+        except TelegramApiError as exc:
+            raise ConfigError(f"config: channels.telegram.webhook_url refused: {exc}") from None
+        except TelegramNetworkError as exc:
+            log.warning("telegram: setWebhook failed (Telegram keeps the old one): %s", exc)
+
+    async def stop(self) -> None:
+        """Stop polling/serving, stop typing, close the pool; safe to call twice."""
+        LIVE.discard(self)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._webhook is not None:
+            await self._webhook.stop()
+            self._webhook = None
+        for bg in list(self._background):
+            bg.cancel()
+        if self._receipts is not None:
+            await self._receipts.close()
+        if self._api is not None:
+            await self._api.close()
+
+    @property
+    def webhook_port(self) -> int | None:
+        """The port the webhook server listens on (useful with ``webhook_port = 0``)."""
+        return self._webhook.port if self._webhook else None
+
+    def status(self) -> dict[str, Any]:
+        """A small snapshot for ``agentbridge status``."""
+        return {
+            "mode": self.settings.mode if self.settings else None,
+            "bot": self.bot_username,
+            "offset": self.offset,
+            "reconnects": self.reconnects,
+            "refused": self.refused,
+        }
+
+    # ------------------------------------------------------------------ wake / reconnect
+
+    def wake(self) -> None:
+        """Called by the ``host_woke`` hook (any thread): reconnect the long poll now."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._reconnect)
+
+    def _reconnect(self) -> None:
+        """Abort the (probably dead) long poll and any backoff; redial with fresh sockets."""
+        self.reconnects += 1
+        if self._fetch is not None and not self._fetch.done():
+            self._fetch.cancel()
+        self._wake.set()
+        if self._api is not None:
+            self._spawn(self._api.reset())
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off, but wake at once on ``host_woke``."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _poll_loop(self) -> None:
+        assert self._api is not None and self.settings is not None
+        backoff = 1.0
+        timeout = self.settings.poll_timeout
+        while True:
+            fetch = asyncio.ensure_future(
+                self._api.call(
+                    "getUpdates",
+                    http_timeout=timeout + 15,
+                    offset=self.offset,
+                    timeout=int(timeout),
+                    allowed_updates=["message", "edited_message"],
+                )
+            )
+            self._fetch = fetch
+            try:
+                await asyncio.wait({fetch})
+            except asyncio.CancelledError:
+                fetch.cancel()
+                raise
+            if fetch.cancelled():  # a reconnect: ask again, same offset
+                continue
+            exc = fetch.exception()
+            if exc is not None:
+                if isinstance(exc, TelegramApiError) and exc.status == 409:
+                    log.error(
+                        "telegram: getUpdates conflict (webhook set or a 2nd poller): %s", exc
+                    )
+                else:
+                    log.warning("telegram: getUpdates failed, retrying in %.0fs: %s", backoff, exc)
+                await self._pause(
+                    exc.retry_after
+                    if isinstance(exc, TelegramApiError) and exc.retry_after
+                    else backoff
+                )
+                backoff = min(backoff * 2, 60.0)
+                continue
+            backoff = 1.0
+            for update in fetch.result() or []:
+                try:
+                    await self._handle_update(update)
+                except Exception:
+                    # not committed: keep the offset, so Telegram hands this update out again
+                    log.exception(
+                        "telegram: update %s not stored; will retry", update.get("update_id")
+                    )
+                    await self._pause(1.0)
+                    break
+                # the ledger has it: only now may Telegram forget it (at the next getUpdates)
+                self.offset = int(update["update_id"]) + 1
+
+    async def _handle_update(self, update: dict[str, Any]) -> None:
+        """Ingest one update (or refuse it); returns only once it needs no re-delivery."""
+        assert self._ctx is not None and self.settings is not None
+        if "edited_message" in update:
+            log.info(
+                "telegram: ignored an edit of message %s (edits are not re-sent)",
+                update["edited_message"].get("message_id"),
+            )
+            return
+        msg = update.get("message")
+        if not isinstance(msg, dict):
+            log.debug("telegram: ignored update %s without a message", update.get("update_id"))
+            return
+        user_id = (msg.get("from") or {}).get("id")
+        chat_id = msg["chat"]["id"]
+        message_id = int(msg["message_id"])
+        if user_id not in self.settings.allowed_users:
+            self.refused += 1
+            log.warning(
+                "telegram: refused a message from unauthorised user %s in chat %s", user_id, chat_id
+            )
+            if (
+                self.settings.unauthorised_reply
+                and isinstance(user_id, int)
+                and user_id not in self._answered
+            ):  # once per user: no reply storms  # once per user: no reply storms
+                self._answered.add(user_id)
+                self._spawn(self._notice(chat_id, message_id, NOT_AUTHORISED))
+            return
+        text = msg.get("text") or msg.get("caption")
+        if not text:
+            log.info(
+                "telegram: message %s in chat %s has no text; told the sender", message_id, chat_id
+            )
+            self._spawn(self._notice(chat_id, message_id, TEXT_ONLY))
+            return
+        meta = {
+            "update_id": update.get("update_id"),
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "chat_type": msg["chat"].get("type"),
+            "username": (msg.get("from") or {}).get("username"),
+        }
+        try:
+            result = await self._ctx.ingest(
+                str(chat_id), str(user_id), text, key=message_key(chat_id, message_id), meta=meta
+            )
+        except IdempotencyConflict as exc:
+            # same key, other text: the ledger recorded the refusal; nothing to re-deliver
+            log.warning("telegram: %s", exc)
+            return
+        self._remember(result.message.id, str(chat_id), message_id)
+
+    async def _notice(self, chat_id: int | str, message_id: int, text: str) -> None:
+        assert self._api is not None
+        try:
+            await self._api.call(
+                "sendMessage",
+                chat_id=chat_id,
+                text=text,
+                reply_parameters={"message_id": message_id, "allow_sending_without_reply": True},
+            )
+        except Exception as exc:
+            log.debug("telegram: notice to %s not sent: %s", chat_id, exc)
+
+    def _remember(self, ledger_id: int, chat: str, message_id: int) -> None:
+        self._origins[ledger_id] = (chat, message_id)
+        while len(self._origins) > 4096:
+            self._origins.popitem(last=False)
+
+    async def _origin(self, receipt: Receipt) -> tuple[str, int] | None:
+        """(chat, telegram message id) of a ledger message: memory, then the ledger row."""
+        found = self._origins.get(receipt.message_id)
+        if found is not None:
+            return found
+        ledger = self._ctx.ledger if self._ctx else None
+        if ledger is None:
+            return None
+        message = await ledger.get(receipt.message_id)
+        target = reply_target(getattr(message, "platform_id", None))
+        return None if target is None else (receipt.conversation, target)
+
+    # ------------------------------------------------------------------ sending
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        """Send a reply in ≤ 4096-char parts; return the first part's message id.
+
+        Parts already sent are remembered per ``idem_key``, so a retry after a 429 on part 3
+        resends parts 3.. only, not the whole reply.
+        """
+        if self._api is None or self.settings is None:
+            raise to_delivery_error(TelegramNetworkError("telegram channel not started"))
+        sent = self._progress.setdefault(item.idem_key, [])
+        chat: int | str = chat_ref(item.conversation)
+        try:
+            for index, part in enumerate(chunk_text(item.text, MAX_MESSAGE_LENGTH)):
+                if index < len(sent):
+                    continue
+                reply = reply_target(item.reply_to) if index == 0 else None
+                chat, message_id = await send_part(self._api, self.settings, chat, part, reply)
+                sent.append(message_id)
+        except (TelegramApiError, TelegramNetworkError) as exc:
+            error = to_delivery_error(exc)
+            if error.error_class is ErrorClass.PERMANENT:
+                self._progress.pop(item.idem_key, None)
+            log.warning(
+                "telegram: reply %s to %s not delivered (%s): %s",
+                item.id,
+                item.conversation,
+                error.error_class,
+                exc,
+            )
+            raise error from None
+        self._progress.pop(item.idem_key, None)
+        return sent[0] if sent else None
+
+    def classify_error(self, exc: BaseException) -> ErrorClass | None:
+        """Telegram's own rules (see ``api.classify``); None for errors that are not ours."""
+        return classify(exc)
+
+    async def receipt(self, receipt: Receipt) -> None:
+        """Reaction / typing on the sender's message; best effort, never raises."""
+        if self._receipts is not None:
+            await self._receipts.send(receipt)

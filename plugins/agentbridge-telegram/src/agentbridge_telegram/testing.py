@@ -1,0 +1,307 @@
+"""A fake Bot API server for tests (shipped, so bridge and plugin users can test against it).
+
+Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge:
+
+- ``getUpdates``: updates with ``update_id < offset`` are confirmed and dropped for good;
+  the rest are returned (up to ``limit``); with none, the request long-polls up to
+  ``timeout`` seconds; a second concurrent poll ends the first with 409, like Telegram.
+- ``sendMessage``: recorded in ``sent``; text over 4096 UTF-16 units (after HTML parsing)
+  is refused; malformed HTML gives "can't parse entities"; faults can be queued.
+- ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
+
+    async with FakeBotApi(token="123:abc") as api:
+        api.add_message(chat_id=42, user_id=7, text="hi")
+        base_url = api.base_url
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html.parser
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, utf16_len
+
+#: fault name → (HTTP status, description, parameters)
+FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
+    "429": (429, "Too Many Requests: retry after 7", {"retry_after": 7}),
+    "parse": (400, "Bad Request: can't parse entities: Unsupported start tag at byte 3", {}),
+    "blocked": (403, "Forbidden: bot was blocked by the user", {}),
+    "kicked": (403, "Forbidden: bot was kicked from the group chat", {}),
+    "deactivated": (403, "Forbidden: user is deactivated", {}),
+    "chat_not_found": (400, "Bad Request: chat not found", {}),
+    "chat_id_empty": (400, "Bad Request: chat_id is empty", {}),
+    "500": (500, "Internal Server Error", {}),
+    "502": (502, "Bad Gateway", {}),
+}
+_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
+                 "tg-spoiler", "span", "blockquote", "tg-emoji"}  # fmt: skip
+
+
+class _HtmlCheck(html.parser.HTMLParser):
+    """Telegram-like HTML validation: known tags, balanced; collects the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.visible: list[str] = []
+        self.error: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _ALLOWED_TAGS:
+            self.error = self.error or f'Unsupported start tag "{tag}"'
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            self.error = self.error or f'Unmatched end tag "{tag}"'
+
+    def handle_data(self, data: str) -> None:
+        self.visible.append(data)
+
+
+def visible_text(text: str, parse_mode: str | None) -> tuple[str, str | None]:
+    """What Telegram would show for ``text`` and an entity-parse error, if any."""
+    if parse_mode != "HTML":
+        return text, None
+    checker = _HtmlCheck()
+    checker.feed(text)
+    checker.close()
+    if checker.stack and checker.error is None:
+        checker.error = f'Can\'t find end tag corresponding to start tag "{checker.stack[-1]}"'
+    return "".join(checker.visible), checker.error
+
+
+@dataclass
+class SentMessage:
+    """One message the bot sent."""
+
+    chat_id: int | str
+    message_id: int
+    text: str
+    parse_mode: str | None
+    reply_to: int | None
+    visible: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class FakeBotApi:
+    """The fake server; ``base_url`` is what the channel's ``base_url`` setting points at."""
+
+    def __init__(self, token: str = "123456:TEST-token_abcdefghij", host: str = "127.0.0.1"):
+        self.token = token
+        self.host = host
+        self.port = 0
+        self.updates: list[dict[str, Any]] = []  # not yet confirmed, in update_id order
+        self.confirmed_offset = 0  # highest offset any getUpdates presented
+        self.sent: list[SentMessage] = []
+        self.actions: list[dict[str, Any]] = []
+        self.reactions: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+        self.faults: list[str] = []  # consumed by sendMessage, first first
+        self.blocked_chats: set[int | str] = set()
+        self.webhook: dict[str, Any] | None = None
+        self._next_update = itertools.count(1000)
+        self._next_message = itertools.count(1)
+        self._new = asyncio.Condition()
+        self._poll_generation = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """The server's root, as the channel's ``base_url``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> FakeBotApi:
+        """Listen on a free port."""
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeBotApi:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ scripting
+
+    def add_update(self, update: dict[str, Any]) -> int:
+        """Queue a raw update (``update_id`` assigned when missing); returns its id."""
+        update.setdefault("update_id", next(self._next_update))
+        self.updates.append(update)
+        self.updates.sort(key=lambda u: int(u["update_id"]))
+        self._notify()
+        return int(update["update_id"])
+
+    def add_message(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str | None = None,
+        caption: str | None = None,
+        message_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue a private-chat message update; returns the update."""
+        message: dict[str, Any] = {
+            "message_id": message_id if message_id is not None else next(self._next_message),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "date": int(time.time()),
+        }
+        if text is not None:
+            message["text"] = text
+        if caption is not None:
+            message["caption"] = caption
+        update = {"message": message}
+        self.add_update(update)
+        return update
+
+    def redeliver(self, update: dict[str, Any]) -> None:
+        """Hand out a copy of an update again, even if confirmed (a duplicate delivery)."""
+        copy = dict(update)
+        copy["update_id"] = next(self._next_update)
+        self.add_update(copy)
+
+    def fail_next(self, *faults: str) -> None:
+        """Make the next ``sendMessage`` calls fail with these ``FAULTS`` names, in order."""
+        for fault in faults:
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r}")
+        self.faults.extend(faults)
+
+    def _notify(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the next poll sees the update anyway
+
+        async def wake() -> None:
+            async with self._new:
+                self._new.notify_all()
+
+        task = loop.create_task(wake())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        self.calls.append(method)
+        try:
+            params = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return _error(400, "Bad Request: invalid JSON")
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return _error(404, "Not Found: method not found")
+        result: web.Response = await handler(params)
+        return result
+
+    async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
+        return _ok({"id": int(self.token.split(":")[0]), "is_bot": True, "username": "fake_bot"})
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> web.Response:
+        if self.webhook is not None:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+        offset = int(params.get("offset") or 0)
+        if offset:
+            self.confirmed_offset = max(self.confirmed_offset, offset)
+            self.updates = [u for u in self.updates if int(u["update_id"]) >= offset]
+        limit = int(params.get("limit") or 100)
+        timeout = float(params.get("timeout") or 0)
+        self._poll_generation += 1
+        generation = self._poll_generation
+        async with self._new:
+            self._new.notify_all()  # an older poll still waiting ends with 409, like Telegram
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._new:
+            while not self.updates:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._new.wait(), left)
+                except TimeoutError:
+                    break
+                if generation != self._poll_generation:
+                    return _error(409, "Conflict: terminated by other getUpdates request")
+        return _ok(self.updates[:limit])
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+        chat_id = params.get("chat_id")
+        if chat_id in (None, ""):
+            return _error(400, "Bad Request: chat_id is empty")
+        if chat_id in self.blocked_chats:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        if self.faults:
+            status, description, parameters = FAULTS[self.faults.pop(0)]
+            return _error(status, description, parameters)
+        text = str(params.get("text") or "")
+        parse_mode = params.get("parse_mode")
+        visible, error = visible_text(text, parse_mode)
+        if error:
+            return _error(400, f"Bad Request: can't parse entities: {error}")
+        if not visible.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if utf16_len(visible) > MAX_MESSAGE_LENGTH:
+            return _error(400, "Bad Request: message is too long")
+        reply = params.get("reply_parameters") or {}
+        reply_to = reply.get("message_id", params.get("reply_to_message_id"))
+        message = SentMessage(
+            chat_id, next(self._next_message), text, parse_mode, reply_to, visible
+        )
+        self.sent.append(message)
+        return _ok({"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible})
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> web.Response:
+        self.actions.append(params)
+        return _ok(True)
+
+    async def _m_setMessageReaction(self, params: dict[str, Any]) -> web.Response:
+        self.reactions.append(params)
+        return _ok(True)
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook = params
+        return _ok(True)
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook = None
+        return _ok(True)
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=status)
+
+
+__all__ = ["FAULTS", "FakeBotApi", "SentMessage", "visible_text"]
