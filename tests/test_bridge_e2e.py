@@ -1,0 +1,79 @@
+"""The whole bridge, as a user runs it: `agentbridge up` with the demo agent, then the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from bridge_harness import Bridge, default_agents, running_bridge, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_send_wait_reply_and_history(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        first = bridge.send("hello there")
+        second = bridge.send("line one\nline two\n\ttabbed")
+        done = bridge.cli("wait", str(first), "--timeout", "30")
+        assert done.stdout.strip() == "echo: hello there"
+        done = bridge.cli("wait", str(second), "--timeout", "30")
+        assert done.stdout.rstrip("\n") == "echo: line one\nline two\n\ttabbed"
+        history = [(e["from_state"], e["to_state"]) for e in bridge.events(first)
+                   if e["kind"] == "transition"]
+        assert history == [(None, "queued"), ("queued", "claimed"), ("claimed", "submitted"),
+                           ("submitted", "accepted"), ("accepted", "completed")] or history == [
+            (None, "queued"), ("queued", "claimed"), ("claimed", "accepted"),
+            ("accepted", "completed")]
+        # the reply went through the outbox to the local channel
+        wait_for(lambda: bridge.cli("outbox", "--json").stdout.count('"sent"') == 2,
+                 what="both replies sent")
+        status = bridge.status()
+        assert status["agents"]["demo"]["health"] == "healthy"
+        assert status["messages"]["completed"] == 2
+
+
+def test_idempotent_send_and_conflict(tmp_path: Path) -> None:
+    bridge = Bridge(tmp_path)  # no supervisor needed: the CLI writes the ledger itself
+    try:
+        a = bridge.send("same", "--key", "k1")
+        b = bridge.send("same", "--key", "k1")
+        assert a == b
+        clash = bridge.cli("send", "--key", "k1", "other text", check=False)
+        assert clash.returncode != 0
+        assert clash.stderr.count("\n") == 1 and "idempotency key" in clash.stderr
+    finally:
+        bridge.stop()
+
+
+def test_wait_exit_codes_and_timeout(tmp_path: Path) -> None:
+    bridge = Bridge(tmp_path)
+    try:
+        mid = bridge.send("nobody will answer: no supervisor runs")
+        timed_out = bridge.cli("wait", str(mid), "--timeout", "0.3", check=False)
+        assert timed_out.returncode == 5
+        bridge.cli("quarantine", "list")
+        dropped = bridge.cli("messages", "--json")
+        assert '"queued"' in dropped.stdout
+    finally:
+        bridge.stop()
+
+
+def test_second_supervisor_refuses(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        second = subprocess.run(
+            [*bridge.cli_argv(), "up"], env=bridge.env, capture_output=True, text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+
+
+def test_several_agents_with_routing(tmp_path: Path) -> None:
+    agents = {**default_agents(), "other": {"runtime": "demo", "launch_grace": 20}}
+    with running_bridge(tmp_path, agents=agents) as bridge:
+        a = bridge.send("to demo", "--agent", "demo")
+        b = bridge.send("to other", "--agent", "other")
+        assert bridge.cli("wait", str(a), "--timeout", "30").stdout.strip() == "echo: to demo"
+        assert bridge.cli("wait", str(b), "--timeout", "30").stdout.strip() == "echo: to other"
+        assert bridge.message(b).agent == "other"
