@@ -21,6 +21,7 @@ from typing import Any
 
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig, InjectionConfig
+from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
 from agentbridge.ledger import Ledger, LedgerError
@@ -428,8 +429,10 @@ class AgentSession:
                     message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
                 )
             )
+            crash_point("after_accept")
         elif event.kind == AgentEventKind.TURN_COMPLETED:
             flight.accepted.set()
+            crash_point("before_complete")
             done = await self._ledger_call(
                 self.ledger.complete(
                     message.id,
@@ -440,6 +443,7 @@ class AgentSession:
                 )
             )
             if done is not None:
+                crash_point("after_outbox_row")
                 flight.finish(TurnOutcome.COMPLETED)
         elif event.kind == AgentEventKind.API_ERROR:
             self.last_api_error = event.text

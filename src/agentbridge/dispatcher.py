@@ -19,6 +19,7 @@ from typing import Any
 
 from agentbridge.agent_host import AgentSession, InFlight, TurnOutcome
 from agentbridge.config import AgentConfig, Config
+from agentbridge.crashpoints import crash_point
 from agentbridge.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
@@ -167,6 +168,7 @@ class AgentWorker:
         if message is None:
             await self._wait_wake(5)
             return
+        crash_point("after_claim")
         log.info(
             "message %s: claimed by %s (attempt %s)", message.id, session.owner, message.attempt
         )

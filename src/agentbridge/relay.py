@@ -19,6 +19,7 @@ from dataclasses import replace
 import pluggy
 
 from agentbridge.config import OutboxConfig
+from agentbridge.crashpoints import crash_point
 from agentbridge.ledger import Ledger
 from agentbridge.ledger_outbox import backoff_delay
 from agentbridge.models import OutboxItem
@@ -147,6 +148,7 @@ class OutboxRelay:
             if self.on_failed:
                 self.on_failed(item, "channel not configured")
             return
+        crash_point("during_send")
         try:
             platform_ids = []
             for part in chunk_text(item.text, channel.limits.max_message_length):

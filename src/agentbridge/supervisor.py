@@ -25,6 +25,7 @@ from typing import Any
 from agentbridge import paths
 from agentbridge.config import Config
 from agentbridge.control import ControlServer, socket_path
+from agentbridge.crashpoints import crash_point
 from agentbridge.dispatcher import AgentWorker
 from agentbridge.ledger import IngestResult, Ledger
 from agentbridge.models import OutboxItem
@@ -162,6 +163,7 @@ class Supervisor:
                 "poke": self._cmd_poke,
                 "status": self._cmd_status,
                 "restart": self._cmd_restart,
+                "simulate-wake": self._cmd_simulate_wake,
             },
         )
         await self.control.start()
@@ -217,6 +219,7 @@ class Supervisor:
                 priority=priority,
                 meta=meta,
             )
+            crash_point("after_ingest")
             if result.created:
                 self.receipts.emit(result.message, "queued")
             return result
@@ -312,6 +315,12 @@ class Supervisor:
         if self.relay is not None:
             self.relay.poke()
         return {}
+
+    async def _cmd_simulate_wake(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run the wake path as if the host had slept (the detector's own tests cover the
+        clocks; this lets an end-to-end test and a curious user exercise the reaction)."""
+        await self.on_wake(float(request.get("slept", 60.0)))
+        return {"wakes": self.wakes}
 
     async def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.status_snapshot()
