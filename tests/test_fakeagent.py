@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from agentbridge.fakeagent.inputbox import InputBox
 from agentbridge.fakeagent.keys import InputParser, KeyEvent, KeyKind
+from agentbridge.fakeagent.options import config_dir
 from agentbridge.fakeagent.prompt import env_faults, parse_faults, reply_text
 from agentbridge.testing import WaitTimeout, wait_until
 
@@ -446,6 +447,22 @@ def test_session_file_and_clean_exit_on_sigterm(start_agent: StartAgent) -> None
     assert agent.dead_status() == 0
     assert not path.exists()
     assert not list((agent.config / "sessions").iterdir())
+
+
+def test_sighup_from_killed_pane_removes_session_file(start_agent: StartAgent) -> None:
+    agent = start_agent()
+    path = agent.config / "sessions" / f"{agent.pid()}.json"
+    assert path.exists()
+    agent.tmux("kill-pane", "-t", agent.pane)  # closes the pty: SIGHUP, like a killed session
+    wait_until(lambda: not path.exists(), 5, what="session file removed")
+
+
+def test_config_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    assert config_dir() == tmp_path / ".claude"
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert config_dir() == tmp_path / "cfg"
 
 
 def test_clear_starts_a_new_session(start_agent: StartAgent) -> None:

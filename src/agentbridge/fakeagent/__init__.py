@@ -9,7 +9,8 @@ import argparse
 import uuid
 from pathlib import Path
 
-from agentbridge.fakeagent.app import FakeAgent, Options
+from agentbridge.fakeagent.app import FakeAgent
+from agentbridge.fakeagent.options import Options
 
 
 def parse_args(argv: list[str] | None = None) -> Options:

@@ -11,14 +11,14 @@ import time
 import tty
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from agentbridge.fakeagent.hooks import HookRunner
 from agentbridge.fakeagent.inputbox import InputBox
 from agentbridge.fakeagent.keys import InputParser, KeyEvent, KeyKind
-from agentbridge.fakeagent.prompt import Faults, env_faults, parse_faults, reply_text
+from agentbridge.fakeagent.options import Options, config_dir
+from agentbridge.fakeagent.prompt import Faults, api_error, env_faults, parse_faults, reply_text
 from agentbridge.fakeagent.screen import (
     BRACKETED_PASTE_OFF,
     BRACKETED_PASTE_ON,
@@ -34,21 +34,6 @@ ENTER_AFTER_PASTE_GUARD = 0.1  # Claude Code swallows an Enter this soon after a
 BATCH_WINDOW = 0.3  # replies faster than this share one flush with the user line
 CRASH_EXIT = 3
 DOUBLE_CTRL_C = 1.5
-
-_API_ERRORS = {
-    "ratelimit": ("rate_limit", "You've hit your limit · resets {reset}"),
-    "contextfull": ("invalid_request", "Context limit reached · /compact or /clear to continue"),
-    "apierror": ("server_error", "API Error: 500 Internal server error"),
-}
-
-
-@dataclass
-class Options:
-    """Command-line options."""
-
-    session_id: str
-    byte_log: Path | None = None
-    reply_delay: float = 0.05
 
 
 @dataclass
@@ -68,18 +53,6 @@ class Turn:
 class _Signals:
     terminate: bool = False
     resized: bool = False
-
-
-def config_dir() -> Path:
-    """``$CLAUDE_CONFIG_DIR`` or ``~/.claude``."""
-    env = os.environ.get("CLAUDE_CONFIG_DIR")
-    return Path(env) if env else Path(os.environ.get("HOME", "/")) / ".claude"
-
-
-def reset_text() -> str:
-    """The rate-limit reset shown on screen (``FAKE_AGENT_RESET``, default 3:45pm UTC)."""
-    value = os.environ.get("FAKE_AGENT_RESET", "3:45pm")
-    return value if "(" in value else f"{value} (UTC)"
 
 
 class FakeAgent:
@@ -220,8 +193,7 @@ class FakeAgent:
         assert turn is not None
         duration_ms = int((time.monotonic() - turn.started) * 1000)
         if turn.faults.api_error is not None:
-            error, template = _API_ERRORS[turn.faults.api_error]
-            text = template.format(reset=reset_text())
+            error, text = api_error(turn.faults.api_error)
             self.transcript.api_error(text, error)
             self.transcript.flush()
             self.model.history.append(f"  ⎿  {text}")

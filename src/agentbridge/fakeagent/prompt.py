@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -76,3 +77,22 @@ def reply_text(prompt: str) -> str:
     if len(text) > MAX_REPLY:
         text = f"{text[:SHORT_REPLY]} … ({len(text)} chars)"
     return f"echo: {text}"
+
+
+_API_ERRORS = {
+    "ratelimit": ("rate_limit", "You've hit your limit · resets {reset}"),
+    "contextfull": ("invalid_request", "Context limit reached · /compact or /clear to continue"),
+    "apierror": ("server_error", "API Error: 500 Internal server error"),
+}
+
+
+def reset_text() -> str:
+    """The rate-limit reset shown on screen (``FAKE_AGENT_RESET``, default 3:45pm UTC)."""
+    value = os.environ.get("FAKE_AGENT_RESET", "3:45pm")
+    return value if "(" in value else f"{value} (UTC)"
+
+
+def api_error(name: str) -> tuple[str, str]:
+    """(error kind for the transcript/StopFailure, the text on screen) for an API-error fault."""
+    error, template = _API_ERRORS[name]
+    return error, template.format(reset=reset_text())
