@@ -34,6 +34,7 @@ ENTER_AFTER_PASTE_GUARD = 0.1  # Claude Code swallows an Enter this soon after a
 BATCH_WINDOW = 0.3  # replies faster than this share one flush with the user line
 CRASH_EXIT = 3
 DOUBLE_CTRL_C = 1.5
+HISTORY_KEEP = 200  # past screen entries kept for redraws
 
 
 @dataclass
@@ -52,7 +53,6 @@ class Turn:
 @dataclass
 class _Signals:
     terminate: bool = False
-    resized: bool = False
 
 
 class FakeAgent:
@@ -96,6 +96,7 @@ class FakeAgent:
                 return  # terminal gone: nothing to draw on
 
     def _draw(self) -> None:
+        del self.model.history[:-HISTORY_KEEP]
         self.model.box = self.box.display
         self.model.queued = list(self.queue)
         rows, cols = terminal_size(self.out_fd)
@@ -116,9 +117,7 @@ class FakeAgent:
         return self.hooks.run(event, self._hook_base(), extra)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGWINCH:
-            self._signals.resized = True
-        else:
+        if signum != signal.SIGWINCH:  # a resize only needs the wake-up and redraw
             self._signals.terminate = True
 
     # ----- turns ----------------------------------------------------------------------------
@@ -335,7 +334,6 @@ class FakeAgent:
             if turn is not None and turn.deadline is not None and now >= turn.deadline:
                 self._finish_turn()
             if self.exit_code is None:
-                self._signals.resized = False
                 self._draw()
 
     def run(self) -> int:
