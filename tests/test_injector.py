@@ -20,6 +20,7 @@ from agentbridge.injector import (
     InjectorConfig,
     claude_input_box,
     codex_input_box,
+    strip_escapes,
     text_visible,
 )
 from agentbridge.sanitize import sanitize_text
@@ -316,3 +317,15 @@ async def test_clear_box_and_stale_event(agent: Agent) -> None:
     with pytest.raises(ValueError, match="already set"):
         await inj.inject("hello", stale)
     assert PASTE_START not in agent.byte_log.read_bytes()
+
+
+def test_escaped_screens_drop_dim_placeholders() -> None:
+    # Codex 0.169's empty composer, as `capture-pane -e` shows it.
+    codex = "\x1b[1m›\x1b[0m\x1b[39m\x1b[49m \x1b[2mAsk Codex to do anything\x1b[0m\n\n  footer"
+    assert codex_input_box(codex) == ""
+    assert codex_input_box("\x1b[1m›\x1b[0m real text\n\n  footer") == "real text"
+    # Claude Code 2.1.197's empty box: the cursor is a reverse-video cell.
+    assert claude_input_box("─────\n\x1b[39m❯\xa0\x1b[7m \x1b[0m\n─────") == ""
+    # 38;2;R;G;B colour parameters are not "dim".
+    assert strip_escapes("\x1b[38;2;2;2;2mkept\x1b[2mgone\x1b[22m back") == "kept back"
+    assert strip_escapes("plain") == "plain"

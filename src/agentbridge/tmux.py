@@ -227,7 +227,7 @@ class TmuxServer:
         _, out, _ = await self.run(*args)
         return out
 
-    async def capture_if_alive(self, pane_id: str) -> str | None:
+    async def capture_if_alive(self, pane_id: str, escapes: bool = False) -> str | None:
         """The visible screen, or None when the pane is dead or gone — one tmux call.
 
         Why: a dead pane kept by ``remain-on-exit`` still shows the agent's last screen, input
@@ -235,7 +235,7 @@ class TmuxServer:
         """
         rc, out, _ = await self.run(
             "display-message", "-p", "-t", pane_id, "#{pane_dead}", ";",
-            "capture-pane", "-p", "-t", pane_id,
+            "capture-pane", "-p", *(["-e"] if escapes else []), "-t", pane_id,
             check=False,
         )  # fmt: skip
         flag, _, screen = out.partition("\n")
