@@ -53,8 +53,11 @@ def write_config(path: Path, tables: dict[str, Any]) -> None:
     lines: list[str] = []
 
     def emit(prefix: str, table: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or not v or
-                   not all(isinstance(x, dict) for x in v.values())}
+        scalars = {
+            k: v
+            for k, v in table.items()
+            if not isinstance(v, dict) or not v or not all(isinstance(x, dict) for x in v.values())
+        }
         nested = {k: v for k, v in table.items() if k not in scalars}
         if prefix:
             lines.append(f"[{prefix}]")
@@ -75,8 +78,13 @@ def write_config(path: Path, tables: dict[str, Any]) -> None:
 class Bridge:
     """One supervisor subprocess plus helpers to drive and inspect it."""
 
-    def __init__(self, root: Path, agents: dict[str, dict[str, Any]] | None = None,
-                 extra: dict[str, Any] | None = None, console: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        agents: dict[str, dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+        console: bool = False,
+    ) -> None:
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -100,16 +108,27 @@ class Bridge:
     def env(self) -> dict[str, str]:
         """The environment of every command: HOME isolates config, data and logs."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
-        env.update(HOME=str(self.home), AGENTBRIDGE_CONFIG=str(self.config_path),
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            HOME=str(self.home), AGENTBRIDGE_CONFIG=str(self.config_path), PYTHONUNBUFFERED="1"
+        )
         return env
 
-    def start(self, wait_healthy: bool = True) -> Bridge:
-        """Run ``agentbridge up`` and wait until every agent is healthy."""
+    def start(self, wait_healthy: bool = True, crash_at: str | None = None) -> Bridge:
+        """Run ``agentbridge up`` and wait until every agent is healthy.
+
+        ``crash_at`` names a crash point (agentbridge.crashpoints) where it SIGKILLs itself.
+        """
         self._stderr = self.log_path.open("ab")
+        env = self.env
+        if crash_at:
+            env["AGENTBRIDGE_CRASH_AT"] = crash_at
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentbridge.cli", "up"], env=self.env, cwd=self.root,
-            stdout=self._stderr, stderr=self._stderr, start_new_session=True,
+            [sys.executable, "-m", "agentbridge.cli", "up"],
+            env=env,
+            cwd=self.root,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            start_new_session=True,
         )
         if wait_healthy:
             self.wait_health("healthy")
@@ -132,14 +151,23 @@ class Bridge:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run an ``agentbridge`` command against this bridge."""
-        done = subprocess.run([sys.executable, "-m", "agentbridge.cli", *args], env=self.env,
-                              input=input, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "agentbridge.cli", *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"agentbridge {args} failed ({done.returncode}): "
-                                 f"{done.stderr}\n--- bridge log:\n{self.log_tail()}")
+            raise AssertionError(
+                f"agentbridge {args} failed ({done.returncode}): "
+                f"{done.stderr}\n--- bridge log:\n{self.log_tail()}"
+            )
         return done
 
     def cli_argv(self) -> list[str]:
@@ -156,6 +184,7 @@ class Bridge:
 
     def wait_health(self, health: str, agent: str | None = None, timeout: float = 40) -> None:
         """Until the named (or every) agent shows ``health``."""
+
         def check() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"bridge exited ({self.proc.returncode}):\n{self.log_tail()}")
@@ -167,6 +196,7 @@ class Bridge:
 
     def messages(self) -> list[Message]:
         """Every message, straight from the ledger file."""
+
         async def read() -> list[Message]:
             ledger = await Ledger.open(self.config.ledger.path)
             try:
@@ -182,16 +212,19 @@ class Bridge:
 
     def wait_state(self, message_id: int, *states: str, timeout: float = 30) -> Message:
         """Until the message reaches one of ``states``."""
+
         def check() -> Message | None:
             msg = self.message(message_id)
             return msg if msg.state in states else None
 
         try:
-            return wait_until(check, timeout=timeout, interval=0.05,
-                              what=f"message {message_id} in {states}")
+            return wait_until(
+                check, timeout=timeout, interval=0.05, what=f"message {message_id} in {states}"
+            )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; now {self.message(message_id).state}\n"
-                                 f"{self.log_tail()}") from None
+            raise AssertionError(
+                f"{exc}; now {self.message(message_id).state}\n{self.log_tail()}"
+            ) from None
 
     def events(self, message_id: int) -> list[dict[str, Any]]:
         """The audit trail (``show --json``)."""
@@ -219,8 +252,11 @@ class Bridge:
 
     def capture(self, agent: str = "demo") -> str:
         """The agent's screen."""
-        return subprocess.run(["tmux", "-L", self.socket, "capture-pane", "-p", "-t",
-                               f"ab-{agent}"], capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "capture-pane", "-p", "-t", f"ab-{agent}"],
+            capture_output=True,
+            text=True,
+        ).stdout
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from bridge_harness import Bridge, default_agents, running_bridge, wait_for
 
 pytestmark = pytest.mark.slow
@@ -19,15 +20,28 @@ def test_send_wait_reply_and_history(tmp_path: Path) -> None:
         assert done.stdout.strip() == "echo: hello there"
         done = bridge.cli("wait", str(second), "--timeout", "30")
         assert done.stdout.rstrip("\n") == "echo: line one\nline two\n\ttabbed"
-        history = [(e["from_state"], e["to_state"]) for e in bridge.events(first)
-                   if e["kind"] == "transition"]
-        assert history == [(None, "queued"), ("queued", "claimed"), ("claimed", "submitted"),
-                           ("submitted", "accepted"), ("accepted", "completed")] or history == [
-            (None, "queued"), ("queued", "claimed"), ("claimed", "accepted"),
-            ("accepted", "completed")]
+        history = [
+            (e["from_state"], e["to_state"])
+            for e in bridge.events(first)
+            if e["kind"] == "transition"
+        ]
+        assert history == [
+            (None, "queued"),
+            ("queued", "claimed"),
+            ("claimed", "submitted"),
+            ("submitted", "accepted"),
+            ("accepted", "completed"),
+        ] or history == [
+            (None, "queued"),
+            ("queued", "claimed"),
+            ("claimed", "accepted"),
+            ("accepted", "completed"),
+        ]
         # the reply went through the outbox to the local channel
-        wait_for(lambda: bridge.cli("outbox", "--json").stdout.count('"sent"') == 2,
-                 what="both replies sent")
+        wait_for(
+            lambda: bridge.cli("outbox", "--json").stdout.count('"sent"') == 2,
+            what="both replies sent",
+        )
         status = bridge.status()
         assert status["agents"]["demo"]["health"] == "healthy"
         assert status["messages"]["completed"] == 2
@@ -62,7 +76,10 @@ def test_wait_exit_codes_and_timeout(tmp_path: Path) -> None:
 def test_second_supervisor_refuses(tmp_path: Path) -> None:
     with running_bridge(tmp_path) as bridge:
         second = subprocess.run(
-            [*bridge.cli_argv(), "up"], env=bridge.env, capture_output=True, text=True,
+            [*bridge.cli_argv(), "up"],
+            env=bridge.env,
+            capture_output=True,
+            text=True,
             timeout=30,
         )
         assert second.returncode == 1
