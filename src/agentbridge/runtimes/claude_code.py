@@ -23,11 +23,10 @@ from typing import Any
 
 from agentbridge.agent_events import TranscriptParser
 from agentbridge.config import AgentConfig
-from agentbridge.injector import claude_input_box
 from agentbridge.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 
-__all__ = ["ClaudeCodeProfile", "claude_project_dir_name", "claude_screen_state"]
+__all__ = ["ClaudeCodeProfile", "claude_box", "claude_project_dir_name", "claude_screen_state"]
 
 HOOK_EVENTS = ["UserPromptSubmit", "Stop", "StopFailure"]
 
@@ -98,14 +97,33 @@ def _last_turn_lines(lines: list[str], box_at: int | None) -> list[str]:
     return out
 
 
+def claude_box(screen: str) -> str | None:
+    """The input box: the last ``❯\u00a0`` line and the lines under it down to the border.
+
+    Only the no-break-space form counts (a dialog's ``❯ 1. Yes`` is not a box); an empty box is
+    the bare ``❯\u00a0``, so lines are never stripped of that NBSP before matching.
+    """
+    lines = common.strip_ansi(screen).split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("❯\u00a0"):
+            parts = [lines[i][2:]]
+            for line in lines[i + 1 :]:
+                if line.lstrip().startswith("─"):
+                    break
+                parts.append(line.strip())
+            return "\n".join(parts).strip(" \u00a0\n")
+    return None
+
+
 def claude_screen_state(screen: str) -> ScreenState:
     """Read a plain ``capture-pane`` of Claude Code (or the fake agent, which draws the same).
 
     Error kinds describe how the last turn on screen ended; ``input_text`` is still set when the
     input box is there. Matchers come from the real CLI's screens for mock 429/529/500 answers.
     """
+    screen = common.strip_ansi(screen)
     lines = screen.rstrip("\n").split("\n")
-    box = claude_input_box(screen)
+    box = claude_box(screen)
     box_at = next(
         (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("❯\u00a0")), None
     )

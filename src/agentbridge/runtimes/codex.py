@@ -27,12 +27,11 @@ from typing import Any
 
 from agentbridge.agent_events import TranscriptParser
 from agentbridge.config import AgentConfig
-from agentbridge.injector import codex_input_box
 from agentbridge.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 from agentbridge.transcript.codex import CodexTranscriptParser
 
-__all__ = ["CodexProfile", "codex_screen_state", "toml_upsert"]
+__all__ = ["CodexProfile", "codex_box", "codex_screen_state", "toml_upsert"]
 
 HOOK_EVENTS = ["UserPromptSubmit", "Stop"]
 BYPASS_HOOK_TRUST = "--dangerously-bypass-hook-trust"
@@ -113,16 +112,38 @@ def _codex_box_at(lines: list[str]) -> int | None:
     )
 
 
+def codex_box(screen: str) -> str | None:
+    """Codex's composer text: from the last ``›`` line down to the blank line above the footer.
+
+    Unlike a stop-at-first-blank reader, a blank line inside a multi-line draft stays in the box
+    (the footer is what follows the *last* blank line). The dim placeholder reads as "".
+    """
+    lines = common.strip_ansi(screen).rstrip("\n").split("\n")
+    box_at = _codex_box_at(lines)
+    if box_at is None:
+        return None
+    rest = lines[box_at:]
+    footer = next((i for i, ln in enumerate(rest) if "? for shortcuts" in ln), None)
+    if footer is not None:  # an early frame draws the footer with no blank line above it
+        rest = rest[:footer]
+    while rest and not rest[-1].strip():
+        rest.pop()
+    blanks = [i for i, ln in enumerate(rest) if not ln.strip()]
+    body = rest[: blanks[-1]] if blanks else rest
+    text = "\n".join([body[0][2:], *(ln[2:] if ln.startswith("  ") else ln for ln in body[1:])])
+    text = text.strip()
+    return "" if text in PLACEHOLDERS else text
+
+
 def codex_screen_state(screen: str) -> ScreenState:
     """Read a plain ``capture-pane`` of Codex: its ``›`` composer, footer and error lines.
 
     Error lines (``■ …``) describe how the last turn on screen ended; ``input_text`` is still set
     when the composer is there. The dim placeholder ("Ask Codex to do anything") reads as "".
     """
+    screen = common.strip_ansi(screen)
     lines = screen.rstrip("\n").split("\n")
-    box = codex_input_box(screen)
-    if box is not None and box.strip() in PLACEHOLDERS:
-        box = ""
+    box = codex_box(screen)
     box_at = _codex_box_at(lines)
     whole = "\n".join(lines)
     if re.search(r"hooks? need review|Would you like to run|Allow command\?|Do you trust", whole):

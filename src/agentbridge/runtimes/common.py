@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "merge_hooks",
     "resolve_cwd",
     "stable_session_id",
+    "strip_ansi",
 ]
 
 #: The only variables copied from agentbridge's own environment into a pane.
@@ -47,6 +49,17 @@ ENV_WHITELIST = (
 )
 
 HOOK_MARK = "agentbridge.hook_relay"
+
+_ANSI = re.compile(
+    r"\x1b(?:\[[0-9;:?<=>]*[ -/]*[@-~]"  # CSI (SGR, cursor…)
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC
+    r"|[()][0-9A-Za-z]|[=>78DEHMNOPZc])"  # charset and short escapes
+)
+
+
+def strip_ansi(screen: str) -> str:
+    """A capture taken with ``-e`` (SGR kept) as plain text, so one matcher reads both."""
+    return _ANSI.sub("", screen) if "\x1b" in screen else screen
 
 
 def clean_env(agent: AgentConfig, profile_env: Mapping[str, str]) -> dict[str, str]:
