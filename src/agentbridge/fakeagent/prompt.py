@@ -12,7 +12,9 @@ SHORT_REPLY = 200
 _ENVELOPE = re.compile(r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\]\s*$")
 _DIRECTIVE = re.compile(
     r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|slow=(\d+(?:\.\d+)?))"
+    r"(?:@(\d+))?"
 )
+_ATTEMPT = re.compile(r"^\[agentbridge message=\S+ attempt=(\d+)")
 
 API_ERRORS = ("ratelimit", "contextfull", "apierror")
 
@@ -38,11 +40,24 @@ class Faults:
         )
 
 
+def prompt_attempt(text: str) -> int | None:
+    """The attempt number of the envelope on the first line, if any."""
+    match = _ATTEMPT.match(text)
+    return int(match.group(1)) if match else None
+
+
 def parse_faults(text: str) -> Faults:
-    """Find every ``#fake:...`` directive anywhere in ``text``."""
+    """Find every ``#fake:...`` directive anywhere in ``text``.
+
+    ``#fake:crash@1`` applies only to attempt 1 of a bridge message (the envelope's attempt),
+    so a test can make the first attempt fail and watch the replay succeed.
+    """
     faults = Faults()
+    attempt = prompt_attempt(text)
     for match in _DIRECTIVE.finditer(text):
-        name, seconds = match.group(1), match.group(2)
+        name, seconds, only = match.group(1), match.group(2), match.group(3)
+        if only is not None and attempt is not None and int(only) != attempt:
+            continue
         if seconds is not None:
             faults.slow = float(seconds)
         elif name == "crash":
