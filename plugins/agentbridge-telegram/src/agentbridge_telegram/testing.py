@@ -105,6 +105,7 @@ class FakeBotApi:
         self.calls: list[str] = []
         self.faults: list[str] = []  # consumed by sendMessage, first first
         self.blocked_chats: set[int | str] = set()
+        self.migrated_chats: dict[int | str, int] = {}  # group id → its new supergroup id
         self.webhook: dict[str, Any] | None = None
         self._next_update = itertools.count(1000)
         self._next_message = itertools.count(1)
@@ -112,6 +113,7 @@ class FakeBotApi:
         self._poll_generation = 0
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,7 +134,10 @@ class FakeBotApi:
         return self
 
     async def stop(self) -> None:
-        """Stop listening."""
+        """End pending long polls at once (empty answers), then stop listening."""
+        self._closing = True
+        async with self._new:
+            self._new.notify_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -176,16 +181,19 @@ class FakeBotApi:
         self.add_update(update)
         return update
 
-    def redeliver(self, update: dict[str, Any]) -> None:
-        """Hand out a copy of an update again, even if confirmed (a duplicate delivery)."""
+    def redeliver(self, update: dict[str, Any]) -> int:
+        """Hand out a copy of an update again, even if confirmed; returns the new update_id."""
         copy = dict(update)
         copy["update_id"] = next(self._next_update)
-        self.add_update(copy)
+        return self.add_update(copy)
 
     def fail_next(self, *faults: str) -> None:
-        """Make the next ``sendMessage`` calls fail with these ``FAULTS`` names, in order."""
+        """Make the next ``sendMessage`` calls fail with these ``FAULTS`` names, in order.
+
+        ``"ok"`` lets one call through, so ``fail_next("ok", "429")`` fails the second call.
+        """
         for fault in faults:
-            if fault not in FAULTS:
+            if fault != "ok" and fault not in FAULTS:
                 raise ValueError(f"unknown fault {fault!r}")
         self.faults.extend(faults)
 
@@ -238,7 +246,7 @@ class FakeBotApi:
             self._new.notify_all()  # an older poll still waiting ends with 409, like Telegram
         deadline = asyncio.get_running_loop().time() + timeout
         async with self._new:
-            while not self.updates:
+            while not self.updates and not self._closing:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
@@ -256,8 +264,15 @@ class FakeBotApi:
             return _error(400, "Bad Request: chat_id is empty")
         if chat_id in self.blocked_chats:
             return _error(403, "Forbidden: bot was blocked by the user")
-        if self.faults:
-            status, description, parameters = FAULTS[self.faults.pop(0)]
+        if chat_id in self.migrated_chats:
+            return _error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated_chats[chat_id]},
+            )
+        fault = self.faults.pop(0) if self.faults else "ok"
+        if fault != "ok":
+            status, description, parameters = FAULTS[fault]
             return _error(status, description, parameters)
         text = str(params.get("text") or "")
         parse_mode = params.get("parse_mode")

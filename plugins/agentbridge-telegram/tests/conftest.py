@@ -1,0 +1,69 @@
+"""Fixtures: a real fake Bot API server, a real ledger file, channels started against both."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentbridge.ledger import Ledger
+from agentbridge.protocols import ChannelContext
+from telegram_helpers import ALICE, Ingest, ledger_ingest
+
+from agentbridge_telegram import TelegramChannel, parse_settings
+from agentbridge_telegram.testing import FakeBotApi
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as api:
+        yield api
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    led = await Ledger.open(tmp_path / "ledger.db")
+    yield led
+    await led.close()
+
+
+@pytest.fixture
+def token_file(tmp_path: Path, fake: FakeBotApi) -> Path:
+    path = tmp_path / "telegram.token"
+    path.write_text(fake.token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@pytest.fixture
+async def start_channel(
+    fake: FakeBotApi, ledger: Ledger, token_file: Path, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[TelegramChannel]]]:
+    """``await start_channel(ingest=None, **table_overrides)`` → a started channel."""
+    started: list[TelegramChannel] = []
+
+    async def start(ingest: Ingest | None = None, **table: Any) -> TelegramChannel:
+        config: dict[str, Any] = {
+            "token_file": str(token_file),
+            "allowed_users": [ALICE],
+            "base_url": fake.base_url,
+            "poll_timeout": 5,
+        }
+        config.update(table)
+        channel = TelegramChannel(parse_settings(config), env={})
+        ctx = ChannelContext(
+            name="telegram",
+            config=config,
+            ingest=ingest or ledger_ingest(ledger),
+            state_dir=tmp_path,
+            ledger=ledger,
+        )
+        await channel.start(ctx)
+        started.append(channel)
+        return channel
+
+    yield start
+    for channel in started:
+        await channel.stop()
