@@ -123,9 +123,7 @@ class WebChannel:
         log.info("web console on %s", self.base_url)
 
     @web.middleware
-    async def _guard_middleware(
-        self, request: web.Request, handler: Any
-    ) -> web.StreamResponse:
+    async def _guard_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if self._guard is None:
             return web.Response(status=503, text="starting\n")
         response: web.StreamResponse = await self._guard.middleware(request, handler)

@@ -103,12 +103,19 @@ async def _find_head(ledger: Any) -> int:
     return high
 
 
-def parse_cursor(request: web.Request) -> int | None:
-    """``Last-Event-ID`` (a reconnect) wins over ``?after=`` (the page's first connect)."""
-    for raw in (request.headers.get("Last-Event-ID"), request.query.get("after")):
+def parse_cursor(request: web.Request) -> tuple[str, int | None]:
+    """Where to resume: ``Last-Event-ID`` (a browser's reconnect) wins over ``?after=``.
+
+    Returns ``(source, cursor)``, source ``"last-event-id"``, ``"after"`` or ``"head"`` (None:
+    start from the newest event).
+    """
+    for source, raw in (
+        ("last-event-id", request.headers.get("Last-Event-ID")),
+        ("after", request.query.get("after")),
+    ):
         if raw is not None and raw.strip().isdigit():
-            return int(raw.strip())
-    return None
+            return source, int(raw.strip())
+    return "head", None
 
 
 class StreamFilter:
@@ -145,8 +152,8 @@ class EventStreams:
         self._extra: dict[asyncio.Event, list[bytes]] = {}
         self._filters: dict[asyncio.Event, StreamFilter] = {}
         self._dropping: set[asyncio.Event] = set()
-        #: the cursor each connection resumed from (None = fresh); tests and debugging read it
-        self.resumed_from: list[int | None] = []
+        #: ``(source, cursor)`` of every connection, oldest first (tests and debugging)
+        self.connections: list[tuple[str, int | None]] = []
 
     @property
     def open_count(self) -> int:
@@ -161,8 +168,8 @@ class EventStreams:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Stream ledger events after the cursor, then live ones, until the client leaves."""
-        cursor = parse_cursor(request)
-        self.resumed_from.append(cursor)
+        source, cursor = parse_cursor(request)
+        self.connections.append((source, cursor))
         if cursor is None:
             cursor = await self.notifier.current_head()
         wanted = StreamFilter(self.channel, request.query)

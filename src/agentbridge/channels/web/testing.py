@@ -1,0 +1,103 @@
+"""Run the web console standalone over a real ledger: for tests, benchmarks and UI work.
+
+The bridge normally builds the ``ChannelContext``; here a tiny one stands in for it: ``ingest``
+stores straight into the ledger for one agent (no routing), ``status`` wraps ``ledger.stats()``
+with the fields the supervisor adds (health, state, restarts, detail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from agentbridge.channels.web.channel import WebChannel
+from agentbridge.config import ConsoleConfig
+from agentbridge.protocols import ChannelContext
+
+#: what ``chromium.launch(args=…)`` needs to run headless in a container without a profile
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def standalone_context(
+    ledger: Any, state_dir: Path, agent: str = "demo", channel: str = "web"
+) -> ChannelContext:
+    """A ``ChannelContext`` whose ingest stores for ``agent`` and whose status reads stats."""
+
+    async def ingest(
+        conversation: str,
+        sender: str,
+        text: str,
+        key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        priority: int = 0,
+        agent: str | None = None,
+    ) -> Any:
+        return await ledger.ingest(
+            channel,
+            conversation,
+            sender,
+            text,
+            key=key,
+            agent=agent or default_agent,
+            priority=priority,
+            meta=meta,
+        )
+
+    default_agent = agent
+
+    async def status() -> dict[str, Any]:
+        stats: dict[str, Any] = await ledger.stats()
+        agents: dict[str, Any] = {
+            default_agent: {
+                "queued": 0,
+                "in_flight": 0,
+                "quarantined": 0,
+                "stale": 0,
+                "oldest_queued_age": None,
+            }
+        }
+        for name, counts in stats["agents"].items():
+            agents.setdefault(name, {}).update(counts)
+        for entry in agents.values():
+            entry.setdefault("health", "healthy")
+            entry.setdefault("state", "idle")
+            entry.setdefault("restarts", 0)
+            entry.setdefault("detail", "")
+        stats["agents"] = agents
+        return stats
+
+    return ChannelContext(
+        name=channel,
+        config={},
+        ingest=ingest,
+        state_dir=state_dir,
+        ledger=ledger,
+        status=status,
+    )
+
+
+@asynccontextmanager
+async def running_console(
+    ledger: Any,
+    state_dir: Path,
+    agent: str = "demo",
+    console: ConsoleConfig | None = None,
+) -> AsyncIterator[WebChannel]:
+    """A started ``WebChannel`` on an ephemeral port; stopped on exit."""
+    channel = WebChannel(console or ConsoleConfig(port=0))
+    await channel.start(standalone_context(ledger, state_dir, agent))
+    try:
+        yield channel
+    finally:
+        await channel.stop()
