@@ -20,7 +20,7 @@ from agentbridge.channels.http_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, s
 from agentbridge.config import ConfigError, parse_config
 from agentbridge.protocols import Channel
 from agentbridge.testing import async_wait_until
-from agentbridge.testing.contract import ContractBridge, complete_next, contract_bridge
+from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
 
 SECRET = b"s3cret-s3cret-s3cret"
 
@@ -72,6 +72,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 async def test_token_file_is_generated_private(api: Api, tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "http-api.token").stat().st_mode)
     assert mode == 0o600 and len(api.token) >= 32
+    assert api.channel.url == f"http://127.0.0.1:{api.channel.port}/v1/messages"
 
 
 async def test_post_answers_after_the_commit(api: Api) -> None:

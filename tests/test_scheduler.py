@@ -21,7 +21,7 @@ from agentbridge.config import ConfigError, parse_config
 from agentbridge.models import Message
 from agentbridge.protocols import Channel
 from agentbridge.testing import async_wait_until
-from agentbridge.testing.contract import ContractBridge, contract_bridge
+from agentbridge.testing.bridge import ContractBridge, contract_bridge
 
 
 def at(text: str) -> float:

@@ -87,6 +87,14 @@ class HttpApiChannel:
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self._closing = asyncio.Event()
 
+    @property
+    def url(self) -> str | None:
+        """Where the API listens once started (the supervisor prints it at startup)."""
+        if self.port is None:
+            return None
+        host = self.settings.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/v1/messages"
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, ctx: ChannelContext) -> None:
@@ -132,6 +140,7 @@ class HttpApiChannel:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        self.port = None
 
     async def deliver(self, item: OutboxItem) -> str | None:
         """Nothing to push: the reply is in the ledger, where ``GET`` reads it."""

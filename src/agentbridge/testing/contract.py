@@ -23,103 +23,29 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
 import pytest_asyncio
 
-from agentbridge.ledger import IngestResult, Ledger
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import (
-    Channel,
-    ChannelContext,
-    ChannelLimits,
-    DeliveryError,
-    ErrorClass,
-    Receipt,
-)
+from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.relay import chunk_text, classify
+from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
+
+__all__ = [
+    "ChannelContract",
+    "ChannelHarness",
+    "ContractBridge",
+    "HarnessBase",
+    "complete_next",
+    "contract_bridge",
+]
 
 #: replies longer than this are not built in full by the limits test (a 1 MB limit means "none")
 LIMIT_PROBE_CAP = 100_000
-
-
-@dataclass
-class ContractBridge:
-    """The bridge side of a contract test: a real ledger and the context handed to the channel.
-
-    ``commits`` holds ``(key, time.monotonic())`` for every ingest, taken when the ledger's
-    commit returned; ``fail_ingest`` makes the next ingests raise, as a full disk would.
-    """
-
-    ledger: Ledger
-    ctx: ChannelContext
-    commits: list[tuple[str | None, float]] = field(default_factory=list)
-    fail_ingest: bool = False
-
-
-@asynccontextmanager
-async def contract_bridge(
-    channel_name: str,
-    state_dir: Path,
-    *,
-    agent: str = "demo",
-    config: dict[str, Any] | None = None,
-) -> AsyncIterator[ContractBridge]:
-    """Open a ledger in ``state_dir`` and build the ``ChannelContext`` the bridge would pass."""
-    ledger = await Ledger.open(state_dir / "contract-ledger.db")
-    bridge: ContractBridge | None = None
-
-    async def ingest(
-        conversation: str,
-        sender: str,
-        text: str,
-        key: str | None = None,
-        meta: dict[str, Any] | None = None,
-        priority: int = 0,
-        **extra: Any,
-    ) -> IngestResult:
-        assert bridge is not None
-        if bridge.fail_ingest:
-            raise OSError("contract: the ledger is unavailable (simulated)")
-        result = await ledger.ingest(
-            channel_name,
-            conversation,
-            sender,
-            text,
-            key=key,
-            agent=extra.get("agent") or agent,
-            priority=priority,
-            meta=meta,
-        )
-        bridge.commits.append((key, time.monotonic()))
-        return result
-
-    ctx = ChannelContext(
-        name=channel_name,
-        config=dict(config or {}),
-        ingest=ingest,
-        state_dir=state_dir,
-        ledger=ledger,
-    )
-    bridge = ContractBridge(ledger=ledger, ctx=ctx)
-    try:
-        yield bridge
-    finally:
-        await ledger.close()
-
-
-async def complete_next(
-    ledger: Ledger, reply: str, *, agent: str = "demo", owner: str = "contract"
-) -> Message:
-    """Play the agent's part through the real ledger API: claim, submit, accept, complete."""
-    msg = await ledger.claim_next(agent, owner, 60.0)
-    assert msg is not None, f"no queued message for agent {agent!r}"
-    await ledger.mark_submitted(msg.id, msg.fence)
-    await ledger.mark_accepted(msg.id, msg.fence)
-    return await ledger.complete(msg.id, msg.fence, reply)
 
 
 class ChannelHarness(Protocol):
@@ -274,25 +200,28 @@ class ChannelContract:
 
     @pytest.mark.asyncio
     async def test_limits_respected(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
-        """The relay chunks replies to ``limits.max_message_length``; a chunk of exactly that
-        length must reach the platform whole, and nothing sent may exceed the limit."""
+        """The bridge chunks, the channel declares: a reply longer than
+        ``limits.max_message_length``, split by the relay's own chunker, reaches the platform
+        whole, and no message the platform received exceeds the limit."""
         channel = harness.channel
         limit = channel.limits.max_message_length
-        size = min(limit, LIMIT_PROBE_CAP)
+        size = min(limit * 2 + limit // 2, LIMIT_PROBE_CAP)
         text = ("0123456789abcdef" * (size // 16 + 1))[:size]
         item = await self._reply_item(bridge, channel, text)
-        platform_id = await channel.deliver(item)
-        assert platform_id is None or isinstance(platform_id, str)
+        parts = chunk_text(item.text, limit)
+        for part in parts:  # exactly as the relay calls deliver
+            platform_id = await channel.deliver(replace(item, text=part))
+            assert platform_id is None or isinstance(platform_id, str)
         sent = harness.sent()
         if not sent:
             return  # no platform (replies are read from the ledger): nothing can overflow
-        assert all(len(chunk) <= limit for chunk in sent), "a chunk over the declared limit"
-        assert "".join(sent) == text, "the chunk reached the platform altered or partly"
+        assert all(len(chunk) <= limit for chunk in sent), "a message over the declared limit"
+        assert "".join(sent) == text, "the reply reached the platform altered or partly"
 
     @pytest.mark.asyncio
     async def test_errors_classified(self, harness: ChannelHarness, bridge: ContractBridge) -> None:
-        """A failed delivery says whether a retry can help: ``DeliveryError.error_class`` or
-        ``classify_error``; a healed platform then accepts the same item."""
+        """A failed delivery says whether a retry can help (``DeliveryError.error_class`` or
+        ``classify_error``), as the relay decides it; a healed platform then accepts the item."""
         if not harness.can_fail:
             pytest.skip("this channel has no platform that can fail a delivery")
         channel = harness.channel
@@ -302,11 +231,7 @@ class ChannelContract:
             try:
                 await channel.deliver(item)
             except Exception as exc:
-                got = (
-                    exc.error_class
-                    if isinstance(exc, DeliveryError)
-                    else channel.classify_error(exc)
-                )
+                got, _ = classify(exc, channel, None)  # the relay's own decision
                 assert got == wanted, f"a {wanted} platform error was classified as {got}"
             else:
                 pytest.fail(f"deliver() returned although the platform failed ({wanted})")
