@@ -178,7 +178,7 @@ async def test_sigkill_mid_stream_every_message_exactly_once(
     fake, ledger, token_file, tmp_path
 ) -> None:
     """Kill the poller while a burst is flowing; a restarted one finishes it: no gap, no dup."""
-    texts = [f"burst {i}" for i in range(40)]
+    texts = [f"burst {i}" for i in range(200)]
     for text in texts:
         fake.add_message(chat_id=CHAT, user_id=ALICE, text=text)
     last = fake.updates[-1]["update_id"]
@@ -191,6 +191,7 @@ async def test_sigkill_mid_stream_every_message_exactly_once(
         await async_wait_until(some, timeout=15, what="part of the burst ingested")
     finally:
         await _kill(proc)
+    at_kill = len(await rows(ledger))
     proc = await _spawn_poller(fake, token_file, tmp_path)
     try:
         await confirmed(fake, last)
@@ -198,6 +199,7 @@ async def test_sigkill_mid_stream_every_message_exactly_once(
         await _kill(proc)
     stored = [r.text for r in await rows(ledger)]
     assert sorted(stored) == sorted(texts)
+    assert 0 < at_kill < len(texts), at_kill  # the kill really landed mid-stream
 
 
 async def test_host_woke_restarts_the_long_poll(fake, ledger, start_channel) -> None:

@@ -13,6 +13,7 @@ from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT
 
 from agentbridge_telegram.api import TelegramApiError, TelegramNetworkError, classify
+from agentbridge_telegram.channel import EMPTY_REPLY
 from agentbridge_telegram.formatting import utf16_len
 from agentbridge_telegram.testing import FakeBotApi
 
@@ -69,6 +70,12 @@ async def test_emoji_counted_as_telegram_counts_them(fake, ledger, start_channel
     await channel.deliver(await reply(ledger, "😀" * 3000))  # 6000 UTF-16 units
     assert len(fake.sent) == 2
     assert "".join(s.text for s in fake.sent) == "😀" * 3000
+
+
+async def test_empty_reply_still_tells_the_sender(fake, ledger, start_channel) -> None:
+    channel = await start_channel()
+    assert await channel.deliver(await reply(ledger, ""))
+    assert [s.visible for s in fake.sent] == [EMPTY_REPLY]
 
 
 async def test_html_refused_falls_back_to_plain_text(fake, ledger, start_channel, caplog) -> None:

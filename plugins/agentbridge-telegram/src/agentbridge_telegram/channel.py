@@ -44,6 +44,7 @@ for _name in ("agentbridge_telegram", __name__):
     logging.getLogger(_name).addFilter(RedactingFilter())
 
 NOT_AUTHORISED = "Sorry, you are not authorised to use this bot."
+EMPTY_REPLY = "(the agent's reply was empty)"
 TEXT_ONLY = "Only text messages (or captions) reach the agent; this one was not forwarded."
 #: live channels, so the module-level ``host_woke`` hook can reach them
 LIVE: weakref.WeakSet[TelegramChannel] = weakref.WeakSet()
@@ -338,7 +339,8 @@ class TelegramChannel:
         sent = self._progress.setdefault(item.idem_key, [])
         chat: int | str = chat_ref(item.conversation)
         try:
-            for index, part in enumerate(chunk_text(item.text, MAX_MESSAGE_LENGTH)):
+            parts = chunk_text(item.text, MAX_MESSAGE_LENGTH) or [EMPTY_REPLY]
+            for index, part in enumerate(parts):
                 if index < len(sent):
                     continue
                 reply = reply_target(item.reply_to) if index == 0 else None

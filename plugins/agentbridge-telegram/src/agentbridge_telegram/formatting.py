@@ -15,8 +15,9 @@ import re
 MAX_MESSAGE_LENGTH = 4096
 _FENCE_CLOSE = "\n```"
 _LANG = re.compile(r"[A-Za-z0-9_+#.-]{1,30}")
-_INLINE_CODE = re.compile(r"`([^`\n]+)`")
-_BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
+_TAG = re.compile(r"<[^>]+>")
+#: `code` or **bold** (bold never contains a backtick, so the two can never interleave)
+_INLINE = re.compile(r"`([^`\n]+)`|\*\*([^*`\n]+?)\*\*")
 
 
 def utf16_len(text: str) -> int:
@@ -91,10 +92,19 @@ def chunk_text(text: str, limit: int = MAX_MESSAGE_LENGTH) -> list[str]:
 
 
 def _inline(text: str) -> str:
-    """Escape a prose segment, then turn `code` and **bold** into tags."""
-    escaped = html.escape(text, quote=False)
-    escaped = _INLINE_CODE.sub(r"<code>\1</code>", escaped)
-    return _BOLD.sub(r"<b>\1</b>", escaped)
+    """Escape a prose segment, turning `code` and **bold** into (never nested) tags."""
+    out: list[str] = []
+    last = 0
+    for match in _INLINE.finditer(text):
+        out.append(html.escape(text[last : match.start()], quote=False))
+        code, bold = match.groups()
+        if code is not None:
+            out.append(f"<code>{html.escape(code, quote=False)}</code>")
+        else:
+            out.append(f"<b>{html.escape(bold, quote=False)}</b>")
+        last = match.end()
+    out.append(html.escape(text[last:], quote=False))
+    return "".join(out)
 
 
 def to_html(chunk: str) -> str:
@@ -121,7 +131,10 @@ def to_html(chunk: str) -> str:
         out.append(_pre("\n".join(code), lang))
     if prose:
         out.append(_inline("\n".join(prose)))
-    return "\n".join(part for part in out if part) or html.escape(chunk, quote=False)
+    rendered = "\n".join(part for part in out if part)
+    if not _TAG.sub("", rendered).strip():  # e.g. an empty fence: Telegram refuses empty text
+        return html.escape(chunk, quote=False)
+    return rendered
 
 
 def _pre(code: str, lang: str) -> str:
