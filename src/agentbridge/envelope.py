@@ -40,7 +40,7 @@ class Envelope:
 
 
 def format_envelope(env: Envelope) -> str:
-    """The header line (no newline): ``[agentbridge message=42 attempt=1 channel=local sender=a]``."""
+    """The header line, no newline: ``[agentbridge message=42 attempt=1 channel=local …]``."""
     parts = [
         f"message={int(env.message_id)}",
         f"attempt={int(env.attempt)}",

@@ -17,7 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -61,8 +61,8 @@ class DirWatcher:
     observer so callers can just pass their observer around.
     """
 
-    _hubs: weakref.WeakKeyDictionary[Any, DirWatcher] = weakref.WeakKeyDictionary()
-    _hubs_lock = threading.Lock()
+    _hubs: ClassVar[weakref.WeakKeyDictionary[Any, DirWatcher]] = weakref.WeakKeyDictionary()
+    _hubs_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, observer: Any) -> None:
         self.observer = observer
