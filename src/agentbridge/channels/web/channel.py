@@ -175,8 +175,16 @@ class WebChannel:
         return None
 
     async def receipt(self, receipt: Receipt) -> None:
-        """Receipts come from ledger events; only ``waiting`` (not in the ledger) is pushed."""
-        if self.streams is None or receipt.status != "waiting":
+        """Receipts are derived from ledger events; a receipt is only a cue to look now.
+
+        Some ledger writes do not notify listeners (``mark_sent``), and the bridge emits
+        ``replied`` right after one, so every receipt wakes the streams. ``waiting`` (rate
+        limit, permission prompt) is not in the ledger at all: it is pushed as a live hint.
+        """
+        if self.streams is None or self._notifier is None:
+            return
+        self._notifier.wake()
+        if receipt.status != "waiting":
             return
         with contextlib.suppress(Exception):
             self.streams.push_receipt(
