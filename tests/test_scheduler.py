@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agentbridge.channels.scheduler import (
+    RETRY_DELAY,
     STATE_FILE,
     SchedulerChannel,
     fire_key,
@@ -30,11 +31,16 @@ def at(text: str) -> float:
 
 
 class FakeClock:
-    """Wall-clock time that only moves when a test says so; ``sleep`` waits for that."""
+    """Wall-clock time that only moves when a test says so; ``sleep`` waits for that.
+
+    ``asleep`` turns False on every move and True again once the sleeper has seen the move
+    and gone back to sleep: then the loop has done whatever the move made due.
+    """
 
     def __init__(self, now: float) -> None:
         self.now = now
-        self.sleepers = 0
+        self.asleep = False
+        self.naps: list[float] = []
         self._moved = asyncio.Event()
 
     def __call__(self) -> float:
@@ -42,16 +48,15 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         until = self.now + seconds
-        self.sleepers += 1
-        try:
-            while self.now < until:
-                self._moved.clear()
-                await self._moved.wait()
-        finally:
-            self.sleepers -= 1
+        self.naps.append(seconds)
+        while self.now < until:
+            self._moved.clear()
+            self.asleep = True
+            await self._moved.wait()
 
     def set(self, now: float) -> None:
         self.now = now
+        self.asleep = False
         self._moved.set()
 
 
@@ -83,7 +88,7 @@ async def wait_rows(bridge: ContractBridge, count: int) -> list[Message]:
 
 async def settled(clock: FakeClock) -> None:
     """The loop is back asleep (so it has seen the last clock move)."""
-    await async_wait_until(lambda: asyncio.sleep(0, clock.sleepers > 0), what="loop asleep")
+    await async_wait_until(lambda: asyncio.sleep(0, clock.asleep), what="loop asleep")
 
 
 HOURLY = {"cron": "0 * * * *", "text": "hourly check", "timezone": "UTC"}
@@ -204,6 +209,22 @@ async def test_agent_and_conversation_are_passed_on(bridge: ContractBridge) -> N
     await channel.stop()  # twice is harmless
     assert (msg.agent, msg.conversation) == ("other", "ops")
     assert msg.meta == {"schedule": "r", "fire_time": at("2026-11-23T09:01:00")}
+
+
+async def test_failed_firing_is_retried(bridge: ContractBridge) -> None:
+    clock = FakeClock(at("2026-11-23T08:59:50"))
+    channel = make(clock, hourly=dict(HOURLY, missed="once"))
+    await channel.start(bridge.ctx)
+    await settled(clock)
+    bridge.fail_ingest = True  # the ledger is unavailable at 09:00
+    clock.set(at("2026-11-23T09:00:00"))
+    await settled(clock)
+    assert await rows(bridge) == [] and clock.naps[-1] == RETRY_DELAY  # no busy retry loop
+    bridge.fail_ingest = False
+    clock.set(at("2026-11-23T09:00:06"))  # the retry pass after the failure
+    (msg,) = await wait_rows(bridge, 1)
+    await channel.stop()
+    assert msg.platform_id == "hourly@2026-11-23T09:00:00Z"
 
 
 def test_fire_key_is_utc_iso() -> None:

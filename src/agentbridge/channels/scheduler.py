@@ -39,6 +39,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 GRACE_SECONDS = 30.0
 #: the loop re-reads the clock at least this often, so a wall-clock jump (sleep, NTP) is seen
 MAX_NAP = 30.0
+#: after a failed firing (the ledger is unavailable), wait this long before the next try
+RETRY_DELAY = 5.0
 STATE_FILE = "scheduler.json"
 
 
@@ -174,6 +176,7 @@ class SchedulerChannel:
         self._cursor: dict[str, float] = {}  # per schedule: firings up to here are handled
         self._last_fired: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._retry = False  # the last pass had a failed firing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,7 +196,11 @@ class SchedulerChannel:
             if latest <= last:
                 continue
             if spec.missed == "once" or now - latest <= self._grace:
-                await self._fire(spec, latest)
+                try:
+                    await self._fire(spec, latest)
+                except Exception:  # rewind: the loop's first pass retries this catch-up
+                    log.exception("schedule %s: catch-up firing failed", spec.name)
+                    self._cursor[spec.name] = last
             else:
                 log.info(
                     "schedule %s: skipping missed firing %s", spec.name, fire_key(spec.name, latest)
@@ -227,6 +234,7 @@ class SchedulerChannel:
         ``once`` fires only the most recent of those missed.
         """
         fired = []
+        self._retry = False
         for spec in self.schedules:
             now = self._clock()
             if spec.next_after(self._cursor[spec.name]) > now:
@@ -237,6 +245,7 @@ class SchedulerChannel:
                     fired.append(await self._fire(spec, latest))
                 except Exception:  # leave the cursor: the next pass retries this firing
                     log.exception("schedule %s: could not fire", spec.name)
+                    self._retry = True
                     continue
             else:
                 log.info(
@@ -250,7 +259,8 @@ class SchedulerChannel:
             await self.run_due()
             now = self._clock()
             nxt = min(spec.next_after(self._cursor[spec.name]) for spec in self.schedules)
-            await self._sleep(min(max(nxt - now, 0.05), MAX_NAP))
+            nap = RETRY_DELAY if self._retry else min(max(nxt - now, 0.05), MAX_NAP)
+            await self._sleep(nap)
 
     async def _fire(self, spec: Schedule, fire_time: float) -> str:
         assert self._ctx is not None
