@@ -192,7 +192,8 @@ async def test_event_stream_until_final(api: Api) -> None:
     _, posted = await api.post({"text": "stream me"})
     url = f"{api.base}/v1/messages/{posted['id']}/events"
     states: list[str] = []
-    async with api.session.get(url, headers=api.auth()) as r:
+    limit = aiohttp.ClientTimeout(total=10)  # a stream that never closes fails, not hangs
+    async with api.session.get(url, headers=api.auth(), timeout=limit) as r:
         assert r.headers["Content-Type"].startswith("text/event-stream")
         async for raw in r.content:
             line = raw.decode().strip()

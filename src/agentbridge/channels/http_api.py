@@ -127,6 +127,12 @@ class HttpApiChannel:
         self._runner = runner
         self.port = runner.addresses[0][1]
         log.info("http api listening on %s:%s", self.settings.host, self.port)
+        if self.settings.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "http api listens on %s, beyond this machine: anyone holding the token can"
+                " talk to your agents",
+                self.settings.host,
+            )
 
     async def stop(self) -> None:
         """Wake every long-poll (it answers with the current state), then close the server."""
