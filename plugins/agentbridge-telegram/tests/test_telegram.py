@@ -240,3 +240,15 @@ async def test_ledger_failure_keeps_offset_and_retries(
     update = fake.add_message(chat_id=CHAT, user_id=ALICE, text="eventually")
     await confirmed(fake, update["update_id"])
     assert [r.text for r in await rows(ledger)] == ["eventually"]
+
+
+async def test_malformed_update_never_blocks_the_ones_behind_it(
+    fake, ledger, start_channel
+) -> None:
+    await start_channel()
+    fake.add_update({"message": {"message_id": "x", "chat": None}})  # unreadable: skipped
+    fake.add_message(chat_id=CHAT, user_id=ALICE, text="lone \ud800 surrogate")
+    fake.add_update({"edited_message": {"message_id": 1, "chat": {"id": CHAT}, "text": "e"}})
+    last = fake.add_message(chat_id=CHAT, user_id=ALICE, text="still flowing")
+    await confirmed(fake, last["update_id"])
+    assert [r.text for r in await rows(ledger)] == ["lone ? surrogate", "still flowing"]

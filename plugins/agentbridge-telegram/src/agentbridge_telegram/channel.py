@@ -30,6 +30,7 @@ from agentbridge_telegram.api import (
     to_delivery_error,
 )
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
+from agentbridge_telegram.inbound import parse_update
 from agentbridge_telegram.outbound import chat_ref, message_key, reply_target, send_part
 from agentbridge_telegram.receipts import ReceiptSender
 from agentbridge_telegram.settings import (
@@ -71,7 +72,7 @@ class TelegramChannel:
         self._webhook: webhook.WebhookServer | None = None
         self._origins: OrderedDict[int, tuple[str, int]] = OrderedDict()
         self._progress: dict[str, list[str]] = {}  # idem_key → ids of chunks already sent
-        self._answered: set[int] = set()  # refused users already told so
+        self._answered: set[int | None] = set()  # refused users already told so
         self._background: set[asyncio.Task[None]] = set()
         #: next getUpdates offset (None until the first update was committed)
         self.offset: int | None = None
@@ -194,108 +195,100 @@ class TelegramChannel:
     # ------------------------------------------------------------------ receiving
 
     async def _poll_loop(self) -> None:
-        assert self._api is not None and self.settings is not None
-        backoff = 1.0
-        timeout = self.settings.poll_timeout
+        """Poll forever; nothing but cancellation ends it (a dead poller = a deaf bridge)."""
+        failures = 0
         while True:
-            fetch = asyncio.ensure_future(
-                self._api.call(
-                    "getUpdates",
-                    http_timeout=timeout + 15,
-                    offset=self.offset,
-                    timeout=int(timeout),
-                    allowed_updates=["message", "edited_message"],
-                )
-            )
-            self._fetch = fetch
             try:
-                await asyncio.wait({fetch})
-            except asyncio.CancelledError:
-                fetch.cancel()
-                raise
-            if fetch.cancelled():  # a reconnect: ask again, same offset
-                continue
-            exc = fetch.exception()
-            if exc is not None:
-                if isinstance(exc, TelegramApiError) and exc.status == 409:
-                    log.error(
-                        "telegram: getUpdates conflict (webhook set or a 2nd poller): %s", exc
-                    )
-                else:
-                    log.warning("telegram: getUpdates failed, retrying in %.0fs: %s", backoff, exc)
-                await self._pause(
-                    exc.retry_after
-                    if isinstance(exc, TelegramApiError) and exc.retry_after
-                    else backoff
-                )
-                backoff = min(backoff * 2, 60.0)
-                continue
-            backoff = 1.0
-            for update in fetch.result() or []:
-                try:
-                    await self._handle_update(update)
-                except Exception:
-                    # not committed: keep the offset, so Telegram hands this update out again
-                    log.exception(
-                        "telegram: update %s not stored; will retry", update.get("update_id")
-                    )
-                    await self._pause(1.0)
-                    break
+                failures = 0 if await self._poll_once() else failures + 1
+            except Exception:
+                log.exception("telegram: poll loop error")
+                failures += 1
+            if failures:
+                await self._pause(min(2.0 ** (failures - 1), 60.0))
+
+    async def _poll_once(self) -> bool:
+        """One getUpdates and its updates, in order; False when something must be retried."""
+        assert self._api is not None and self.settings is not None
+        timeout = self.settings.poll_timeout
+        fetch = asyncio.ensure_future(
+            self._api.call(
+                "getUpdates",
+                http_timeout=timeout + 15,
+                offset=self.offset,
+                timeout=int(timeout),
+                allowed_updates=["message", "edited_message"],
+            )
+        )
+        self._fetch = fetch
+        try:
+            await asyncio.wait({fetch})
+        except asyncio.CancelledError:
+            fetch.cancel()
+            raise
+        if fetch.cancelled():  # a reconnect: ask again at once, same offset
+            return True
+        exc = fetch.exception()
+        if isinstance(exc, TelegramApiError) and exc.retry_after:
+            log.warning("telegram: getUpdates rate limited for %ss", exc.retry_after)
+            await self._pause(exc.retry_after)
+            return True
+        if isinstance(exc, TelegramApiError) and exc.status == 409:
+            log.error("telegram: getUpdates conflict (a webhook is set, or a 2nd poller): %s", exc)
+            return False
+        if exc is not None:
+            log.warning("telegram: getUpdates failed, will retry: %s", exc)
+            return False
+        for update in fetch.result() or []:
+            update_id = update.get("update_id") if isinstance(update, dict) else None
+            try:
+                await self._handle_update(update if isinstance(update, dict) else {})
+            except Exception:
+                # not committed: keep the offset, so Telegram hands this update out again
+                log.exception("telegram: update %s not stored; will retry", update_id)
+                return False
+            if isinstance(update_id, int):
                 # the ledger has it: only now may Telegram forget it (at the next getUpdates)
-                self.offset = int(update["update_id"]) + 1
+                self.offset = update_id + 1
+        return True
 
     async def _handle_update(self, update: dict[str, Any]) -> None:
-        """Ingest one update (or refuse it); returns only once it needs no re-delivery."""
+        """Ingest one update (or refuse it); returns only once it needs no re-delivery.
+
+        Raises only when the ingest itself failed: then the update must come back.
+        """
         assert self._ctx is not None and self.settings is not None
-        if "edited_message" in update:
-            log.info(
-                "telegram: ignored an edit of message %s (edits are not re-sent)",
-                update["edited_message"].get("message_id"),
-            )
+        msg = parse_update(update)
+        if msg is None:
             return
-        msg = update.get("message")
-        if not isinstance(msg, dict):
-            log.debug("telegram: ignored update %s without a message", update.get("update_id"))
-            return
-        user_id = (msg.get("from") or {}).get("id")
-        chat_id = msg["chat"]["id"]
-        message_id = int(msg["message_id"])
-        if user_id not in self.settings.allowed_users:
+        if msg.user_id is None or msg.user_id not in self.settings.allowed_users:
             self.refused += 1
             log.warning(
-                "telegram: refused a message from unauthorised user %s in chat %s", user_id, chat_id
+                "telegram: refused a message from unauthorised user %s in chat %s",
+                msg.user_id,
+                msg.chat_id,
             )
-            if (
-                self.settings.unauthorised_reply
-                and isinstance(user_id, int)
-                and user_id not in self._answered
-            ):  # once per user: no reply storms  # once per user: no reply storms
-                self._answered.add(user_id)
-                self._spawn(self._notice(chat_id, message_id, NOT_AUTHORISED))
+            # once per user: a stranger cannot make the bot spam a chat
+            if self.settings.unauthorised_reply and msg.user_id not in self._answered:
+                self._answered.add(msg.user_id)
+                self._spawn(self._notice(msg.chat_id, msg.message_id, NOT_AUTHORISED))
             return
-        text = msg.get("text") or msg.get("caption")
-        if not text:
-            log.info(
-                "telegram: message %s in chat %s has no text; told the sender", message_id, chat_id
-            )
-            self._spawn(self._notice(chat_id, message_id, TEXT_ONLY))
+        if msg.text is None:
+            log.info("telegram: message %s has no text; told the sender", msg.message_id)
+            self._spawn(self._notice(msg.chat_id, msg.message_id, TEXT_ONLY))
             return
-        meta = {
-            "update_id": update.get("update_id"),
-            "chat_id": chat_id,
-            "message_id": message_id,
-            "chat_type": msg["chat"].get("type"),
-            "username": (msg.get("from") or {}).get("username"),
-        }
         try:
             result = await self._ctx.ingest(
-                str(chat_id), str(user_id), text, key=message_key(chat_id, message_id), meta=meta
+                str(msg.chat_id),
+                str(msg.user_id),
+                msg.text,
+                key=message_key(msg.chat_id, msg.message_id),
+                meta=msg.meta,
             )
         except IdempotencyConflict as exc:
             # same key, other text: the ledger recorded the refusal; nothing to re-deliver
             log.warning("telegram: %s", exc)
             return
-        self._remember(result.message.id, str(chat_id), message_id)
+        self._remember(result.message.id, str(msg.chat_id), msg.message_id)
 
     async def _notice(self, chat_id: int | str, message_id: int, text: str) -> None:
         assert self._api is not None
