@@ -71,7 +71,7 @@ def standalone_context(
             agents.setdefault(name, {}).update(counts)
         for entry in agents.values():
             entry.setdefault("health", "healthy")
-            entry.setdefault("state", "idle")
+            entry.setdefault("runtime", "demo")
             entry.setdefault("restarts", 0)
             entry.setdefault("detail", "")
         stats["agents"] = agents

@@ -152,11 +152,10 @@ function agentsOf(status) {
 }
 
 function healthClass(health) {
+  // the supervisor's AgentHealth: healthy | starting | waiting | restarting | degraded | stopped
   const value = String(health || "unknown").toLowerCase();
-  if (["healthy", "ok", "ready", "idle", "running", "busy"].includes(value)) return "ok";
-  if (["degraded", "dead", "failed", "crashed", "down", "error"].includes(value)) return "bad";
-  if (["starting", "restarting", "waiting", "rate_limited", "stale", "unknown"].includes(value))
-    return "warn";
+  if (value === "healthy") return "ok";
+  if (["degraded", "stopped", "not running", "dead", "failed"].includes(value)) return "bad";
   return "warn";
 }
 
@@ -239,12 +238,12 @@ function renderDashboard() {
       { dataset: { agent: name } },
       el("td", {}, el("a", { href: `#/chat/${encodeURIComponent(name)}`, class: "strong", text: name })),
       el("td", {}, el("span", { class: `badge ${healthClass(a.health)}`, text: a.health || "unknown" })),
-      el("td", { text: a.state || "–" }),
+      el("td", { class: "muted", text: [a.runtime || a.state, a.pid ? `pid ${a.pid}` : null].filter(Boolean).join(" · ") || "–" }),
       el("td", { class: "num", text: a.queued ?? 0 }),
       a.queued
         ? el("td", { class: "num", dataset: { ageBase: a.oldest_queued_age || 0, fetched: app.statusFetchedAt } })
         : el("td", { class: "num", text: "–" }),
-      el("td", { class: "num", text: a.in_flight ?? 0 }),
+      el("td", { class: "num", text: a.in_flight_message ? `${a.in_flight ?? 0} · #${a.in_flight_message}` : a.in_flight ?? 0 }),
       el("td", { class: `num ${a.stale ? "bad-text" : ""}`, text: a.stale ?? 0 }),
       el("td", { class: `num ${a.quarantined ? "warn-text" : ""}`, text: a.quarantined ?? 0 }),
       el("td", { class: "num", text: a.restarts ?? 0 }),
@@ -252,7 +251,12 @@ function renderDashboard() {
     ),
   );
   $("#agents tbody").replaceChildren(...rows);
-  $("#agents-hint").textContent = agents.length ? "" : "no agents reported yet";
+  const sup = data.status.supervisor;
+  $("#agents-hint").textContent = !agents.length
+    ? "no agents reported yet"
+    : sup
+      ? `supervisor pid ${sup.pid} · up ${age(sup.uptime)} · channels: ${(sup.channels || []).join(", ") || "–"}`
+      : "";
 
   const quarantine = data.quarantined.map((m) =>
     el(
@@ -260,7 +264,7 @@ function renderDashboard() {
       { dataset: { messageId: m.id } },
       el("td", { class: "num mono", text: m.id }),
       el("td", { text: m.agent }),
-      el("td", { class: "muted", text: `${m.channel} · ${m.sender}`, title: m.conversation }),
+      el("td", { class: "muted narrow", text: `${m.channel} · ${m.sender}`, title: `${m.channel} · ${m.conversation} · ${m.sender}` }),
       el("td", { class: "grow", text: m.text, title: m.text }),
       el("td", { class: "muted narrow", text: m.reason || "", title: m.reason || "" }),
       el("td", { class: "num", dataset: { since: m.updated_at } }),
@@ -284,8 +288,11 @@ function renderDashboard() {
         "tr",
         { dataset: { outboxId: o.id } },
         el("td", { class: "num mono", text: o.id }),
-        el("td", { class: "num mono", text: o.message_id ?? "–" }),
-        el("td", { class: "muted", text: `${o.channel} · ${o.conversation}` }),
+        el("td", {
+          class: "muted narrow",
+          text: `${o.channel} · ${o.conversation}${o.message_id ? ` · #${o.message_id}` : ""}`,
+          title: o.text,
+        }),
         el("td", {}, el("span", { class: `badge ${o.state === "pending" || o.state === "sending" ? "info" : "bad"}`, text: o.state })),
         el("td", { class: "num", text: o.attempts }),
         el("td", { class: "muted grow", text: o.last_error || "", title: o.last_error || "" }),
@@ -317,6 +324,7 @@ async function quarantineAction(event) {
 function addActivity(payload) {
   const { event, message } = payload;
   const list = $("#activity");
+  $("#activity-empty").hidden = true;
   if (list.querySelector(`[data-event-id="${event.id}"]`)) return;
   const what =
     event.kind === "transition"
@@ -342,6 +350,7 @@ function addActivity(payload) {
 async function showDashboard() {
   await refreshStatus();
   $("#activity").replaceChildren();
+  $("#activity-empty").hidden = false;
   const cursor = app.status ? app.status.cursor : 0;
   // start a little in the past so the feed is not empty on arrival
   app.stream = new LiveStream({}, Math.max(0, cursor - 60), {
