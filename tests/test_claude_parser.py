@@ -1,0 +1,297 @@
+"""ClaudeTranscriptParser and ClaudeHookParser on realistic Claude Code records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentbridge.agent_events import AgentEventKind as K
+from agentbridge.envelope import Envelope, wrap
+from agentbridge.transcript.claude import (
+    ClaudeHookParser,
+    ClaudeTranscriptParser,
+    parse_claude_hook,
+)
+
+SID = "6f1c2d3e-0000-4000-8000-000000000001"
+ENV = Envelope(42, 1, "local", "alice", False)
+ENV2 = Envelope(43, 1, "local", "bob", False)
+
+
+def base(kind: str, **kw: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "parentUuid": None,
+        "isSidechain": False,
+        "userType": "external",
+        "cwd": "/work/proj",
+        "sessionId": SID,
+        "version": "2.1.197",
+        "gitBranch": "main",
+        "type": kind,
+        "uuid": "u-1",
+        "timestamp": "2026-11-23T13:00:00.000Z",
+    }
+    rec.update(kw)
+    return rec
+
+
+def user(text: str, source: str = "typed") -> str:
+    return json.dumps(
+        base(
+            "user",
+            message={"role": "user", "content": text},
+            promptId="p-" + str(abs(hash(text))),
+            promptSource=source,
+            origin={"kind": "human"},
+            permissionMode="default",
+        )
+    )
+
+
+def assistant(text: str, msg_id: str = "msg_1", stop: str | None = "end_turn") -> str:
+    return json.dumps(
+        base(
+            "assistant",
+            requestId="req_1",
+            message={
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5",
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 5},
+            },
+        )
+    )
+
+
+def tool_use() -> str:
+    return json.dumps(
+        base(
+            "assistant",
+            message={
+                "id": "msg_t",
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "Bash",
+                        "input": {"command": "ls"},
+                    }
+                ],
+                "stop_reason": "tool_use",
+            },
+        )
+    )
+
+
+def tool_result() -> str:
+    return json.dumps(
+        base(
+            "user",
+            message={
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a\nb"}],
+            },
+            toolUseResult={"stdout": "a\nb", "stderr": ""},
+        )
+    )
+
+
+TURN_END = json.dumps(base("system", subtype="turn_duration", durationMs=1234, isMeta=False))
+
+
+def feed(parser: ClaudeTranscriptParser, *lines: str) -> list[tuple[K, Envelope | None, str]]:
+    out = []
+    for line in lines:
+        out.extend((e.kind, e.envelope, e.text) for e in parser.feed(line))
+    return out
+
+
+def test_injected_turn_with_tool_use() -> None:
+    p = ClaudeTranscriptParser()
+    prompt = wrap(ENV, "list files")
+    events = feed(p, user(prompt), tool_use(), tool_result(), assistant("two files"), TURN_END)
+    assert events == [
+        (K.PROMPT_RECORDED, ENV, prompt),
+        (K.PROGRESS, ENV, ""),
+        (K.PROGRESS, ENV, ""),
+        (K.ASSISTANT_TEXT, ENV, "two files"),
+        (K.TURN_COMPLETED, ENV, "two files"),
+    ]
+    assert p.feed(TURN_END)[0].session_id == SID
+    assert p.corrupt_lines == 0
+
+
+def test_human_typed_turn_has_no_envelope() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(p, user("hello, typed by hand"), assistant("hi"), TURN_END)
+    assert [(k, e) for k, e, _ in events] == [
+        (K.PROMPT_RECORDED, None),
+        (K.ASSISTANT_TEXT, None),
+        (K.TURN_COMPLETED, None),
+    ]
+
+
+def test_forged_envelope_inside_text_is_not_parsed() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(p, user("please\n" + wrap(ENV, "x")))
+    assert events[0][1] is None
+
+
+def test_queued_prompts_are_separate_turns() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(
+        p,
+        user(wrap(ENV, "one")),
+        assistant("echo: one", "m1"),
+        TURN_END,
+        user(wrap(ENV2, "two"), source="queued"),
+        assistant("echo: two", "m2"),
+        TURN_END,
+    )
+    completed = [(e, t) for k, e, t in events if k == K.TURN_COMPLETED]
+    assert completed == [(ENV, "echo: one"), (ENV2, "echo: two")]
+    assert not [k for k, _, _ in events if k == K.TURN_ABORTED]
+
+
+def test_interrupted_turn_is_aborted_when_next_prompt_arrives() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(p, user(wrap(ENV, "long job")), tool_use(), user(wrap(ENV2, "next")))
+    assert events[-2:] == [
+        (K.TURN_ABORTED, ENV, ""),
+        (K.PROMPT_RECORDED, ENV2, wrap(ENV2, "next")),
+    ]
+
+
+def test_interruption_marker_aborts_at_once() -> None:
+    marker = json.dumps(
+        base(
+            "user",
+            message={
+                "role": "user",
+                "content": [{"type": "text", "text": "[Request interrupted by user]"}],
+            },
+        )
+    )
+    p = ClaudeTranscriptParser()
+    events = feed(p, user(wrap(ENV, "x")), marker, user("typed"))
+    assert [k for k, _, _ in events] == [K.PROMPT_RECORDED, K.TURN_ABORTED, K.PROMPT_RECORDED]
+
+
+def test_final_text_is_last_message_and_joins_its_blocks() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(
+        p,
+        user(wrap(ENV, "x")),
+        assistant("thinking out loud", "m1", stop="tool_use"),
+        tool_use(),
+        tool_result(),
+        assistant("final ", "m2"),
+        assistant("answer", "m2"),
+        TURN_END,
+    )
+    assert events[-1] == (K.TURN_COMPLETED, ENV, "final answer")
+
+
+def test_api_error_ends_turn_without_completion() -> None:
+    err = json.dumps(
+        base(
+            "assistant",
+            isApiErrorMessage=True,
+            message={
+                "id": "e1",
+                "role": "assistant",
+                "model": "<synthetic>",
+                "content": [{"type": "text", "text": "API Error: 529 overloaded"}],
+            },
+        )
+    )
+    p = ClaudeTranscriptParser()
+    events = feed(p, user(wrap(ENV, "x")), err, TURN_END, user("next"))
+    assert events[1] == (K.API_ERROR, ENV, "API Error: 529 overloaded")
+    kinds = [k for k, _, _ in events]
+    assert K.TURN_COMPLETED not in kinds and K.TURN_ABORTED not in kinds
+
+
+def test_system_reminder_blocks_skipped_in_list_prompt() -> None:
+    line = json.dumps(
+        base(
+            "user",
+            message={
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>\nctx\n</system-reminder>"},
+                    {"type": "text", "text": wrap(ENV, "body")},
+                ],
+            },
+            promptSource="typed",
+        )
+    )
+    p = ClaudeTranscriptParser()
+    assert feed(p, line) == [(K.PROMPT_RECORDED, ENV, wrap(ENV, "body"))]
+
+
+def test_corrupt_lines_counted_and_skipped() -> None:
+    p = ClaudeTranscriptParser()
+    bad = [
+        '{"type": "user", "message": {"content": "trunc',
+        "[1, 2]",
+        '{"no": "type"}',
+        '{"type": "user", "message": "not an object"}',
+        '{"type": "assistant", "message": {"content": 5}}',
+        '{"type": "user", "message": {"content": [1]}}',
+        "\udcff garbage \x00",
+    ]
+    events = feed(p, user(wrap(ENV, "x")), *bad, "", assistant("ok"), TURN_END)
+    assert p.corrupt_lines == len(bad)
+    assert events[-1] == (K.TURN_COMPLETED, ENV, "ok")
+
+
+def test_other_known_lines_are_progress_and_meta_lines_open_no_turn() -> None:
+    p = ClaudeTranscriptParser()
+    meta = json.dumps(base("user", isMeta=True, message={"role": "user", "content": "caveat"}))
+    cmd = json.dumps(
+        base("user", message={"role": "user", "content": "<command-name>/clear</command-name>"})
+    )
+    snap = json.dumps({"type": "file-history-snapshot", "messageId": "x", "snapshot": {}})
+    hook = json.dumps(base("system", subtype="stop_hook_summary", hookCount=1))
+    events = feed(p, user(wrap(ENV, "x")), meta, cmd, snap, hook, TURN_END)
+    assert [k for k, _, _ in events] == [K.PROMPT_RECORDED] + [K.PROGRESS] * 4 + [K.TURN_COMPLETED]
+    assert events[-1][1] == ENV
+
+
+def test_reset_forgets_open_turn() -> None:
+    p = ClaudeTranscriptParser()
+    feed(p, user(wrap(ENV, "x")))
+    p.reset()
+    assert feed(p, user("y"))[0][0] == K.PROMPT_RECORDED  # no TURN_ABORTED for the old file
+
+
+def hook(name: str, **payload: Any) -> dict[str, Any]:
+    body = {"session_id": SID, "transcript_path": "/t.jsonl", "cwd": "/w", "hook_event_name": name}
+    body.update(payload)
+    return {"event": name, "payload": body, "ts": 1.0}
+
+
+def test_hook_parser_matches_stop_to_prompt_envelope() -> None:
+    hp = ClaudeHookParser()
+    ev = hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV, "hi"), prompt_id="p1"))
+    assert [(e.kind, e.envelope, e.source) for e in ev] == [(K.PROMPT_RECORDED, ENV, "hook")]
+    hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV2, "queued"), prompt_id="p2"))
+    stop1 = hp.feed(hook("Stop", prompt_id="p1", last_assistant_message="echo: hi"))
+    assert [(e.kind, e.envelope, e.text) for e in stop1] == [(K.TURN_COMPLETED, ENV, "echo: hi")]
+    fail = hp.feed(hook("StopFailure", prompt_id="p2", error="rate_limit"))
+    assert [(e.kind, e.envelope, e.text) for e in fail] == [(K.API_ERROR, ENV2, "rate_limit")]
+    assert hp.feed(hook("Notification", notification_type="idle_prompt")) == []
+    assert hp.feed_line("not json") == [] and hp.corrupt_lines == 1
+    assert hp.feed_line(json.dumps(hook("SessionStart", source="startup"))) == []
+
+
+def test_stateless_hook_helper() -> None:
+    ev = parse_claude_hook(hook("UserPromptSubmit", prompt="typed by hand", prompt_id="p"))
+    assert ev[0].kind == K.PROMPT_RECORDED and ev[0].envelope is None
+    assert parse_claude_hook({"event": "Stop", "payload": "x"}) == []

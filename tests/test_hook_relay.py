@@ -1,0 +1,80 @@
+"""The hook relay as the agent CLI runs it: a real subprocess reading JSON on stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+RELAY = [sys.executable, "-m", "agentbridge.hook_relay"]
+
+
+def run(target: Path | None, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    argv = [*RELAY, str(target)] if target is not None else RELAY
+    return subprocess.run(argv, input=stdin, capture_output=True, timeout=30, check=False)
+
+
+def test_appends_one_line_creates_dirs_0600_and_prints_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "state" / "hooks" / "events.jsonl"
+    payload = {"hook_event_name": "Stop", "session_id": "s", "last_assistant_message": "a\nb ❯"}
+    proc = run(target, json.dumps(payload).encode())
+    assert proc.returncode == 0 and proc.stdout == b""
+    lines = target.read_bytes().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["event"] == "Stop" and rec["payload"] == payload and isinstance(rec["ts"], float)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    run(target, json.dumps({"hook_event_name": "SessionEnd"}).encode())
+    assert [json.loads(x)["event"] for x in target.read_bytes().splitlines()] == [
+        "Stop",
+        "SessionEnd",
+    ]
+
+
+def test_never_fails_the_agent(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target, stdin in [
+        (tmp_path / "e.jsonl", b"not json {"),
+        (tmp_path / "e.jsonl", b""),
+        (tmp_path / "e.jsonl", b"[1,2]"),
+        (blocker / "sub" / "e.jsonl", b"{}"),  # parent is a file: cannot create
+        (None, b"{}"),  # no FILE argument
+    ]:
+        proc = run(target, stdin)
+        assert proc.returncode == 0 and proc.stdout == b"", proc
+    recs = [json.loads(x) for x in (tmp_path / "e.jsonl").read_bytes().splitlines()]
+    assert [r["payload"] for r in recs] == [{"raw": "not json {"}, {}, {"raw": [1, 2]}]
+
+
+def test_concurrent_relays_do_not_interleave(tmp_path: Path) -> None:
+    target = tmp_path / "events.jsonl"
+    big = "x" * 200_000  # far above PIPE_BUF: one write(2) per record still keeps it whole
+
+    def one(i: int) -> int:
+        body = {"hook_event_name": "PostToolUse", "i": i, "blob": big if i % 4 == 0 else "y"}
+        return run(target, json.dumps(body).encode()).returncode
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert set(pool.map(one, range(48))) == {0}
+    lines = target.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    seen = sorted(json.loads(x)["payload"]["i"] for x in lines[:-1])
+    assert seen == list(range(48))
+
+
+def test_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, agentbridge.hook_relay;"
+        "bad = [m for m in ('watchdog', 'aiosqlite', 'libtmux', 'pluggy', 'asyncio') "
+        "if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "[]"
+    assert os.path.basename(RELAY[-1]) == "agentbridge.hook_relay"
