@@ -100,6 +100,7 @@ def server() -> Iterator[TmuxServer]:
     name = f"abtest-{uuid.uuid4().hex[:10]}"
     yield TmuxServer(name)
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+    TmuxServer(name).socket_path.unlink(missing_ok=True)
 
 
 def pane_env(tmp: Path) -> dict[str, str]:

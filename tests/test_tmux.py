@@ -43,6 +43,7 @@ def pane_env() -> dict[str, str]:
 
 def kill_socket(name: str) -> None:
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+    TmuxServer(name).socket_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -135,8 +136,10 @@ async def test_dead_pane_remains_with_status(server: TmuxServer, tmp_path: Path)
     assert await server.pane_pid(pane) is not None  # the dead pane remains
     # remain-on-exit keeps the last screen (scrolled up one line by tmux's "Pane is dead")
     assert "bye" in await server.capture(pane, history=10)
+    assert server.socket_path.exists()
     await server.kill_server()
     assert not await server.has_session("d")
+    assert not server.socket_path.exists()
 
 
 async def test_errors(server: TmuxServer, tmp_path: Path) -> None:

@@ -24,10 +24,12 @@ Addressing unit: pane ids (``%N``), unique for the server's lifetime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -176,9 +178,21 @@ class TmuxServer:
         rc, _, _ = await self.run("kill-session", "-t", f"={name}", check=False)
         return rc == 0
 
+    @property
+    def socket_path(self) -> Path:
+        """Where tmux puts our socket: ``${TMUX_TMPDIR:-/tmp}/tmux-UID/NAME``."""
+        base = self._env.get("TMUX_TMPDIR") or "/tmp"
+        return Path(base) / f"tmux-{os.getuid()}" / self.socket_name
+
     async def kill_server(self) -> None:
-        """Stop our server (all sessions); a server that is not running is fine."""
+        """Stop our server (all sessions) and remove its socket file (tmux 3.3a leaves it).
+
+        A server that is not running is fine.
+        """
         await self.run("kill-server", check=False)
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(self.socket_path.lstat().st_mode):
+                self.socket_path.unlink()
 
     # -- panes ------------------------------------------------------------------------------
 
