@@ -351,6 +351,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return run_status(_config(args), as_json=args.json)
 
 
+def cmd_new_channel(args: argparse.Namespace) -> int:
+    """Scaffold a channel plugin distribution that passes the contract suite."""
+    from agentbridge.scaffold import scaffold_channel
+
+    try:
+        path = scaffold_channel(args.name, Path(args.dest).expanduser())
+    except (ValueError, FileExistsError) as exc:
+        raise CliError(str(exc)) from exc
+    print(path)
+    return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    """Ask the running supervisor to restart an agent (also clears a degraded state)."""
+    from agentbridge.control import request
+
+    answer = asyncio.run(request(_config(args), "restart", agent=args.agent))
+    if answer is None:
+        raise CliError("no supervisor is running (start it with `agentbridge up`)")
+    if not answer.get("ok", False):
+        raise CliError(str(answer.get("error", "restart refused")))
+    print(f"agent {args.agent}: restart requested")
+    return EXIT_OK
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the supervisor in the foreground."""
     from agentbridge.supervisor import run_supervisor
@@ -434,6 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check tmux, the ledger and the agent CLIs")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("restart", help="restart an agent (also after it was degraded)")
+    p.add_argument("agent")
+    p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("new-channel", help="scaffold a channel plugin distribution")
+    p.add_argument("name")
+    p.add_argument("--dest", default=".")
+    p.set_defaults(func=cmd_new_channel)
     return parser
 
 
