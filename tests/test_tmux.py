@@ -99,6 +99,10 @@ async def test_session_lifecycle_and_clean_env(server: TmuxServer, tmp_path: Pat
     lines = set(out.read_text().splitlines())
     # sh adds PWD itself; nothing else of tmux's or ours leaks in.
     assert lines - {f"PWD={tmp_path}"} == {"PATH=/usr/bin:/bin", "ONLY=this; $HOME #{x}"}
+    _, size, _ = await server.run(
+        "display-message", "-p", "-t", pane, "#{pane_width}x#{pane_height}"
+    )
+    assert size.strip() == "200x50"
     assert await server.has_session("s1")
     assert not await server.has_session("s")  # exact match, not prefix
     pid = await server.pane_pid(pane)
