@@ -37,10 +37,6 @@ function age(seconds) {
   return `${Math.floor(seconds / 86400)} d`;
 }
 
-function since(at) {
-  return age(Math.max(0, Date.now() / 1000 - at));
-}
-
 function randomId(bytes = 16) {
   if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
   const raw = crypto.getRandomValues(new Uint8Array(bytes)); // works outside secure contexts
@@ -107,9 +103,18 @@ class LiveStream {
     source.addEventListener("error", () => {
       if (this.closed) return;
       if (source.readyState === EventSource.CLOSED) {
-        conn.set("offline", "offline – retrying");
+        // the browser gave up (bridge down, or restarted with a new token): find out which
         clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.closed || this.open(), 2000);
+        fetch("/api/status", { credentials: "same-origin" })
+          .then((r) => r.status)
+          .catch(() => 0)
+          .then((status) => {
+            conn.set(
+              "offline",
+              status === 401 ? "signed out – open the link agentbridge up printed" : "offline – retrying",
+            );
+            this.retryTimer = setTimeout(() => this.closed || this.open(), status === 401 ? 5000 : 2000);
+          });
       } else {
         conn.set("reconnecting");
       }
