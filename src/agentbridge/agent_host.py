@@ -330,6 +330,10 @@ class AgentSession:
             )
             self.notify(message, "injected", "")
             return
+        if result.outcome == InjectionOutcome.PANE_DEAD:
+            self.mark_dead("the agent's pane died before the paste")
+            await self._release(flight, "the agent died before the message was pasted")
+            return
         if result.outcome in (InjectionOutcome.BOX_NOT_EMPTY, InjectionOutcome.BOX_NOT_FOUND):
             why = (
                 "the input box holds text someone else typed; not pasting over it"

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from agentbridge.crashpoints import crash_point
 from agentbridge.sanitize import sanitize_text
 from agentbridge.tmux import TmuxServer
 
@@ -269,6 +270,7 @@ class Injector:
             return InjectionResult(InjectionOutcome.BOX_NOT_EMPTY, 0, timings, box)
 
         await self.tmux.load_and_paste(self.pane_id, clean)
+        crash_point("after_paste")
         pasted_at = time.monotonic()
         mark("paste")
         box = await self._wait_box(
@@ -284,6 +286,7 @@ class Injector:
         presses = 0
         while True:
             await self.tmux.send_enter(self.pane_id)
+            crash_point("after_enter")
             presses += 1
             mark(f"enter{presses}")
             if accepted is not None:
