@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -31,7 +32,14 @@ from agentbridge_telegram.api import (
 )
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
 from agentbridge_telegram.inbound import parse_update
-from agentbridge_telegram.outbound import chat_ref, message_key, reply_target, send_part
+from agentbridge_telegram.outbound import (
+    ReplyPass,
+    chat_ref,
+    message_key,
+    remember,
+    reply_target,
+    send_part,
+)
 from agentbridge_telegram.receipts import ReceiptSender
 from agentbridge_telegram.settings import (
     TelegramSettings,
@@ -71,7 +79,8 @@ class TelegramChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._webhook: webhook.WebhookServer | None = None
         self._origins: OrderedDict[int, tuple[str, int]] = OrderedDict()
-        self._progress: dict[str, list[str]] = {}  # idem_key → ids of chunks already sent
+        self._progress: dict[str, list[str]] = {}  # chunk key → ids of sub-parts already sent
+        self._passes: OrderedDict[str, ReplyPass] = OrderedDict()  # idem_key → relay pass
         self._answered: set[int | None] = set()  # refused users already told so
         self._background: set[asyncio.Task[None]] = set()
         #: next getUpdates offset (None until the first update was committed)
@@ -303,46 +312,59 @@ class TelegramChannel:
             log.debug("telegram: notice to %s not sent: %s", chat_id, exc)
 
     def _remember(self, ledger_id: int, chat: str, message_id: int) -> None:
-        self._origins[ledger_id] = (chat, message_id)
-        while len(self._origins) > 4096:
-            self._origins.popitem(last=False)
+        remember(self._origins, ledger_id, (chat, message_id))
 
     async def _origin(self, receipt: Receipt) -> tuple[str, int] | None:
-        """(chat, telegram message id) of a ledger message: memory, then the ledger row."""
+        """(chat, telegram message id) of the sender's message: memory, receipt, ledger."""
         found = self._origins.get(receipt.message_id)
         if found is not None:
             return found
-        ledger = self._ctx.ledger if self._ctx else None
-        if ledger is None:
-            return None
-        message = await ledger.get(receipt.message_id)
-        target = reply_target(getattr(message, "platform_id", None))
+        target = reply_target(receipt.platform_message_id)  # the bridge passes our key
+        if target is None and self._ctx is not None and self._ctx.ledger is not None:
+            message = await self._ctx.ledger.get(receipt.message_id)
+            target = reply_target(getattr(message, "platform_id", None))
         return None if target is None else (receipt.conversation, target)
 
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Send a reply in ≤ 4096-char parts; return the first part's message id.
+        """Send one reply (or one relay chunk) in parts of ≤ 4096 UTF-16 units; return the
+        first message id.
 
-        Parts already sent are remembered per ``idem_key``, so a retry after a 429 on part 3
-        resends parts 3.. only, not the whole reply.
+        The relay calls this once per chunk of its own, in order, and after a failure starts
+        the reply again from chunk 1. Per process we follow that pass (see ``ReplyPass``): a chunk
+        that already reached the chat in an earlier pass is not sent again, a retry after a
+        429 on sub-part 3 resends from sub-part 3, and only the reply's first message quotes
+        the sender's message.
         """
         if self._api is None or self.settings is None:
             raise to_delivery_error(TelegramNetworkError("telegram channel not started"))
-        sent = self._progress.setdefault(item.idem_key, [])
+        digest = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        state = self._passes.get(item.idem_key) or ReplyPass()
+        remember(self._passes, item.idem_key, state)
+        if state.failed:  # the relay retries the reply from its first chunk
+            state.cursor, state.failed = 0, False
+        index = state.cursor
+        if index < len(state.parts) and state.parts[index][0] == digest:
+            state.cursor += 1  # delivered in an earlier pass: never twice
+            return state.parts[index][1]
+        key = f"{item.idem_key}:{index}:{digest}"
+        sent = self._progress.setdefault(key, [])
         chat: int | str = chat_ref(item.conversation)
         try:
             parts = chunk_text(item.text, MAX_MESSAGE_LENGTH) or [EMPTY_REPLY]
-            for index, part in enumerate(parts):
-                if index < len(sent):
+            for number, part in enumerate(parts):
+                if number < len(sent):
                     continue
-                reply = reply_target(item.reply_to) if index == 0 else None
+                first = index == 0 and number == 0
+                reply = reply_target(item.reply_to) if first else None
                 chat, message_id = await send_part(self._api, self.settings, chat, part, reply)
                 sent.append(message_id)
         except (TelegramApiError, TelegramNetworkError) as exc:
+            state.failed = True
             error = to_delivery_error(exc)
             if error.error_class is ErrorClass.PERMANENT:
-                self._progress.pop(item.idem_key, None)
+                self._progress.pop(key, None)
             log.warning(
                 "telegram: reply %s to %s not delivered (%s): %s",
                 item.id,
@@ -351,8 +373,11 @@ class TelegramChannel:
                 exc,
             )
             raise error from None
-        self._progress.pop(item.idem_key, None)
-        return sent[0] if sent else None
+        self._progress.pop(key, None)
+        del state.parts[index:]
+        state.parts.append((digest, sent[0]))
+        state.cursor = index + 1
+        return sent[0]
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
         """Telegram's own rules (see ``api.classify``); None for errors that are not ours."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentbridge_telegram.api import BotApi, TelegramApiError
@@ -58,3 +60,20 @@ async def send_part(
                     break
                 raise
     raise TelegramApiError("sendMessage", 400, "group migrated twice")
+
+
+def remember(memory: OrderedDict[Any, Any], key: Any, value: Any, cap: int = 4096) -> None:
+    """Remember ``key`` in a bounded, oldest-first-forgotten map."""
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > cap:
+        memory.popitem(last=False)
+
+
+@dataclass
+class ReplyPass:
+    """Where the relay is in one reply: chunks delivered so far, and the next chunk's index."""
+
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (text digest, message id)
+    cursor: int = 0
+    failed: bool = False

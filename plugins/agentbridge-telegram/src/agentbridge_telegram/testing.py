@@ -104,6 +104,9 @@ class FakeBotApi:
         self.reactions: list[dict[str, Any]] = []
         self.calls: list[str] = []
         self.faults: list[str] = []  # consumed by sendMessage, first first
+        self.always_fail: str | None = None  # a FAULTS name every sendMessage fails with
+        #: update_id → time.monotonic() when a getUpdates offset confirmed it (the "ack")
+        self.confirm_times: dict[int, float] = {}
         self.blocked_chats: set[int | str] = set()
         self.migrated_chats: dict[int | str, int] = {}  # group id → its new supergroup id
         self.webhook: dict[str, Any] | None = None
@@ -237,6 +240,10 @@ class FakeBotApi:
         offset = int(params.get("offset") or 0)
         if offset:
             self.confirmed_offset = max(self.confirmed_offset, offset)
+            now = time.monotonic()
+            for update in self.updates:
+                if int(update["update_id"]) < offset:
+                    self.confirm_times.setdefault(int(update["update_id"]), now)
             self.updates = [u for u in self.updates if int(u["update_id"]) >= offset]
         limit = int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)
@@ -270,7 +277,7 @@ class FakeBotApi:
                 "Bad Request: group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": self.migrated_chats[chat_id]},
             )
-        fault = self.faults.pop(0) if self.faults else "ok"
+        fault = self.faults.pop(0) if self.faults else (self.always_fail or "ok")
         if fault != "ok":
             status, description, parameters = FAULTS[fault]
             return _error(status, description, parameters)
