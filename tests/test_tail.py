@@ -90,6 +90,18 @@ async def test_thousand_rapid_appends_in_order_exactly_once(tmp_path: Path) -> N
     assert sink.lines == [f'{{"n": {i}}}' for i in range(1000)]
 
 
+async def test_own_reads_do_not_trigger_more_reads(tmp_path: Path) -> None:
+    """inotify reports our own open/close of the file; reacting to that would spin forever."""
+    path = tmp_path / "t.jsonl"
+    sink = Sink()
+    async with make_tail(path, sink, reconcile_interval=30) as tail:
+        append(path, b"x\n")
+        await until(lambda: sink.lines == ["x"], what="line")
+        before = tail.reads
+        await asyncio.sleep(0.3)  # a measurement window, not a wait for a condition
+        assert tail.reads - before <= 1
+
+
 async def test_resume_from_saved_offset(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"old1\nold2\n")

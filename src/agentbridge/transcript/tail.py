@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 1 << 20
 
 DirCallback = Callable[[str], None]
+_IGNORED = frozenset({"opened", "closed_no_write"})
 
 
 class _Dispatch(FileSystemEventHandler):
@@ -39,6 +40,8 @@ class _Dispatch(FileSystemEventHandler):
         self.lock = threading.Lock()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED:
+            return  # our own reads open and close the file: reacting would loop forever
         paths = [os.fsdecode(event.src_path)]
         dest = getattr(event, "dest_path", "")
         if dest:
@@ -159,6 +162,7 @@ class FileTail:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.resets = 0
+        self.reads = 0  # file opens: lets tests prove events do not feed back into reads
 
     @property
     def path(self) -> Path:
@@ -273,6 +277,7 @@ class FileTail:
             except OSError:
                 log.warning("tail: cannot open %s", self._path, exc_info=True)
                 return
+            self.reads += 1
             try:
                 st = os.fstat(fd)
                 reason = ""
