@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from agentbridge.agent_events import AgentEvent
 from agentbridge.agent_events import AgentEventKind as K
 from agentbridge.envelope import Envelope, wrap
+from agentbridge.testing import async_wait_until
 from agentbridge.transcript.claude import (
     ClaudeHookParser,
     ClaudeTranscriptParser,
     parse_claude_hook,
 )
+from agentbridge.transcript.tail import FileTail
 
 SID = "6f1c2d3e-0000-4000-8000-000000000001"
 ENV = Envelope(42, 1, "local", "alice", False)
@@ -286,6 +290,8 @@ def test_hook_parser_matches_stop_to_prompt_envelope() -> None:
     assert [(e.kind, e.envelope, e.text) for e in stop1] == [(K.TURN_COMPLETED, ENV, "echo: hi")]
     fail = hp.feed(hook("StopFailure", prompt_id="p2", error="rate_limit"))
     assert [(e.kind, e.envelope, e.text) for e in fail] == [(K.API_ERROR, ENV2, "rate_limit")]
+    again = hp.feed(hook("Stop", prompt_id="p1", stop_hook_active=True, last_assistant_message="x"))
+    assert again[0].envelope == ENV  # a repeated Stop is a duplicate, not a human turn
     assert hp.feed(hook("Notification", notification_type="idle_prompt")) == []
     assert hp.feed_line("not json") == [] and hp.corrupt_lines == 1
     assert hp.feed_line(json.dumps(hook("SessionStart", source="startup"))) == []
@@ -295,3 +301,48 @@ def test_stateless_hook_helper() -> None:
     ev = parse_claude_hook(hook("UserPromptSubmit", prompt="typed by hand", prompt_id="p"))
     assert ev[0].kind == K.PROMPT_RECORDED and ev[0].envelope is None
     assert parse_claude_hook({"event": "Stop", "payload": "x"}) == []
+
+
+def test_non_human_origin_does_not_open_or_abort_a_turn() -> None:
+    note = json.dumps(
+        base(
+            "user",
+            message={"role": "user", "content": "<task-notification>done</task-notification>"},
+            origin={"kind": "task-notification"},
+        )
+    )
+    p = ClaudeTranscriptParser()
+    events = feed(p, user(wrap(ENV, "x")), note, assistant("ok"), TURN_END)
+    assert [k for k, _, _ in events] == [
+        K.PROMPT_RECORDED,
+        K.PROGRESS,
+        K.ASSISTANT_TEXT,
+        K.TURN_COMPLETED,
+    ]
+    assert events[-1][1] == ENV
+
+
+async def test_tailed_transcript_file_end_to_end(tmp_path: Path) -> None:
+    """FileTail + parser on a real file written the way Claude flushes (batched, split)."""
+    path = tmp_path / "projects" / "-work-proj" / f"{SID}.jsonl"
+    parser = ClaudeTranscriptParser()
+    events: list[AgentEvent] = []
+    async with FileTail(path, lambda line: events.extend(parser.feed(line)), reconcile_interval=30):
+        path.parent.mkdir(parents=True)
+        blob = "\n".join([user(wrap(ENV, "hi")), assistant("echo: hi"), TURN_END]) + "\n"
+        half = len(blob) // 2
+        with path.open("a") as f:
+            f.write(blob[:half])
+            f.flush()
+            f.write(blob[half:])
+
+        async def done() -> bool:
+            return any(e.kind == K.TURN_COMPLETED for e in events)
+
+        await async_wait_until(done, timeout=5, what="turn completed")
+    assert [(e.kind, e.envelope) for e in events] == [
+        (K.PROMPT_RECORDED, ENV),
+        (K.ASSISTANT_TEXT, ENV),
+        (K.TURN_COMPLETED, ENV),
+    ]
+    assert events[-1].text == "echo: hi" and parser.corrupt_lines == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -78,3 +79,35 @@ def test_imports_nothing_heavy() -> None:
     )
     assert out.stdout.strip() == "[]"
     assert os.path.basename(RELAY[-1]) == "agentbridge.hook_relay"
+
+
+async def test_relay_file_tailed_into_hook_events(tmp_path: Path) -> None:
+    """What the host does: relay subprocesses append, FileTail + ClaudeHookParser read."""
+    from agentbridge.agent_events import AgentEvent, AgentEventKind
+    from agentbridge.envelope import Envelope, wrap
+    from agentbridge.testing import async_wait_until
+    from agentbridge.transcript.claude import ClaudeHookParser
+    from agentbridge.transcript.tail import FileTail
+
+    target = tmp_path / "hooks" / "events.jsonl"
+    env = Envelope(9, 1, "local", "alice", False)
+    parser = ClaudeHookParser()
+    events: list[AgentEvent] = []
+    async with FileTail(target, lambda line: events.extend(parser.feed_line(line))):
+        for payload in (
+            {"hook_event_name": "UserPromptSubmit", "prompt": wrap(env, "hi"), "prompt_id": "p"},
+            {"hook_event_name": "Stop", "prompt_id": "p", "last_assistant_message": "echo: hi"},
+        ):
+            proc = await asyncio.create_subprocess_exec(
+                *RELAY, str(target), stdin=asyncio.subprocess.PIPE
+            )
+            await proc.communicate(json.dumps(payload).encode())
+            assert proc.returncode == 0
+
+        async def done() -> bool:
+            return len(events) == 2
+
+        await async_wait_until(done, timeout=5, what="two hook events")
+    assert [(e.kind, e.envelope, e.text) for e in events[1:]] == [
+        (AgentEventKind.TURN_COMPLETED, env, "echo: hi")
+    ]

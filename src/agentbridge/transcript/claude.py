@@ -133,6 +133,10 @@ class ClaudeTranscriptParser:
             raise _Corrupt("user line without a message object")
         if rec.get("isMeta") or rec.get("isSidechain") or rec.get("isCompactSummary"):
             return [self._event(K.PROGRESS, sid)]
+        origin = rec.get("origin")
+        if isinstance(origin, dict) and origin.get("kind") not in (None, "human"):
+            # e.g. a background-task notification: not a prompt, must not abort our turn
+            return [self._event(K.PROGRESS, sid)]
         text = _prompt_text(message.get("content"))
         if text is None:
             return [self._event(K.PROGRESS, sid)]
@@ -234,11 +238,11 @@ class ClaudeHookParser:
             self._current[skey] = env
             return [AgentEvent(K.PROMPT_RECORDED, env, prompt, "hook", sid)]
         if name in ("Stop", "StopFailure"):
+            # kept, not popped: a second Stop (stop_hook_active) must carry the same envelope
             if pid is not None and pid in self._by_prompt:
-                env = self._by_prompt.pop(pid)
+                env = self._by_prompt[pid]
             else:
                 env = self._current.get(skey)
-            self._current.pop(skey, None)
             if name == "Stop":
                 text = payload.get("last_assistant_message")
                 text = text if isinstance(text, str) else ""
