@@ -442,6 +442,11 @@ async def test_browser_send_then_receipts_and_reply_arrive_live(
     await expect(turn.locator(".bubble.agent .reply")).to_have_text("hello, human")
     await expect(turn).to_have_attribute("data-status", "replied")
     await expect(turn).to_have_count(1)  # the optimistic bubble became the message: one turn
+    # a new thread is a new conversation: an empty page, a different id
+    await page.click("#new-thread")
+    await expect(page.locator("#thread-empty")).to_be_visible()
+    await expect(page.locator("article.turn")).to_have_count(0)
+    await expect(page.locator("#chat-conversation")).not_to_have_text("c-browser")
 
 
 @browser_only

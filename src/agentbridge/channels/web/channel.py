@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 STATIC_FILES = {
     "console.css": "text/css",
     "console.js": "text/javascript",
+    "util.js": "text/javascript",
+    "live.js": "text/javascript",
+    "state.js": "text/javascript",
+    "dashboard.js": "text/javascript",
+    "chat.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
 
