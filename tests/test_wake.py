@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -166,3 +167,25 @@ def test_system_clock_is_steady_now() -> None:
     mono, boot = clock.monotonic(), clock.boottime()
     if boot is not None:
         assert boot >= mono
+
+
+async def test_run_as_callers_own_task() -> None:
+    clock, rec = FakeClock(False), Recorder()
+    det = WakeDetector(rec, clock=clock, interval=0.01)
+    task = asyncio.create_task(det.run())
+    try:
+
+        async def ticked() -> bool:
+            return det._base is not None
+
+        await async_wait_until(ticked, timeout=2.0, what="baseline tick")
+        clock.suspend(120)
+
+        async def woke() -> bool:
+            return rec.calls == [pytest.approx(120)]
+
+        await async_wait_until(woke, timeout=2.0, what="wake via wall fallback")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

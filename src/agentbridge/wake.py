@@ -162,10 +162,14 @@ class WakeDetector:
             log.exception("wake: recovery callback failed")
 
     async def start(self) -> None:
+        """Tick in a background task until ``stop()``."""
         self.tick()
-        self._loop_task = asyncio.create_task(self._run(), name="wake-detector")
+        self._loop_task = asyncio.create_task(self.run(), name="wake-detector")
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Tick forever (for callers that own the task); cancel to stop."""
+        if self._base is None:
+            self.tick()
         while True:
             await asyncio.sleep(self.interval)
             try:
