@@ -16,7 +16,8 @@ import contextlib
 import random
 import sys
 
-from agentbridge.ledger import Ledger, LedgerError, Message, NewMessage
+from agentbridge.ledger import Ledger, LedgerError, NewMessage
+from agentbridge.models import Message
 
 CONVERSATIONS = [f"conv{i}" for i in range(6)]
 

@@ -163,9 +163,14 @@ async def test_close_waits_for_queued_ingests(tmp_path: Path) -> None:
 async def test_listeners_hear_committed_changes(ledger: Ledger) -> None:
     heard: list[tuple[str, int]] = []
     unsubscribe = ledger.on_change(lambda kind, ident: heard.append((kind, ident)))
-    ledger.on_change(lambda kind, ident: 1 / 0)  # a broken listener must not break the ledger
+
+    def broken(kind: str, ident: int) -> None:
+        raise RuntimeError("a broken listener must not break the ledger")
+
+    ledger.on_change(broken)
     res = await ledger.ingest("tg", "c", "u", "x", key="1")
     assert heard == [("message", res.message.id)]
+    unsubscribe()
     unsubscribe()
     await ledger.ingest("tg", "c", "u", "y", key="2")
     assert len(heard) == 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agentbridge.ledger import IdempotencyConflict, IllegalTransition, Ledger, StaleLease
+from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MessageState
 
 T = TypeVar("T")
@@ -201,7 +202,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "requeue_quarantined": {MessageState.QUARANTINED},
             "drop": {MessageState.QUEUED, MessageState.QUARANTINED, *IN_FLIGHT},
         }[action]
-        call = {
+        call: Callable[[], Coroutine[Any, Any, Message]] = {
             "quarantine": lambda: self.ledger.quarantine(m.id, "human says stop"),
             "requeue_quarantined": lambda: self.ledger.requeue_quarantined(m.id),
             "drop": lambda: self.ledger.drop(m.id),

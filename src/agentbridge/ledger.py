@@ -187,7 +187,12 @@ class Ledger(OutboxMixin):
         once on an ingest instead of polling.
         """
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def unsubscribe() -> None:  # idempotent: shutdown paths may call it twice
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def _notify(self, kind: str, ids: Iterable[int]) -> None:
         for ident in ids:
