@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.plugins import build_plugin_manager
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, MALLORY, ledger_ingest
 
-from agentbridge_telegram import plugin
 from agentbridge_telegram.channel import NOT_AUTHORISED, TEXT_ONLY
 from agentbridge_telegram.testing import FakeBotApi
 
@@ -210,7 +210,7 @@ async def test_host_woke_restarts_the_long_poll(fake, ledger, start_channel) -> 
 
     await async_wait_until(polling, what="first long poll")
     before = fake.calls.count("getUpdates")
-    plugin.host_woke(slept_seconds=120.0)
+    build_plugin_manager().pm.hook.host_woke(slept_seconds=120.0)  # as the supervisor does
 
     async def repolled() -> bool:
         return fake.calls.count("getUpdates") > before
