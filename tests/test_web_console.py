@@ -25,7 +25,9 @@ from agentbridge.channels.web.testing import CHROMIUM_ARGS, running_console
 from agentbridge.config import ConsoleConfig, parse_config
 from agentbridge.ledger import Ledger
 from agentbridge.models import Message
+from agentbridge.protocols import ChannelContext
 from agentbridge.testing import async_wait_until
+from agentbridge.testing.contract import ChannelContract, HarnessBase
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -367,6 +369,38 @@ def test_plugin_registers_the_console_unless_disabled(tmp_path: Path) -> None:
     assert isinstance(channel, WebChannel) and channel.name == "web"
     assert channel.console == ConsoleConfig(port=0)
     assert channels({"console": {"enabled": False}}) == []
+
+
+# ---------------------------------------------------------------------------- the contract
+
+
+class WebHarness(HarnessBase):
+    """The page's POST /api/send is the platform: its 200 is the ack, anything else is not."""
+
+    channel: WebChannel
+
+    def __init__(self) -> None:
+        super().__init__(WebChannel(ConsoleConfig(port=0)))
+
+    async def start(self, ctx: ChannelContext) -> None:
+        await super().start(ctx)
+
+    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
+        headers = {"Authorization": f"Bearer {self.channel.token}"}
+        body = {"text": text, "conversation": conversation, "key": platform_id}
+        async with (
+            aiohttp.ClientSession(self.channel.base_url, headers=headers) as session,
+            session.post("/api/send", json=body) as response,
+        ):
+            await response.read()
+            if response.status == 200:
+                self.record_ack(platform_id)
+
+
+class TestWebConsoleContract(ChannelContract):
+    @pytest.fixture
+    def harness(self) -> WebHarness:
+        return WebHarness()
 
 
 # ---------------------------------------------------------------------------- browser
