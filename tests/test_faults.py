@@ -7,6 +7,7 @@ attempt 1 of a message, so the replay (attempt 2) goes through.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -44,11 +45,12 @@ def test_agent_killed_mid_turn_is_replayed_once(tmp_path: Path) -> None:
         pid = bridge.pane_pid()
         mid = bridge.send("work slowly #fake:slow=2@1")
         bridge.wait_state(mid, "accepted")
+        wait_for(lambda: transcript_prompts(bridge, mid) == [1], what="attempt 1 recorded")
         os.kill(pid, signal.SIGKILL)
         msg = bridge.wait_state(mid, "completed", timeout=40)
         assert msg.attempt == 2
         assert msg.reply is not None and msg.reply.startswith("echo: work slowly")
-        assert sorted(transcript_prompts(bridge, mid)) == [1, 2]
+        wait_for(lambda: sorted(transcript_prompts(bridge, mid)) == [1, 2], what="2 prompts")
         assert bridge.status()["agents"]["demo"]["restarts"] == 1
         detail = [e["detail"] for e in bridge.events(mid) if e["to_state"] == "queued"]
         assert any("re-sent after a restart" in d for d in detail)
@@ -59,7 +61,7 @@ def test_crash_directive_replays_then_completes(tmp_path: Path) -> None:
         mid = bridge.send("boom #fake:crash@1")
         msg = bridge.wait_state(mid, "completed", timeout=40)
         assert msg.attempt == 2
-        assert sorted(transcript_prompts(bridge, mid)) == [1, 2]
+        wait_for(lambda: sorted(transcript_prompts(bridge, mid)) == [1, 2], what="2 prompts")
 
 
 def test_hang_is_restarted_and_replayed(tmp_path: Path) -> None:
@@ -85,7 +87,9 @@ def test_hang_every_time_is_quarantined(tmp_path: Path) -> None:
 
 
 def test_rate_limit_waits_without_restart(tmp_path: Path) -> None:
-    agents = default_agents(rate_limit_recheck=2, env={"FAKE_AGENT_RESET": "12:00am"})
+    # the reset time the CLI prints has minute precision: "now" means "any moment"
+    reset = datetime.datetime.now().strftime("%I:%M%p").lstrip("0").lower()
+    agents = default_agents(rate_limit_recheck=2, env={"FAKE_AGENT_RESET": reset})
     with running_bridge(tmp_path, agents=agents) as bridge:
         mid = bridge.send("quota #fake:ratelimit@1")
         wait_for(

@@ -13,6 +13,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ from agentbridge.recovery import read_evidence, recover_victims
 from agentbridge.tmux import TmuxServer
 
 log = logging.getLogger(__name__)
+
+
+ERROR_SCREENS = (ScreenKind.RATE_LIMITED, ScreenKind.CONTEXT_FULL, ScreenKind.API_ERROR)
+_RESETS = re.compile(r"resets?\s+(?:at\s+)?([0-9:]+\s*[ap]m[^\n]*)", re.IGNORECASE)
+
+
+def classify_error_text(text: str) -> tuple[ScreenKind, str | None]:
+    """What an API error's own text says: rate limit (with its reset time), context full…"""
+    lowered = text.lower()
+    if "rate_limit" in lowered or "rate limit" in lowered or (
+        "limit" in lowered and "reset" in lowered
+    ):
+        match = _RESETS.search(text)
+        return ScreenKind.RATE_LIMITED, match.group(1) if match else None
+    if "context" in lowered and any(w in lowered for w in ("limit", "full", "too long")):
+        return ScreenKind.CONTEXT_FULL, None
+    return ScreenKind.API_ERROR, None
 
 
 class AgentHealth(enum.StrEnum):
@@ -203,9 +221,19 @@ class AgentWorker:
         session = self.session
         kind = flight.screen
         reset_at = flight.reset_at
-        if kind is None and session is not None:
+        # The error screen may be drawn a moment after the record says "API error": look a few
+        # times, then fall back to the error text itself.
+        deadline = time.monotonic() + 1.0
+        while kind is None and session is not None and not session.ended:
             screen = await session.screen()
-            kind, reset_at = screen.kind, screen.reset_at
+            if screen.kind in ERROR_SCREENS:
+                kind, reset_at = screen.kind, screen.reset_at
+            elif time.monotonic() > deadline:
+                break
+            else:
+                await asyncio.sleep(0.1)
+        if kind is None:
+            kind, reset_at = classify_error_text(flight.detail)
         message = flight.message
         if kind == ScreenKind.RATE_LIMITED:
             wait = seconds_until_reset(reset_at)
