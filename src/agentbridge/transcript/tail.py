@@ -247,7 +247,9 @@ class FileTail:
         if watch_dir is not None and watch_dir != self._path.parent:
             if loop is not None and not self._closed:
                 loop.call_soon_threadsafe(self._rewatch_soon)
-        elif path == str(self._path):
+        elif os.path.basename(path) == self._path.name:
+            # by name only: the watch is on our directory, and macOS FSEvents reports resolved
+            # paths (/private/tmp/…) that would not compare equal to ours
             self.check()
 
     def _rewatch_soon(self) -> None:
