@@ -354,6 +354,23 @@ async def test_status_lists_replies_needing_attention(
         status = await r.json()
     assert [(o["id"], o["state"]) for o in status["outbox_attention"]] == [(item.id, "unknown")]
     assert status["status"]["agents"]["demo"]["health"] == "healthy"
+    assert status["in_flight"] == []
+
+
+async def test_status_lists_in_flight_messages_with_their_leases(
+    http: aiohttp.ClientSession, ledger: Ledger, console: WebChannel
+) -> None:
+    await send(http, "work on this", "k-f")
+    claimed = await Agent(ledger, console).claim()
+    async with http.get("/api/status") as r:
+        status = await r.json()
+    (flight,) = status["in_flight"]
+    assert (flight["id"], flight["state"], flight["lease_owner"]) == (
+        claimed.id,
+        "claimed",
+        "test-host",
+    )
+    assert flight["lease_expires_at"] > status["server_time"]
 
 
 def test_plugin_registers_the_console_unless_disabled(tmp_path: Path) -> None:

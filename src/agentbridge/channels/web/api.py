@@ -68,13 +68,18 @@ class ConsoleApi:
     # ------------------------------------------------------------------ reads
 
     async def status(self, request: web.Request) -> web.Response:
-        """Dashboard snapshot: live status, quarantine list, outbox rows needing attention."""
+        """Dashboard snapshot: live status, in-flight and quarantined messages, outbox rows
+        needing attention, and the server's clock (lease expiries are shown against it)."""
         cursor = await self.notifier.current_head()
         if self.ctx.status is not None:
             snapshot = await self.ctx.status()
         else:
             snapshot = await self.ledger.stats()
         quarantined = await self.ledger.list_messages(state="quarantined", limit=200)
+        in_flight = []
+        for state in ("claimed", "submitted", "accepted"):
+            in_flight += await self.ledger.list_messages(state=state, limit=100)
+        in_flight.sort(key=lambda message: message.id)
         attention = []
         for state in ("unknown", "failed", "pending", "sending"):
             attention += await self.ledger.list_replies(state=state, limit=100)
@@ -84,6 +89,8 @@ class ConsoleApi:
                 "cursor": cursor,
                 "status": snapshot,
                 "quarantined": [await self._view(m) for m in quarantined],
+                "in_flight": [await self._view(m) for m in in_flight],
+                "server_time": self.ledger.clock(),
                 "outbox_attention": [outbox_view(i) for i in attention],
                 "channel": self.channel,
             },

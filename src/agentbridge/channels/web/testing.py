@@ -33,6 +33,7 @@ def standalone_context(
     ledger: Any, state_dir: Path, agent: str = "demo", channel: str = "web"
 ) -> ChannelContext:
     """A ``ChannelContext`` whose ingest stores for ``agent`` and whose status reads stats."""
+    default_agent = agent
 
     async def ingest(
         conversation: str,
@@ -53,8 +54,6 @@ def standalone_context(
             priority=priority,
             meta=meta,
         )
-
-    default_agent = agent
 
     async def status() -> dict[str, Any]:
         stats: dict[str, Any] = await ledger.stats()

@@ -74,6 +74,8 @@ def message_view(message: Message, replies: Sequence[OutboxItem]) -> dict[str, A
         "reason": message.reason,
         "reply": message.reply if reply_visible(message, replies) else None,
         "reply_states": [str(r.state) for r in replies],
+        "lease_owner": message.lease_owner,
+        "lease_expires_at": message.lease_expires_at,
         "created_at": message.created_at,
         "updated_at": message.updated_at,
     }

@@ -59,6 +59,27 @@ export function renderDashboard() {
       ? `supervisor pid ${sup.pid} · up ${age(sup.uptime)} · channels: ${(sup.channels || []).join(", ") || "–"}`
       : "";
 
+  const flight = data.in_flight || [];
+  $("#flight tbody").replaceChildren(
+    ...flight.map((m) =>
+      el(
+        "tr",
+        { dataset: { messageId: m.id } },
+        el("td", { class: "num mono", text: m.id }),
+        el("td", { text: m.agent }),
+        el("td", {}, el("span", { class: `chip ${m.status}`, text: m.state })),
+        el("td", { class: "num", text: m.attempt }),
+        el("td", { class: "muted narrow", text: `${m.channel} · ${m.sender}`, title: `${m.channel} · ${m.conversation} · ${m.sender}` }),
+        el("td", { class: "grow", text: m.text, title: m.text }),
+        el("td", { class: "muted mono narrow", text: m.lease_owner || "–", title: m.lease_owner || "" }),
+        m.lease_expires_at ? el("td", { class: "num", dataset: { expires: m.lease_expires_at } }) : el("td", { class: "num", text: "–" }),
+      ),
+    ),
+  );
+  $("#flight-count").textContent = flight.length;
+  $("#flight-empty").hidden = flight.length > 0;
+  $("#flight").hidden = flight.length === 0;
+
   const quarantine = data.quarantined.map((m) =>
     el(
       "tr",
@@ -163,12 +184,19 @@ export async function showDashboard() {
 }
 
 export function tick() {
-  // ages move even when nothing else does; only the age cells are touched
+  // ages move even when nothing else does; only the age cells are touched. Ledger times are
+  // the server's clock: compare them with the server's now (skew measured at each fetch).
   const now = Date.now() / 1000;
+  const serverNow = now + (app.clockSkew || 0);
   for (const cell of document.querySelectorAll("[data-since]")) {
-    cell.textContent = age(Math.max(0, now - Number(cell.dataset.since)));
+    cell.textContent = age(Math.max(0, serverNow - Number(cell.dataset.since)));
   }
   for (const cell of document.querySelectorAll("[data-age-base]")) {
     cell.textContent = age(Number(cell.dataset.ageBase) + now - Number(cell.dataset.fetched));
+  }
+  for (const cell of document.querySelectorAll("[data-expires]")) {
+    const left = Number(cell.dataset.expires) - serverNow;
+    cell.textContent = left >= 0 ? `${age(left)} left` : `stale ${age(-left)}`;
+    cell.classList.toggle("bad-text", left < 0);
   }
 }

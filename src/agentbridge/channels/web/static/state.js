@@ -11,6 +11,7 @@ export const app = {
   messages: new Map(), // id -> { view, events: Map(eventId -> event) }
   pending: new Map(), // key -> article (sent, not yet acknowledged by the server)
   statusTimer: null,
+  clockSkew: 0, // server clock − browser clock, seconds
   onStatus: null, // set by the page: re-render what shows the status
 };
 
@@ -41,6 +42,7 @@ export async function refreshStatus() {
   try {
     app.status = await api("/api/status");
     app.statusFetchedAt = Date.now() / 1000;
+    if (app.status.server_time) app.clockSkew = app.status.server_time - app.statusFetchedAt;
   } catch (error) {
     if (error.status === 401) conn.set("offline", "signed out – reopen the printed link");
     return;
