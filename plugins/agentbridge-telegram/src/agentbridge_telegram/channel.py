@@ -103,15 +103,19 @@ class TelegramChannel:
         self._receipts = ReceiptSender(self._api, self._origin)
         if not settings.allowed_users:
             log.warning("telegram: allowed_users is empty: every sender will be refused")
-        await self._check_token()
-        if settings.mode == "webhook":
-            secret = webhook_secret(settings, self._env)
-            self._webhook = webhook.WebhookServer(settings, secret, self._handle_update)
-            await self._webhook.start()
-            if settings.webhook_url:
-                await self._set_webhook(secret)
-        else:
-            self._task = asyncio.create_task(self._poll_loop(), name="telegram-poll")
+        try:
+            await self._check_token()
+            if settings.mode == "webhook":
+                secret = webhook_secret(settings, self._env)
+                self._webhook = webhook.WebhookServer(settings, secret, self._handle_update)
+                await self._webhook.start()
+                if settings.webhook_url:
+                    await self._set_webhook(secret)
+            else:
+                self._task = asyncio.create_task(self._poll_loop(), name="telegram-poll")
+        except BaseException:
+            await self.stop()  # a channel that failed to start holds no socket or session
+            raise
         LIVE.add(self)
 
     async def _check_token(self) -> None:
@@ -242,7 +246,11 @@ class TelegramChannel:
             await self._pause(exc.retry_after)
             return True
         if isinstance(exc, TelegramApiError) and exc.status == 409:
-            log.error("telegram: getUpdates conflict (a webhook is set, or a 2nd poller): %s", exc)
+            log.error(
+                "telegram: getUpdates refused (%s): a webhook is set (use mode = 'webhook', or "
+                "deleteWebhook) or another process polls this bot",
+                exc,
+            )
             return False
         if exc is not None:
             log.warning("telegram: getUpdates failed, will retry: %s", exc)

@@ -103,8 +103,8 @@ def parse_settings(table: dict[str, Any]) -> TelegramSettings:
             f"config: channels.telegram.parse_mode must be 'HTML' or 'none', not {parse_mode!r}"
         )
     poll_timeout = float(_want(table.get("poll_timeout", 30), (int, float), "poll_timeout"))
-    if not 0 <= poll_timeout <= 50:
-        raise ConfigError("config: channels.telegram.poll_timeout must be 0..50 seconds")
+    if not 1 <= poll_timeout <= 50:  # 0 would be short polling: a busy loop
+        raise ConfigError("config: channels.telegram.poll_timeout must be 1..50 seconds")
     request_timeout = float(
         _want(table.get("request_timeout", 20), (int, float), "request_timeout")
     )
