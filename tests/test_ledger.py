@@ -105,7 +105,17 @@ async def test_ingest_stores_every_field(ledger: Ledger, clock: FakeClock) -> No
     assert await ledger.find("tg", "nope") is None
 
 
-async def test_concurrent_ingests_share_commits_and_all_land(ledger: Ledger) -> None:
+async def test_concurrent_ingests_share_commits_and_all_land(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    ticks = 0
+
+    def ticking() -> float:  # the ledger reads the clock once per transaction
+        nonlocal ticks
+        ticks += 1
+        return clock.t + ticks
+
+    ledger.clock = ticking
     results = await asyncio.gather(
         *(ledger.ingest("tg", f"c{i % 7}", "u", f"text {i}", key=f"k{i}") for i in range(300)),
         # the same key several times inside one group commit: one row
@@ -117,6 +127,8 @@ async def test_concurrent_ingests_share_commits_and_all_land(ledger: Ledger) -> 
     assert len({r.message.id for r in dups}) == 1
     assert sum(r.created for r in dups) == 1
     assert len(await ledger.list_messages(limit=10_000)) == 301
+    transactions = {r.message.created_at for r in results}
+    assert len(transactions) < 50, "concurrent ingests should share group commits"
 
 
 async def test_a_bad_ingest_fails_only_its_own_caller(ledger: Ledger) -> None:
