@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from agentbridge.states import IN_FLIGHT, MessageState, OutboxState
@@ -140,8 +140,8 @@ class Event:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Event:
-        """Build from an ``events`` row."""
-        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+        """Build from an ``events`` row (by field name: a later migration may add columns)."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape."""
