@@ -7,15 +7,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-# before the import, so the suite's asserts explain themselves (pytest_plugins comes too late)
-pytest.register_assert_rewrite("agentbridge.testing.contract")
-
-from agentbridge.channels.http_api import HttpApiChannel  # noqa: E402
-from agentbridge.channels.local import LocalChannel  # noqa: E402
-from agentbridge.protocols import ChannelContext  # noqa: E402
-from agentbridge.testing.contract import ChannelContract, HarnessBase  # noqa: E402
-
-pytest_plugins = ["agentbridge.testing.contract"]
+from agentbridge.channels.http_api import HttpApiChannel
+from agentbridge.channels.local import LocalChannel
+from agentbridge.protocols import ChannelContext
+from agentbridge.testing.contract import ChannelContract, HarnessBase
 
 
 class LocalHarness(HarnessBase):

@@ -222,15 +222,11 @@ from __future__ import annotations
 
 import pytest
 
-# before the imports below, so the contract's asserts explain themselves
-pytest.register_assert_rewrite("agentbridge.testing.contract")
+# installing agentbridge registers its contract suite as a pytest plugin (pytest11)
+from agentbridge.protocols import ErrorClass
+from agentbridge.testing.contract import ChannelContract, HarnessBase
 
-from agentbridge.protocols import ErrorClass  # noqa: E402
-from agentbridge.testing.contract import ChannelContract, HarnessBase  # noqa: E402
-
-from $pkg import channel as ch  # noqa: E402
-
-pytest_plugins = ["agentbridge.testing.contract"]
+from $pkg import channel as ch
 
 
 class FakePlatform:

@@ -2,7 +2,7 @@
 
 Usage (a plugin's ``tests/test_contract.py``)::
 
-    pytest_plugins = ["agentbridge.testing.contract"]   # until the pytest11 entry point exists
+    # nothing to declare: installing agentbridge registers this module as a pytest plugin
     from agentbridge.testing.contract import ChannelContract, HarnessBase
 
     class MyHarness(HarnessBase):
