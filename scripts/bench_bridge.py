@@ -37,7 +37,7 @@ PASTE_GUARD_MS = 100.0  # InjectorConfig.paste_guard: Enter never sooner after a
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class Bench:
