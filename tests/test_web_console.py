@@ -187,6 +187,9 @@ async def test_send_is_idempotent_on_the_client_key(
     for bad in ({"text": "", "key": "k"}, {"text": "x"}, {"text": "x", "key": "bad key!"}):
         async with http.post("/api/send", json=bad) as r:
             assert r.status == 400, bad
+    async with http.post("/api/send", json={"text": "x", "key": "k9", "agent": "gone"}) as r:
+        assert r.status == 404  # an old tab must not queue messages for a removed agent
+    assert len(await ledger.list_messages()) == 1
 
 
 async def test_stream_carries_every_event_with_ledger_ids_and_receipts(

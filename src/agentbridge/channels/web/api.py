@@ -50,6 +50,7 @@ class ConsoleApi:
         self.notifier = notifier
         self.channel = channel
         self.ingest_takes_agent = _accepts_agent(ctx.ingest)
+        self._agents: frozenset[str] = frozenset()
 
     def routes(self) -> list[web.RouteDef]:
         """The API's routes (the SSE stream is added by the channel)."""
@@ -61,6 +62,17 @@ class ConsoleApi:
             web.post(r"/api/messages/{id:\d+}/requeue", self.requeue),
             web.post(r"/api/messages/{id:\d+}/drop", self.drop),
         ]
+
+    async def _known_agent(self, name: str) -> bool:
+        """Is ``name`` an agent the bridge runs? (An old tab must not queue for a removed one.)
+
+        The set is re-read from the status snapshot only when a name is not in it.
+        """
+        if name in self._agents or self.ctx.status is None:
+            return True
+        snapshot = await self.ctx.status()
+        self._agents = frozenset(snapshot.get("agents", {}))
+        return name in self._agents
 
     async def _view(self, message: Any) -> dict[str, Any]:
         return message_view(message, await self.ledger.list_replies(message_id=message.id))
@@ -158,6 +170,8 @@ class ConsoleApi:
         agent = _name(body["agent"], "agent") if body.get("agent") else None
         kwargs: dict[str, Any] = {"key": key, "meta": {"via": "console"}}
         if agent is not None:
+            if not await self._known_agent(agent):
+                return web.json_response({"error": f"no agent named {agent!r}"}, status=404)
             kwargs["meta"]["agent"] = agent
             if self.ingest_takes_agent:
                 kwargs["agent"] = agent
