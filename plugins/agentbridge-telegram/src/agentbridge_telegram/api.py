@@ -17,8 +17,6 @@ from typing import Any
 import aiohttp
 from agentbridge.protocols import DeliveryError, ErrorClass
 
-log = logging.getLogger(__name__)
-
 _TOKEN_SHAPE = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 
 #: description fragments (lower case) that mean "this reply can never be delivered"
@@ -41,6 +39,18 @@ def redact(text: str, token: str | None = None) -> str:
     if token:
         text = text.replace(token, "<token>")
     return _TOKEN_SHAPE.sub("bot<token>", text)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger of this package with the redacting filter on it.
+
+    Logger filters only see records made by that very logger (not by its children), so every
+    module gets its own filter instead of one on the package logger.
+    """
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger
 
 
 class RedactingFilter(logging.Filter):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -24,10 +23,10 @@ from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Rec
 from agentbridge_telegram import webhook
 from agentbridge_telegram.api import (
     BotApi,
-    RedactingFilter,
     TelegramApiError,
     TelegramNetworkError,
     classify,
+    get_logger,
     to_delivery_error,
 )
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
@@ -48,9 +47,7 @@ from agentbridge_telegram.settings import (
     webhook_secret,
 )
 
-log = logging.getLogger(__name__)
-for _name in ("agentbridge_telegram", __name__):
-    logging.getLogger(_name).addFilter(RedactingFilter())
+log = get_logger(__name__)
 
 NOT_AUTHORISED = "Sorry, you are not authorised to use this bot."
 EMPTY_REPLY = "(the agent's reply was empty)"
@@ -286,6 +283,8 @@ class TelegramChannel:
             )
             # once per user: a stranger cannot make the bot spam a chat
             if self.settings.unauthorised_reply and msg.user_id not in self._answered:
+                if len(self._answered) > 10_000:  # bounded even under a swarm of strangers
+                    self._answered.clear()
                 self._answered.add(msg.user_id)
                 self._spawn(self._notice(msg.chat_id, msg.message_id, NOT_AUTHORISED))
             return

@@ -7,11 +7,12 @@ the offset back.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from agentbridge_telegram.api import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentbridge_telegram.api import BotApi, TelegramApiError
+from agentbridge_telegram.api import BotApi, TelegramApiError, get_logger
 from agentbridge_telegram.formatting import to_html
 from agentbridge_telegram.settings import TelegramSettings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def message_key(chat_id: int | str, message_id: int) -> str:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from agentbridge.protocols import Receipt
 
-from agentbridge_telegram.api import BotApi
+from agentbridge_telegram.api import BotApi, get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 REACTIONS = {"injected": "👀", "replied": "👍", "failed": "👎", "waiting": "😴"}
 TYPING_EVERY = 4.5  # Telegram shows "typing" for 5 s

@@ -9,15 +9,15 @@ listen port may be reachable by others, and a forged update would reach the agen
 from __future__ import annotations
 
 import hmac
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from agentbridge_telegram.api import get_logger
 from agentbridge_telegram.settings import TelegramSettings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
