@@ -194,3 +194,19 @@ async def test_webhook_mode_needs_a_secret(fake, ledger, token_file, tmp_path) -
     with pytest.raises(ConfigError, match="webhook_secret"):
         await channel.start(ChannelContext("telegram", {}, ledger_ingest(ledger), tmp_path))
     await channel.stop()
+
+
+async def test_aiohttp_errors_that_quote_the_url_are_redacted() -> None:
+    """aiohttp's InvalidURL carries the whole request URL, token included."""
+    import traceback
+
+    from agentbridge_telegram.api import BotApi, TelegramNetworkError
+
+    api = BotApi("123:SECRETTOKEN", "http://[bad", 3)
+    try:
+        with pytest.raises(TelegramNetworkError) as caught:
+            await api.call("getMe")
+    finally:
+        await api.close()
+    text = "".join(traceback.format_exception(caught.value))
+    assert "bot<token>/getMe" in text and "SECRETTOKEN" not in text
