@@ -122,9 +122,10 @@ def _new_parser(profile: RuntimeProfile) -> TranscriptParser:
 class TranscriptReader:
     """Polls one transcript file from a byte offset and feeds whole lines to the parser."""
 
-    def __init__(self, profile: RuntimeProfile, spec: LaunchSpec) -> None:
-        self.profile, self.spec = profile, spec
-        self.parser: TranscriptParser = _new_parser(profile)
+    def __init__(self, profile: RuntimeProfile, spec: LaunchSpec, hooks: bool = False) -> None:
+        self.profile, self.spec, self.hooks = profile, spec, hooks
+        hook_parser = profile.new_hook_parser() if hooks else None
+        self.parser: TranscriptParser | Any = hook_parser if hooks else _new_parser(profile)
         self.events: list[AgentEvent] = []
         self.path: Path | None = None
         self._offset = 0
@@ -133,7 +134,11 @@ class TranscriptReader:
     def pump(self, pane_pid: int | None) -> list[AgentEvent]:
         """Read what is new; return all events so far."""
         if self.path is None or not self.path.exists():
-            self.path = self.profile.transcript_path(self.spec, pane_pid)
+            self.path = (
+                self.spec.hook_events
+                if self.hooks
+                else self.profile.transcript_path(self.spec, pane_pid)
+            )
         if self.path is None or not self.path.exists():
             return self.events
         with self.path.open("rb") as fh:
@@ -141,8 +146,9 @@ class TranscriptReader:
             data = fh.read()
         self._offset += len(data)
         *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
-            self.events += self.parser.feed(line.decode("utf-8", errors="replace"))
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace")
+            self.events += self.parser.feed_line(line) if self.hooks else self.parser.feed(line)
         return self.events
 
     def find(self, kind: AgentEventKind, message_id: int) -> AgentEvent | None:
@@ -170,6 +176,7 @@ class Session:
         self.profile, self.spec, self.tmux = profile, spec, tmux
         self.name = profile.name.replace("-", "")
         self.reader = TranscriptReader(profile, spec)
+        self.hooks = TranscriptReader(profile, spec, hooks=True)
         self.pane = ""
         self.pid: int | None = None
         self.ready_ms = 0.0
@@ -216,10 +223,19 @@ class Session:
             pytest.fail(f"message {n}: {result}\n{await self.tmux.capture(self.pane)}")
         accepted_ms = (time.monotonic() - t0) * 1000
         end = await async_wait_until(completed, timeout=30, what=f"turn end of message {n}")
+        completed_ms = (time.monotonic() - t0) * 1000
         record = reader.find(AgentEventKind.PROMPT_RECORDED, n)
         assert record is not None and record.envelope == Envelope(n, 1, "local", "alice")
         assert record.text.strip() == sanitize_text(prompt).strip()
         assert end.text == answer_for(record.text), (n, end.text)
+
+        async def hook_end() -> AgentEvent | None:  # the same turn end, from the Stop hook
+            self.hooks.pump(self.pid)
+            return self.hooks.find(AgentEventKind.TURN_COMPLETED, n)
+
+        hooked = await async_wait_until(hook_end, timeout=5, what=f"Stop hook of message {n}")
+        assert hooked.text == end.text
+        hook_ms = (time.monotonic() - t0) * 1000
         if isinstance(self.profile, ClaudeCodeProfile):  # <config>/sessions/<pid>.json
 
             async def idle() -> bool:
@@ -230,7 +246,8 @@ class Session:
             "enter_presses": result.enter_presses,
             "visible_ms": result.timings.get("visible", -1),
             "accepted_ms": round(accepted_ms),
-            "completed_ms": round((time.monotonic() - t0) * 1000),
+            "completed_ms": round(completed_ms),
+            "hook_ms": round(hook_ms),
         }
 
     async def send_error(self, n: int, mock: MockModelServer) -> None:
@@ -288,7 +305,7 @@ async def _run_session(
         await session.stop()
     refused = sorted({r.host for r in mock.requests if r.refused})
     print(f"\n{profile.name}: ready after {session.ready_ms:.0f} ms; refused hosts {refused}")
-    for key in ("visible_ms", "accepted_ms", "completed_ms"):
+    for key in ("visible_ms", "accepted_ms", "completed_ms", "hook_ms"):
         values = sorted(t[key] for t in timings)
         low, mid, high = values[0], values[len(values) // 2], values[-1]
         print(f"  {key}: min {low:.0f} median {mid:.0f} max {high:.0f}")
