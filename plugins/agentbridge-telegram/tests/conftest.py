@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 from agentbridge.ledger import Ledger
 from agentbridge.protocols import ChannelContext
-from telegram_helpers import ALICE, Ingest, ledger_ingest
 
 from agentbridge_telegram import TelegramChannel, parse_settings
 from agentbridge_telegram.testing import FakeBotApi
+
+# the helpers module sits next to this file; make it importable under any --import-mode
+sys.path.insert(0, str(Path(__file__).parent))
+from telegram_helpers import ALICE, Ingest, ledger_ingest
 
 
 @pytest.fixture
