@@ -98,6 +98,7 @@ async def test_ingest_stores_every_field(ledger: Ledger, clock: FakeClock) -> No
         "tg", "chat", "bob", "héllo \u2603", key="9", agent="coder", priority=2, meta={"a": [1]}
     )
     m = await ledger.get(res.message.id)
+    assert res.message == m  # what ingest returns is exactly what a read returns
     assert (m.channel, m.conversation, m.sender, m.platform_id) == ("tg", "chat", "bob", "9")
     assert (m.text, m.agent, m.priority, m.meta) == ("héllo \u2603", "coder", 2, {"a": [1]})
     assert (m.state, m.attempt, m.fence, m.created_at) == (MessageState.QUEUED, 1, 0, clock.t)
@@ -148,9 +149,14 @@ async def test_a_bad_ingest_fails_only_its_own_caller(ledger: Ledger) -> None:
 async def test_ingest_many_is_all_or_nothing_and_records_a_conflict(ledger: Ledger) -> None:
     seed = await ledger.ingest("tg", "c", "u", "one", key="1")
     batch = await ledger.ingest_many(
-        [NewMessage("tg", "c", "u", "one", key="1"), NewMessage("tg", "c", "u", "two", key="2")]
+        [
+            NewMessage("tg", "c", "u", "one", key="1"),
+            NewMessage("tg", "c", "u", "two", key="2", priority=3, meta={"t": (1, "x")}),
+        ]
     )
     assert [r.created for r in batch] == [False, True]
+    assert [r.message for r in batch] == [await ledger.get(r.message.id) for r in batch]
+    assert batch[1].message.meta == {"t": [1, "x"]}
     assert batch[0].message.id == seed.message.id
     with pytest.raises(IdempotencyConflict):
         await ledger.ingest_many(

@@ -1044,7 +1044,7 @@ def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
     " priority, state, meta, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?)"
-    " ON CONFLICT (channel, platform_id) DO NOTHING RETURNING *"
+    " ON CONFLICT (channel, platform_id) DO NOTHING"
 )
 _INSERT_INGEST_EVENT = (
     "INSERT INTO events (message_id, at, actor, kind, to_state, attempt, detail)"
@@ -1062,14 +1062,15 @@ def _ingest_rows(
     """Insert messages (inside the caller's transaction); conflicts are returned, not raised.
 
     The insert comes first (``ON CONFLICT DO NOTHING``): a new key, the common case, costs
-    one statement, and the lookup runs only for a repeated key. Event rows for the batch go
-    in with one ``executemany``.
+    one statement, and the lookup runs only for a repeated key. A new row's ``Message`` is
+    built from what was inserted (no ``RETURNING`` row to fetch and decode: that was a third
+    of the batch cost), and the batch's event rows go in with one ``executemany``.
     """
     out: list[IngestResult | _Conflict] = []
     events: list[tuple[int, float, str, str]] = []
     for item, meta_json in items:
         digest = text_hash(item.text)
-        row = conn.execute(
+        cursor = conn.execute(
             _INSERT_MESSAGE,
             (
                 item.channel,
@@ -1084,10 +1085,12 @@ def _ingest_rows(
                 now,
                 now,
             ),
-        ).fetchone()
-        if row is not None:
-            events.append((row["id"], now, item.channel, f"ingested from {item.sender}"))
-            out.append(IngestResult(Message.from_row(row), created=True))
+        )
+        if cursor.rowcount == 1:
+            mid = cursor.lastrowid
+            assert mid is not None
+            events.append((mid, now, item.channel, f"ingested from {item.sender}"))
+            out.append(IngestResult(_new_message(mid, now, item, meta_json), created=True))
             continue
         row = conn.execute(
             "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
@@ -1102,6 +1105,32 @@ def _ingest_rows(
     if events:
         conn.executemany(_INSERT_INGEST_EVENT, events)
     return out
+
+
+def _new_message(mid: int, now: float, item: NewMessage, meta_json: str | None) -> Message:
+    """The ``Message`` a fresh insert stored (column defaults of migration 1: attempt 1,
+    fence 0, no lease); ``meta`` round-trips through JSON exactly as a read would."""
+    return Message(
+        id=mid,
+        channel=item.channel,
+        conversation=item.conversation,
+        sender=item.sender,
+        platform_id=item.key,
+        text=item.text,
+        agent=item.agent,
+        priority=item.priority,
+        state=MessageState.QUEUED,
+        attempt=1,
+        fence=0,
+        lease_owner=None,
+        lease_expires_at=None,
+        heartbeat_at=None,
+        reply=None,
+        reason=None,
+        meta=json.loads(meta_json) if meta_json else {},
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _settle(
