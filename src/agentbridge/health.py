@@ -82,7 +82,10 @@ class HealthMonitor:
         self.worker = worker
         self.interval = interval
         self._last_screen_check = 0.0
-        self._screen_seen: dict[ScreenKind, int] = {}
+        self._flight_key: tuple[int, int] | None = None
+        self._kind: ScreenKind | None = None
+        self._since = 0.0
+        self._count = 0
 
     async def run(self) -> None:
         """Tick forever."""
@@ -125,28 +128,32 @@ class HealthMonitor:
                 return
         if flight is not None and now - self._last_screen_check >= 1.0:
             self._last_screen_check = now
-            await self._check_screen(session.last_api_error)
+            await self._check_screen()
 
-    async def _check_screen(self, api_error: str | None) -> None:
+    async def _check_screen(self) -> None:
         session = self.worker.session
-        if session is None:
+        if session is None or session.current is None:
             return
+        flight = session.current
+        key = (flight.message.id, flight.message.attempt)
         screen = await session.screen()
+        now = time.monotonic()
+        if key != self._flight_key or screen.kind != self._kind:
+            self._flight_key, self._kind = key, screen.kind
+            self._since, self._count = now, 0
+        self._count += 1
+        if self._count < 2:
+            return  # a screen alone is weak: it must stay up across two checks…
         kind = screen.kind
-        seen = self._screen_seen.get(kind, 0) + 1
-        self._screen_seen = {kind: seen}
-        # a second signal: the agent's own record reported an API error, or the same screen
-        # stayed up across two checks a second apart
-        confirmed = api_error is not None or seen >= 2
-        if not confirmed:
-            return
         if kind == ScreenKind.PERMISSION_PROMPT:
-            session.last_progress = time.monotonic()
+            session.last_progress = now
             self.worker.enter_waiting("permission", "the agent asks for permission in its pane")
         elif kind == ScreenKind.LOGIN_REQUIRED:
             self.worker.degrade("the agent CLI needs a login: run it once by hand")
         elif (
             kind in (ScreenKind.RATE_LIMITED, ScreenKind.CONTEXT_FULL, ScreenKind.API_ERROR)
-            and session.current is not None
+            and session.last_progress < self._since
         ):
-            session.current.finish_from_screen(kind, screen.reset_at, screen.detail)
+            # …and the agent's own record must have been silent since it appeared: an error
+            # left on screen by an earlier turn is not this turn's error
+            flight.finish_from_screen(kind, screen.reset_at, screen.detail)
