@@ -146,6 +146,19 @@ async def test_a_bad_ingest_fails_only_its_own_caller(ledger: Ledger) -> None:
     assert len(await ledger.list_messages()) == 21
 
 
+async def test_an_unstorable_text_in_a_group_commit_fails_only_its_caller(ledger: Ledger) -> None:
+    # JSON allows a lone surrogate ("\\ud800"); SQLite cannot store it as UTF-8. It fails
+    # inside the shared transaction, so the batch is retried one ingest at a time.
+    calls = [ledger.ingest("tg", "c", "u", f"t{i}", key=f"g{i}") for i in range(10)]
+    calls.insert(5, ledger.ingest("tg", "c", "u", "broken \ud800", key="broken"))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[5], UnicodeEncodeError)
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert len(stored) == 10 and all(r.created for r in stored)
+    assert await ledger.find("tg", "broken") is None
+    assert [m.text for m in await ledger.list_messages()] == [f"t{i}" for i in range(10)]
+
+
 async def test_ingest_many_is_all_or_nothing_and_records_a_conflict(ledger: Ledger) -> None:
     seed = await ledger.ingest("tg", "c", "u", "one", key="1")
     batch = await ledger.ingest_many(

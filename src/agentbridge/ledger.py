@@ -274,8 +274,12 @@ class Ledger(OutboxMixin):
                         *await self._ingest_tx(pairs)
                     ]
                 except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][2], exc)
+                    # the file itself failed (locked past busy_timeout, disk full…): retrying
+                    # each ingest alone would only multiply the wait; everyone gets the error
+                    if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):
+                        for _, _, future in batch:
+                            _settle(future, exc)
+                        batch = []
                         continue
                     results = []
                     for pair in pairs:
