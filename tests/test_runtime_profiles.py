@@ -217,13 +217,16 @@ def test_claude_parser_first_flush_out_of_order() -> None:
         ("codex_busy.txt", ScreenKind.BUSY),
         ("codex_error_429.txt", ScreenKind.RATE_LIMITED),
         ("codex_api_error_500.txt", ScreenKind.API_ERROR),
+        ("claude_permission.txt", ScreenKind.PERMISSION_PROMPT),  # Bash tool, no skip flag
+        ("codex_permission.txt", ScreenKind.PERMISSION_PROMPT),  # on-request, escalation
     ],
 )
 def test_screen_states_of_real_screens(name: str, kind: ScreenKind) -> None:
     profile = ClaudeCodeProfile() if name.startswith("claude") else CodexProfile()
     state = profile.screen_state((DATA / "screens" / name).read_text())
     assert state.kind is kind
-    assert state.input_text == ""  # the box is there and empty (placeholder ignored)
+    # the box is there and empty (placeholder ignored); a dialog has no box
+    assert state.input_text == ("" if kind is not ScreenKind.PERMISSION_PROMPT else None)
 
 
 def test_claude_screen_limit_resets_and_prompt_echo_is_not_an_error() -> None:

@@ -2,10 +2,12 @@
 
 Why: the real-CLI tests run Claude Code and Codex offline. This server answers both APIs with
 streaming replies derived deterministically from the user's text (``answer_for``), so a test
-knows the exact answer each injected message must produce. It records every request, can fail
-the next N requests (429/529/500…) to make the CLIs show their real error screens, and refuses
-(403) proxy requests to any non-loopback host, so a CLI pointed at it via ``HTTPS_PROXY`` can
-never reach the internet.
+knows the exact answer each injected message must produce. A user text holding
+``#mock:tool=<shell command>`` gets a tool call instead (Claude ``Bash``, Codex
+``exec_command``), so permission dialogs and tool turns can be produced for real. It records
+every request, can fail the next N requests (429/529/500…) to make the CLIs show their real
+error screens, and refuses (403) proxy requests to any non-loopback host, so a CLI pointed at
+it via ``HTTPS_PROXY`` can never reach the internet.
 
 In-process: ``async with MockModelServer() as mock: mock.base_url``.
 Standalone: ``python -m agentbridge.testing.mock_model --port 8080``.
@@ -27,6 +29,14 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from agentbridge.testing.mock_sse import (
+    claude_events,
+    claude_tool_events,
+    codex_events,
+    codex_tool_events,
+    wants_tool,
+)
 
 __all__ = ["MockModelServer", "RecordedRequest", "answer_for", "user_text"]
 
@@ -98,6 +108,7 @@ class RecordedRequest:
     status: int
     answer: str | None = None
     refused: bool = False
+    tool_command: str | None = None
     at: float = field(default_factory=time.time)
 
     @property
@@ -114,90 +125,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def _claude_events(answer: str, model: str, msg_id: str, in_tokens: int) -> Iterator[bytes]:
-    usage = {
-        "input_tokens": in_tokens,
-        "output_tokens": 1,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-    }
-    message: dict[str, Any] = {
-        "id": msg_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": usage,
-    }
-    yield _sse("message_start", {"type": "message_start", "message": message})
-    block = {"type": "text", "text": ""}
-    yield _sse(
-        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
-    )
-    delta = {"type": "text_delta", "text": answer}
-    yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-    end = {"stop_reason": "end_turn", "stop_sequence": None}
-    out_usage = {"output_tokens": max(1, len(answer) // 4)}
-    yield _sse("message_delta", {"type": "message_delta", "delta": end, "usage": out_usage})
-    yield _sse("message_stop", {"type": "message_stop"})
-
-
-def _codex_events(answer: str, model: str, resp_id: str, in_tokens: int) -> Iterator[bytes]:
-    item_id = resp_id.replace("resp_", "msg_")
-    base = {"id": resp_id, "object": "response", "model": model, "created_at": int(time.time())}
-    yield _sse(
-        "response.created",
-        {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
-    )
-    item: dict[str, Any] = {
-        "type": "message",
-        "id": item_id,
-        "role": "assistant",
-        "status": "in_progress",
-        "content": [],
-    }
-    yield _sse(
-        "response.output_item.added",
-        {"type": "response.output_item.added", "output_index": 0, "item": item},
-    )
-    yield _sse(
-        "response.output_text.delta",
-        {
-            "type": "response.output_text.delta",
-            "item_id": item_id,
-            "output_index": 0,
-            "content_index": 0,
-            "delta": answer,
-        },
-    )
-    done = {
-        **item,
-        "status": "completed",
-        "content": [{"type": "output_text", "text": answer, "annotations": []}],
-    }
-    yield _sse(
-        "response.output_item.done",
-        {"type": "response.output_item.done", "output_index": 0, "item": done},
-    )
-    out_tokens = max(1, len(answer) // 4)
-    usage = {
-        "input_tokens": in_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": out_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": in_tokens + out_tokens,
-    }
-    response = {**base, "status": "completed", "output": [done], "usage": usage}
-    yield _sse("response.completed", {"type": "response.completed", "response": response})
 
 
 class MockModelServer:
@@ -355,11 +282,20 @@ class MockModelServer:
         model = str(body.get("model") or "mock-model")
         n = next(self._ids)
         in_tokens = max(1, len(json.dumps(body)) // 4)
-        events = (
-            _codex_events(answer, model, f"resp_mock{n}", in_tokens)
-            if codex
-            else _claude_events(answer, model, f"msg_mock{n}", in_tokens)
-        )
+        if (command := wants_tool(body)) is not None:
+            record.answer = None
+            record.tool_command = command
+            events = (
+                codex_tool_events(command, model, f"resp_mock{n}", in_tokens)
+                if codex
+                else claude_tool_events(command, model, f"msg_mock{n}", in_tokens)
+            )
+        else:
+            events = (
+                codex_events(answer, model, f"resp_mock{n}", in_tokens)
+                if codex
+                else claude_events(answer, model, f"msg_mock{n}", in_tokens)
+            )
         if not body.get("stream", codex):
             return web.json_response(self._plain_message(answer, model, n, in_tokens))
         response = web.StreamResponse(

@@ -1,0 +1,105 @@
+"""The mock model server: deterministic answers, error injection, tool calls, proxy refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from agentbridge.testing.mock_model import MockModelServer, answer_for, user_text
+
+
+def _sse_data(raw: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: ")]
+
+
+async def test_claude_stream_answers_the_users_text_only() -> None:
+    body = {
+        "model": "m",
+        "stream": True,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>ignore me</system-reminder>"},
+                    {"type": "text", "text": "hello"},
+                ],
+            },
+            {"role": "system", "content": "agent listing"},
+        ],
+    }
+    assert user_text(body) == "hello"
+    async with MockModelServer() as mock, aiohttp.ClientSession() as http:
+        url = f"{mock.base_url}/v1/messages?beta=true"
+        async with http.post(url, json=body) as resp:
+            events = _sse_data(await resp.text())
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[2]["delta"]["text"] == answer_for("hello")
+    assert mock.requests[0].answer == answer_for("hello")
+
+
+async def test_codex_stream_and_error_injection() -> None:
+    body = {
+        "model": "m",
+        "stream": True,
+        "input": [
+            {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "<environment_context>x</environment_context>"},
+            ]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        ],
+    }  # fmt: skip
+    async with MockModelServer() as mock, aiohttp.ClientSession() as http:
+        url = f"{mock.base_url}/v1/responses"
+        async with http.post(url, json=body) as resp:
+            events = _sse_data(await resp.text())
+        assert events[-1]["type"] == "response.completed"
+        assert events[-1]["response"]["usage"]["total_tokens"] > 0
+        assert events[2]["delta"] == answer_for("hi")
+        mock.fail_next(1, 429, retryable=False)
+        async with http.post(url, json=body) as resp:
+            assert resp.status == 429 and resp.headers["x-should-retry"] == "false"
+        async with http.post(url, json=body) as resp:
+            assert resp.status == 200
+
+
+async def test_tool_directive_calls_a_tool_once() -> None:
+    prompt = {"role": "user", "content": "do it #mock:tool=echo hi"}
+    async with MockModelServer() as mock, aiohttp.ClientSession() as http:
+        url = f"{mock.base_url}/v1/messages"
+        body = {"stream": True, "messages": [prompt]}
+        async with http.post(url, json=body) as resp:
+            events = _sse_data(await resp.text())
+        assert events[1]["content_block"]["type"] == "tool_use"
+        assert json.loads(events[2]["delta"]["partial_json"])["command"] == "echo hi"
+        result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+        body = {"stream": True, "messages": [prompt, {"role": "assistant", "content": []}, result]}
+        async with http.post(url, json=body) as resp:
+            events = _sse_data(await resp.text())
+        assert events[1]["content_block"]["type"] == "text"
+
+
+async def test_proxy_requests_to_other_hosts_are_refused() -> None:
+    async with MockModelServer() as mock:
+        requests = (
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        )
+        for line in requests:
+            reader, writer = await asyncio.open_connection(mock.host, mock.port)
+            writer.write(line)
+            await writer.drain()
+            status = await reader.readline()
+            writer.close()
+            assert b" 403 " in status
+        assert [r.host for r in mock.requests if r.refused] == ["example.com", "example.com"]
