@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -94,3 +95,31 @@ def test_several_agents_with_routing(tmp_path: Path) -> None:
         assert bridge.cli("wait", str(a), "--timeout", "30").stdout.strip() == "echo: to demo"
         assert bridge.cli("wait", str(b), "--timeout", "30").stdout.strip() == "echo: to other"
         assert bridge.message(b).agent == "other"
+
+
+def test_agent_reply_command_is_idempotent_and_announced(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        mid = bridge.send("please answer twice")
+        bridge.cli("wait", str(mid), "--timeout", "30")
+        prompt = next(
+            line
+            for path in bridge.state_dir.rglob("*.jsonl")
+            if "projects" in path.parts
+            for line in path.read_text().splitlines()
+            if f"message={mid} " in line
+        )
+        assert f"reply {mid} " in prompt  # the envelope tells the agent how to reply
+        bridge.cli("reply", str(mid), "an extra answer", "--key", "extra-1")
+        bridge.cli("reply", str(mid), "an extra answer", "--key", "extra-1")  # retried: no dup
+        clash = bridge.cli("reply", str(mid), "different", "--key", "extra-1", check=False)
+        assert clash.returncode == 1
+
+        def extras() -> list[dict[str, object]]:
+            rows = json.loads(bridge.cli("outbox", "--json").stdout)
+            return [r for r in rows if r["message_id"] == mid]
+
+        wait_for(lambda: [r["state"] for r in extras()] == ["sent", "sent"], what="2 sent")
+        assert sorted(str(r["text"]) for r in extras()) == [
+            "an extra answer",
+            "echo: please answer twice",
+        ]

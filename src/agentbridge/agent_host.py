@@ -78,7 +78,9 @@ def spill_path(state_dir: Path, message: Message) -> Path:
     return state_dir / "spill" / f"message-{message.id}-attempt-{message.attempt}.txt"
 
 
-def build_prompt(message: Message, state_dir: Path, spill_threshold: int) -> tuple[str, Envelope]:
+def build_prompt(
+    message: Message, state_dir: Path, spill_threshold: int, reply_command: str | None = None
+) -> tuple[str, Envelope]:
     """The envelope header plus the sanitized body (or a pointer to a 0600 spill file)."""
     envelope = Envelope(
         message_id=message.id,
@@ -98,7 +100,8 @@ def build_prompt(message: Message, state_dir: Path, spill_threshold: int) -> tup
             f"This message is long ({len(body)} characters); it is stored in the file {path}. "
             "Read that whole file: it is the message."
         )
-    return wrap(envelope, body), envelope
+    hint = f'extra replies: {reply_command} reply {message.id} "TEXT"' if reply_command else None
+    return wrap(envelope, body, hint), envelope
 
 
 class AgentSession:
@@ -117,6 +120,7 @@ class AgentSession:
         lease_seconds: float = 600.0,
         observer: Any = None,
         notify: Callable[[Message, str, str], None] | None = None,
+        reply_command: str | None = None,
     ) -> None:
         self.agent = agent
         self.profile = profile
@@ -127,6 +131,7 @@ class AgentSession:
         self.injection = injection or InjectionConfig()
         self.lease_seconds = lease_seconds
         self.observer = observer
+        self.reply_command = reply_command
         self.notify = notify or (lambda message, status, detail: None)
         self.session_name = f"ab-{agent.name}"
         self.spec: LaunchSpec | None = None
@@ -292,7 +297,9 @@ class AgentSession:
         SESSION_ENDED (the caller's recovery handles victims) and API_ERROR (health decides).
         """
         assert self.injector is not None, "session not started"
-        prompt, envelope = build_prompt(message, self.state_dir, self.injection.spill_threshold)
+        prompt, envelope = build_prompt(
+            message, self.state_dir, self.injection.spill_threshold, self.reply_command
+        )
         flight = InFlight(message=message, envelope=envelope)
         self.current = flight
         try:

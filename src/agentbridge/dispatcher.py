@@ -14,6 +14,8 @@ import enum
 import itertools
 import logging
 import re
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,29 @@ _RESETS = re.compile(r"resets?\s+(?:at\s+)?([0-9:]+\s*[ap]m[^\n]*)", re.IGNORECA
 def classify_error_text(text: str) -> tuple[ScreenKind, str | None]:
     """What an API error's own text says: rate limit (with its reset time), context full…"""
     lowered = text.lower()
-    if "rate_limit" in lowered or "rate limit" in lowered or (
-        "limit" in lowered and "reset" in lowered
+    if (
+        "rate_limit" in lowered
+        or "rate limit" in lowered
+        or ("limit" in lowered and "reset" in lowered)
     ):
         match = _RESETS.search(text)
         return ScreenKind.RATE_LIMITED, match.group(1) if match else None
     if "context" in lowered and any(w in lowered for w in ("limit", "full", "too long")):
         return ScreenKind.CONTEXT_FULL, None
     return ScreenKind.API_ERROR, None
+
+
+def reply_command(config: Config) -> str:
+    """How an agent runs ``agentbridge`` (its PATH may not hold our virtualenv)."""
+    exe = Path(sys.executable).with_name("agentbridge")
+    base = (
+        shlex.quote(str(exe))
+        if exe.exists()
+        else f"{shlex.quote(sys.executable)} -m agentbridge.cli"
+    )
+    if config.path is not None:
+        base += f" --config {shlex.quote(str(config.path))}"
+    return base
 
 
 class AgentHealth(enum.StrEnum):
@@ -284,6 +301,7 @@ class AgentWorker:
             lease_seconds=self.config.ledger.lease_seconds,
             observer=self.observer,
             notify=self._notify,
+            reply_command=reply_command(self.config),
         )
         self.session = session
         self.health, self.detail = AgentHealth.STARTING, ""

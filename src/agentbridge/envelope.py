@@ -20,6 +20,7 @@ _HEADER = re.compile(
     r"(?P<resent> resent-after-restart)?\]"
 )
 RESENT_FLAG = "resent-after-restart"
+_HINT = re.compile(r"(?: \([^\n]*\))?")
 
 
 def _field(value: str) -> str:
@@ -52,9 +53,15 @@ def format_envelope(env: Envelope) -> str:
     return "[agentbridge " + " ".join(parts) + "]"
 
 
-def wrap(env: Envelope, body: str) -> str:
-    """Header line, a newline, then the (already sanitized) body."""
-    return format_envelope(env) + "\n" + body
+def wrap(env: Envelope, body: str, hint: str | None = None) -> str:
+    """Header line (plus an optional ``(hint)`` after it), a newline, then the body.
+
+    The hint tells the agent how to send extra replies; it never contains message text.
+    """
+    head = format_envelope(env)
+    if hint:
+        head += f" ({hint.replace(chr(10), ' ')})"
+    return head + "\n" + body
 
 
 def _first_line(prompt: str) -> tuple[str, str]:
@@ -68,8 +75,8 @@ def parse_envelope(prompt: str) -> Envelope | None:
     if not isinstance(prompt, str):
         return None
     head, _ = _first_line(prompt)
-    m = _HEADER.fullmatch(head)
-    if m is None:
+    m = _HEADER.match(head)
+    if m is None or not _HINT.fullmatch(head[m.end() :]):
         return None
     return Envelope(
         message_id=int(m["message"]),

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 MAX_REPLY = 2000
 SHORT_REPLY = 200
 
-_ENVELOPE = re.compile(r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\]\s*$")
+_ENVELOPE = re.compile(
+    r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\](?: \([^\n]*\))?\s*$"
+)
 _DIRECTIVE = re.compile(
     r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|slow=(\d+(?:\.\d+)?))"
     r"(?:@(\d+))?"
