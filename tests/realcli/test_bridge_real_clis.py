@@ -93,7 +93,7 @@ def test_bridge_drives_real_claude_and_codex(
     try:
         bridge.start()
         sent: list[tuple[str, int]] = []
-        for n, body in enumerate(BODIES):
+        for body in BODIES:
             for agent in ("claude", "codex"):
                 mid = bridge.send(body, "--agent", agent, "--conversation", f"{agent}-conv")
                 sent.append((agent, mid))
