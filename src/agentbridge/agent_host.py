@@ -23,6 +23,7 @@ from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParse
 from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
+from agentbridge.hook_relay import normalize as normalize_hook_record
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
@@ -270,12 +271,10 @@ class AgentSession:
     async def is_idle(self) -> bool:
         """Ready for a new prompt: the agent's own state first, the screen as fallback."""
         status = self.agent_status()
-        if status is not None and status != "idle":
-            return False
-        screen = await self.screen()
-        if status == "idle":
-            return screen.kind not in (ScreenKind.PERMISSION_PROMPT, ScreenKind.STARTING)
-        return screen.kind == ScreenKind.READY
+        if status is not None:
+            # the agent's own word; a dialog on screen is caught by the injector's box check
+            return status == "idle"
+        return (await self.screen()).kind == ScreenKind.READY
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until the CLI is up and idle (launch grace), or the deadline/death."""
@@ -283,8 +282,11 @@ class AgentSession:
         while time.monotonic() < deadline:
             if not self.alive():
                 return False
-            if await self.is_idle():
-                return True
+            if self.agent_status() in (None, "idle"):
+                # at launch the screen must agree too: CLIs redraw while they start
+                screen = await self.screen()
+                if screen.kind == ScreenKind.READY and not screen.input_text:
+                    return True
             await asyncio.sleep(0.05)
         return False
 
@@ -393,8 +395,9 @@ class AgentSession:
             self.corrupt_lines += 1
             log.warning("agent %s: corrupt hook record skipped", self.agent.name)
             return
-        if isinstance(record, dict):
-            for event in self._hook_parser.feed(record):
+        wrapped = normalize_hook_record(record)
+        if wrapped is not None:
+            for event in self._hook_parser.feed(wrapped):
                 self._events.put_nowait(event)
         self.last_progress = time.monotonic()
 

@@ -82,6 +82,7 @@ class HealthMonitor:
         self.worker = worker
         self.interval = interval
         self._last_screen_check = 0.0
+        self._last_discovery = 0.0
         self._flight_key: tuple[int, int] | None = None
         self._kind: ScreenKind | None = None
         self._since = 0.0
@@ -109,8 +110,10 @@ class HealthMonitor:
             return
         if session.ended:
             return
-        await session.discover_transcript()
         now = time.monotonic()
+        if now - self._last_discovery >= 1.0:  # a glob on some profiles: not every tick
+            self._last_discovery = now
+            await session.discover_transcript()
         flight = session.current
         status = session.agent_status() if flight is not None or worker.waiting_for else None
         if status == "waiting":

@@ -25,6 +25,7 @@ import pytest
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig
 from agentbridge.envelope import Envelope, parse_envelope, wrap
+from agentbridge.hook_relay import normalize
 from agentbridge.injector import InjectionOutcome, Injector
 from agentbridge.protocols import LaunchSpec, RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
@@ -148,7 +149,11 @@ class TranscriptReader:
         *lines, self._partial = (self._partial + data).split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", errors="replace")
-            self.events += self.parser.feed_line(line) if self.hooks else self.parser.feed(line)
+            if self.hooks:
+                record = normalize(json.loads(line)) if line.strip() else None
+                self.events += self.parser.feed(record) if record is not None else []
+            else:
+                self.events += self.parser.feed(line)
         return self.events
 
     def find(self, kind: AgentEventKind, message_id: int) -> AgentEvent | None:

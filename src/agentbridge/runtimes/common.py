@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,8 +121,10 @@ def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def hook_command(hook_events: Path) -> str:
-    """The relay command a hook runs: our interpreter, so the venv's package is importable."""
-    return f"{sys.executable} -m {HOOK_MARK} {hook_events}"
+    """The relay command a hook runs: a shell one-liner (see ``hook_relay.shell_command``)."""
+    from agentbridge.hook_relay import shell_command
+
+    return shell_command(str(hook_events))
 
 
 def merge_hooks(hooks: dict[str, Any], events: list[str], command: str) -> dict[str, Any]:
