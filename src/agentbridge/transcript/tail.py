@@ -222,6 +222,20 @@ class FileTail:
                 self._watch_handle = None
                 self._watch_dir = None
 
+    def _quiet(self) -> bool:
+        """One stat on the loop: the file is as we last read it and watched in place.
+
+        Idle agents are the common case; with many agents a thread hop per tail per second
+        was most of an idle supervisor's CPU.
+        """
+        if self._watch_dir != self._path.parent:
+            return False
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return self._ino is None  # still not created: nothing to read
+        return st.st_ino == self._ino and st.st_size == self._read_offset
+
     def _rewatch_and_check(self) -> None:
         """Watch the file's directory, or its nearest existing ancestor until it appears."""
         with self._watch_lock:
@@ -260,6 +274,8 @@ class FileTail:
         """inotify can stop silently (watchdog #276): compare size and offset every interval."""
         while not self._closed:
             await asyncio.sleep(self._reconcile_interval)
+            if self._quiet():
+                continue  # nothing new and the watch is where it should be: no thread hop
             try:
                 await asyncio.to_thread(self._rewatch_and_check)
             except Exception:
