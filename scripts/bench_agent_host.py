@@ -105,7 +105,7 @@ async def main(count: int) -> None:
             msg = await ledger.claim_next("bench", session.owner)
             assert msg is not None
             claimed_at = time.time()
-            transcript = session._transcript_path  # noqa: SLF001 - a benchmark looks inside
+            transcript = session._transcript_path
             t_size = transcript.stat().st_size if transcript and transcript.exists() else 0
             t_watch = SizeWatch(transcript) if transcript else None
             if t_watch:
@@ -116,7 +116,7 @@ async def main(count: int) -> None:
             completed_at = next(e.at for e in events if e.to_state == "completed")
             pasted_at = paste_watch.first_growth_after(claimed_at - 0.001, before_bytes)
             if t_watch is None:
-                transcript = session._transcript_path  # noqa: SLF001
+                transcript = session._transcript_path
                 t_watch = SizeWatch(transcript) if transcript else None
             ended_at = None
             if t_watch is not None:
