@@ -206,7 +206,7 @@ class OutboxMixin:
 
     async def mark_sent(self, outbox_id: int, platform_message_id: str | None) -> OutboxItem:
         """The platform accepted the reply."""
-        return await self._tx(
+        item = await self._tx(
             lambda conn, now: self._move(
                 conn,
                 now,
@@ -216,6 +216,8 @@ class OutboxMixin:
                 platform_message_id=platform_message_id,
             )
         )
+        self._notify("outbox", [outbox_id])  # live views show "replied" at once
+        return item
 
     async def mark_retry(self, outbox_id: int, error: str, delay: float) -> OutboxItem:
         """A transient failure of the reserved attempt: back to ``pending`` after ``delay``.
@@ -241,11 +243,13 @@ class OutboxMixin:
 
     async def mark_failed(self, outbox_id: int, error: str) -> OutboxItem:
         """A permanent failure, or retries exhausted."""
-        return await self._tx(
+        item = await self._tx(
             lambda conn, now: self._move(
                 conn, now, outbox_id, OutboxState.FAILED, error, error=error
             )
         )
+        self._notify("outbox", [outbox_id])
+        return item
 
     async def retry_reply(self, outbox_id: int, actor: str = "human") -> OutboxItem:
         """A human (or a reconcile that proved it never arrived) asks to send again."""
