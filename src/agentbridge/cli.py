@@ -287,9 +287,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from agentbridge.plugins import build_plugin_manager
 
     host = build_plugin_manager()
+    ok = EXIT_OK if all(r.loaded for r in host.reports) else EXIT_ERROR
     if args.json:
         _print_json([r.__dict__ for r in host.reports])
-        return EXIT_OK
+        return ok
     for r in host.reports:
         status = "ok " if r.loaded else "ERR"
         detail = ", ".join(r.hooks) if r.loaded else r.error

@@ -120,11 +120,13 @@ def build_plugin_manager(
             if exc.name and module_name.startswith(exc.name):
                 continue  # a default module this build does not ship
             reports.append(PluginReport(module_name, "default", False, f"{exc}"))
-            log.exception("default plugin %s failed to load", module_name)
+            log.error("default plugin %s failed to load: %s", module_name, exc)
+            log.debug("default plugin load failure", exc_info=True)
             continue
         except Exception as exc:
             reports.append(PluginReport(module_name, "default", False, f"{exc}"))
-            log.exception("default plugin %s failed to load", module_name)
+            log.error("default plugin %s failed to load: %s", module_name, exc)
+            log.debug("default plugin load failure", exc_info=True)
             continue
         reports.append(PluginReport(module_name, "default", True, hooks=_hooks_of(pm, module)))
 
@@ -146,9 +148,8 @@ def build_plugin_manager(
                 plugin = ep.load()
                 _register(pm, plugin, ep.name)
             except Exception as exc:  # isolate: one broken plugin never stops the others
-                log.warning(
-                    "plugin %s (%s) failed to load: %s", ep.name, source, exc, exc_info=True
-                )
+                log.warning("plugin %s (%s) failed to load: %s", ep.name, source, exc)
+                log.debug("plugin %s load failure", ep.name, exc_info=True)
                 reports.append(PluginReport(ep.name, source, False, f"{type(exc).__name__}: {exc}"))
                 continue
             reports.append(PluginReport(ep.name, source, True, hooks=_hooks_of(pm, plugin)))
