@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 
@@ -123,3 +124,53 @@ def test_agent_reply_command_is_idempotent_and_announced(tmp_path: Path) -> None
             "an extra answer",
             "echo: please answer twice",
         ]
+
+
+def _transcripts(bridge: Bridge) -> list[Path]:
+    return [p for p in bridge.state_dir.rglob("*.jsonl") if "projects" in p.parts]
+
+
+def test_human_typing_is_not_clobbered_and_human_turns_are_ignored(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        tmux = ["tmux", "-L", bridge.socket]
+        subprocess.run([*tmux, "send-keys", "-t", "ab-demo", "-l", "a human is typing"], check=True)
+        wait_for(lambda: "a human is typing" in bridge.capture(), what="human text on screen")
+        mid = bridge.send("from the bridge")
+        wait_for(
+            lambda: any("released" in e["detail"] for e in bridge.events(mid)),
+            what="the bridge backs off instead of pasting over the human",
+        )
+        assert "from the bridge" not in bridge.capture()
+        subprocess.run([*tmux, "send-keys", "-t", "ab-demo", "Enter"], check=True)
+        msg = bridge.wait_state(mid, "completed", timeout=30)
+        assert msg.reply == "echo: from the bridge" and msg.attempt == 1
+        wait_for(
+            lambda: bridge.status()["agents"]["demo"]["human_turns"] >= 1,
+            what="the human turn was seen and ignored",
+        )
+
+
+def test_corrupt_transcript_line_is_skipped(tmp_path: Path) -> None:
+    with running_bridge(tmp_path) as bridge:
+        first = bridge.send("first")
+        bridge.wait_state(first, "completed")
+        wait_for(lambda: _transcripts(bridge), what="a transcript file")
+        with _transcripts(bridge)[0].open("ab") as handle:
+            handle.write(b'{"type": "user", "message": \xff\xfe not json at all\n')
+        second = bridge.send("second")
+        assert bridge.wait_state(second, "completed").reply == "echo: second"
+        wait_for(
+            lambda: bridge.status()["agents"]["demo"]["corrupt_lines"] >= 1,
+            what="the corrupt line counted",
+        )
+
+
+def test_long_message_is_spilled_to_a_private_file(tmp_path: Path) -> None:
+    text = "".join(f"line {i:05d} " + "y" * 80 + "\n" for i in range(120))  # ~11 KB
+    with running_bridge(tmp_path) as bridge:
+        mid = bridge.send(text)
+        msg = bridge.wait_state(mid, "completed")
+        assert msg.reply is not None and "stored in the file" in msg.reply
+        spilled = next(bridge.state_dir.rglob(f"message-{mid}-attempt-1.txt"))
+        assert spilled.read_text() == text.rstrip("\n") or spilled.read_text() == text
+        assert stat.S_IMODE(spilled.stat().st_mode) == 0o600

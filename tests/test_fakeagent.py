@@ -24,6 +24,7 @@ from agentbridge.fakeagent.inputbox import InputBox
 from agentbridge.fakeagent.keys import InputParser, KeyEvent, KeyKind
 from agentbridge.fakeagent.options import config_dir
 from agentbridge.fakeagent.prompt import env_faults, parse_faults, reply_text
+from agentbridge.fakeagent.transcript_writer import project_dir_name
 from agentbridge.testing import WaitTimeout, wait_until
 
 PROMPT = "❯\u00a0"
@@ -91,7 +92,7 @@ class Agent:
         raise WaitTimeout(f"{shown!r} never submitted")
 
     def transcript(self, session_id: str | None = None) -> Path:
-        project = str(self.cwd).replace("/", "-")
+        project = project_dir_name(str(self.cwd))
         return self.config / "projects" / project / f"{session_id or self.session_id}.jsonl"
 
     def lines(self, session_id: str | None = None) -> list[dict[str, Any]]:

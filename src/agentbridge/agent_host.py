@@ -153,6 +153,7 @@ class AgentSession:
         self._hook_parser: HookParser | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._transcript_path: Path | None = None
+        self._transcript_tail: FileTail | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,23 +193,38 @@ class AgentSession:
         )
 
     async def discover_transcript(self) -> Path | None:
-        """Start following the transcript once its path is known (Codex names it late)."""
-        if self._transcript_path is not None or self.spec is None:
-            return self._transcript_path
-        path = self.profile.transcript_path(self.spec, self.pane_pid)
-        if path is None:
+        """Start following the transcript once its path is known (Codex names it late), and
+        move to where the CLI really writes if the predicted file never appeared (a CLI that
+        spells the cwd differently, ``/clear``, a resumed session)."""
+        if self.spec is None:
             return None
+        current = self._transcript_path
+        if current is not None and (current.exists() or self._transcript_tail is None):
+            return current
+        path = self.profile.transcript_path(self.spec, self.pane_pid)
+        if path is None or path == current:
+            return current
+        if current is not None and self._transcript_tail is not None:
+            if not path.exists():
+                return current
+            log.info("agent %s: transcript is %s", self.agent.name, path)
+            self._transcript_path = path
+            self._transcript_tail.switch_to(path)
+            if self._parser is not None:
+                self._parser.reset()
+            return path
         self._transcript_path = path
         self._parser = self.profile.new_parser()
-        await self._follow(path, self._on_transcript_line)
+        self._transcript_tail = await self._follow(path, self._on_transcript_line)
         return path
 
-    async def _follow(self, path: Path, on_line: Any) -> None:
+    async def _follow(self, path: Path, on_line: Any) -> FileTail:
         # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
         offset = path.stat().st_size if path.exists() else 0
         tail = FileTail(path, on_line, offset=offset, observer=self.observer)
         await tail.start()
         self._tails.append(tail)
+        return tail
 
     async def stop(self, kill: bool = True) -> None:
         """Stop following and (by default) kill the tmux session; the in-flight message stays

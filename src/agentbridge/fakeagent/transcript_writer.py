@@ -18,8 +18,11 @@ MODEL = "fake-model"
 
 
 def project_dir_name(cwd: str) -> str:
-    """Claude's project folder name: the cwd with every ``/`` replaced by ``-``."""
-    return cwd.replace("/", "-")
+    """Claude's project folder name, computed exactly as the real CLI does (every character
+    that is not a letter or digit becomes ``-``; long paths get Claude's hash suffix)."""
+    from agentbridge.runtimes.claude_code import claude_project_dir_name
+
+    return claude_project_dir_name(cwd)
 
 
 def transcript_path(config_dir: Path, cwd: str, session_id: str) -> Path:
