@@ -191,3 +191,13 @@ def test_missing_tmux_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "tmux not found" in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_service_units_run_up(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("")
+    unit = run(tmp_path, "--config", str(config), "service").stdout
+    assert "ExecStart=" in unit and unit.rstrip().endswith("WantedBy=default.target")
+    assert f"--config {config}" in unit and " up" in unit
+    plist = run(tmp_path, "service", "--launchd").stdout
+    assert "<string>up</string>" in plist and "dev.agentbridge" in plist

@@ -377,6 +377,15 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    """Print a user-service unit that runs ``agentbridge up``."""
+    from agentbridge.service import launchd_plist, systemd_unit
+
+    config = Path(args.config).expanduser().resolve() if args.config else None
+    print(launchd_plist(config) if args.launchd else systemd_unit(config), end="")
+    return EXIT_OK
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the supervisor in the foreground."""
     from agentbridge.supervisor import run_supervisor
@@ -464,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restart", help="restart an agent (also after it was degraded)")
     p.add_argument("agent")
     p.set_defaults(func=cmd_restart)
+
+    p = sub.add_parser("service", help="print a systemd (or launchd) unit running `up`")
+    p.add_argument("--launchd", action="store_true", help="macOS launchd plist")
+    p.set_defaults(func=cmd_service)
 
     p = sub.add_parser("new-channel", help="scaffold a channel plugin distribution")
     p.add_argument("name")
