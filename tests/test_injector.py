@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.fakeagent.transcript_writer import project_dir_name
 from agentbridge.injector import (
     InjectionOutcome,
     Injector,
@@ -126,7 +127,7 @@ async def agent(server: TmuxServer, real_tmp: Path) -> AsyncIterator[Agent]:
     log = cwd / "agent.bytes"
     argv = [sys.executable, "-m", "agentbridge.fakeagent", "--session-id", sid, "--byte-log"]
     pane = await server.new_session("agent", [*argv, str(log)], pane_env(cwd), cwd)
-    transcript = cwd / "claude" / "projects" / str(cwd).replace("/", "-") / f"{sid}.jsonl"
+    transcript = cwd / "claude" / "projects" / project_dir_name(str(cwd)) / f"{sid}.jsonl"
     a = Agent(server, pane, log, transcript)
 
     async def ready() -> bool:
