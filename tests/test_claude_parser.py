@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agentbridge.agent_events import AgentEvent
 from agentbridge.agent_events import AgentEventKind as K
 from agentbridge.envelope import Envelope, wrap
 from agentbridge.testing import async_wait_until
+from agentbridge.transcript import claude as claude_module
 from agentbridge.transcript.claude import (
     ClaudeHookParser,
     ClaudeTranscriptParser,
@@ -109,7 +113,7 @@ TURN_END = json.dumps(base("system", subtype="turn_duration", durationMs=1234, i
 
 
 def feed(parser: ClaudeTranscriptParser, *lines: str) -> list[tuple[K, Envelope | None, str]]:
-    out = []
+    out: list[tuple[K, Envelope | None, str]] = []
     for line in lines:
         out.extend((e.kind, e.envelope, e.text) for e in parser.feed(line))
     return out
@@ -346,3 +350,245 @@ async def test_tailed_transcript_file_end_to_end(tmp_path: Path) -> None:
         (K.TURN_COMPLETED, ENV),
     ]
     assert events[-1].text == "echo: hi" and parser.corrupt_lines == 0
+
+
+# -- turns resolved through the uuid/parentUuid chain ----------------------------------------
+
+DATA = Path(__file__).parent / "data" / "claude"
+
+
+def link(line: str, uid: str, parent: str | None, **extra: Any) -> str:
+    """A helper line given its place in Claude's ``uuid``/``parentUuid`` chain."""
+    rec = json.loads(line)
+    rec.update(uuid=uid, parentUuid=parent, **extra)
+    return json.dumps(rec)
+
+
+def attachment(uid: str, parent: str) -> str:
+    return link(json.dumps(base("attachment", attachment={"type": "todo"})), uid, parent)
+
+
+def stop_summary(uid: str, parent: str) -> str:
+    return link(json.dumps(base("system", subtype="stop_hook_summary", hookCount=1)), uid, parent)
+
+
+SNAPSHOT = json.dumps({"type": "file-history-snapshot", "messageId": "x", "snapshot": {}})
+PROMPT = wrap(ENV, "what is 2 + 2?")
+P = link(user(PROMPT), "p", None)
+A = link(assistant("four"), "a", "p")
+E = link(TURN_END, "e", "a")
+IN_ORDER = [
+    (K.PROMPT_RECORDED, ENV, PROMPT),
+    (K.ASSISTANT_TEXT, ENV, "four"),
+    (K.TURN_COMPLETED, ENV, "four"),
+]
+
+
+def turn_events(
+    events: list[tuple[K, Envelope | None, str]],
+) -> list[tuple[K, Envelope | None, str]]:
+    return [e for e in events if e[0] is not K.PROGRESS]
+
+
+@pytest.mark.parametrize(
+    "order",
+    [[P, A, E], [E, A, P], [A, E, P], [A, P, E], [E, P, A]],
+    ids=["in_order", "user_last", "end_before_user", "assistant_before_user", "end_first"],
+)
+def test_first_flush_out_of_order(order: list[str]) -> None:
+    """Whatever the order of the first flush, the prompt is recorded when its line arrives and
+    the turn end, replayed after it, carries the prompt's envelope and the final answer."""
+    p = ClaudeTranscriptParser()
+    assert feed(p, *order) == IN_ORDER
+    assert not p._held and p.corrupt_lines == 0
+
+
+def test_first_flush_shaped_like_the_real_capture() -> None:
+    """tests/data/claude/first_flush_out_of_order.jsonl: the assistant line first, then a
+    snapshot, the prompt, the attachments the assistant line hangs from, the stop hook, the end."""
+    lines = [
+        link(assistant("four"), "a", "att2"),
+        SNAPSHOT,
+        P,
+        attachment("att1", "p"),
+        attachment("att2", "att1"),
+        attachment("att3", "a"),
+        stop_summary("s", "att3"),
+        link(TURN_END, "e", "s"),
+    ]
+    p = ClaudeTranscriptParser()
+    events = feed(p, *lines)
+    assert events[0] == (K.PROGRESS, None, "")  # the snapshot: no uuid, no open turn yet
+    assert turn_events(events) == IN_ORDER
+    assert [k for k, _, _ in events].count(K.PROGRESS) == 5
+
+
+def test_real_capture_first_flush_out_of_order() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(p, *(DATA / "first_flush_out_of_order.jsonl").read_text().splitlines())
+    ends = [(k, e.message_id if e else None) for k, e, _ in turn_events(events)]
+    assert ends == [(K.PROMPT_RECORDED, 1), (K.ASSISTANT_TEXT, 1), (K.TURN_COMPLETED, 1)]
+    assert turn_events(events)[-1][2].startswith("mock answer: ") and p.corrupt_lines == 0
+
+
+def test_real_capture_multi_turn_is_read_as_before() -> None:
+    """In-order files give the same turn events as the file-order reading did."""
+    p = ClaudeTranscriptParser()
+    events = feed(p, *(DATA / "multi_turn_errors_resume.jsonl").read_text().splitlines())
+    got = [(k.value, e.message_id if e else None) for k, e, _ in turn_events(events)]
+    R, T, C, X = "prompt_recorded", "assistant_text", "turn_completed", "api_error"
+    assert got == [
+        (R, 1), (T, 1), (C, 1),
+        (R, 2), ("turn_aborted", 2), (R, 2), (X, 2),  # the rate-limited prompt was rewound
+        (R, 529), (X, 529), (R, 500), (X, 500), (R, 7), (X, 7),
+        (R, 11), (T, 11), (C, 11),
+        (R, 529), (X, 529), (R, 500), (X, 500),
+        (R, 2), ("turn_aborted", 2), (R, 3), (X, 3),
+    ]  # fmt: skip
+    assert p.corrupt_lines == 0
+
+
+TOOL_TURN = [
+    link(assistant("let me look", "m1", stop="tool_use"), "a0", "p"),
+    link(tool_use(), "t", "a0"),
+    link(tool_result(), "r", "t"),
+    link(assistant("final ", "m2"), "a1", "r"),
+    link(assistant("answer", "m2"), "a2", "a1"),
+    link(TURN_END, "e", "a2"),
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_tool_use_chain_written_before_the_prompt_in_any_order(seed: int) -> None:
+    """A turn with tool_use/tool_result in the middle, every line written before the prompt in a
+    shuffled order: replayed in chain order, so the final text joins the last message's blocks."""
+    shuffled = TOOL_TURN[:]
+    random.Random(seed).shuffle(shuffled)
+    p = ClaudeTranscriptParser()
+    assert feed(p, *shuffled) == []
+    assert feed(p, P) == [
+        (K.PROMPT_RECORDED, ENV, PROMPT),
+        (K.ASSISTANT_TEXT, ENV, "let me look"),
+        (K.PROGRESS, ENV, ""),
+        (K.PROGRESS, ENV, ""),
+        (K.ASSISTANT_TEXT, ENV, "final "),
+        (K.ASSISTANT_TEXT, ENV, "answer"),
+        (K.TURN_COMPLETED, ENV, "final answer"),
+    ]
+
+
+def test_tool_use_chain_in_order_with_the_prompt_first() -> None:
+    p = ClaudeTranscriptParser()
+    events = feed(p, P, *TOOL_TURN)
+    assert turn_events(events)[-1] == (K.TURN_COMPLETED, ENV, "final answer")
+    assert [k for k, _, _ in events].count(K.PROGRESS) == 2
+
+
+def test_duplicated_lines_emit_each_turn_event_once() -> None:
+    """Claude can write a line twice (same uuid and message, metadata may differ): the copy is
+    progress, never a second prompt (which would abort the turn) or a second completion."""
+    again = link(user(PROMPT), "p", None, promptId="other", version="2.1.198")
+    p = ClaudeTranscriptParser()
+    events = feed(p, E, A, E, P, A, again, E)
+    assert turn_events(events) == IN_ORDER
+    # after the turn, copies still belong to it; the next prompt is a fresh turn
+    events = feed(p, P, A, E, link(user(wrap(ENV2, "next")), "p2", "e"))
+    assert events[:3] == [(K.PROGRESS, ENV, "")] * 3
+    assert events[3:] == [(K.PROMPT_RECORDED, ENV2, wrap(ENV2, "next"))]
+
+
+def test_next_turns_after_an_out_of_order_first_flush() -> None:
+    p = ClaudeTranscriptParser()
+    first = feed(p, A, E, P)
+    queued = wrap(ENV2, "two")
+    second = feed(
+        p,
+        link(user(queued, source="queued"), "p2", "e"),
+        link(assistant("echo: two", "m2"), "a2", "p2"),
+        link(TURN_END, "e2", "a2"),
+    )
+    assert first == IN_ORDER
+    assert turn_events(second) == [
+        (K.PROMPT_RECORDED, ENV2, queued),
+        (K.ASSISTANT_TEXT, ENV2, "echo: two"),
+        (K.TURN_COMPLETED, ENV2, "echo: two"),
+    ]
+
+
+def test_parent_never_written_falls_back_to_file_order() -> None:
+    """Claude sometimes names a parent it never writes: while a turn is open such a line joins
+    it, and an end never waits, so the turn still completes from the transcript."""
+    p = ClaudeTranscriptParser()
+    events = feed(p, P, link(assistant("four"), "a", "ghost"), link(TURN_END, "e", "a"))
+    assert events == IN_ORDER
+    p = ClaudeTranscriptParser()
+    assert feed(p, P, A, link(TURN_END, "e", "ghost")) == IN_ORDER
+
+
+def test_held_chain_with_a_dangling_root_is_settled_by_the_end() -> None:
+    """The assistant line came before the prompt and hangs from a parent never written: the end,
+    arriving with the turn open, takes the held chain into the turn (in chain order)."""
+    p = ClaudeTranscriptParser()
+    assert feed(p, link(assistant("four"), "a", "ghost")) == []
+    assert feed(p, P, E) == IN_ORDER and not p._held
+
+
+def test_held_chain_is_settled_before_the_next_prompt() -> None:
+    p = ClaudeTranscriptParser()
+    feed(p, link(assistant("four"), "a", "ghost"), P, link(tool_use(), "t", "a"))
+    events = feed(p, link(user(wrap(ENV2, "next")), "p2", "t"))
+    assert events == [
+        (K.ASSISTANT_TEXT, ENV, "four"),
+        (K.PROGRESS, ENV, ""),
+        (K.TURN_ABORTED, ENV, "four"),
+        (K.PROMPT_RECORDED, ENV2, wrap(ENV2, "next")),
+    ]
+
+
+def test_api_error_written_before_the_prompt() -> None:
+    err = json.dumps(
+        base(
+            "assistant",
+            isApiErrorMessage=True,
+            message={"id": "x", "role": "assistant", "content": [{"type": "text", "text": "529"}]},
+        )
+    )
+    p = ClaudeTranscriptParser()
+    events = feed(p, link(err, "x", "p"), link(TURN_END, "e", "x"), P)
+    assert events == [
+        (K.PROMPT_RECORDED, ENV, PROMPT),
+        (K.API_ERROR, ENV, "529"),
+        (K.PROGRESS, ENV, ""),
+    ]
+
+
+def test_interruption_marker_written_before_the_prompt() -> None:
+    marker = link(user("[Request interrupted by user]"), "i", "p")
+    p = ClaudeTranscriptParser()
+    assert feed(p, marker, P) == [(K.PROMPT_RECORDED, ENV, PROMPT), (K.TURN_ABORTED, ENV, "")]
+
+
+def test_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines whose chain never completes (e.g. reading from mid-file) are capped, and so are the
+    fingerprints kept of finished turns; a finished turn keeps no text."""
+    monkeypatch.setattr(claude_module, "MAX_HELD", 4)
+    monkeypatch.setattr(claude_module, "MAX_SEEN", 10)
+    p = ClaudeTranscriptParser()
+    assert feed(p, *(link(TURN_END, f"o{i}", f"missing{i}") for i in range(20))) == []
+    assert len(p._held) == 4 and sum(map(len, p._waiting.values())) == 4
+    for i in range(5):
+        env = Envelope(i, 1, "local", "alice")
+        lines = [
+            link(user(wrap(env, "x")), f"p{i}", f"e{i - 1}"),
+            link(assistant("y"), f"a{i}", f"p{i}"),
+            link(TURN_END, f"e{i}", f"a{i}"),
+        ]
+        assert turn_events(feed(p, *lines))[-1] == (K.TURN_COMPLETED, env, "y")
+    assert len(p._seen) == 10 and all(t is None or t.last_text == "" for _, t in p._seen.values())
+
+
+def test_reset_forgets_held_lines() -> None:
+    p = ClaudeTranscriptParser()
+    feed(p, A, E)
+    p.reset()
+    assert feed(p, P) == [(K.PROMPT_RECORDED, ENV, PROMPT)]

@@ -5,6 +5,14 @@ Facts this relies on (shared/notes/agent-clis.md): a prompt is a ``type: user`` 
 one line per content block; the turn ends with ``{"type": "system", "subtype": "turn_duration"}``;
 an Esc interrupt writes the user line and no turn end; a queued prompt is its own turn. Unknown
 fields are ignored so newer CLI versions keep working; a corrupt line is counted, never raised.
+
+Line order is not turn order: Claude 2.1.197 can write a session's first flush out of order (the
+assistant line or the turn end before the prompt line), so a line joins a turn through its
+``parentUuid`` (or ``logicalParentUuid``) chain; a line whose ancestor is not written yet is held
+and replayed, in chain order, when it arrives. Chains also dangle (Claude sometimes names a parent
+it never writes), so file order stays the fallback: a line with no uuid or parent, or whose parent
+is unknown while a turn is open, joins the open turn, and an end never waits while a turn is open.
+A duplicated line (same uuid and message) is mere progress: each turn event is emitted once.
 """
 
 from __future__ import annotations
@@ -24,16 +32,17 @@ log = logging.getLogger(__name__)
 K = AgentEventKind
 
 # User lines with string content that are records of local slash commands, not model turns.
-_LOCAL_COMMAND_PREFIXES = (
-    "<command-name>",
-    "<command-message>",
-    "<command-args>",
-    "<local-command-stdout>",
-    "<local-command-stderr>",
-    "<local-command-caveat>",
-)
+_COMMAND_TAGS = ("<command-name>", "<command-message>", "<command-args>")
+_OUTPUT_TAGS = ("<local-command-stdout>", "<local-command-stderr>", "<local-command-caveat>")
+_LOCAL_COMMAND_PREFIXES = _COMMAND_TAGS + _OUTPUT_TAGS
 _SYSTEM_REMINDER = "<system-reminder>"
 _INTERRUPTED = "[Request interrupted by user"
+
+# What a line means for turn tracking (decided once, when it arrives).
+_PROMPT, _INTERRUPT, _TEXT, _ERROR, _END, _OTHER = "prompt", "interrupt", "text", "error", "end", ""
+
+MAX_SEEN = 8192  # fingerprints of attributed lines (FIFO): drop duplicates, place late lines
+MAX_HELD = 512  # lines waiting for an ancestor; beyond it the oldest is dropped, events lost
 
 
 class _Corrupt(ValueError):
@@ -46,14 +55,26 @@ class _Turn:
     last_text: str = ""
     last_text_msg: str | None = None
     errored: bool = False
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A record reduced on arrival (so a corrupt line never fails someone else's replay)."""
+
+    kind: str
+    sid: str | None
+    uuid: str | None
+    parent: str | None
+    digest: int
+    text: str = ""
+    msg_id: str | None = None
 
 
 def _prompt_text(content: Any) -> str | None:
     """The user's text of a prompt line, or None when the line is not a prompt."""
     if isinstance(content, str):
-        if content.lstrip().startswith(_LOCAL_COMMAND_PREFIXES):
-            return None
-        return content
+        return None if content.lstrip().startswith(_LOCAL_COMMAND_PREFIXES) else content
     if not isinstance(content, list) or not content:
         raise _Corrupt("user content is neither a string nor a list")
     texts: list[str] = []
@@ -86,16 +107,75 @@ def _assistant_text(content: Any) -> str:
     return "".join(parts)
 
 
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _meaning(rec: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(kind, text, assistant message id) of one record; raises ``_Corrupt``."""
+    kind = rec["type"]
+    if kind == "user":
+        message = rec.get("message")
+        if not isinstance(message, dict):
+            raise _Corrupt("user line without a message object")
+        origin = rec.get("origin")
+        # a non-human origin (e.g. a background-task notification) must not abort our turn
+        other = isinstance(origin, dict) and origin.get("kind") not in (None, "human")
+        if other or rec.get("isMeta") or rec.get("isSidechain") or rec.get("isCompactSummary"):
+            return _OTHER, "", None
+        text = _prompt_text(message.get("content"))
+        if text is None:
+            return _OTHER, "", None
+        # Esc: Claude records the interruption, no turn end
+        return (_INTERRUPT if text.startswith(_INTERRUPTED) else _PROMPT), text, None
+    if kind == "assistant":
+        message = rec.get("message")
+        if not isinstance(message, dict):
+            raise _Corrupt("assistant line without a message object")
+        text = _assistant_text(message.get("content", []))
+        if rec.get("isApiErrorMessage"):
+            return _ERROR, text, None
+        if rec.get("isSidechain") or not text:
+            return _OTHER, "", None
+        return _TEXT, text, _str(message.get("id"))
+    if kind == "system" and rec.get("subtype") == "turn_duration":
+        return _END, "", None
+    return _OTHER, "", None
+
+
+def _ev(kind: AgentEventKind, env: Envelope | None, text: str, sid: str | None) -> AgentEvent:
+    return AgentEvent(kind, env, text, "transcript", sid)
+
+
+def _line(rec: dict[str, Any]) -> _Line:
+    kind, text, msg_id = _meaning(rec)
+    # Duplicates Claude writes keep uuid, type and message but may change metadata (promptId,
+    # version, even parentUuid), so only type and message identify "the same line".
+    key = json.dumps([rec["type"], rec.get("subtype"), rec.get("message")], default=str)
+    parent = _str(rec.get("parentUuid")) or _str(rec.get("logicalParentUuid"))
+    sid, uuid = _str(rec.get("sessionId")), _str(rec.get("uuid"))
+    return _Line(kind, sid, uuid, parent, hash(key), text, msg_id)
+
+
 class ClaudeTranscriptParser:
-    """Stateful parser of one Claude Code transcript file (``feed`` one line at a time)."""
+    """Stateful parser of one Claude Code transcript file (``feed`` one line at a time).
+
+    ``_current`` is the open turn in file order (a new prompt aborts it); ``_seen`` maps the uuid
+    of every attributed line to (digest, turn) so children, duplicates and late lines find their
+    turn; ``_held`` keeps lines whose chain is not complete yet, ``_waiting`` indexes them by the
+    parent uuid they wait for. A finished turn keeps no text, only its lines' fingerprints.
+    """
 
     def __init__(self) -> None:
         self.corrupt_lines = 0
-        self._turn: _Turn | None = None
+        self._current: _Turn | None = None
+        self._seen: dict[str, tuple[int, _Turn | None]] = {}
+        self._held: dict[str, _Line] = {}
+        self._waiting: dict[str, list[str]] = {}
 
     def reset(self) -> None:
-        """Forget the open turn: the session moved to another transcript file."""
-        self._turn = None
+        """Forget the open turn and all chains: the session moved to another transcript file."""
+        self._current, self._seen, self._held, self._waiting = None, {}, {}, {}
 
     def feed(self, line: str) -> list[AgentEvent]:
         if not line.strip():
@@ -104,85 +184,135 @@ class ClaudeTranscriptParser:
             record = json.loads(line)
             if not isinstance(record, dict) or not isinstance(record.get("type"), str):
                 raise _Corrupt("not a typed JSON object")
-            return self._record(record)
+            item = _line(record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.corrupt_lines += 1
             log.warning("claude transcript: skipped corrupt line (%s): %.200r", exc, line)
             return []
+        return self._arrive(item)
 
-    # -- per record type --------------------------------------------------------------------
+    # -- which turn a line belongs to -------------------------------------------------------
 
-    def _record(self, rec: dict[str, Any]) -> list[AgentEvent]:
-        sid = rec.get("sessionId") if isinstance(rec.get("sessionId"), str) else None
-        kind = rec["type"]
-        if kind == "user":
-            return self._user(rec, sid)
-        if kind == "assistant":
-            return self._assistant(rec, sid)
-        if kind == "system" and rec.get("subtype") == "turn_duration":
-            return self._turn_end(sid)
-        return [self._event(K.PROGRESS, sid)]
-
-    def _event(self, kind: AgentEventKind, sid: str | None, text: str = "") -> AgentEvent:
-        env = self._turn.envelope if self._turn is not None else None
-        return AgentEvent(kind, env, text, source="transcript", session_id=sid)
-
-    def _user(self, rec: dict[str, Any], sid: str | None) -> list[AgentEvent]:
-        message = rec.get("message")
-        if not isinstance(message, dict):
-            raise _Corrupt("user line without a message object")
-        if rec.get("isMeta") or rec.get("isSidechain") or rec.get("isCompactSummary"):
-            return [self._event(K.PROGRESS, sid)]
-        origin = rec.get("origin")
-        if isinstance(origin, dict) and origin.get("kind") not in (None, "human"):
-            # e.g. a background-task notification: not a prompt, must not abort our turn
-            return [self._event(K.PROGRESS, sid)]
-        text = _prompt_text(message.get("content"))
-        if text is None:
-            return [self._event(K.PROGRESS, sid)]
-        if text.startswith(_INTERRUPTED):
-            return self._abort(sid)  # Esc: Claude records the interruption, no turn end
-        events = self._abort(sid)
-        self._turn = _Turn(envelope=parse_envelope(text))
-        events.append(self._event(K.PROMPT_RECORDED, sid, text))
-        return events
-
-    def _abort(self, sid: str | None) -> list[AgentEvent]:
-        """A turn that never ended (interrupted): report it once, then forget it."""
-        turn, self._turn = self._turn, None
-        if turn is None or turn.errored:
+    def _arrive(self, item: _Line) -> list[AgentEvent]:
+        seen = self._seen.get(item.uuid or "")
+        if item.uuid in self._held or (seen is not None and seen[0] == item.digest):
+            turn = seen[1] if seen is not None else None  # a duplicate: already reported
+            return [_ev(K.PROGRESS, turn.envelope if turn else None, "", item.sid)]
+        if item.kind == _PROMPT:
+            out: list[AgentEvent] = []
+            if item.parent in self._held and self._current is not None:
+                # what the prompt follows must belong to the turn it ends: settle it first
+                out = self._force(item.parent, self._current)
+            return out + self._resolve(item, None)
+        if item.uuid is None or item.parent is None:
+            return self._resolve(item, self._current)  # no chain: file order
+        seen = self._seen.get(item.parent)
+        if seen is not None:
+            return self._resolve(item, seen[1])
+        if item.parent in self._held:
+            self._hold(item)
+            if item.kind == _END and self._current is not None:
+                return self._force(item.uuid, self._current)
             return []
-        return [AgentEvent(K.TURN_ABORTED, turn.envelope, turn.last_text, "transcript", sid)]
+        if self._current is not None:
+            return self._resolve(item, self._current)  # a parent Claude never wrote: file order
+        self._hold(item)  # e.g. the first flush wrote this before its prompt
+        return []
 
-    def _assistant(self, rec: dict[str, Any], sid: str | None) -> list[AgentEvent]:
-        message = rec.get("message")
-        if not isinstance(message, dict):
-            raise _Corrupt("assistant line without a message object")
-        text = _assistant_text(message.get("content", []))
-        if rec.get("isApiErrorMessage"):
-            if self._turn is not None:
-                self._turn.errored = True
-            return [self._event(K.API_ERROR, sid, text)]
-        if rec.get("isSidechain") or not text:
-            return [self._event(K.PROGRESS, sid)]
-        if self._turn is not None:
-            msg_id = message.get("id") if isinstance(message.get("id"), str) else None
-            # one line per content block: text blocks of the same message belong together
-            if msg_id is not None and msg_id == self._turn.last_text_msg:
-                self._turn.last_text += text
-            else:
-                self._turn.last_text = text
-            self._turn.last_text_msg = msg_id
-        return [self._event(K.ASSISTANT_TEXT, sid, text)]
+    def _hold(self, item: _Line) -> None:
+        assert item.uuid is not None and item.parent is not None
+        self._held[item.uuid] = item
+        self._waiting.setdefault(item.parent, []).append(item.uuid)
+        while len(self._held) > MAX_HELD:
+            dropped = self._unhold(next(iter(self._held)))
+            log.warning("claude transcript: dropped a line its chain never reached: %r", dropped)
 
-    def _turn_end(self, sid: str | None) -> list[AgentEvent]:
-        turn, self._turn = self._turn, None
-        if turn is None:
-            # we started reading mid-turn (or a turn end without prompt): no envelope known
-            return [AgentEvent(K.TURN_COMPLETED, None, "", "transcript", sid)]
-        if turn.errored:
-            return [AgentEvent(K.PROGRESS, turn.envelope, "", "transcript", sid)]
-        return [AgentEvent(K.TURN_COMPLETED, turn.envelope, turn.last_text, "transcript", sid)]
+    def _unhold(self, uuid: str) -> _Line | None:
+        item = self._held.pop(uuid, None)
+        if item is not None and item.parent is not None:
+            siblings = self._waiting.get(item.parent, [])
+            if uuid in siblings:
+                siblings.remove(uuid)
+            if not siblings:
+                self._waiting.pop(item.parent, None)
+        return item
+
+    def _force(self, uuid: str, turn: _Turn) -> list[AgentEvent]:
+        """Attribute the held chain above ``uuid`` (its topmost held ancestor and everything
+        waiting below it) to ``turn``: its missing ancestor is taken to be one never written."""
+        top, chain = uuid, {uuid}
+        while (parent := self._held[top].parent) in self._held and parent not in chain:
+            top = parent or ""
+            chain.add(top)
+        root = self._unhold(top)
+        return self._resolve(root, turn) if root is not None else []
+
+    def _resolve(self, item: _Line, owner: _Turn | None) -> list[AgentEvent]:
+        """Report ``item`` as part of ``owner``, then replay what waited for it, in chain order."""
+        out: list[AgentEvent] = []
+        stack = [(item, owner)]
+        while stack:
+            line, turn = stack.pop()
+            events, turn = self._apply(line, turn)
+            out += events
+            if line.uuid is None:
+                continue
+            self._seen.pop(line.uuid, None)
+            self._seen[line.uuid] = (line.digest, turn)
+            while len(self._seen) > MAX_SEEN:
+                del self._seen[next(iter(self._seen))]
+            for child in reversed(self._waiting.pop(line.uuid, [])):
+                waiting = self._held.pop(child, None)
+                if waiting is not None:
+                    stack.append((waiting, turn))
+        return out
+
+    # -- what a line means for its turn -----------------------------------------------------
+
+    def _apply(self, item: _Line, turn: _Turn | None) -> tuple[list[AgentEvent], _Turn | None]:
+        """Events of one attributed line, and the turn its children belong to."""
+        sid = item.sid
+        if item.kind == _PROMPT:
+            events = self._abort(self._current, sid)
+            turn = self._current = _Turn(envelope=parse_envelope(item.text))
+            events.append(_ev(K.PROMPT_RECORDED, turn.envelope, item.text, sid))
+            return events, turn
+        env = turn.envelope if turn is not None else None
+        if turn is not None and turn.done:  # a late line of a finished turn: its events are out
+            return [_ev(K.PROGRESS, env, "", sid)], turn
+        if item.kind == _INTERRUPT:
+            return self._abort(turn, sid), turn
+        if item.kind == _END:
+            if turn is None:  # started reading mid-turn (or an end without prompt): no envelope
+                return [_ev(K.TURN_COMPLETED, None, "", sid)], turn
+            kind, text = (K.PROGRESS, "") if turn.errored else (K.TURN_COMPLETED, turn.last_text)
+            self._finish(turn)
+            return [_ev(kind, env, text, sid)], turn
+        if item.kind == _ERROR:
+            if turn is not None:
+                turn.errored = True
+            return [_ev(K.API_ERROR, env, item.text, sid)], turn
+        if item.kind == _TEXT:
+            if turn is not None:
+                # one line per content block: text blocks of the same message belong together
+                same = item.msg_id is not None and item.msg_id == turn.last_text_msg
+                turn.last_text = turn.last_text + item.text if same else item.text
+                turn.last_text_msg = item.msg_id
+            return [_ev(K.ASSISTANT_TEXT, env, item.text, sid)], turn
+        return [_ev(K.PROGRESS, env, "", sid)], turn
+
+    def _abort(self, turn: _Turn | None, sid: str | None) -> list[AgentEvent]:
+        """A turn that never ended (interrupted): report it once, then forget it."""
+        if turn is None or turn.done:
+            return []
+        errored, text = turn.errored, turn.last_text
+        self._finish(turn)
+        return [] if errored else [_ev(K.TURN_ABORTED, turn.envelope, text, sid)]
+
+    def _finish(self, turn: _Turn) -> None:
+        turn.done, turn.last_text, turn.last_text_msg = True, "", None
+        if self._current is turn:
+            self._current = None
 
 
 @dataclass
