@@ -60,6 +60,7 @@ class InFlight:
 
     screen: ScreenKind | None = None
     reset_at: str | None = None
+    receipts: set[str] = field(default_factory=set)
 
     def finish(self, outcome: TurnOutcome, detail: str = "") -> None:
         """First finisher wins; later evidence is ignored."""
@@ -353,7 +354,7 @@ class AgentSession:
             await self._ledger_call(
                 self.ledger.mark_submitted(message.id, message.fence, actor=self.owner)
             )
-            self.notify(message, "injected", "")
+            self._receipt(flight, "injected")
             return
         if result.outcome == InjectionOutcome.PANE_DEAD:
             self.mark_dead("the agent's pane died before the paste")
@@ -372,6 +373,12 @@ class AgentSession:
         with contextlib.suppress(Exception):
             await self.tmux.send_key(self.pane_id or "", "C-u")
         await self._release(flight, f"injection {result.outcome}")
+
+    def _receipt(self, flight: InFlight, status: str) -> None:
+        """Each receipt once per flight, in order (injected before working)."""
+        if status not in flight.receipts:
+            flight.receipts.add(status)
+            self.notify(flight.message, status, "")
 
     async def _release(self, flight: InFlight, why: str) -> None:
         message = flight.message
@@ -453,7 +460,8 @@ class AgentSession:
         elif event.kind == AgentEventKind.PROMPT_RECORDED:
             if not flight.accepted.is_set():
                 flight.accepted.set()
-                self.notify(message, "working", "")
+                self._receipt(flight, "injected")  # the record can beat the injector's return
+                self._receipt(flight, "working")
             await self._ledger_call(
                 self.ledger.mark_accepted(
                     message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"

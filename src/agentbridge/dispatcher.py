@@ -413,9 +413,17 @@ class AgentWorker:
         self.health = AgentHealth.STOPPED
 
     async def probe(self) -> bool:
-        """Health probe (after a wake): restart if the agent is gone. True when healthy."""
+        """Health probe (after a wake): restart if the agent is gone. True when healthy.
+
+        A restart already under way (health may have seen the death first) is not doubled.
+        """
+        if self.busy_restarting or self._restart_reason is not None:
+            return False
         session = self.session
-        if session is None or not session.alive():
+        if session is None or session.ended:
+            return False
+        if not session.alive():
+            session.mark_dead("agent gone after the host woke")
             self.request_restart("agent gone after the host woke")
             return False
         return True
