@@ -219,6 +219,36 @@ class OutboxMixin:
         self._notify("outbox", [outbox_id])  # live views show "replied" at once
         return item
 
+    async def mark_part_sent(
+        self, outbox_id: int, parts_sent: int, platform_message_id: str | None
+    ) -> OutboxItem:
+        """A part of a chunked reply reached the platform: a retry resumes after it."""
+
+        def run(conn: sqlite3.Connection, now: float) -> OutboxItem:
+            from agentbridge.ledger import NotFound, insert_event
+
+            row = conn.execute(
+                "UPDATE outbox SET parts_sent = MAX(parts_sent, ?), updated_at = ?,"
+                " platform_message_id = COALESCE(platform_message_id, ?)"
+                " WHERE id = ? AND state = 'sending' RETURNING *",
+                (parts_sent, now, platform_message_id, outbox_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no outbox row {outbox_id} being sent")
+            insert_event(
+                conn,
+                now,
+                "outbox",
+                "part_sent",
+                message_id=row["message_id"],
+                outbox_id=outbox_id,
+                attempt=row["attempts"],
+                detail=f"part {parts_sent} sent ({platform_message_id})",
+            )
+            return OutboxItem.from_row(row)
+
+        return await self._tx(run)
+
     async def mark_retry(self, outbox_id: int, error: str, delay: float) -> OutboxItem:
         """A transient failure of the reserved attempt: back to ``pending`` after ``delay``.
 

@@ -76,6 +76,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_due ON outbox (scheduled_at) WHERE state = 'pending';
     CREATE INDEX outbox_state ON outbox (state, updated_at);
     """,
+    # 2: how many parts of a long reply the platform already has (a retry resumes after them)
+    """
+    ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -94,6 +94,7 @@ class OutboxItem:
     last_error: str | None
     created_at: float
     updated_at: float
+    parts_sent: int = 0  #: parts of a chunked reply already accepted by the platform
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> OutboxItem:
@@ -114,6 +115,7 @@ class OutboxItem:
             last_error=row["last_error"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            parts_sent=row["parts_sent"],
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -149,10 +149,14 @@ class OutboxRelay:
                 self.on_failed(item, "channel not configured")
             return
         crash_point("during_send")
+        parts = chunk_text(item.text, channel.limits.max_message_length)
+        platform_ids: list[str | None] = [item.platform_message_id]
         try:
-            platform_ids = []
-            for part in chunk_text(item.text, channel.limits.max_message_length):
-                platform_ids.append(await channel.deliver(replace(item, text=part)))
+            for index in range(item.parts_sent, len(parts)):
+                platform_id = await channel.deliver(replace(item, text=parts[index]))
+                platform_ids.append(platform_id)
+                if len(parts) > 1:  # record progress: a retry must not resend earlier parts
+                    await self.ledger.mark_part_sent(item.id, index + 1, platform_id)
         except Exception as exc:
             await self._failed_attempt(item, channel, exc)
             return
@@ -164,7 +168,7 @@ class OutboxRelay:
             item.message_id,
             item.id,
             item.channel,
-            len(platform_ids),
+            len(parts),
         )
         if self.on_sent:
             self.on_sent(sent)
