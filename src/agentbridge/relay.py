@@ -153,7 +153,9 @@ class OutboxRelay:
         platform_ids: list[str | None] = [item.platform_message_id]
         try:
             for index in range(item.parts_sent, len(parts)):
-                platform_id = await channel.deliver(replace(item, text=parts[index]))
+                # parts_sent tells the channel which part this is (0 = the reply's first)
+                chunk = replace(item, text=parts[index], parts_sent=index)
+                platform_id = await channel.deliver(chunk)
                 platform_ids.append(platform_id)
                 if len(parts) > 1:  # record progress: a retry must not resend earlier parts
                     await self.ledger.mark_part_sent(item.id, index + 1, platform_id)

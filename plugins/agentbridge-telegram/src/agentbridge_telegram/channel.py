@@ -32,7 +32,6 @@ from agentbridge_telegram.api import (
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
 from agentbridge_telegram.inbound import parse_update
 from agentbridge_telegram.outbound import (
-    ReplyPass,
     chat_ref,
     message_key,
     remember,
@@ -77,7 +76,6 @@ class TelegramChannel:
         self._webhook: webhook.WebhookServer | None = None
         self._origins: OrderedDict[int, tuple[str, int]] = OrderedDict()
         self._progress: dict[str, list[str]] = {}  # chunk key → ids of sub-parts already sent
-        self._passes: OrderedDict[str, ReplyPass] = OrderedDict()  # idem_key → relay pass
         self._answered: set[int | None] = set()  # refused users already told so
         self._background: set[asyncio.Task[None]] = set()
         #: next getUpdates offset (None until the first update was committed)
@@ -335,26 +333,17 @@ class TelegramChannel:
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Send one reply (or one relay chunk) in parts of ≤ 4096 UTF-16 units; return the
-        first message id.
+        """Send one relay chunk in parts of ≤ 4096 UTF-16 units; return the first message id.
 
-        The relay calls this once per chunk of its own, in order, and after a failure starts
-        the reply again from chunk 1. Per process we follow that pass (see ``ReplyPass``): a chunk
-        that already reached the chat in an earlier pass is not sent again, a retry after a
-        429 on sub-part 3 resends from sub-part 3, and only the reply's first message quotes
-        the sender's message.
+        The relay records each chunk the platform accepted (``parts_sent``) and hands us the
+        chunk's index in ``item.parts_sent``, so a retry resumes after what the chat already
+        has. Only the reply's very first message quotes the sender's message. Within one chunk,
+        sub-parts already sent in this process are not sent again after a 429 on a later one.
         """
         if self._api is None or self.settings is None:
             raise to_delivery_error(TelegramNetworkError("telegram channel not started"))
         digest = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        state = self._passes.get(item.idem_key) or ReplyPass()
-        remember(self._passes, item.idem_key, state)
-        if state.failed:  # the relay retries the reply from its first chunk
-            state.cursor, state.failed = 0, False
-        index = state.cursor
-        if index < len(state.parts) and state.parts[index][0] == digest:
-            state.cursor += 1  # delivered in an earlier pass: never twice
-            return state.parts[index][1]
+        index = item.parts_sent
         key = f"{item.idem_key}:{index}:{digest}"
         sent = self._progress.setdefault(key, [])
         chat: int | str = chat_ref(item.conversation)
@@ -368,7 +357,6 @@ class TelegramChannel:
                 chat, message_id = await send_part(self._api, self.settings, chat, part, reply)
                 sent.append(message_id)
         except (TelegramApiError, TelegramNetworkError) as exc:
-            state.failed = True
             error = to_delivery_error(exc)
             if error.error_class is ErrorClass.PERMANENT:
                 self._progress.pop(key, None)
@@ -381,9 +369,6 @@ class TelegramChannel:
             )
             raise error from None
         self._progress.pop(key, None)
-        del state.parts[index:]
-        state.parts.append((digest, sent[0]))
-        state.cursor = index + 1
         return sent[0]
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentbridge_telegram.api import BotApi, TelegramApiError, get_logger
@@ -69,10 +68,3 @@ def remember(memory: OrderedDict[Any, Any], key: Any, value: Any, cap: int = 409
         memory.popitem(last=False)
 
 
-@dataclass
-class ReplyPass:
-    """Where the relay is in one reply: chunks delivered so far, and the next chunk's index."""
-
-    parts: list[tuple[str, str]] = field(default_factory=list)  # (text digest, message id)
-    cursor: int = 0
-    failed: bool = False
