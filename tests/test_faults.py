@@ -51,7 +51,10 @@ def test_agent_killed_mid_turn_is_replayed_once(tmp_path: Path) -> None:
         assert msg.attempt == 2
         assert msg.reply is not None and msg.reply.startswith("echo: work slowly")
         wait_for(lambda: sorted(transcript_prompts(bridge, mid)) == [1, 2], what="2 prompts")
-        assert bridge.status()["agents"]["demo"]["restarts"] == 1
+        status = bridge.status()["agents"]["demo"]
+        assert status["restarts"] == 1 and status["victims"] == 1
+        assert status["last_recovery"]["replayed"] == [mid]
+        assert "VICT" in bridge.cli("status").stdout
         detail = [e["detail"] for e in bridge.events(mid) if e["to_state"] == "queued"]
         assert any("re-sent after a restart" in d for d in detail)
 

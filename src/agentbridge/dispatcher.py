@@ -443,5 +443,6 @@ class AgentWorker:
             "human_turns": session.human_turns if session else 0,
             "corrupt_lines": session.corrupt_lines if session else 0,
             "last_recovery": self.last_recovery,
+            "victims": sum(len(ids) for ids in self.last_recovery.values()),
             "state_dir": str(Path(self.state_dir)),
         }

@@ -63,12 +63,13 @@ def render(snapshot: dict[str, Any]) -> str:
         lines.append("supervisor: not running (start it with `agentbridge up`)")
     lines.append(
         f"{'AGENT':<14}{'RUNTIME':<12}{'HEALTH':<12}{'QUEUED':>7}{'OLDEST':>8}"
-        f"{'FLIGHT':>7}{'STALE':>6}{'QUAR':>5}{'RESTARTS':>9}  DETAIL"
+        f"{'FLIGHT':>7}{'STALE':>6}{'VICT':>5}{'QUAR':>5}{'RESTARTS':>9}  DETAIL"
     )
     for name, a in snapshot["agents"].items():
         lines.append(
             f"{name:<14}{a.get('runtime', ''):<12}{a.get('health', ''):<12}{a['queued']:>7}"
             f"{_fmt_age(a.get('oldest_queued_age')):>8}{a['in_flight']:>7}{a['stale']:>6}"
+            f"{a.get('victims', 0):>5}"
             f"{a['quarantined']:>5}{a.get('restarts', 0):>9}  {a.get('detail', '')}"
         )
     outbox = snapshot.get("outbox", {})
