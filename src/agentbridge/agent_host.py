@@ -446,7 +446,7 @@ class AgentSession:
             or env.message_id != flight.message.id
             or env.attempt != (flight.message.attempt)
         ):
-            log.info(
+            log.debug(  # duplicates of evidence already applied (hook first, transcript later)
                 "agent %s: %s for message %s attempt %s is not in flight here (ignored)",
                 self.agent.name,
                 event.kind,
