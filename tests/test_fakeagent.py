@@ -161,6 +161,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
         env: dict[str, str] | None = None,
         hooks: tuple[str, ...] = (),
         reply_delay: float = 0.05,
+        extra: tuple[str, ...] = (),
     ) -> Agent:
         socket = f"abtest-{uuid.uuid4().hex[:12]}"
         server = libtmux.Server(socket_name=socket)
@@ -199,6 +200,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             str(byte_log),
             "--reply-delay",
             str(reply_delay),
+            *extra,
         ]
         agent = Agent(server, socket, "", home, cwd, byte_log, hook_log, session_id)
         pane = agent.tmux(
@@ -431,6 +433,54 @@ def test_hooks_fire_with_payloads(start_agent: StartAgent) -> None:
     assert stop["hook_event_name"] == "Stop" and stop["prompt_id"] == lines[0]["promptId"]
     assert stop["stop_hook_active"] is False
     assert stop["last_assistant_message"] == "echo: hello hooks"
+
+
+def test_settings_flag_hooks_merge_with_settings_json(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    """As Claude Code 2.1.197 does (measured): ``--settings`` hooks run alongside settings.json
+    hooks, and a command given in both runs once."""
+    flag_log = tmp_path / "flag-hooks.jsonl"
+    flag_command = f"cat >> {shlex.quote(str(flag_log))}; echo >> {shlex.quote(str(flag_log))}"
+    user_log = tmp_path / "hooks.jsonl"
+    shared = f"cat >> {shlex.quote(str(user_log))}; echo >> {shlex.quote(str(user_log))}"
+    flag_settings = tmp_path / "agent-settings.json"
+    flag_settings.write_text(
+        json.dumps(
+            {
+                "hooks": {
+                    "Stop": [{"hooks": [{"type": "command", "command": flag_command}]}],
+                    "UserPromptSubmit": [
+                        {"hooks": [{"type": "command", "command": flag_command}]},
+                        {"hooks": [{"type": "command", "command": shared}]},  # also the user's
+                    ],
+                }
+            }
+        )
+    )
+    agent = start_agent(
+        hooks=("UserPromptSubmit", "Stop"), extra=("--settings", str(flag_settings))
+    )
+    agent.submit("hello both")
+
+    def events(path: Path) -> list[str]:
+        if not path.exists():
+            return []
+        return [json.loads(x)["hook_event_name"] for x in path.read_text().splitlines() if x]
+
+    wait_until(lambda: events(flag_log) == ["UserPromptSubmit", "Stop"], 5, what="flag hooks")
+    wait_until(lambda: agent.hook_events() == ["UserPromptSubmit", "Stop"], 5, what="user hooks")
+    lines = agent.wait_lines(4)
+    summary = next(x for x in lines if x.get("subtype") == "stop_hook_summary")
+    assert summary["hookCount"] == 2  # the user's Stop hook and the --settings one
+    # the same settings as inline JSON text
+    inline = json.dumps(
+        {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": flag_command}]}]}}
+    )
+    flag_log.unlink()
+    other = start_agent(extra=("--settings", inline))
+    other.submit("inline json")
+    wait_until(lambda: events(flag_log) == ["Stop"], 5, what="inline --settings hook")
 
 
 def test_session_file_and_clean_exit_on_sigterm(start_agent: StartAgent) -> None:

@@ -6,9 +6,12 @@ and Codex 0.169.0 running against ``agentbridge.testing.mock_model``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,8 @@ from agentbridge.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile, DemoProfile, GenericProfile
 from agentbridge.runtimes.claude_code import claude_project_dir_name
 from agentbridge.runtimes.codex import toml_upsert
+from agentbridge.runtimes.common import hook_command
+from agentbridge.runtimes.generic import DEFAULT_READY
 from agentbridge.testing.mock_model import answer_for
 from agentbridge.transcript.codex import CodexTranscriptParser
 
@@ -40,31 +45,119 @@ def test_profiles_satisfy_the_protocol() -> None:
     assert GenericProfile().strong_completion is False
 
 
+def _ours(hooks: dict[str, Any]) -> list[Any]:
+    return [g for gs in hooks.values() for g in gs if "agentbridge.hook_relay" in json.dumps(g)]
+
+
 def test_claude_seeding_merges_and_is_idempotent(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / ".claude").mkdir(parents=True)
     (home / ".claude.json").write_text(json.dumps({"userID": "u1", "projects": {"/x": {"k": 1}}}))
     settings = {"model": "opus", "hooks": {"Stop": [USER_HOOK], "PreToolUse": [USER_HOOK]}}
-    (home / ".claude" / "settings.json").write_text(json.dumps(settings))
+    user_settings = home / ".claude" / "settings.json"
+    user_settings.write_text(json.dumps(settings))
     agent = _agent(tmp_path, "claude-code")
     profile = ClaudeCodeProfile()
     spec = profile.prepare(agent, tmp_path / "state", resume=True)
     again = profile.prepare(agent, tmp_path / "state", resume=True)
-    assert again.session_id == spec.session_id
-    assert spec.argv == ["claude", "--session-id", str(spec.session_id)]
+    assert again.session_id == spec.session_id and again.argv == spec.argv
+    ours = tmp_path / "state" / "claude-settings.json"
+    assert spec.argv == ["claude", "--settings", str(ours), "--session-id", str(spec.session_id)]
 
     glob = json.loads((home / ".claude.json").read_text())
     assert glob["userID"] == "u1" and glob["projects"]["/x"] == {"k": 1}
     assert glob["hasCompletedOnboarding"] is True
     assert glob["projects"][str(spec.cwd)]["hasTrustDialogAccepted"] is True
-    seeded = json.loads((home / ".claude" / "settings.json").read_text())
-    assert seeded["model"] == "opus" and seeded["hooks"]["PreToolUse"] == [USER_HOOK]
-    stop = seeded["hooks"]["Stop"]
-    assert stop[0] == USER_HOOK and len(stop) == 2  # ours added once, after the user's
+    assert json.loads(user_settings.read_text()) == settings  # the user's file is not touched
+    assert ours.stat().st_mode & 0o777 == 0o600
+    hooks = json.loads(ours.read_text())["hooks"]
+    assert sorted(hooks) == ["Stop", "StopFailure", "UserPromptSubmit"]
     for event in ("UserPromptSubmit", "Stop", "StopFailure"):
-        ours = [g for g in seeded["hooks"][event] if "agentbridge.hook_relay" in json.dumps(g)]
-        assert len(ours) == 1
-        assert str(tmp_path / "state" / "hooks.jsonl") in json.dumps(ours)
+        assert len(hooks[event]) == 1 and _ours({event: hooks[event]})
+        assert str(tmp_path / "state" / "hooks.jsonl") in json.dumps(hooks[event])
+
+
+def test_claude_agents_sharing_a_config_dir_keep_their_own_hooks(tmp_path: Path) -> None:
+    """The old way merged hooks into the shared settings.json and replaced them on each
+    prepare: only the last-prepared agent's relay file got hooks, for both agents."""
+    profile = ClaudeCodeProfile()
+    one = AgentConfig(
+        name="one", runtime="claude-code", cwd=tmp_path / "p1", env={"HOME": str(tmp_path)}
+    )
+    two = dataclasses.replace(one, name="two", cwd=tmp_path / "p2")
+    spec1 = profile.prepare(one, tmp_path / "s1", resume=True)
+    spec2 = profile.prepare(two, tmp_path / "s2", resume=True)
+    assert spec1.config_dir == spec2.config_dir
+    for spec, state in ((spec1, "s1"), (spec2, "s2")):
+        flag = spec.argv.index("--settings")
+        data = json.loads(Path(spec.argv[flag + 1]).read_text())
+        assert spec.hook_events == tmp_path / state / "hooks.jsonl"
+        assert all(str(spec.hook_events) in json.dumps(g) for g in _ours(data["hooks"]))
+    assert not (tmp_path / ".claude" / "settings.json").exists()
+
+
+def test_claude_removes_hooks_an_older_agentbridge_merged(tmp_path: Path) -> None:
+    old_relay = {
+        "hooks": [{"type": "command", "command": "x >> /old/hooks.jsonl # agentbridge.hook_relay"}]
+    }
+    mixed = {
+        "matcher": "",
+        "hooks": [{"type": "command", "command": "echo mine too"}, *old_relay["hooks"]],
+    }
+    settings = {
+        "model": "opus",
+        "skipDangerousModePermissionPrompt": True,
+        "hooks": {
+            "Stop": [USER_HOOK, old_relay],
+            "UserPromptSubmit": [old_relay],
+            "StopFailure": [mixed],
+            "PreToolUse": [USER_HOOK],
+            "Notification": [],
+        },
+    }
+    user_settings = tmp_path / "home" / ".claude" / "settings.json"
+    user_settings.parent.mkdir(parents=True)
+    user_settings.write_text(json.dumps(settings))
+    os.chmod(user_settings, 0o644)
+    ClaudeCodeProfile().prepare(_agent(tmp_path, "claude-code"), tmp_path / "state", resume=True)
+    cleaned = json.loads(user_settings.read_text())
+    assert cleaned == {
+        "model": "opus",
+        "skipDangerousModePermissionPrompt": True,
+        "hooks": {
+            "Stop": [USER_HOOK],
+            "StopFailure": [
+                {"matcher": "", "hooks": [{"type": "command", "command": "echo mine too"}]}
+            ],
+            "PreToolUse": [USER_HOOK],
+            "Notification": [],
+        },
+    }
+    assert user_settings.stat().st_mode & 0o777 == 0o644
+    # a settings.json that held nothing but our entries (we created it) goes away
+    user_settings.write_text(json.dumps({"hooks": {"Stop": [old_relay]}}))
+    ClaudeCodeProfile().prepare(_agent(tmp_path, "claude-code"), tmp_path / "state", resume=True)
+    assert not user_settings.exists()
+
+
+def test_claude_folds_a_user_settings_flag_into_ours(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "extra.json").write_text(
+        json.dumps({"model": "sonnet", "hooks": {"Stop": [USER_HOOK]}})
+    )
+    agent = dataclasses.replace(
+        _agent(tmp_path, "claude-code"),
+        command=["claude", "--settings", "extra.json", "--dangerously-skip-permissions"],
+    )
+    spec = ClaudeCodeProfile().prepare(agent, tmp_path / "state", resume=True)
+    assert spec.argv.count("--settings") == 1 and "extra.json" not in spec.argv
+    ours = json.loads((tmp_path / "state" / "claude-settings.json").read_text())
+    assert ours["model"] == "sonnet" and ours["skipDangerousModePermissionPrompt"] is True
+    assert ours["hooks"]["Stop"][0] == USER_HOOK and len(ours["hooks"]["Stop"]) == 2
+    inline = dataclasses.replace(agent, command=["claude", '--settings={"model": "haiku"}'])
+    ClaudeCodeProfile().prepare(inline, tmp_path / "state", resume=True)
+    ours = json.loads((tmp_path / "state" / "claude-settings.json").read_text())
+    assert ours["model"] == "haiku" and "skipDangerousModePermissionPrompt" not in ours
 
 
 def test_claude_honours_claude_config_dir(tmp_path: Path) -> None:
@@ -72,7 +165,7 @@ def test_claude_honours_claude_config_dir(tmp_path: Path) -> None:
     agent = _agent(tmp_path, "claude-code", CLAUDE_CONFIG_DIR=str(custom))
     profile = ClaudeCodeProfile()
     spec = profile.prepare(agent, tmp_path / "state", resume=True)
-    assert (custom / ".claude.json").exists() and (custom / "settings.json").exists()
+    assert (custom / ".claude.json").exists() and not (custom / "settings.json").exists()
     assert not (tmp_path / "home" / ".claude").exists()
     assert spec.env["CLAUDE_CONFIG_DIR"] == str(custom)
     path = profile.transcript_path(spec, None)
@@ -132,11 +225,47 @@ def test_codex_seeding_keeps_user_config_and_comments(tmp_path: Path) -> None:
     assert doc["features"] == {"something": True, "daemon_auto_start": False}
     assert doc["model_providers"]["mock"]["base_url"] == "http://x/v1"
     assert doc["projects"][str(spec.cwd)]["trust_level"] == "trusted"
-    hooks = json.loads((codex_home / "hooks.json").read_text())["hooks"]
-    assert hooks["Stop"][0] == USER_HOOK and len(hooks["Stop"]) == 2
+    user_hooks = {"hooks": {"Stop": [USER_HOOK]}}
+    assert json.loads((codex_home / "hooks.json").read_text()) == user_hooks  # not touched
     assert "--dangerously-bypass-hook-trust" in spec.argv
     assert spec.env["CODEX_HOME"] == str(codex_home)
     assert not (tmp_path / "home" / ".codex").exists()
+
+
+def _codex_hook_overrides(argv: list[str]) -> dict[str, Any]:
+    """The ``-c hooks.<Event>=…`` overrides of a Codex argv, parsed as Codex parses them."""
+    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-c"]
+    doc = tomllib.loads("\n".join(v for v in values if v.startswith("hooks.")))
+    hooks: dict[str, Any] = doc["hooks"]
+    return hooks
+
+
+def test_codex_hooks_go_on_the_command_line_per_agent(tmp_path: Path) -> None:
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    old_relay = {"hooks": [{"type": "command", "command": "x >> /o # agentbridge.hook_relay"}]}
+    (codex_home / "hooks.json").write_text(
+        json.dumps({"hooks": {"Stop": [USER_HOOK, old_relay], "UserPromptSubmit": [old_relay]}})
+    )
+    profile = CodexProfile()
+    one = _agent(tmp_path, "codex", CODEX_HOME=str(codex_home))
+    two = dataclasses.replace(one, name="b", cwd=tmp_path / "work2")
+    spec1 = profile.prepare(one, tmp_path / "s1", resume=True)
+    spec2 = profile.prepare(two, tmp_path / "s2", resume=True)
+    # the older agentbridge's entries are gone from the shared hooks.json, the user's stay
+    assert json.loads((codex_home / "hooks.json").read_text()) == {"hooks": {"Stop": [USER_HOOK]}}
+    for spec in (spec1, spec2):
+        hooks = _codex_hook_overrides(spec.argv)
+        assert sorted(hooks) == ["Stop", "UserPromptSubmit"]
+        for groups in hooks.values():
+            assert groups == [
+                {"hooks": [{"type": "command", "command": hook_command(spec.hook_events)}]}
+            ]
+    assert spec1.hook_events != spec2.hook_events
+    assert spec1.argv.index("--dangerously-bypass-hook-trust") < spec1.argv.index("-c")
+    (codex_home / "hooks.json").write_text(json.dumps({"hooks": {"Stop": [old_relay]}}))
+    profile.prepare(one, tmp_path / "s1", resume=True)
+    assert not (codex_home / "hooks.json").exists()  # it held only ours
 
 
 def test_toml_upsert_refuses_to_break_a_file() -> None:
@@ -189,7 +318,6 @@ def test_claude_parser_on_real_lines() -> None:
     assert parser.corrupt_lines == 0
 
 
-@pytest.mark.xfail(reason="ClaudeTranscriptParser reads in file order; Claude's first flush is not")
 def test_claude_parser_first_flush_out_of_order() -> None:
     """Captured from the real CLI: the first flush wrote the assistant line before the user line
     (other runs: the turn end too), so the turn's answer must be found via ``parentUuid``."""
@@ -247,5 +375,32 @@ def test_generic_profile_is_screen_only(tmp_path: Path) -> None:
     profile = GenericProfile()
     spec = profile.prepare(agent, tmp_path, resume=True)
     assert spec.argv == ["bash"] and profile.transcript_path(spec, None) is None
-    assert profile.screen_state("hello\nuser@h:~$ ").kind is ScreenKind.READY
-    assert profile.screen_state("working...").kind is ScreenKind.BUSY
+    assert spec.ready_pattern == r"\$ $"
+    assert profile.screen_state("hello\nuser@h:~$ ", spec).kind is ScreenKind.READY
+    # capture-pane drops the trailing space the pattern was written with
+    assert profile.screen_state("hello\nuser@h:~$", spec).kind is ScreenKind.READY
+    assert profile.screen_state("working...", spec).kind is ScreenKind.BUSY
+    assert profile.screen_state("", spec).kind is ScreenKind.STARTING
+    with pytest.raises(ValueError, match="ready_pattern"):
+        profile.prepare(dataclasses.replace(agent, ready_pattern="(["), tmp_path, resume=True)
+
+
+def test_generic_profile_honours_each_agents_pattern(tmp_path: Path) -> None:
+    """One shared instance, two agents: each screen is read with its own agent's pattern."""
+    profile = GenericProfile()
+    calc = AgentConfig(name="calc", runtime="generic", command=["sh"], ready_pattern=r"^calc> $")
+    py = AgentConfig(name="py", runtime="generic", command=["sh"], ready_pattern=r"^>>> $")
+    spec_calc = profile.prepare(calc, tmp_path / "c", resume=True)
+    spec_py = profile.prepare(py, tmp_path / "p", resume=True)  # prepared last
+    calc_ready, py_ready = "1 + 1\n2\ncalc> ", "print(1)\n1\n>>> "
+    assert profile.screen_state(calc_ready, spec_calc).kind is ScreenKind.READY
+    assert profile.screen_state(calc_ready, spec_py).kind is ScreenKind.BUSY
+    assert profile.screen_state(py_ready, spec_py).kind is ScreenKind.READY
+    assert profile.screen_state(py_ready, spec_calc).kind is ScreenKind.BUSY
+    # without a spec: READY when any prepared agent's pattern matches (no longer the last one's)
+    assert profile.screen_state(calc_ready).kind is ScreenKind.READY
+    assert profile.screen_state("computing...").kind is ScreenKind.BUSY
+    default = GenericProfile().prepare(
+        dataclasses.replace(calc, ready_pattern=None), tmp_path, True
+    )
+    assert default.ready_pattern == DEFAULT_READY

@@ -123,6 +123,8 @@ class LaunchSpec:
     session_id: str | None = None
     hook_events: Path | None = None
     config_dir: Path | None = None
+    #: the regex that says the screen is ready (the ``generic`` runtime), from the agent's config
+    ready_pattern: str | None = None
 
 
 class ScreenKind(enum.StrEnum):

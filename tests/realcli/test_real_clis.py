@@ -13,6 +13,7 @@ how ``tests/data`` was captured).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -177,9 +178,11 @@ def _save_capture(directory: Path, name: str, transcript: Path, screen: str) -> 
 class Session:
     """One CLI in one tmux pane, with its transcript reader and injector."""
 
-    def __init__(self, profile: RuntimeProfile, spec: LaunchSpec, tmux: TmuxServer) -> None:
+    def __init__(
+        self, profile: RuntimeProfile, spec: LaunchSpec, tmux: TmuxServer, name: str = ""
+    ) -> None:
         self.profile, self.spec, self.tmux = profile, spec, tmux
-        self.name = profile.name.replace("-", "")
+        self.name = name or profile.name.replace("-", "")
         self.reader = TranscriptReader(profile, spec)
         self.hooks = TranscriptReader(profile, spec, hooks=True)
         self.pane = ""
@@ -440,3 +443,94 @@ async def test_codex_resumes_after_restart(
     agent = _codex_agent(agent_clis, mock_model, tmp_path)
     spec = await _run_resume(CodexProfile(), agent, tmp_path, tmux_server, mock_model)
     assert spec.session_id is not None and spec.argv[-2:] == ["resume", spec.session_id]
+
+
+# --------------------------------------------------------------------------- a shared config dir
+
+#: a hook of the user's own, in the shared settings.json / hooks.json: it must keep firing
+USER_HOOK_LOG = "user-hooks.jsonl"
+
+
+def _user_hook(log: Path) -> dict[str, Any]:
+    return {"hooks": [{"type": "command", "command": f"cat >> '{log}'; echo >> '{log}'"}]}
+
+
+def _old_relay(log: Path) -> dict[str, Any]:
+    """An entry an older agentbridge merged into the user's file (to be cleaned up)."""
+    command = f"{{ tr -d '\\n'; echo; }} >> '{log}' # agentbridge.hook_relay"
+    return {"hooks": [{"type": "command", "command": command}]}
+
+
+def _hook_records(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        record = normalize(json.loads(line)) if line.strip() else None
+        if record is not None and isinstance(record["payload"], dict):
+            out.append(record["payload"])
+    return out
+
+
+async def _two_agents_one_config_dir(
+    profile: RuntimeProfile, agent: AgentConfig, tmp_path: Path, tmux: TmuxServer
+) -> tuple[list[Session], Path]:
+    """Two agents of one account (one config dir), two projects: each message's hooks reach
+    its own agent's relay file only, and the user's own hook fires for both. Returns the
+    sessions (stopped) and the user's hook log."""
+    user_log = tmp_path / USER_HOOK_LOG
+    sessions = []
+    for name in ("alpha", "beta"):
+        each = dataclasses.replace(agent, name=name, cwd=tmp_path / f"work-{name}")
+        spec = profile.prepare(each, tmp_path / f"state-{name}", resume=False)
+        sessions.append(Session(profile, spec, tmux, name=f"{profile.name[:5]}{name}"))
+    try:
+        for session in sessions:  # both prepared before either starts: the old clobbering case
+            await session.start()
+        for n, session in enumerate(sessions, start=1):
+            await session.send(n, f"hello from agent {n}")  # asserts its own Stop hook
+        for session in sessions:
+            ours = _hook_records(session.spec.hook_events)
+            assert {r["cwd"] for r in ours} == {str(session.spec.cwd)}, ours
+            assert any(r.get("hook_event_name") == "UserPromptSubmit" for r in ours)
+
+        async def user_hooks_fired() -> bool:
+            cwds = {r["cwd"] for r in _hook_records(user_log) if r["hook_event_name"] == "Stop"}
+            return cwds == {str(s.spec.cwd) for s in sessions}
+
+        await async_wait_until(user_hooks_fired, timeout=5, what="the user's Stop hook, twice")
+    finally:
+        for session in sessions:
+            await session.stop()
+    return sessions, user_log
+
+
+async def test_claude_code_agents_share_a_config_dir(
+    agent_clis: AgentClis, mock_model: MockModelServer, tmux_server: TmuxServer, tmp_path: Path
+) -> None:
+    """Measured: ``--settings`` hooks fire, and the user's settings.json hooks fire alongside."""
+    settings = tmp_path / "home" / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    user_hook = _user_hook(tmp_path / USER_HOOK_LOG)
+    old_log = tmp_path / "old-relay.jsonl"
+    settings.write_text(
+        json.dumps({"hooks": {"Stop": [user_hook, _old_relay(old_log)]}, "theme": "dark"})
+    )
+    agent = _claude_agent(agent_clis, mock_model, tmp_path)
+    await _two_agents_one_config_dir(ClaudeCodeProfile(), agent, tmp_path, tmux_server)
+    assert json.loads(settings.read_text()) == {"hooks": {"Stop": [user_hook]}, "theme": "dark"}
+    assert not old_log.exists()
+
+
+async def test_codex_agents_share_a_codex_home(
+    agent_clis: AgentClis, mock_model: MockModelServer, tmux_server: TmuxServer, tmp_path: Path
+) -> None:
+    """Measured: ``-c hooks.<Event>=…`` hooks fire, and the user's hooks.json fires alongside."""
+    agent = _codex_agent(agent_clis, mock_model, tmp_path)
+    hooks_json = Path(agent.env["CODEX_HOME"]) / "hooks.json"
+    user_hook = _user_hook(tmp_path / USER_HOOK_LOG)
+    old_log = tmp_path / "old-relay.jsonl"
+    hooks_json.write_text(json.dumps({"hooks": {"Stop": [user_hook, _old_relay(old_log)]}}))
+    await _two_agents_one_config_dir(CodexProfile(), agent, tmp_path, tmux_server)
+    assert json.loads(hooks_json.read_text()) == {"hooks": {"Stop": [user_hook]}}
+    assert not old_log.exists()

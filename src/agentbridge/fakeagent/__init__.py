@@ -19,11 +19,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--session-id", default=None, help="session uuid (default: random)")
     parser.add_argument("--byte-log", type=Path, default=None, help="append raw stdin bytes here")
     parser.add_argument("--reply-delay", type=float, default=0.05, help="seconds per reply")
+    parser.add_argument(
+        "--settings", default=None, help="additional settings (file or JSON); hooks merge"
+    )
     ns = parser.parse_args(argv)
     return Options(
         session_id=ns.session_id or str(uuid.uuid4()),
         byte_log=ns.byte_log,
         reply_delay=max(0.0, ns.reply_delay),
+        settings=ns.settings,
     )
 
 

@@ -66,7 +66,7 @@ class FakeAgent:
         self.config = config_dir()
         self.session_id = opts.session_id
         self.transcript = TranscriptWriter(self.config, self.cwd, self.session_id)
-        self.hooks = HookRunner(self.config, self.cwd)
+        self.hooks = HookRunner(self.config, self.cwd, opts.settings)
         self.session_file = SessionFile(self.config, self.cwd)
         self.parser = InputParser()
         self.box = InputBox()

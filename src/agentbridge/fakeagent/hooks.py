@@ -1,4 +1,9 @@
-"""Claude-style hooks: commands from ``<config>/settings.json`` fed a JSON payload on stdin."""
+"""Claude-style hooks: commands from ``<config>/settings.json`` and ``--settings``, fed a JSON
+payload on stdin.
+
+As measured on Claude Code 2.1.197: hooks of the ``--settings`` file (or JSON text) are merged
+with those of ``settings.json`` (both run), and an identical command given in both runs once.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,45 @@ from typing import Any
 DEFAULT_TIMEOUT = 60.0
 
 
+def _load(source: Path | str) -> Any:
+    """A settings object from a file (re-read on each call) or a JSON text."""
+    if isinstance(source, Path):
+        return json.loads(source.read_text(encoding="utf-8"))
+    return json.loads(source)
+
+
 class HookRunner:
     """Runs the configured hook commands for one event, synchronously, as Claude Code does."""
 
-    def __init__(self, config_dir: Path, cwd: str) -> None:
+    def __init__(self, config_dir: Path, cwd: str, extra_settings: str | None = None) -> None:
         self.settings_path = config_dir / "settings.json"
         self.cwd = cwd
+        self.sources: list[Path | str] = [self.settings_path]
+        if extra_settings:  # ``--settings``: a JSON text, or a file relative to the cwd
+            text = extra_settings.lstrip()
+            self.sources.append(
+                extra_settings if text.startswith("{") else Path(cwd) / extra_settings
+            )
 
     def _commands(self, event: str) -> list[tuple[str, float]]:
-        """Hook commands for ``event``; settings are re-read so edits apply without restart."""
-        try:
-            settings = json.loads(self.settings_path.read_text(encoding="utf-8"))
-            groups = settings.get("hooks", {}).get(event, [])
-            found: list[tuple[str, float]] = []
-            for group in groups:
-                for hook in group.get("hooks", []):
-                    if hook.get("type", "command") == "command" and hook.get("command"):
-                        found.append((str(hook["command"]), float(hook.get("timeout", 60))))
-            return found
-        except (OSError, ValueError, AttributeError, TypeError):
-            return []
+        """Hook commands for ``event`` from every source, identical commands once; settings
+        are re-read so edits apply without restart. A broken source contributes nothing."""
+        found: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        for source in self.sources:
+            try:
+                groups = _load(source).get("hooks", {}).get(event, [])
+                for group in groups:
+                    for hook in group.get("hooks", []):
+                        command = hook.get("command")
+                        if hook.get("type", "command") != "command" or not command:
+                            continue
+                        if str(command) not in seen:
+                            seen.add(str(command))
+                            found.append((str(command), float(hook.get("timeout", 60))))
+            except (OSError, ValueError, AttributeError, TypeError):
+                continue
+        return found
 
     def run(self, event: str, base: dict[str, Any], extra: dict[str, Any]) -> list[str]:
         """Run every hook for ``event``; return the commands that ran (failures are ignored)."""

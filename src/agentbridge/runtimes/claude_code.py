@@ -2,11 +2,20 @@
 
 Why each piece (details: ``shared/notes/agent-clis.md``):
 
-- Seeds ``.claude.json`` (onboarding done, this cwd trusted) so no first-run screen blocks the
-  pane, and ``settings.json`` hooks (UserPromptSubmit, Stop, StopFailure → the hook relay), both
-  merged into whatever the user already has, in the config dir the CLI will really use: the
-  agent's ``env.CLAUDE_CONFIG_DIR``, else ``<agent HOME>/.claude`` (``.claude.json`` then sits
-  in HOME, or in ``CLAUDE_CONFIG_DIR`` when that is set).
+- Seeds ``.claude.json`` (onboarding done, this cwd trusted), merged into whatever the user
+  already has, so no first-run screen blocks the pane: in the agent's ``env.CLAUDE_CONFIG_DIR``
+  when set, else in ``<agent HOME>``.
+- Hooks (UserPromptSubmit, Stop, StopFailure → the hook relay) go into the agent's own
+  ``<state_dir>/claude-settings.json`` (0600), passed with ``--settings``; the user's
+  ``settings.json`` is never written. Measured on 2.1.197: hooks given with ``--settings`` fire,
+  the user's own ``settings.json`` hooks still fire alongside them (merged, not replaced; an
+  identical command in both runs once), and two agents sharing one config dir each get only
+  their own relay file. ``skipDangerousModePermissionPrompt`` is honoured from that file too.
+  Entries an older agentbridge merged into the user's ``settings.json`` (marked
+  ``agentbridge.hook_relay``) are removed on ``prepare``, every user entry kept: with a shared
+  config dir they sent every agent's hooks to the last-prepared agent's file.
+- A ``--settings`` already in the agent's command (file or JSON) is folded into ours, so the
+  CLI still sees the user's additional settings.
 - Pins ``--session-id``, persisted in the state dir: the transcript path is known before the CLI
   starts, and after a restart ``--resume <id>`` continues the same conversation. Measured:
   ``--resume`` keeps the session id and appends to the same transcript file.
@@ -29,6 +38,9 @@ from agentbridge.runtimes import common
 __all__ = ["ClaudeCodeProfile", "claude_box", "claude_project_dir_name", "claude_screen_state"]
 
 HOOK_EVENTS = ["UserPromptSubmit", "Stop", "StopFailure"]
+#: the agent's own settings file in its state dir, passed with ``--settings``
+SETTINGS_FILE = "claude-settings.json"
+SETTINGS_FLAG = "--settings"
 
 PROFILE_ENV = {
     "DISABLE_TELEMETRY": "1",
@@ -158,6 +170,25 @@ def claude_screen_state(screen: str) -> ScreenState:
     return ScreenState(ScreenKind.UNKNOWN)
 
 
+def _pop_option(argv: list[str], flag: str) -> tuple[list[str], str | None]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE`` (every occurrence) and the last value."""
+    out: list[str] = []
+    value: str | None = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+        else:
+            out.append(arg)
+        i += 1
+    return out, value
+
+
 def _first(text: str, needle: str) -> str:
     """The first line holding ``needle`` (the screen's own wording, for reports)."""
     return next((line for line in text.split("\n") if needle in line), text[:200]).lstrip("●⎿ ")
@@ -188,14 +219,16 @@ class ClaudeCodeProfile:
         return (custom or common.agent_home(agent)) / ".claude.json"
 
     def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
-        """Seed config and hooks (merging), pick the session id, build argv and env."""
+        """Seed ``.claude.json`` (merging), write our ``--settings`` file with the relay hooks,
+        pick the session id, build argv and env."""
         state_dir.mkdir(parents=True, exist_ok=True)
         cwd = common.resolve_cwd(agent, state_dir)
         config_dir = self.config_dir(agent)
         hook_events = state_dir / "hooks.jsonl"
         argv = list(agent.command or self.default_command)
         self._seed_global(agent, cwd)
-        self._seed_settings(config_dir, hook_events, "--dangerously-skip-permissions" in argv)
+        common.clean_marked_hooks(config_dir / "settings.json")  # an older agentbridge's entries
+        argv = self._with_settings(agent, argv, state_dir, cwd, hook_events)
         id_file = state_dir / "session-id"
         if not resume:
             id_file.unlink(missing_ok=True)
@@ -236,18 +269,35 @@ class ClaudeCodeProfile:
         if json.dumps(data, sort_keys=True) != before:
             common.atomic_write(path, json.dumps(data, indent=2) + "\n")
 
-    def _seed_settings(self, config_dir: Path, hook_events: Path, skip_permissions: bool) -> None:
-        """Our relay hooks merged into ``settings.json`` (user hooks and keys kept)."""
-        path = config_dir / "settings.json"
-        data = common.load_json(path)
-        before = json.dumps(data, sort_keys=True)
+    def _with_settings(
+        self, agent: AgentConfig, argv: list[str], state_dir: Path, cwd: Path, hook_events: Path
+    ) -> list[str]:
+        """``argv`` + ``--settings <state_dir>/claude-settings.json`` holding our relay hooks.
+
+        A ``--settings`` the command already has (a file, relative to the cwd, or a JSON text)
+        is folded into our file and dropped from argv, so the user's additional settings still
+        reach the CLI, without relying on how it treats the flag given twice.
+        """
+        argv, user_value = _pop_option(argv, SETTINGS_FLAG)
+        data: dict[str, Any] = {}
+        if user_value is not None:
+            if user_value.lstrip().startswith("{"):
+                loaded = json.loads(user_value)
+                if not isinstance(loaded, dict):
+                    raise ValueError(f"{SETTINGS_FLAG}: expected a JSON object")
+                data = loaded
+            else:
+                home = str(common.agent_home(agent))
+                given = home + user_value[1:] if user_value.startswith("~/") else user_value
+                data = common.load_json(cwd / given)
         hooks = data.get("hooks")
         hooks = hooks if isinstance(hooks, dict) else {}
         data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, common.hook_command(hook_events))
-        if skip_permissions:
+        if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
-        if json.dumps(data, sort_keys=True) != before:
-            common.atomic_write(path, json.dumps(data, indent=2) + "\n")
+        path = state_dir / SETTINGS_FILE
+        common.atomic_write(path, json.dumps(data, indent=2) + "\n")  # 0600
+        return [*argv, SETTINGS_FLAG, str(path)]
 
     # -- reading back ------------------------------------------------------------------------
 
@@ -295,6 +345,6 @@ class ClaudeCodeProfile:
                 return str(data["status"])
         return None
 
-    def screen_state(self, screen: str) -> ScreenState:
-        """See :func:`claude_screen_state`."""
+    def screen_state(self, screen: str, spec: LaunchSpec | None = None) -> ScreenState:
+        """See :func:`claude_screen_state` (the same for every agent: ``spec`` is not needed)."""
         return claude_screen_state(screen)

@@ -8,9 +8,16 @@ Why each piece (details: ``shared/notes/agent-clis.md``):
   (else an app-server daemon outlives ``tmux kill-session``), ``[analytics] enabled = false``
   (if unset) and ``[projects."<cwd>"] trust_level = "trusted"``. Model and provider stay the
   user's choice.
-- Hooks: ``$CODEX_HOME/hooks.json`` (Claude's schema) with our relay merged in, and
-  ``--dangerously-bypass-hook-trust`` so the "Hooks need review" screen cannot block the pane.
-  Caveat: that flag also runs the user's own unreviewed hooks in that file.
+- Hooks: our relay goes on the command line as config overrides,
+  ``-c 'hooks.<Event>=[{hooks=[{type="command",command="…"}]}]'`` (Codex's "session flags"
+  layer), never into the user's ``$CODEX_HOME/hooks.json``. Measured on 0.169.0: these hooks
+  fire, the user's own ``hooks.json`` and ``config.toml`` ``[hooks]`` still fire alongside them,
+  and two agents sharing one CODEX_HOME each get only their own relay file. Entries an older
+  agentbridge merged into ``hooks.json`` (marked ``agentbridge.hook_relay``) are removed on
+  ``prepare``. ``--dangerously-bypass-hook-trust`` is still passed: session-flag hooks also
+  need review (measured: without it the "Hooks need review" screen blocks the pane), and trust
+  pre-seeded in the shared ``config.toml`` would differ per agent. Caveat: that flag also runs
+  the user's own unreviewed hooks.
 - There is no ``--session-id``: a new session's transcript is the newest rollout file of this cwd
   created after launch; on resume, the newest rollout of this cwd is continued with
   ``codex resume <id>`` (measured: it appends to the same rollout file).
@@ -31,7 +38,7 @@ from agentbridge.protocols import HookParser, LaunchSpec, ScreenKind, ScreenStat
 from agentbridge.runtimes import common
 from agentbridge.transcript.codex import CodexTranscriptParser
 
-__all__ = ["CodexProfile", "codex_box", "codex_screen_state", "toml_upsert"]
+__all__ = ["CodexProfile", "codex_box", "codex_screen_state", "hook_overrides", "toml_upsert"]
 
 HOOK_EVENTS = ["UserPromptSubmit", "Stop"]
 BYPASS_HOOK_TRUST = "--dangerously-bypass-hook-trust"
@@ -42,7 +49,8 @@ PLACEHOLDERS = ("Ask Codex to do anything", "Ask a follow-up question")
 
 
 def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
+    # a JSON string is a TOML basic string (raw non-ASCII: TOML has no surrogate escapes)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _toml_value(value: object) -> str:
@@ -99,6 +107,17 @@ def toml_upsert(
     if check is None or check.get(key) != value:
         raise ValueError(f"cannot set {'.'.join((*table, key))} in config.toml without breaking it")
     return new_text
+
+
+def hook_overrides(hook_events: Path) -> list[str]:
+    """``-c hooks.<Event>=[…]`` for each relayed event: our hooks for this invocation only."""
+    command = common.hook_command(hook_events)
+    groups = f'[{{hooks=[{{type="command",command={_toml_str(command)}}}]}}]'
+    tomllib.loads(f"x = {groups}")  # a command TOML cannot carry must fail here, not in the CLI
+    out: list[str] = []
+    for event in HOOK_EVENTS:
+        out += ["-c", f"hooks.{event}={groups}"]
+    return out
 
 
 # --------------------------------------------------------------------------- screens
@@ -209,16 +228,17 @@ class CodexProfile:
         return common.env_path(agent, "CODEX_HOME") or common.agent_home(agent) / ".codex"
 
     def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
-        """Seed config.toml and hooks.json (merging), pick resume or a new session."""
+        """Seed config.toml (merging), relay hooks as ``-c`` overrides, resume or not."""
         state_dir.mkdir(parents=True, exist_ok=True)
         cwd = common.resolve_cwd(agent, state_dir)
         home = self.codex_home(agent)
         hook_events = state_dir / "hooks.jsonl"
         self._seed_config(home, cwd)
-        self._seed_hooks(home, hook_events)
+        common.clean_marked_hooks(home / "hooks.json")  # an older agentbridge's entries
         argv = list(agent.command or self.default_command)
         if BYPASS_HOOK_TRUST not in argv:
             argv.append(BYPASS_HOOK_TRUST)
+        argv += hook_overrides(hook_events)
         session_id = None
         if resume and (previous := self._latest_rollout(home, cwd, 0.0)) is not None:
             session_id = str(_session_meta(previous).get("id") or "") or None
@@ -242,16 +262,6 @@ class CodexProfile:
         new = toml_upsert(new, ("projects", str(cwd)), "trust_level", "trusted")
         if new != text:
             common.atomic_write(path, new if new.endswith("\n") else new + "\n")
-
-    def _seed_hooks(self, home: Path, hook_events: Path) -> None:
-        path = home / "hooks.json"
-        data = common.load_json(path)
-        before = json.dumps(data, sort_keys=True)
-        hooks = data.get("hooks")
-        hooks = hooks if isinstance(hooks, dict) else {}
-        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, common.hook_command(hook_events))
-        if json.dumps(data, sort_keys=True) != before:
-            common.atomic_write(path, json.dumps(data, indent=2) + "\n")
 
     @staticmethod
     def _latest_rollout(
@@ -297,6 +307,6 @@ class CodexProfile:
         """Codex publishes no status file: None (screen and transcript are the evidence)."""
         return None
 
-    def screen_state(self, screen: str) -> ScreenState:
-        """See :func:`codex_screen_state`."""
+    def screen_state(self, screen: str, spec: LaunchSpec | None = None) -> ScreenState:
+        """See :func:`codex_screen_state` (the same for every agent: ``spec`` is not needed)."""
         return codex_screen_state(screen)

@@ -23,9 +23,12 @@ __all__ = [
     "atomic_write",
     "child_pids",
     "clean_env",
+    "clean_marked_hooks",
     "hook_command",
     "load_json",
     "merge_hooks",
+    "relay_hooks",
+    "remove_marked_hooks",
     "resolve_cwd",
     "stable_session_id",
     "strip_ansi",
@@ -127,30 +130,86 @@ def hook_command(hook_events: Path) -> str:
     return shell_command(str(hook_events))
 
 
+def _is_ours(hook: Any) -> bool:
+    return HOOK_MARK in str(hook.get("command", "") if isinstance(hook, dict) else hook)
+
+
+def remove_marked_hooks(hooks: dict[str, Any]) -> dict[str, Any]:
+    """``hooks`` without any entry holding the ``agentbridge.hook_relay`` marker.
+
+    Every user entry is kept as it was; a group (or an event) left empty only because our
+    entries went is dropped, so a clean-up leaves the user's file as it was before we came.
+    """
+    cleaned: dict[str, Any] = {}
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            cleaned[event] = groups
+            continue
+        kept: list[Any] = []
+        for group in groups:
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            if isinstance(inner, list) and any(_is_ours(h) for h in inner):
+                rest = [h for h in inner if not _is_ours(h)]
+                if not rest:
+                    continue
+                group = {**group, "hooks": rest}
+            kept.append(group)
+        if kept or not groups:
+            cleaned[event] = kept
+    return cleaned
+
+
+def relay_hooks(events: list[str], command: str) -> dict[str, Any]:
+    """A ``hooks`` table holding only our relay command for each event."""
+    return {event: [{"hooks": [{"type": "command", "command": command}]}] for event in events}
+
+
 def merge_hooks(hooks: dict[str, Any], events: list[str], command: str) -> dict[str, Any]:
     """Add our relay command to each event's hook list, keeping every user hook.
 
     Idempotent: an entry holding the ``agentbridge.hook_relay`` marker is replaced, not added.
     """
-    merged = dict(hooks)
-    for event in events:
-        groups = merged.get(event)
-        kept: list[Any] = []
-        for group in groups if isinstance(groups, list) else []:
-            inner = group.get("hooks") if isinstance(group, dict) else None
-            if isinstance(inner, list):
-                rest = [
-                    h
-                    for h in inner
-                    if HOOK_MARK not in str(h.get("command", "") if isinstance(h, dict) else h)
-                ]
-                if not rest:
-                    continue
-                group = {**group, "hooks": rest}
-            kept.append(group)
-        kept.append({"hooks": [{"type": "command", "command": command}]})
-        merged[event] = kept
+    merged = remove_marked_hooks(hooks)
+    for event, groups in relay_hooks(events, command).items():
+        current = merged.get(event)
+        merged[event] = [*(current if isinstance(current, list) else []), *groups]
     return merged
+
+
+def clean_marked_hooks(path: Path) -> bool:
+    """Remove our marked entries from a JSON file's ``hooks`` (a user's settings.json or
+    hooks.json, where an older agentbridge merged them); every other key and hook is kept.
+
+    Returns True when the file changed. A file left as ``{}`` or ``{"hooks": {}}`` only because
+    our entries went is deleted (we created it). A corrupt file is left alone.
+    """
+    try:
+        data = load_json(path)
+    except (ValueError, OSError):
+        return False
+    hooks = data.get("hooks")
+    if not isinstance(hooks, dict):
+        return False
+    cleaned = remove_marked_hooks(hooks)
+    if cleaned == hooks:
+        return False
+    if cleaned:
+        data["hooks"] = cleaned
+    else:
+        del data["hooks"]
+    if not data:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write(path, json.dumps(data, indent=2) + "\n", _mode_of(path))
+    return True
+
+
+def _mode_of(path: Path) -> int:
+    """The permission bits of an existing file (kept when we rewrite a user's file)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return 0o600
 
 
 def stable_session_id(state_dir: Path, file_name: str = "session-id") -> str:

@@ -1,8 +1,9 @@
 """Runtime profile for the built-in fake agent (``python -m agentbridge.fakeagent``).
 
 Why it is the Claude profile: the fake agent is Claude-compatible by design (same config dir,
-transcript path and format, sessions file, settings.json hooks, ``❯`` input box), so the demo
-exercises exactly the code paths a real Claude Code agent uses, with no download and no model.
+transcript path and format, sessions file, hooks from settings.json merged with ``--settings``,
+``❯`` input box), so the demo exercises exactly the code paths a real Claude Code agent uses,
+with no download and no model.
 
 Unlike a real Claude agent, a demo agent never touches the user's own ``~/.claude``: its config
 dir defaults to its own state dir, so several demo agents (and a real Claude Code install)

@@ -10,6 +10,7 @@ exists.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -37,25 +38,36 @@ class NullParser:
 
 
 class GenericProfile:
-    """Screen-based evidence only; one instance serves every agent."""
+    """Screen-based evidence only; one instance serves every agent.
+
+    Each agent's ``ready_pattern`` travels in its :class:`LaunchSpec`; ``screen_state`` honours
+    the spec it is given. Called without one (a caller that has no spec), it falls back to the
+    patterns of every agent prepared so far: READY when any of them matches (with one generic
+    agent, or several sharing a pattern, that is exact).
+    """
 
     name = "generic"
     strong_completion = False
 
-    # Caveat: ``screen_state`` gets no agent, so the pattern of the last ``prepare`` is used;
-    # run one GenericProfile instance per generic agent when their patterns differ.
     def __init__(self, ready_pattern: str | None = None) -> None:
-        self.ready = re.compile(ready_pattern or DEFAULT_READY, re.MULTILINE)
+        self.default_pattern = ready_pattern or DEFAULT_READY
+        _compiled(self.default_pattern)
+        self._patterns: dict[str, str] = {}  # agent name → its pattern, for the no-spec fallback
 
     def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
         """The configured command, in a clean whitelisted env; nothing is seeded."""
         if not agent.command:
             raise ValueError(f"agent {agent.name!r}: the generic runtime needs a command")
-        if agent.ready_pattern:
-            self.ready = re.compile(agent.ready_pattern, re.MULTILINE)
+        pattern = agent.ready_pattern or self.default_pattern
+        try:
+            _compiled(pattern)
+        except re.error as exc:
+            raise ValueError(f"agent {agent.name!r}: bad ready_pattern {pattern!r}: {exc}") from exc
+        self._patterns[agent.name] = pattern
         state_dir.mkdir(parents=True, exist_ok=True)
         cwd = common.resolve_cwd(agent, state_dir)
-        return LaunchSpec(list(agent.command), common.clean_env(agent, {}), cwd, None, None, None)
+        env = common.clean_env(agent, {})
+        return LaunchSpec(list(agent.command), env, cwd, ready_pattern=pattern)
 
     def transcript_path(self, spec: LaunchSpec, pane_pid: int | None) -> Path | None:
         """No transcript."""
@@ -73,10 +85,29 @@ class GenericProfile:
         """Unknown."""
         return None
 
-    def screen_state(self, screen: str) -> ScreenState:
-        """READY when ``ready_pattern`` matches the last non-blank lines, else BUSY."""
+    def screen_state(self, screen: str, spec: LaunchSpec | None = None) -> ScreenState:
+        """READY when the agent's ``ready_pattern`` matches the last non-blank lines, else BUSY.
+
+        The pattern is ``spec.ready_pattern`` when a spec is given, else see the class doc.
+        ``capture-pane`` drops trailing spaces, so a pattern written for the prompt as the
+        program prints it (``calc> $``) is also tried with the space put back.
+        """
+        screen = common.strip_ansi(screen)
         lines = [ln for ln in screen.rstrip("\n").split("\n") if ln.strip()]
+        if not lines:
+            return ScreenState(ScreenKind.STARTING)
         tail = "\n".join(lines[-3:])
-        if lines and self.ready.search(tail):
-            return ScreenState(ScreenKind.READY, None, "ready_pattern matched")
-        return ScreenState(ScreenKind.BUSY if lines else ScreenKind.STARTING)
+        if spec is not None and spec.ready_pattern:
+            patterns = [spec.ready_pattern]
+        else:
+            patterns = list(dict.fromkeys(self._patterns.values())) or [self.default_pattern]
+        for pattern in patterns:
+            regex = _compiled(pattern)
+            if regex.search(tail) or regex.search(tail + " "):
+                return ScreenState(ScreenKind.READY, None, "ready_pattern matched")
+        return ScreenState(ScreenKind.BUSY)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.MULTILINE)
