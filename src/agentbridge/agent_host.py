@@ -173,7 +173,7 @@ class AgentSession:
         self.injector = Injector(
             self.tmux,
             self.pane_id,
-            input_box=lambda screen: self.profile.screen_state(screen).input_text,
+            input_box=lambda screen: self.profile.screen_state(screen, self.spec).input_text,
             config=InjectorConfig(
                 settle=self.injection.settle_ms / 1000,
                 verify_timeout=self.injection.verify_timeout,
@@ -273,7 +273,7 @@ class AgentSession:
             text = await self.tmux.capture(self.pane_id)
         except Exception:
             return ScreenState(ScreenKind.UNKNOWN)
-        return self.profile.screen_state(text)
+        return self.profile.screen_state(text, self.spec)
 
     def agent_status(self) -> str | None:
         """The agent's own idle/busy/waiting, when the CLI publishes one."""

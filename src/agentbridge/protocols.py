@@ -181,5 +181,5 @@ class RuntimeProfile(Protocol):
     def agent_status(self, spec: LaunchSpec, pane_pid: int | None) -> str | None:
         """The agent's own idle/busy/waiting state when it publishes one, else None."""
 
-    def screen_state(self, screen: str) -> ScreenState:
+    def screen_state(self, screen: str, spec: LaunchSpec | None = None) -> ScreenState:
         """Read the screen: fallback evidence for readiness, idleness and known fault screens."""
