@@ -25,7 +25,7 @@ import pytest
 
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig
-from agentbridge.envelope import Envelope, parse_envelope, wrap
+from agentbridge.envelope import Envelope, wrap
 from agentbridge.hook_relay import normalize
 from agentbridge.injector import InjectionOutcome, Injector
 from agentbridge.protocols import LaunchSpec, RuntimeProfile, ScreenKind
@@ -54,70 +54,8 @@ BODIES += [
 ]
 
 
-class _ChainClaudeParser:
-    """A reference reading of Claude's transcript that does not depend on line order.
-
-    Claude's first flush of a session can write its lines out of order (assistant or turn end
-    before the user line), so a turn end is resolved through the ``parentUuid`` chain: walk up to
-    the user prompt line, taking the last assistant text on the way; an end whose chain is not
-    complete yet waits for the missing lines.
-    """
-
-    def __init__(self) -> None:
-        self.corrupt_lines = 0
-        self._by_uuid: dict[str, dict[str, Any]] = {}
-        self._pending: list[dict[str, Any]] = []
-
-    def reset(self) -> None:
-        self._by_uuid.clear()
-        self._pending.clear()
-
-    def feed(self, line: str) -> list[AgentEvent]:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            self.corrupt_lines += 1
-            return []
-        if isinstance(rec.get("uuid"), str):
-            self._by_uuid[rec["uuid"]] = rec
-        out = []
-        content = (rec.get("message") or {}).get("content")
-        if rec.get("type") == "user" and isinstance(content, str) and "promptSource" in rec:
-            out.append(AgentEvent(AgentEventKind.PROMPT_RECORDED, parse_envelope(content), content))
-        if rec.get("type") == "system" and rec.get("subtype") == "turn_duration":
-            self._pending.append(rec)
-        for end in list(self._pending):
-            resolved = self._resolve(end)
-            if resolved is not None:
-                self._pending.remove(end)
-                out.append(resolved)
-        return out
-
-    def _resolve(self, end: dict[str, Any]) -> AgentEvent | None:
-        answer: str | None = None
-        error = False
-        node = end
-        while True:
-            parent = self._by_uuid.get(node.get("parentUuid") or "")
-            if parent is None:
-                return None  # a line of the chain is not written yet
-            content = (parent.get("message") or {}).get("content")
-            if parent.get("type") == "assistant" and not answer and isinstance(content, list):
-                answer = "".join(b.get("text", "") for b in content if b.get("type") == "text")
-                error = bool(parent.get("isApiErrorMessage"))
-            if parent.get("type") == "user" and isinstance(content, str):
-                kind = AgentEventKind.API_ERROR if error else AgentEventKind.TURN_COMPLETED
-                return AgentEvent(kind, parse_envelope(content), answer or "")
-            node = parent
-
-
 def _new_parser(profile: RuntimeProfile) -> TranscriptParser:
-    """The profile's parser, except for Claude for now: ``ClaudeTranscriptParser`` reads lines
-    in file order, and Claude's first flush of a session can write the assistant line (or the
-    turn end) before the user line; see ``test_claude_parser_first_flush_out_of_order``. Switch
-    back to ``profile.new_parser()`` once that test passes."""
-    if isinstance(profile, ClaudeCodeProfile):
-        return _ChainClaudeParser()
+    """The profile's own parser: what the bridge uses (chain-aware for Claude's first flush)."""
     return profile.new_parser()
 
 
