@@ -29,6 +29,7 @@ from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
 from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
 from agentbridge.sanitize import sanitize_text
+from agentbridge.screen_turn import run_weak_turn
 from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
 
@@ -322,25 +323,34 @@ class AgentSession:
         flight = InFlight(message=message, envelope=envelope)
         self.current = flight
         try:
-            await self._deliver(flight, prompt, idle_timeout)
+            if self.profile.strong_completion:
+                await self._deliver(flight, prompt, idle_timeout)
+            elif await self._wait_idle(flight, idle_timeout):
+                await run_weak_turn(self, flight)  # screen evidence only (generic CLIs)
             if flight.outcome is None:
                 await flight.done.wait()
         finally:
             self.current = None
         return flight
 
-    async def _deliver(self, flight: InFlight, prompt: str, idle_timeout: float) -> None:
-        assert self.injector is not None
-        message = flight.message
+    async def _wait_idle(self, flight: InFlight, idle_timeout: float) -> bool:
+        """Inject only into an idle agent (Codex merges a mid-turn prompt into the turn)."""
         deadline = time.monotonic() + idle_timeout
         while not await self.is_idle():
             if not self.alive() or self.ended:
                 flight.finish(TurnOutcome.SESSION_ENDED, "agent gone before injection")
-                return
+                return False
             if time.monotonic() > deadline:
                 await self._release(flight, "agent did not become idle")
-                return
+                return False
             await asyncio.sleep(0.05)
+        return True
+
+    async def _deliver(self, flight: InFlight, prompt: str, idle_timeout: float) -> None:
+        assert self.injector is not None
+        message = flight.message
+        if not await self._wait_idle(flight, idle_timeout):
+            return
         result = await self.injector.inject(prompt, flight.accepted)
         flight.injection = result
         log.info(
