@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from bridge_harness import running_bridge
 
 pytestmark = pytest.mark.slow
