@@ -1,10 +1,13 @@
 """Micro-benchmark of the tmux layer: per-operation cost and a full injection into the fake agent.
 
-Run: ``.venv/bin/python scripts/bench_inject.py [N]``. Uses its own private tmux socket.
+Run: ``.venv/bin/python scripts/bench_inject.py [N] [--mode control|subprocess|both]``. Uses its
+own private tmux socket per mode. ``control`` = the persistent ``tmux -C`` client (the default
+of :class:`TmuxServer`), ``subprocess`` = one tmux process per operation (``control=False``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -35,8 +38,9 @@ async def timed(n: int, op: Callable[[], Awaitable[object]]) -> tuple[float, flo
     return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
 
 
-async def bench(n: int, cwd: Path) -> None:
-    server = TmuxServer(f"abbench-{uuid.uuid4().hex[:8]}")
+async def bench(n: int, cwd: Path, control: bool) -> None:
+    print(f"-- {'control client' if control else 'subprocess per command'}")
+    server = TmuxServer(f"abbench-{uuid.uuid4().hex[:8]}", control=control)
     env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "TERM": "tmux-256color"}
     try:
         pane = await server.new_session("sink", [sys.executable, str(cwd / "sink.py")], env, cwd)
@@ -68,16 +72,22 @@ async def bench(n: int, cwd: Path) -> None:
             await async_wait_until(box_empty, interval=0.005)
         print(f"inject → first Enter (fake agent) p50 {statistics.median(totals):.1f} ms")
         print(f"last timings: {res.timings}")
+        print(f"tmux calls: {dict(server.control_stats)}")
     finally:
         await server.kill_server()
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", nargs="?", type=int, default=100)
+    parser.add_argument("--mode", choices=["control", "subprocess", "both"], default="both")
+    args = parser.parse_args()
+    modes = {"control": [True], "subprocess": [False], "both": [False, True]}[args.mode]
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp).resolve()
         (cwd / "sink.py").write_text(SINK)
-        asyncio.run(bench(n, cwd))
+        for control in modes:
+            asyncio.run(bench(args.n, cwd, control))
 
 
 if __name__ == "__main__":

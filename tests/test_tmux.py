@@ -1,4 +1,8 @@
-"""TmuxServer on real private tmux sockets; a raw byte recorder proves what reached the pane."""
+"""TmuxServer on real private tmux sockets; a raw byte recorder proves what reached the pane.
+
+Every test using the ``server`` fixture runs twice: over the control-mode client (the default)
+and with ``control=False`` (one subprocess per command): both paths must behave the same.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from hypothesis import strategies as st
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until, wait_until
 from agentbridge.tmux import TmuxError, TmuxNotFound, TmuxServer, minimal_env
+from agentbridge.tmux_control import CONTROL_SESSION_PREFIX
 
 # A pane program that puts its tty in raw mode, asks for bracketed paste, and appends every byte
 # it reads to a log: the log is exactly what tmux wrote into the pane.
@@ -46,10 +51,12 @@ def kill_socket(name: str) -> None:
     TmuxServer(name).socket_path.unlink(missing_ok=True)
 
 
-@pytest.fixture
-def server() -> Iterator[TmuxServer]:
+@pytest.fixture(params=[True, False], ids=["control", "subprocess"])
+def server(request: pytest.FixtureRequest) -> Iterator[TmuxServer]:
     name = f"abtest-{uuid.uuid4().hex[:10]}"
-    yield TmuxServer(name)
+    srv = TmuxServer(name, control=request.param)
+    yield srv
+    srv.close_control()
     kill_socket(name)
 
 
@@ -188,6 +195,17 @@ async def test_paste_bytes_exact(server: TmuxServer, tmp_path: Path) -> None:
     wait_until(lambda: log.read_bytes() == want + b"\r\x15", what="Enter, C-u")
     _, out, _ = await server.run("list-buffers")
     assert out == ""  # paste-buffer -d removed our buffer
+    assert_path_used(server)
+
+
+def assert_path_used(server: TmuxServer) -> None:
+    """The control fixture really went over the control client, the other never did."""
+    if server.control_enabled:
+        assert server.control_stats["control"] > 0
+        assert server.control_stats["subprocess"] == 0, server.control_stats
+    else:
+        assert server.control_stats["control"] == 0
+        assert server.control_stats["connects"] == 0
 
 
 async def test_one_megabyte_paste(server: TmuxServer, tmp_path: Path) -> None:
@@ -200,6 +218,7 @@ async def test_one_megabyte_paste(server: TmuxServer, tmp_path: Path) -> None:
     got = log.read_bytes()
     assert got == want
     assert got.count(b"\x1b") == 2  # the two markers tmux added, nothing else
+    assert_path_used(server)
 
 
 NASTY = [
@@ -242,8 +261,11 @@ class _Recorder:
 
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Recorder]:
+    # control on: each example's asyncio.run is a new loop, so this also exercises the
+    # "client bound to a finished loop → closed, subprocess once, reconnect" path
     rec = _Recorder(tmp_path_factory.mktemp("rec"))
     yield rec
+    rec.server.close_control()
     kill_socket(rec.name)
 
 
@@ -254,7 +276,16 @@ def test_sanitized_paste_is_only_text(recorder: _Recorder, raw: str) -> None:
     if not clean:
         return
     start = recorder.log.stat().st_size
-    asyncio.run(recorder.server.load_and_paste(recorder.pane, clean))
+
+    async def paste() -> None:
+        # a new loop per example: the first call reconnects the control client, the paste
+        # then goes over it
+        assert await recorder.server.pane_alive(recorder.pane)
+        before = recorder.server.control_stats["control"]
+        await recorder.server.load_and_paste(recorder.pane, clean)
+        assert recorder.server.control_stats["control"] > before
+
+    asyncio.run(paste())
     want = expected_paste(clean)
     wait_until(lambda: recorder.log.stat().st_size >= start + len(want), what="paste bytes")
     with recorder.log.open("rb") as f:
@@ -272,7 +303,7 @@ async def test_libtmux_lookup_and_concurrent_pastes(server: TmuxServer, tmp_path
         start_recorder(server, tmp_path / "a", "ra"), start_recorder(server, tmp_path / "b", "rb")
     )
     names = {s.session_name for s in server.libtmux().sessions}
-    assert names == {"ra", "rb"}
+    assert {n for n in names if not n.startswith(CONTROL_SESSION_PREFIX)} == {"ra", "rb"}
     texts_a = [f"a{i} " * 200 for i in range(10)]
     texts_b = [f"b{i} " * 200 for i in range(10)]
     for ta, tb in zip(texts_a, texts_b, strict=True):
