@@ -46,8 +46,11 @@ def test_agent_killed_mid_turn_is_replayed_once(tmp_path: Path) -> None:
         mid = bridge.send("work slowly #fake:slow=2@1")
         bridge.wait_state(mid, "accepted")
         wait_for(lambda: transcript_prompts(bridge, mid) == [1], what="attempt 1 recorded")
+        newer = bridge.send("a newer message, same conversation")
         os.kill(pid, signal.SIGKILL)
         msg = bridge.wait_state(mid, "completed", timeout=40)
+        later = bridge.wait_state(newer, "completed", timeout=40)
+        assert msg.updated_at < later.updated_at  # the victim is replayed before anything newer
         assert msg.attempt == 2
         assert msg.reply is not None and msg.reply.startswith("echo: work slowly")
         wait_for(lambda: sorted(transcript_prompts(bridge, mid)) == [1, 2], what="2 prompts")
