@@ -220,3 +220,34 @@ def test_supervisor_sigkill_after_ingest_loses_nothing(tmp_path: Path) -> None:
             assert bridge.wait_state(mid, "completed", timeout=40).attempt == 1
     finally:
         bridge.stop()
+
+
+def test_missing_agent_cli_is_one_clear_line_and_loses_nothing(tmp_path: Path) -> None:
+    agents = {"main": {"runtime": "claude-code", "command": ["no-such-claude-cli"]}}
+    bridge = Bridge(tmp_path, agents=agents)
+    try:
+        bridge.start(wait_healthy=False)
+        bridge.wait_health("degraded", timeout=30)
+        detail = bridge.status()["agents"]["main"]["detail"]
+        assert "'no-such-claude-cli' not found" in detail and "command" in detail
+        mid = bridge.send("kept for later")
+        assert bridge.message(mid).state == "queued"
+        assert bridge.status()["agents"]["main"]["restarts"] == 0  # no restart loop
+        assert "not found on the agent's PATH" in bridge.log_path.read_text()
+    finally:
+        bridge.stop()
+
+
+def test_agent_dying_at_startup_says_why(tmp_path: Path) -> None:
+    agents = default_agents(
+        command=["/bin/sh", "-c", "echo config file is broken; exit 7"],
+        max_restarts=1,
+        launch_grace=2,
+    )
+    bridge = Bridge(tmp_path, agents=agents)
+    try:
+        bridge.start(wait_healthy=False)
+        bridge.wait_health("degraded", timeout=60)
+        assert "config file is broken" in bridge.status()["agents"]["demo"]["detail"]
+    finally:
+        bridge.stop()

@@ -13,6 +13,7 @@ import enum
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
 
 log = logging.getLogger(__name__)
+
+
+class AgentCommandNotFound(Exception):
+    """The agent's CLI is not installed where its PATH looks: restarting cannot help."""
 
 
 class TurnOutcome(enum.StrEnum):
@@ -163,6 +168,12 @@ class AgentSession:
         """Launch the CLI in a fresh tmux session and start following its transcript/hooks."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.spec = self.profile.prepare(self.agent, self.state_dir, resume)
+        program = self.spec.argv[0]
+        if shutil.which(program, path=self.spec.env.get("PATH")) is None:
+            raise AgentCommandNotFound(
+                f"agent {self.agent.name}: {program!r} not found on the agent's PATH "
+                f"(install it, or set [agents.{self.agent.name}] command to its full path)"
+            )
         if await self.tmux.has_session(self.session_name):
             await self.tmux.kill_session(self.session_name)
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
@@ -293,6 +304,18 @@ class AgentSession:
             # the agent's own word; a dialog on screen is caught by the injector's box check
             return status == "idle"
         return (await self.screen()).kind == ScreenKind.READY
+
+    async def last_words(self) -> str:
+        """The last non-blank line the pane shows (why an agent died at startup)."""
+        if self.pane_id is None:
+            return ""
+        try:
+            screen = await self.tmux.capture(self.pane_id, history=50)
+        except Exception:
+            return ""
+        lines = [line.strip() for line in screen.splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith("Pane is dead")]
+        return lines[-1][:200] if lines else ""
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until the CLI is up and idle (launch grace), or the deadline/death."""

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentbridge.agent_host import AgentSession, InFlight, TurnOutcome
+from agentbridge.agent_host import AgentCommandNotFound, AgentSession, InFlight, TurnOutcome
 from agentbridge.config import AgentConfig, Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
@@ -307,6 +307,10 @@ class AgentWorker:
         self.health, self.detail = AgentHealth.STARTING, ""
         try:
             await session.start(resume)
+        except AgentCommandNotFound as exc:
+            self.degrade(str(exc))  # a restart loop cannot install a CLI
+            print(f"agentbridge: {exc}", file=sys.stderr, flush=True)
+            return False
         except Exception as exc:
             log.error("agent %s: could not start: %s", self.agent.name, exc)
             log.debug("start failure", exc_info=True)
@@ -314,7 +318,11 @@ class AgentWorker:
             self.request_restart(self.detail)
             return False
         if not await session.wait_ready(self.agent.launch_grace):
-            self.detail = "the agent did not become ready within the launch grace"
+            if session.alive():
+                self.detail = "the agent did not become ready within the launch grace"
+            else:
+                said = await session.last_words()
+                self.detail = "the agent exited during startup" + (f": {said}" if said else "")
             log.warning("agent %s: %s", self.agent.name, self.detail)
             self.request_restart(self.detail)
             return False
