@@ -81,6 +81,10 @@ CONTROL_ENV = "AGENTBRIDGE_TMUX_CONTROL"
 _RECONNECT_BACKOFF = 5.0
 
 
+#: one tmux client command never takes this long unless the server hangs
+SUBPROCESS_TIMEOUT = 15.0
+
+
 class TmuxError(RuntimeError):
     """A tmux command failed; the message carries tmux's own stderr line."""
 
@@ -171,7 +175,15 @@ class TmuxServer:
             )
         except FileNotFoundError as exc:
             raise TmuxNotFound() from exc
-        out, err = await proc.communicate(stdin)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=SUBPROCESS_TIMEOUT)
+        except TimeoutError:  # a hung tmux server must not hang the supervisor with it
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise TmuxError(
+                f"tmux {args[0] if args else ''} did not answer within {SUBPROCESS_TIMEOUT:.0f}s"
+            ) from None
         rc = proc.returncode if proc.returncode is not None else -1
         stdout = out.decode("utf-8", errors="replace")
         stderr = err.decode("utf-8", errors="replace").strip()
