@@ -580,24 +580,9 @@ class Ledger(OutboxMixin):
                     reason=why,
                     bump_fence=True,
                 )
-            row = conn.execute(
-                "UPDATE messages SET state = 'queued', attempt = attempt + 1, fence = fence + 1,"
-                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-                " WHERE id = ? RETURNING *",
-                (now, message_id),
-            ).fetchone()
-            insert_event(
-                conn,
-                now,
-                actor,
-                "transition",
-                message_id=message_id,
-                from_state=current.state,
-                to_state="queued",
-                attempt=current.attempt + 1,
-                detail=f"replay: {reason}",
+            return _requeue(
+                conn, now, current, actor, attempt=current.attempt + 1, detail=f"replay: {reason}"
             )
-            return Message.from_row(row)
 
         msg = await self._tx(run)
         self._notify("message", [msg.id])
@@ -618,23 +603,9 @@ class Ledger(OutboxMixin):
                 _refuse(conn, now, message_id, fence, "release", current)
             if current.state != MessageState.CLAIMED:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "release: not claimed")
-            row = conn.execute(
-                "UPDATE messages SET state = 'queued', fence = fence + 1, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
-                (now, message_id),
-            ).fetchone()
-            insert_event(
-                conn,
-                now,
-                actor,
-                "transition",
-                message_id=message_id,
-                from_state=current.state,
-                to_state="queued",
-                attempt=current.attempt,
-                detail=f"released: {reason}",
+            return _requeue(
+                conn, now, current, actor, attempt=current.attempt, detail=f"released: {reason}"
             )
-            return Message.from_row(row)
 
         msg = await self._tx(run)
         self._notify("message", [msg.id])
@@ -651,23 +622,7 @@ class Ledger(OutboxMixin):
             current = _get(conn, message_id)
             if current.state != MessageState.QUARANTINED:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "not quarantined")
-            row = conn.execute(
-                "UPDATE messages SET state = 'queued', attempt = 1, fence = fence + 1,"
-                " reason = NULL, updated_at = ? WHERE id = ? RETURNING *",
-                (now, message_id),
-            ).fetchone()
-            insert_event(
-                conn,
-                now,
-                actor,
-                "transition",
-                message_id=message_id,
-                from_state="quarantined",
-                to_state="queued",
-                attempt=1,
-                detail="requeued by a human",
-            )
-            return Message.from_row(row)
+            return _requeue(conn, now, current, actor, attempt=1, detail="requeued by a human")
 
         msg = await self._tx(run)
         self._notify("message", [msg.id])
@@ -986,6 +941,35 @@ def _illegal(
         detail=detail,
     )
     raise _CommitThenRaise(IllegalTransition(f"message {current.id}: {detail}"))
+
+
+def _requeue(
+    conn: sqlite3.Connection,
+    now: float,
+    current: Message,
+    actor: str,
+    *,
+    attempt: int,
+    detail: str,
+) -> Message:
+    """Back to ``queued`` with no lease and a new fence (any old holder's fence is dead)."""
+    row = conn.execute(
+        "UPDATE messages SET state = 'queued', attempt = ?, fence = fence + 1, reason = NULL,"
+        " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
+        (attempt, now, current.id),
+    ).fetchone()
+    insert_event(
+        conn,
+        now,
+        actor,
+        "transition",
+        message_id=current.id,
+        from_state=current.state,
+        to_state=MessageState.QUEUED,
+        attempt=attempt,
+        detail=detail,
+    )
+    return Message.from_row(row)
 
 
 def _set_state(
