@@ -96,6 +96,10 @@ async def main(count: int) -> None:
     assert await session.wait_ready(30), "fake agent not ready"
     paste_watch = SizeWatch(byte_log)
     paste_watch.start()
+    # the turn end reaches the host as a Stop hook record or a transcript line, whichever
+    # is written first: watch both
+    hook_watch = SizeWatch(root / "state" / "hooks.jsonl")
+    hook_watch.start()
     to_paste: list[float] = []
     to_complete: list[float] = []
     try:
@@ -118,12 +122,18 @@ async def main(count: int) -> None:
             if t_watch is None:
                 transcript = session._transcript_path
                 t_watch = SizeWatch(transcript) if transcript else None
-            ended_at = None
+            completion = next(e for e in events if e.to_state == "completed")
+            watch = hook_watch if "hook" in completion.detail else t_watch
             if t_watch is not None:
                 t_watch.stop = True
-                # the turn end is the last write of the turn: the last growth before completion
-                writes = [at for at, size in t_watch.growth if size > t_size and at <= completed_at]
-                ended_at = writes[-1] if writes else None
+            base = t_size if watch is t_watch else 0
+            # the write that completed the turn: the last one to that file before the commit
+            writes = [
+                at
+                for at, size in (watch.growth if watch else [])
+                if size > base and claimed_at < at <= completed_at
+            ]
+            ended_at = max(writes) if writes else None
             if i < 5:
                 continue  # warm-up
             if pasted_at is not None:
@@ -132,6 +142,7 @@ async def main(count: int) -> None:
                 to_complete.append((completed_at - ended_at) * 1000)
     finally:
         paste_watch.stop = True
+        hook_watch.stop = True
         await session.stop()
         await tmux.kill_server()
         await ledger.close()
@@ -143,7 +154,7 @@ async def main(count: int) -> None:
         )
 
     print(line("claim committed → paste bytes at the agent", to_paste))
-    print(line("turn-end line written → completion committed", to_complete))
+    print(line("turn-end evidence written → completion committed", to_complete))
 
 
 if __name__ == "__main__":
