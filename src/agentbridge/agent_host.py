@@ -234,7 +234,10 @@ class AgentSession:
     async def _follow(self, path: Path, on_line: Any) -> FileTail:
         # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
         offset = path.stat().st_size if path.exists() else 0
-        tail = FileTail(path, on_line, offset=offset, observer=self.observer)
+        # inotify does the work; the size check behind it (watchdog #276) can be unhurried
+        tail = FileTail(
+            path, on_line, offset=offset, observer=self.observer, reconcile_interval=2.0
+        )
         await tail.start()
         self._tails.append(tail)
         return tail

@@ -97,9 +97,9 @@ class HealthMonitor:
                 log.exception("agent %s: health tick failed", self.worker.agent.name)
             session = self.worker.session
             busy = session is not None and session.current is not None
-            # 0.25 s with a message in flight; 0.5 s when idle (a death is still seen < 1 s,
-            # and twenty idle agents cost half the wake-ups)
-            await asyncio.sleep(self.interval if busy else self.interval * 2)
+            # 0.25 s with a message in flight; 0.75 s when idle (a death is still seen < 1 s,
+            # and twenty idle agents cost a third of the wake-ups)
+            await asyncio.sleep(self.interval if busy else self.interval * 3)
 
     async def tick(self) -> None:
         """One look at the session."""
@@ -115,7 +115,9 @@ class HealthMonitor:
         if session.ended:
             return
         now = time.monotonic()
-        if now - self._last_discovery >= 1.0:  # a glob on some profiles: not every tick
+        # a glob on some profiles: 1 s until a transcript is known, then 5 s (a moved file)
+        every = 1.0 if session._transcript_path is None else 5.0
+        if now - self._last_discovery >= every:
             self._last_discovery = now
             await session.discover_transcript()
         flight = session.current

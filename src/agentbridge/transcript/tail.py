@@ -229,7 +229,9 @@ class FileTail:
         was most of an idle supervisor's CPU.
         """
         if self._watch_dir != self._path.parent:
-            return False
+            # still waiting for the file's directory: quiet while the watch is on the nearest
+            # directory that exists (an agent that has not written its transcript yet)
+            return self._watch_dir == _nearest_existing_dir(self._path)
         try:
             st = os.stat(self._path)
         except OSError:
