@@ -207,6 +207,7 @@ class AgentWorker:
         log.info(
             "message %s: claimed by %s (attempt %s)", message.id, session.owner, message.attempt
         )
+        self.monitor.nudge()
         flight = await session.run_message(message, idle_timeout=self.agent.launch_grace)
         await self._after_turn(flight)
 

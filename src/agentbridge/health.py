@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -83,10 +84,15 @@ class HealthMonitor:
         self.interval = interval
         self._last_screen_check = 0.0
         self._last_discovery = 0.0
+        self._nudged = asyncio.Event()
         self._flight_key: tuple[int, int] | None = None
         self._kind: ScreenKind | None = None
         self._since = 0.0
         self._count = 0
+
+    def nudge(self) -> None:
+        """A message is about to go in flight: switch to the fast cadence now."""
+        self._nudged.set()
 
     async def run(self) -> None:
         """Tick forever."""
@@ -99,7 +105,11 @@ class HealthMonitor:
             busy = session is not None and session.current is not None
             # 0.25 s with a message in flight; 0.75 s when idle (a death is still seen < 1 s,
             # and twenty idle agents cost a third of the wake-ups)
-            await asyncio.sleep(self.interval if busy else self.interval * 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._nudged.wait(), self.interval if busy else self.interval * 3
+                )
+            self._nudged.clear()
 
     async def tick(self) -> None:
         """One look at the session."""
