@@ -369,7 +369,7 @@ class AgentSession:
             if time.monotonic() > deadline:
                 await self._release(flight, "agent did not become idle")
                 return False
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)  # the agent just finished a turn: it is idle in ms
         return True
 
     async def _deliver(self, flight: InFlight, prompt: str, idle_timeout: float) -> None:
