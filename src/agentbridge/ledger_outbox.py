@@ -57,7 +57,7 @@ class OutboxMixin:
         scheduled_at: float | None = None,
         ttl: float = DEFAULT_TTL,
     ) -> OutboxItem:
-        from agentbridge.ledger import (
+        from agentbridge.ledger_base import (
             IdempotencyConflict,
             _CommitThenRaise,
             insert_event,
@@ -225,7 +225,7 @@ class OutboxMixin:
         """A part of a chunked reply reached the platform: a retry resumes after it."""
 
         def run(conn: sqlite3.Connection, now: float) -> OutboxItem:
-            from agentbridge.ledger import NotFound, insert_event
+            from agentbridge.ledger_base import NotFound, insert_event
 
             row = conn.execute(
                 "UPDATE outbox SET parts_sent = MAX(parts_sent, ?), updated_at = ?,"
@@ -332,7 +332,7 @@ class OutboxMixin:
 
     async def get_reply(self, outbox_id: int) -> OutboxItem:
         """One outbox row."""
-        from agentbridge.ledger import NotFound
+        from agentbridge.ledger_base import NotFound
 
         def run(conn: sqlite3.Connection) -> OutboxItem:
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
@@ -380,7 +380,7 @@ class OutboxMixin:
         platform_message_id: str | None = None,
         only_from: OutboxState | None = None,
     ) -> OutboxItem:
-        from agentbridge.ledger import IllegalTransition, NotFound, insert_event
+        from agentbridge.ledger_base import IllegalTransition, NotFound, insert_event
         from agentbridge.states import OUTBOX_TRANSITIONS
 
         row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
