@@ -24,7 +24,6 @@ from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParse
 from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.hook_relay import normalize as normalize_hook_record
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
@@ -62,7 +61,6 @@ class InFlight:
     outcome: TurnOutcome | None = None
     detail: str = ""
     injection: InjectionResult | None = None
-    claimed_at: float = field(default_factory=time.monotonic)
 
     screen: ScreenKind | None = None
     reset_at: str | None = None
@@ -150,7 +148,6 @@ class AgentSession:
         self.started_at = time.monotonic()
         self.last_progress = time.monotonic()
         self.last_heartbeat = 0.0
-        self.last_api_error: str | None = None
         self.human_turns = 0
         self.corrupt_lines = 0
         self.ended = False
@@ -454,9 +451,8 @@ class AgentSession:
             self.corrupt_lines += 1
             log.warning("agent %s: corrupt hook record skipped", self.agent.name)
             return
-        wrapped = normalize_hook_record(record)
-        if wrapped is not None:
-            for event in self._hook_parser.feed(wrapped):
+        if isinstance(record, dict):
+            for event in self._hook_parser.feed(record):
                 self._events.put_nowait(event)
         self.last_progress = time.monotonic()
 
@@ -520,7 +516,6 @@ class AgentSession:
                 crash_point("after_outbox_row")
                 flight.finish(TurnOutcome.COMPLETED)
         elif event.kind == AgentEventKind.API_ERROR:
-            self.last_api_error = event.text
             await self.ledger.note(message.id, self.owner, "api_error", event.text[:500])
             flight.finish(TurnOutcome.API_ERROR, event.text)
         elif event.kind == AgentEventKind.TURN_ABORTED:

@@ -332,15 +332,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         report(True, "ledger", asyncio.run(check_ledger()))
     except (LedgerError, SchemaTooNew, OSError) as exc:
         report(False, "ledger", str(exc))
-    from agentbridge.runtimes.binaries import default_command
+    from agentbridge.plugins import build_plugin_manager
 
+    runtimes = build_plugin_manager().runtimes()
     for agent in config.agents.values():
-        argv = agent.command or default_command(agent.runtime)
+        profile = runtimes.get(agent.runtime)
+        argv = agent.command or list(getattr(profile, "default_command", ()))
         found = shutil.which(argv[0]) if argv else None
         report(
             bool(found),
             f"agent {agent.name}",
-            f"{agent.runtime}: {found or argv[0] + ' not found'}",
+            f"{agent.runtime}: {found or (argv[0] if argv else 'no command') + ' not found'}",
         )
     return EXIT_OK if problems == 0 else EXIT_ERROR
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentbridge import paths
 from agentbridge.agent_host import AgentCommandNotFound, AgentSession, InFlight, TurnOutcome
 from agentbridge.config import AgentConfig, Config
 from agentbridge.crashpoints import crash_point
@@ -54,16 +55,8 @@ def classify_error_text(text: str) -> tuple[ScreenKind, str | None]:
 
 
 def reply_command(config: Config) -> str:
-    """How an agent runs ``agentbridge`` (its PATH may not hold our virtualenv)."""
-    exe = Path(sys.executable).with_name("agentbridge")
-    base = (
-        shlex.quote(str(exe))
-        if exe.exists()
-        else f"{shlex.quote(sys.executable)} -m agentbridge.cli"
-    )
-    if config.path is not None:
-        base += f" --config {shlex.quote(str(config.path))}"
-    return base
+    """How an agent runs ``agentbridge`` (shell words, for the envelope's reply hint)."""
+    return shlex.join(paths.agentbridge_argv(config.path))
 
 
 class AgentHealth(enum.StrEnum):

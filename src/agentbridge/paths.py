@@ -6,6 +6,7 @@ Everything derives from HOME / XDG variables at call time, so setting HOME isola
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -32,6 +33,14 @@ def default_config_path() -> Path:
     """``AGENTBRIDGE_CONFIG`` if set, else ``config.toml`` in the config dir."""
     env = os.environ.get("AGENTBRIDGE_CONFIG")
     return Path(env).expanduser() if env else config_dir() / "config.toml"
+
+
+def agentbridge_argv(config: Path | None = None) -> list[str]:
+    """How another process (an agent, a service manager) runs this same agentbridge: the
+    virtualenv's script when there is one (its PATH may not hold our venv), else ``-m``."""
+    exe = Path(sys.executable).with_name("agentbridge")
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "agentbridge.cli"]
+    return argv if config is None else [*argv, "--config", str(config)]
 
 
 def ensure_private_dir(path: Path) -> Path:

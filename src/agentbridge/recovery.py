@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbridge.agent_events import AgentEventKind
-from agentbridge.hook_relay import normalize as normalize_hook_record
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
 from agentbridge.protocols import RuntimeProfile
@@ -70,9 +69,8 @@ def read_evidence(
                     except ValueError:
                         evidence.corrupt_lines += 1
                         continue
-                    wrapped = normalize_hook_record(record)
-                    if wrapped is not None:
-                        take(list(hook_parser.feed(wrapped)))
+                    if isinstance(record, dict):
+                        take(list(hook_parser.feed(record)))
         except OSError as exc:
             log.warning("cannot read hook log %s for reconcile: %s", hook_log, exc)
     return evidence

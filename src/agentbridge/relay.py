@@ -96,8 +96,6 @@ class OutboxRelay:
         self.on_sent = on_sent
         self.on_failed = on_failed
         self.wake = asyncio.Event()
-        self.sent = 0
-        self.failed = 0
 
     def poke(self) -> None:
         """Something may be due now."""
@@ -144,7 +142,6 @@ class OutboxRelay:
         channel = self.channels.get(item.channel)
         if channel is None:
             await self.ledger.mark_failed(item.id, f"no channel {item.channel!r} is configured")
-            self.failed += 1
             if self.on_failed:
                 self.on_failed(item, "channel not configured")
             return
@@ -164,7 +161,6 @@ class OutboxRelay:
             return
         first = next((pid for pid in platform_ids if pid), None)
         sent = await self.ledger.mark_sent(item.id, first)
-        self.sent += 1
         log.info(
             "message %s: reply %s sent via %s (%s part(s))",
             item.message_id,
@@ -199,7 +195,6 @@ class OutboxRelay:
             )
             await self.ledger.mark_retry(item.id, error, delay)
             return
-        self.failed += 1
         log.warning("message %s: reply %s failed for good: %s", item.message_id, item.id, error)
         if self.on_failed:
             self.on_failed(item, error)

@@ -7,18 +7,13 @@ graceful stop on SIGTERM, non-zero exit on a startup error (so the manager resta
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 from agentbridge import paths
 
 
 def _command(config: Path | None) -> list[str]:
-    exe = Path(sys.executable).with_name("agentbridge")
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "agentbridge.cli"]
-    if config is not None:
-        argv += ["--config", str(config)]
-    return [*argv, "up"]
+    return [*paths.agentbridge_argv(config), "up"]
 
 
 def systemd_unit(config: Path | None) -> str:

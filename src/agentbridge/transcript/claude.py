@@ -24,6 +24,7 @@ from typing import Any
 
 from agentbridge.agent_events import AgentEvent, AgentEventKind
 from agentbridge.envelope import Envelope, parse_envelope
+from agentbridge.hook_relay import normalize
 
 __all__ = ["ClaudeHookParser", "ClaudeTranscriptParser", "parse_claude_hook"]
 
@@ -347,6 +348,8 @@ class ClaudeHookParser:
         return self.feed(record)
 
     def feed(self, record: dict[str, Any]) -> list[AgentEvent]:
+        """One hook record: the relay's wrapped form or a bare payload (the shell relay)."""
+        record = dict(normalize(record) or {})
         payload = record.get("payload")
         if not isinstance(payload, dict):
             self.corrupt_lines += 1
