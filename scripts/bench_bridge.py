@@ -46,12 +46,20 @@ class Bench:
         self.home = root / "home"
         self.home.mkdir(parents=True)
         self.socket = f"abbench-{os.getpid()}-{agents}"
-        lines = [f'state_dir = "{root / "state"}"', f'tmux_socket = "{self.socket}"',
-                 "[console]", "enabled = false"]
+        lines = [
+            f'state_dir = "{root / "state"}"',
+            f'tmux_socket = "{self.socket}"',
+            "[console]",
+            "enabled = false",
+        ]
         for i in range(agents):
-            lines += [f"[agents.a{i}]", 'runtime = "demo"', "launch_grace = 60",
-                      f'command = ["{sys.executable}", "-m", "agentbridge.fakeagent",'
-                      ' "--reply-delay", "0"]']
+            lines += [
+                f"[agents.a{i}]",
+                'runtime = "demo"',
+                "launch_grace = 60",
+                f'command = ["{sys.executable}", "-m", "agentbridge.fakeagent",'
+                ' "--reply-delay", "0"]',
+            ]
         self.config_path = root / "config.toml"
         self.config_path.write_text("\n".join(lines) + "\n")
         self.config = load_config(self.config_path)
@@ -61,9 +69,13 @@ class Bench:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "agentbridge.cli", "up"],
-                                     env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentbridge.cli", "up"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             status = asyncio.run(request(self.config, "status"))
@@ -84,13 +96,19 @@ class Bench:
     async def loop(self, count: int) -> dict[str, list[float]]:
         """Send ``count`` messages one after another (round robin over agents)."""
         ledger = await Ledger.open(self.config.ledger.path)
-        out: dict[str, list[float]] = {"loop": [], "claim": [], "inject": [], "accept": [],
-                                       "turn": []}
+        out: dict[str, list[float]] = {
+            "loop": [],
+            "claim": [],
+            "inject": [],
+            "accept": [],
+            "turn": [],
+        }
         try:
             for i in range(count):
                 agent = self.names[i % len(self.names)]
-                result = await ledger.ingest("local", f"bench-{agent}", "bench", f"ping {i}",
-                                             agent=agent)
+                result = await ledger.ingest(
+                    "local", f"bench-{agent}", "bench", f"ping {i}", agent=agent
+                )
                 await request(self.config, "poke", timeout=1)
                 mid = result.message.id
                 while (await ledger.get(mid)).state != "completed":
@@ -119,8 +137,9 @@ class Bench:
                 status = await request(self.config, "status")
                 assert status is not None
                 pid = status["agents"][agent]["pid"]
-                result = await ledger.ingest("local", "bench-kill", "bench",
-                                             f"slow {i} #fake:slow=30@1", agent=agent)
+                result = await ledger.ingest(
+                    "local", "bench-kill", "bench", f"slow {i} #fake:slow=30@1", agent=agent
+                )
                 await request(self.config, "poke", timeout=1)
                 mid = result.message.id
                 while (await ledger.get(mid)).state != "accepted":
@@ -131,8 +150,11 @@ class Bench:
                     await asyncio.sleep(0.005)
                 events = await ledger.events_for(mid)
                 requeued = next(e.at for e in events if e.to_state == "queued" and e.attempt == 2)
-                submitted = [e.at for e in events if e.to_state in ("submitted", "accepted")
-                             and e.attempt == 2]
+                submitted = [
+                    e.at
+                    for e in events
+                    if e.to_state in ("submitted", "accepted") and e.attempt == 2
+                ]
                 detect.append((requeued - killed_at) * 1000)
                 ready_at = None
                 for line in log_path.read_text().splitlines():
@@ -160,15 +182,19 @@ class Bench:
         c0, t0 = cpu(), time.monotonic()
         time.sleep(seconds)
         c1, t1 = cpu(), time.monotonic()
-        rss = next(int(line.split()[1]) for line in
-                   Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS"))
+        rss = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS")
+        )
         return (c1 - c0) / (t1 - t0) * 100, rss / 1024
 
 
 def report(name: str, values: list[float]) -> str:
-    return (f"{name:<34} p50 {statistics.median(values):8.1f} ms   p99 {pct(values, 99):8.1f} ms"
-            f"   (n={len(values)})")
+    return (
+        f"{name:<34} p50 {statistics.median(values):8.1f} ms   p99 {pct(values, 99):8.1f} ms"
+        f"   (n={len(values)})"
+    )
 
 
 def main() -> None:
@@ -189,8 +215,9 @@ def main() -> None:
             asyncio.run(bench.loop(5))  # warm up
             loop = asyncio.run(bench.loop(args.messages))
             print(report("full loop (local channel)", loop["loop"]))
-            print(report("  minus deliberate paste guard", [v - PASTE_GUARD_MS
-                                                             for v in loop["loop"]]))
+            print(
+                report("  minus deliberate paste guard", [v - PASTE_GUARD_MS for v in loop["loop"]])
+            )
             for stage in ("claim", "inject", "accept", "turn"):
                 print(report(f"  stage {stage}", loop[stage]))
             detect, reinject = asyncio.run(bench.kill_recovery(args.kills))
@@ -204,12 +231,14 @@ def main() -> None:
         many.start()
         try:
             cpu, rss = many.idle(args.idle)
-            print(f"idle supervisor ({args.agents} agents)        CPU {cpu:.2f} %"
-                  f"   RSS {rss:.1f} MB")
+            print(
+                f"idle supervisor ({args.agents} agents)        CPU {cpu:.2f} %   RSS {rss:.1f} MB"
+            )
             loop = asyncio.run(many.loop(args.messages))
             print(report(f"full loop, {args.agents} agents", loop["loop"]))
-            print(report("  minus deliberate paste guard", [v - PASTE_GUARD_MS
-                                                             for v in loop["loop"]]))
+            print(
+                report("  minus deliberate paste guard", [v - PASTE_GUARD_MS for v in loop["loop"]])
+            )
         finally:
             many.stop()
     if os.environ.get("BENCH_JSON"):

@@ -14,7 +14,7 @@ from bridge_harness import running_bridge
 
 pytestmark = pytest.mark.slow
 
-REPL = r'''
+REPL = r"""
 while IFS= read -r -p "calc> " line; do
   case "$line" in
     *"the message is in the file "*)
@@ -23,7 +23,7 @@ while IFS= read -r -p "calc> " line; do
     *) echo "got ${#line} chars";;
   esac
 done
-'''
+"""
 
 
 def test_generic_repl_round_trip(tmp_path: Path) -> None:

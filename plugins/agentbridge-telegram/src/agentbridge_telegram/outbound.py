@@ -66,5 +66,3 @@ def remember(memory: OrderedDict[Any, Any], key: Any, value: Any, cap: int = 409
     memory.move_to_end(key)
     while len(memory) > cap:
         memory.popitem(last=False)
-
-
