@@ -6,7 +6,8 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
   the rest are returned (up to ``limit``); with none, the request long-polls up to
   ``timeout`` seconds; a second concurrent poll ends the first with 409, like Telegram.
 - ``sendMessage``: recorded in ``sent``; text over 4096 UTF-16 units (after HTML parsing)
-  is refused; malformed HTML gives "can't parse entities"; faults can be queued.
+  is refused; malformed HTML gives "can't parse entities"; faults can be queued, including
+  the ambiguous ones (``AMBIGUOUS``): the message is sent, then the answer is lost.
 - ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
 
     async with FakeBotApi(token="123:abc") as api:
@@ -17,8 +18,11 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html.parser
 import itertools
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +34,7 @@ from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, utf16_len
 #: fault name → (HTTP status, description, parameters)
 FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
     "429": (429, "Too Many Requests: retry after 7", {"retry_after": 7}),
+    "429_now": (429, "Too Many Requests: retry after 0", {"retry_after": 0}),
     "parse": (400, "Bad Request: can't parse entities: Unsupported start tag at byte 3", {}),
     "blocked": (403, "Forbidden: bot was blocked by the user", {}),
     "kicked": (403, "Forbidden: bot was kicked from the group chat", {}),
@@ -39,6 +44,10 @@ FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
     "500": (500, "Internal Server Error", {}),
     "502": (502, "Bad Gateway", {}),
 }
+Params = dict[str, Any]
+#: faults after which the message IS in the chat but the client never gets the answer:
+#: ``stall`` holds the answer back until the client times out, ``reset`` sends a TCP reset
+AMBIGUOUS = frozenset({"stall", "reset"})
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
                  "tg-spoiler", "span", "blockquote", "tg-emoji"}  # fmt: skip
 
@@ -105,6 +114,8 @@ class FakeBotApi:
         self.calls: list[str] = []
         self.faults: list[str] = []  # consumed by sendMessage, first first
         self.always_fail: str | None = None  # a FAULTS name every sendMessage fails with
+        #: how long a ``stall`` holds its answer back (it ends early when the server stops)
+        self.stall_seconds = 60.0
         #: update_id → time.monotonic() when a getUpdates offset confirmed it (the "ack")
         self.confirm_times: dict[int, float] = {}
         self.blocked_chats: set[int | str] = set()
@@ -117,6 +128,7 @@ class FakeBotApi:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._closed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,7 +138,9 @@ class FakeBotApi:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> FakeBotApi:
-        """Listen on a free port."""
+        """Listen on a free port (the same one again after a ``stop``)."""
+        self._closing = False
+        self._closed.clear()
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
@@ -139,6 +153,7 @@ class FakeBotApi:
     async def stop(self) -> None:
         """End pending long polls at once (empty answers), then stop listening."""
         self._closing = True
+        self._closed.set()  # stalled answers end now
         async with self._new:
             self._new.notify_all()
         if self._runner is not None:
@@ -194,9 +209,10 @@ class FakeBotApi:
         """Make the next ``sendMessage`` calls fail with these ``FAULTS`` names, in order.
 
         ``"ok"`` lets one call through, so ``fail_next("ok", "429")`` fails the second call.
+        ``"stall"`` and ``"reset"`` (``AMBIGUOUS``) send the message, then lose the answer.
         """
         for fault in faults:
-            if fault != "ok" and fault not in FAULTS:
+            if fault != "ok" and fault not in FAULTS and fault not in AMBIGUOUS:
                 raise ValueError(f"unknown fault {fault!r}")
         self.faults.extend(faults)
 
@@ -228,13 +244,13 @@ class FakeBotApi:
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             return _error(404, "Not Found: method not found")
-        result: web.Response = await handler(params)
+        result: web.Response = await handler(params, request)
         return result
 
-    async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
+    async def _m_getMe(self, params: Params, request: web.Request) -> web.Response:
         return _ok({"id": int(self.token.split(":")[0]), "is_bot": True, "username": "fake_bot"})
 
-    async def _m_getUpdates(self, params: dict[str, Any]) -> web.Response:
+    async def _m_getUpdates(self, params: Params, request: web.Request) -> web.Response:
         if self.webhook is not None:
             return _error(409, "Conflict: can't use getUpdates method while webhook is active")
         offset = int(params.get("offset") or 0)
@@ -265,7 +281,7 @@ class FakeBotApi:
                     return _error(409, "Conflict: terminated by other getUpdates request")
         return _ok(self.updates[:limit])
 
-    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+    async def _m_sendMessage(self, params: Params, request: web.Request) -> web.Response:
         chat_id = params.get("chat_id")
         if chat_id in (None, ""):
             return _error(400, "Bad Request: chat_id is empty")
@@ -278,7 +294,7 @@ class FakeBotApi:
                 {"migrate_to_chat_id": self.migrated_chats[chat_id]},
             )
         fault = self.faults.pop(0) if self.faults else (self.always_fail or "ok")
-        if fault != "ok":
+        if fault != "ok" and fault not in AMBIGUOUS:
             status, description, parameters = FAULTS[fault]
             return _error(status, description, parameters)
         text = str(params.get("text") or "")
@@ -296,23 +312,40 @@ class FakeBotApi:
             chat_id, next(self._next_message), text, parse_mode, reply_to, visible
         )
         self.sent.append(message)
-        return _ok({"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible})
+        answer = _ok({"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible})
+        if fault == "stall":  # the client's timeout fires first; the message is in the chat
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self.stall_seconds)
+        elif fault == "reset":
+            _reset(request)
+        return answer
 
-    async def _m_sendChatAction(self, params: dict[str, Any]) -> web.Response:
+    async def _m_sendChatAction(self, params: Params, request: web.Request) -> web.Response:
         self.actions.append(params)
         return _ok(True)
 
-    async def _m_setMessageReaction(self, params: dict[str, Any]) -> web.Response:
+    async def _m_setMessageReaction(self, params: Params, request: web.Request) -> web.Response:
         self.reactions.append(params)
         return _ok(True)
 
-    async def _m_setWebhook(self, params: dict[str, Any]) -> web.Response:
+    async def _m_setWebhook(self, params: Params, request: web.Request) -> web.Response:
         self.webhook = params
         return _ok(True)
 
-    async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
+    async def _m_deleteWebhook(self, params: Params, request: web.Request) -> web.Response:
         self.webhook = None
         return _ok(True)
+
+
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), before any answer byte."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _ok(result: Any) -> web.Response:
@@ -326,4 +359,4 @@ def _error(status: int, description: str, parameters: dict[str, Any] | None = No
     return web.json_response(body, status=status)
 
 
-__all__ = ["FAULTS", "FakeBotApi", "SentMessage", "visible_text"]
+__all__ = ["AMBIGUOUS", "FAULTS", "FakeBotApi", "SentMessage", "visible_text"]
