@@ -7,6 +7,7 @@ raises what a platform would. Everything else is the real relay and the real led
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,7 +92,7 @@ async def test_long_reply_is_chunked_and_a_retry_resumes_after_sent_parts(
     ledger: Ledger,
 ) -> None:
     platform = Platform()
-    platform.fail_on_part[2] = TimeoutError("platform timed out")
+    platform.fail_on_part[2] = ConnectionRefusedError("platform down")
     channel = FlakyChannel(platform)
     _relay, task = await run_relay(ledger, channel)
     try:
@@ -137,7 +138,7 @@ async def test_retry_after_is_honoured_and_permanent_errors_stop(ledger: Ledger)
 
 async def test_retry_cap_then_failed(ledger: Ledger) -> None:
     platform = Platform()
-    platform.failures.extend(ConnectionError("network down") for _ in range(10))
+    platform.failures.extend(ConnectionRefusedError("network down") for _ in range(10))
     channel = FlakyChannel(platform)
     _relay, task = await run_relay(ledger, channel)
     try:
@@ -186,7 +187,14 @@ def test_chunking_and_default_classification() -> None:
     assert all(len(p) <= 23 for p in parts) and "".join(parts).split() == text.split()
     assert chunk_text("x" * 50, 20) == ["x" * 20, "x" * 20, "x" * 10]
     assert classify(RuntimeError("Forbidden: bot was kicked"), None, None)[0] == "permanent"
-    assert classify(RuntimeError("timeout"), None, None)[0] == "transient"
+    # at most once: only proof that nothing was sent makes an error retryable
+    assert classify(ConnectionRefusedError(), None, None)[0] == "transient"
+    assert classify(socket.gaierror(-2, "Name or service not known"), None, None)[0] == "transient"
+    assert classify(DeliveryError("429", ErrorClass.TRANSIENT), None, None)[0] == "transient"
+    assert classify(RuntimeError("timeout"), None, None)[0] == "unknown"
+    assert classify(TimeoutError(), None, None)[0] == "unknown"
+    assert classify(ConnectionResetError(), None, None)[0] == "unknown"
+    assert classify(DeliveryError("who knows"), None, None)[0] == "unknown"  # the default
 
 
 async def test_v1_ledger_migrates_forward_keeping_rows(tmp_path: Path) -> None:

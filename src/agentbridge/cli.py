@@ -260,11 +260,15 @@ async def cmd_quarantine(args: argparse.Namespace, config: Config, ledger: Ledge
 
 @_with_ledger
 async def cmd_outbox(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
-    """List replies, or ask to resend one (e.g. an ``unknown`` one you checked did not arrive)."""
-    if args.action == "retry":
+    """List replies; resend one (``retry``: e.g. an ``unknown`` one you checked did not
+    arrive) or close an ``unknown`` one you saw arrive (``sent``)."""
+    if args.action in ("retry", "sent"):
         if args.id is None:
-            raise CliError("outbox retry needs a reply id", EXIT_USAGE)
-        item = await ledger.retry_reply(args.id)
+            raise CliError(f"outbox {args.action} needs a reply id", EXIT_USAGE)
+        if args.action == "sent":
+            item = await ledger.mark_landed(args.id)
+        else:
+            item = await ledger.retry_reply(args.id)
         print(f"reply {item.id} is now {item.state}")
         from agentbridge.control import poke_supervisor
 
@@ -278,6 +282,11 @@ async def cmd_outbox(args: argparse.Namespace, config: Config, ledger: Ledger) -
         print(
             f"{i.id:>6}  {i.state:<8} msg {i.message_id}  {i.channel}:{i.conversation}"
             f"  attempts={i.attempts}  {i.last_error or ''}"
+        )
+    if any(i.state == "unknown" for i in items):
+        print(
+            "unknown = may or may not have arrived; never resent on its own. Check the chat,"
+            " then `agentbridge outbox retry ID` (resend) or `agentbridge outbox sent ID`."
         )
     return EXIT_OK
 
@@ -454,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
 
-    p = sub.add_parser("outbox", help="list replies or retry one")
-    p.add_argument("action", choices=["list", "retry"], nargs="?", default="list")
+    p = sub.add_parser("outbox", help="list replies, retry one, or mark an unknown one sent")
+    p.add_argument("action", choices=["list", "retry", "sent"], nargs="?", default="list")
     p.add_argument("id", type=int, nargs="?")
     p.add_argument("--state")
     p.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from agentbridge.ledger_unknown import UnknownRepliesMixin
 from agentbridge.models import OutboxItem
 from agentbridge.states import OutboxState
 
@@ -33,7 +34,7 @@ def backoff_delay(
     return base * (1 - jitter + 2 * jitter * rng())
 
 
-class OutboxMixin:
+class OutboxMixin(UnknownRepliesMixin):
     """Outbox methods of ``Ledger`` (kept apart so each file has one job)."""
 
     if TYPE_CHECKING:
@@ -187,12 +188,6 @@ class OutboxMixin:
             )
         )
 
-    async def mark_unknown(self, outbox_id: int, detail: str = "outcome unknown") -> OutboxItem:
-        """The send's outcome cannot be known (timeout after the request left): never resend."""
-        return await self._tx(
-            lambda conn, now: self._move(conn, now, outbox_id, OutboxState.UNKNOWN, detail)
-        )
-
     async def next_reply_due_at(self) -> float | None:
         """When the next pending reply becomes due (the relay sleeps until then)."""
 
@@ -296,24 +291,6 @@ class OutboxMixin:
         self._notify("outbox", [outbox_id])
         return item
 
-    async def recover_sending(self) -> list[OutboxItem]:
-        """At startup: every row left ``sending`` by a dead bridge becomes ``unknown``."""
-
-        def run(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
-            ids = [r["id"] for r in conn.execute("SELECT id FROM outbox WHERE state = 'sending'")]
-            return [
-                self._move(
-                    conn,
-                    now,
-                    i,
-                    OutboxState.UNKNOWN,
-                    "the bridge stopped while sending; not resent blindly",
-                )
-                for i in ids
-            ]
-
-        return await self._tx(run)
-
     async def expire_replies(self) -> int:
         """Pending replies past their time to live become ``expired``."""
 
@@ -379,6 +356,7 @@ class OutboxMixin:
         scheduled_at: float | None = None,
         platform_message_id: str | None = None,
         only_from: OutboxState | None = None,
+        parts_sent: int | None = None,
     ) -> OutboxItem:
         from agentbridge.ledger_base import IllegalTransition, NotFound, insert_event
         from agentbridge.states import OUTBOX_TRANSITIONS
@@ -392,8 +370,18 @@ class OutboxMixin:
         row = conn.execute(
             "UPDATE outbox SET state = ?, attempts = attempts + ?, updated_at = ?,"
             " last_error = COALESCE(?, last_error), scheduled_at = COALESCE(?, scheduled_at),"
-            " platform_message_id = COALESCE(?, platform_message_id) WHERE id = ? RETURNING *",
-            (to, attempts_delta, now, error, scheduled_at, platform_message_id, outbox_id),
+            " platform_message_id = COALESCE(?, platform_message_id),"
+            " parts_sent = COALESCE(?, parts_sent) WHERE id = ? RETURNING *",
+            (
+                to,
+                attempts_delta,
+                now,
+                error,
+                scheduled_at,
+                platform_message_id,
+                parts_sent,
+                outbox_id,
+            ),
         ).fetchone()
         insert_event(
             conn,

@@ -31,24 +31,46 @@ class ChannelLimits:
 
 
 class ErrorClass(enum.StrEnum):
-    """How the outbox relay treats a failed delivery."""
+    """How the outbox relay treats a failed delivery (replies go out at most once)."""
 
-    #: retry with backoff (timeouts, 5xx, network)
+    #: the platform provably did not act on the request (refused connection, DNS failure,
+    #: 429 with retry_after, a 4xx it documents as not acted on): retried with backoff
     TRANSIENT = "transient"
     #: never retry (chat not found, bot blocked, bad request)
     PERMANENT = "permanent"
+    #: the platform may have acted (timeout after the request went out, connection reset
+    #: mid-response, a 5xx after the body was sent): never resent blindly; reconciled or
+    #: surfaced to a human (the outbox row becomes ``unknown``)
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class DeliveryError(Exception):
-    """Raised by ``Channel.deliver``; ``retry_after`` (seconds) overrides the backoff schedule."""
+    """Raised by ``Channel.deliver``; ``retry_after`` (seconds) overrides the backoff schedule.
+
+    ``error_class`` defaults to ``UNKNOWN``: say ``TRANSIENT`` only when the platform provably
+    did not act on the request, or a retry may deliver the reply twice.
+    """
 
     message: str
-    error_class: ErrorClass = ErrorClass.TRANSIENT
+    error_class: ErrorClass = ErrorClass.UNKNOWN
     retry_after: float | None = None
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a channel found out about a reply part whose send ended ``unknown``.
+
+    ``landed``: True, the platform has it (``platform_message_id`` if known); False, it
+    provably never arrived (the relay sends it again); None, the platform cannot tell (the
+    row stays ``unknown`` for a human).
+    """
+
+    landed: bool | None
+    platform_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,18 @@ class Channel(Protocol):
 
     async def receipt(self, receipt: Receipt) -> None:
         """Show the sender a receipt (reaction, typing…); best effort, never raises."""
+
+
+@runtime_checkable
+class ReconcilingChannel(Protocol):
+    """Optional: a channel that can look up whether a reply it sent landed on the platform."""
+
+    async def reconcile(self, item: OutboxItem) -> Reconciled:
+        """Did this part (``item.text``, index ``item.parts_sent``) reach the platform?
+
+        Called by the relay for a part whose send ended ``unknown`` (right after, and at
+        start for rows a dead bridge left); must not send anything. Raising = cannot tell.
+        """
 
 
 # --------------------------------------------------------------------------- runtimes

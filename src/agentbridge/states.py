@@ -79,7 +79,8 @@ class OutboxState(enum.StrEnum):
     SENT = "sent"
     #: permanent error or retries exhausted
     FAILED = "failed"
-    #: the bridge died while sending: may or may not have arrived; never blindly resent
+    #: may or may not have arrived (the bridge died while sending, or the platform's answer
+    #: was lost after the request went out): never blindly resent; reconciled or a human's call
     UNKNOWN = "unknown"
     #: its time to live ran out before it could be sent
     EXPIRED = "expired"

@@ -74,6 +74,11 @@ def render(snapshot: dict[str, Any]) -> str:
         )
     outbox = snapshot.get("outbox", {})
     lines.append("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty"))
+    if outbox.get("unknown"):
+        lines.append(
+            f"  {outbox['unknown']} repl{'y' if outbox['unknown'] == 1 else 'ies'} may or may not"
+            " have arrived (not resent): `agentbridge outbox --state unknown`"
+        )
     return "\n".join(lines)
 
 

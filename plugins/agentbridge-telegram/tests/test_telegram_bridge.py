@@ -24,14 +24,15 @@ from agentbridge_telegram.testing import FakeBotApi
 async def test_relay_retry_never_resends_parts_already_delivered(
     fake: FakeBotApi, ledger: Ledger, start_channel
 ) -> None:
-    """The relay chunks a 10,000-char reply in 3 and retries the whole reply when part 3
-    fails: parts 1 and 2 must not reach the chat twice, and only part 1 quotes the sender."""
+    """The relay chunks a 10,000-char reply in 3 and retries the whole reply when Telegram
+    refuses part 3 (429): parts 1 and 2 must not reach the chat twice, and only part 1 quotes
+    the sender."""
     channel = await start_channel()
     relay = OutboxRelay(ledger, {"telegram": channel}, OutboxConfig(backoff=(0.05,)))
     task = asyncio.create_task(relay.run())
     try:
         text = "\n".join(f"line {i:05d} " + "z" * 40 for i in range(200))[:10_000]
-        fake.fail_next("ok", "ok", "500")
+        fake.fail_next("ok", "ok", "429_now")
         item = await ledger.enqueue_reply(
             "telegram", str(CHAT), text, key="r1", reply_to=f"{CHAT}:31"
         )
@@ -111,7 +112,8 @@ class TelegramHarness(HarnessBase):
         self.fake.always_fail = {
             None: None,
             ErrorClass.PERMANENT: "blocked",
-            ErrorClass.TRANSIENT: "502",
+            ErrorClass.TRANSIENT: "429_now",  # flood control: Telegram refused the request
+            ErrorClass.UNKNOWN: "reset",  # posted, then the connection reset: answer lost
         }[error_class]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 import pytest
 from agentbridge.ledger import Ledger
 from agentbridge.models import OutboxItem
@@ -119,8 +120,9 @@ async def test_retry_resumes_after_the_parts_already_sent(fake, ledger, start_ch
         ("deactivated", ErrorClass.PERMANENT),
         ("chat_not_found", ErrorClass.PERMANENT),
         ("chat_id_empty", ErrorClass.PERMANENT),
-        ("500", ErrorClass.TRANSIENT),
-        ("502", ErrorClass.TRANSIENT),
+        ("429_now", ErrorClass.TRANSIENT),
+        ("500", ErrorClass.UNKNOWN),  # Telegram may have posted it
+        ("502", ErrorClass.UNKNOWN),
     ],
 )
 async def test_errors_classified(fake, ledger, start_channel, fault, expected) -> None:
@@ -132,7 +134,8 @@ async def test_errors_classified(fake, ledger, start_channel, fault, expected) -
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-async def test_network_error_is_transient(fake, ledger, start_channel) -> None:
+async def test_refused_connection_is_transient(fake, ledger, start_channel) -> None:
+    """Nothing listening: the request never left, so a retry cannot double it."""
     channel = await start_channel()
     await fake.stop()
     with pytest.raises(DeliveryError) as caught:
@@ -150,9 +153,13 @@ def test_classify_table() -> None:
     assert classify(api(400, "Bad Request: user not found")) is ErrorClass.PERMANENT
     assert classify(api(429, "Too Many Requests", retry_after=3)) is ErrorClass.TRANSIENT
     assert classify(api(401, "Unauthorized")) is ErrorClass.TRANSIENT  # fix the token, resend
-    assert classify(api(503, "Service Unavailable")) is ErrorClass.TRANSIENT
-    assert classify(TelegramNetworkError("reset")) is ErrorClass.TRANSIENT
-    assert classify(TimeoutError()) is ErrorClass.TRANSIENT
+    assert classify(api(409, "Conflict")) is ErrorClass.TRANSIENT
+    assert classify(api(503, "Service Unavailable")) is ErrorClass.UNKNOWN
+    assert classify(api(200, "unreadable answer (HTTP 200)")) is ErrorClass.UNKNOWN
+    assert classify(TelegramNetworkError("refused")) is ErrorClass.TRANSIENT  # never left
+    assert classify(TelegramNetworkError("reset", sent=True)) is ErrorClass.UNKNOWN
+    assert classify(TimeoutError()) is ErrorClass.UNKNOWN
+    assert classify(aiohttp.ServerDisconnectedError()) is ErrorClass.UNKNOWN
     assert classify(ValueError("not ours")) is None
 
 

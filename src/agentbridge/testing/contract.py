@@ -16,11 +16,14 @@ Usage (a plugin's ``tests/test_contract.py``)::
 The suite runs the channel against a real ledger in ``tmp_path``. The bridge's ``ingest`` is
 wrapped to record when each commit returned; the harness records when the platform saw each
 ack; "ingest before ack" is then a comparison of two clocks, not a promise in a README.
+Replies go out at most once: a send whose answer was lost must be classified ``unknown`` and
+the real relay must never send it again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -30,9 +33,18 @@ from typing import Protocol
 import pytest
 import pytest_asyncio
 
+from agentbridge.config import OutboxConfig
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
-from agentbridge.relay import chunk_text, classify
+from agentbridge.protocols import (
+    Channel,
+    ChannelContext,
+    ChannelLimits,
+    ErrorClass,
+    Receipt,
+    ReconcilingChannel,
+)
+from agentbridge.relay import OutboxRelay, chunk_text, classify
+from agentbridge.states import OutboxState
 from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
 
 __all__ = [
@@ -72,7 +84,25 @@ class ChannelHarness(Protocol):
         """Texts the platform received from ``deliver``, oldest first."""
 
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
-        """Make the platform fail every delivery permanently / transiently; None heals it."""
+        """Make the platform fail every delivery; None heals it.
+
+        ``PERMANENT``: refuse for good (chat not found). ``TRANSIENT``: refuse in a way that
+        proves nothing was done (429, connection refused). ``UNKNOWN``: *act* on the delivery
+        (the text counts in ``sent()``), then lose the answer (time out, reset the connection).
+        """
+
+
+#: what a lost answer looks like to a client: the platform may have acted
+AMBIGUOUS_ERRORS: tuple[BaseException, ...] = (
+    TimeoutError("read timed out"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    BrokenPipeError(32, "Broken pipe"),
+)
+#: failures that prove the request never left: a retry cannot deliver twice
+NOT_SENT_ERRORS: tuple[BaseException, ...] = (
+    ConnectionRefusedError(111, "Connection refused"),
+    socket.gaierror(-2, "Name or service not known"),
+)
 
 
 class HarnessBase:
@@ -111,7 +141,8 @@ class HarnessBase:
         return list(self.sent_texts)
 
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
-        """See ``ChannelHarness``; only meaningful when ``can_fail`` is True."""
+        """See ``ChannelHarness``; only meaningful when ``can_fail`` is True (a fake platform
+        reads ``self.failing``: ``UNKNOWN`` means record the text as sent, then time out)."""
         self.failing = error_class
 
 
@@ -238,6 +269,74 @@ class ChannelContract:
         harness.fail_deliveries(None)
         await channel.deliver(item)
         assert harness.sent()[-1:] == ["a reply"]
+
+    def test_ambiguous_errors_are_unknown(self, harness: ChannelHarness) -> None:
+        """At most once: a timeout or reset after the request left proves nothing, so the
+        relay must classify it ``unknown`` for this channel (a retry could send the reply
+        twice); an error proving nothing left (refused, DNS) stays ``transient``."""
+        channel = harness.channel
+        for exc in AMBIGUOUS_ERRORS:
+            got, _ = classify(exc, channel, None)
+            assert got == ErrorClass.UNKNOWN, (
+                f"{type(exc).__name__} from deliver was classified {got}: the platform may have"
+                " acted, so a retry can deliver the reply twice; classify_error must say"
+                " ErrorClass.UNKNOWN (or return None for the built-in rules)"
+            )
+        for exc in NOT_SENT_ERRORS:
+            got, _ = classify(exc, channel, None)
+            assert got == ErrorClass.TRANSIENT, (
+                f"{type(exc).__name__} proves nothing was sent, yet was classified {got}"
+            )
+
+    @pytest.mark.asyncio
+    async def test_unknown_outcome_never_resent(
+        self, harness: ChannelHarness, bridge: ContractBridge
+    ) -> None:
+        """The platform acts on a delivery and the answer is lost: ``deliver`` raises an error
+        the relay classifies ``unknown``; the real relay leaves the row ``unknown`` (or, for a
+        channel with ``reconcile``, finds it arrived) and never sends it again."""
+        if not harness.can_fail:
+            pytest.skip("this channel has no platform that can fail a delivery")
+        channel = harness.channel
+        item = await self._reply_item(bridge, channel, "a reply in doubt")
+        harness.fail_deliveries(ErrorClass.UNKNOWN)
+        try:
+            await channel.deliver(item)
+        except Exception as exc:
+            got, _ = classify(exc, channel, None)
+            assert got == ErrorClass.UNKNOWN, (
+                f"a delivery the platform acted on, whose answer was lost, was classified {got}:"
+                " the relay would send it again"
+            )
+        else:
+            pytest.fail("deliver() returned although the platform's answer was lost")
+        assert harness.sent().count("a reply in doubt") == 1, (
+            "fail_deliveries(ErrorClass.UNKNOWN) must let the platform act, then lose the answer"
+        )
+
+        ledger = bridge.ledger
+        await ledger.reserve_send(item.id)  # that row is in doubt now: out of the way
+        await ledger.mark_unknown(item.id, "contract: answer lost")
+        text = "another reply in doubt"
+        row = await ledger.enqueue_reply(
+            channel.name,
+            self.conversation,
+            text,
+            key="contract-unknown",
+            message_id=item.message_id,
+        )
+        relay = OutboxRelay(ledger, {channel.name: channel}, OutboxConfig(backoff=(0.01,)))
+        await relay.deliver(await ledger.reserve_send(row.id))  # as the relay's loop does
+        state = (await ledger.get_reply(row.id)).state
+        settled = {OutboxState.UNKNOWN}
+        if isinstance(channel, ReconcilingChannel):
+            settled.add(OutboxState.SENT)  # its reconcile found the reply on the platform
+        assert state in settled, f"a reply whose answer was lost ended {state}"
+        harness.fail_deliveries(None)
+        while (due := await ledger.claim_due_reply(channels=[channel.name])) is not None:
+            assert due.id != row.id, "the relay would send a reply in doubt again"
+            await ledger.mark_failed(due.id, "contract: not under test")
+        assert harness.sent().count(text) == 1
 
     @pytest.mark.asyncio
     async def test_receipt_never_raises(

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -99,37 +100,74 @@ class TelegramApiError(Exception):
 
 
 class TelegramNetworkError(Exception):
-    """A request that never got a Bot API answer (timeout, refused, reset); redacted."""
+    """A request that never got a Bot API answer (timeout, refused, reset); redacted.
+
+    ``sent``: the request had started going out (its headers were being written) when it
+    failed, so Telegram may have acted on it; False proves it never left this host.
+    """
+
+    def __init__(self, message: str, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def classify(exc: BaseException) -> ErrorClass | None:
-    """Permanent or transient, for the outbox relay; None = not a Telegram error we know.
+    """Transient, permanent or unknown, for the outbox relay; None = not an error we know.
 
-    Conservative: only errors that say the chat itself is unreachable (or the request can
-    never succeed) are permanent; a bad token (401/404) is transient, because once the user
-    fixes it every queued reply should still go out.
+    At most once: only an answer or failure proving Telegram did not act is transient (the
+    request never left; 429 flood control; 401/404 bad token; 409). A lost answer after the
+    request went out (timeout, reset) and any 5xx are ``unknown``: the message may be in the
+    chat. Errors saying the chat is unreachable or the request can never succeed are
+    permanent; a bad token is transient because once fixed every queued reply should go out.
     """
     if isinstance(exc, DeliveryError):
         return exc.error_class
-    if isinstance(exc, TelegramNetworkError | asyncio.TimeoutError | aiohttp.ClientError):
+    if isinstance(exc, TelegramNetworkError):
+        return ErrorClass.UNKNOWN if exc.sent else ErrorClass.TRANSIENT
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS: nothing sent
         return ErrorClass.TRANSIENT
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError):
+        return ErrorClass.UNKNOWN
     if not isinstance(exc, TelegramApiError):
         return None
     text = exc.description.lower()
-    if exc.status == 429 or exc.status >= 500 or exc.status in (401, 404, 409):
+    if exc.status < 400 or exc.status >= 500:  # an unreadable 2xx answer, or a server error
+        return ErrorClass.UNKNOWN
+    if exc.status == 429 or exc.status in (401, 404, 409):
         return ErrorClass.TRANSIENT
     if any(pattern in text for pattern in PERMANENT_PATTERNS):
         return ErrorClass.PERMANENT
     if exc.status in (400, 403):
         return ErrorClass.PERMANENT
-    return ErrorClass.TRANSIENT
+    return ErrorClass.TRANSIENT  # any other 4xx: Telegram refused the request
 
 
 def to_delivery_error(exc: BaseException) -> DeliveryError:
     """The ``DeliveryError`` the relay understands, with Telegram's retry_after when given."""
-    error_class = classify(exc) or ErrorClass.TRANSIENT
+    error_class = classify(exc) or ErrorClass.UNKNOWN
     retry_after = exc.retry_after if isinstance(exc, TelegramApiError) else None
     return DeliveryError(str(exc), error_class, retry_after)
+
+
+@dataclass
+class _Progress:
+    """Per request: has any byte of it possibly left this host?"""
+
+    sent: bool = False
+
+
+async def _headers_going_out(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    """aiohttp calls this just before writing the request line and headers."""
+    if isinstance(ctx.trace_request_ctx, _Progress):
+        ctx.trace_request_ctx.sent = True
+
+
+_SENT_TRACE = aiohttp.TraceConfig()
+_SENT_TRACE.on_request_headers_sent.append(_headers_going_out)
 
 
 class BotApi:
@@ -151,7 +189,9 @@ class BotApi:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # no session-wide timeout: long polls set their own per request
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None), trace_configs=[_SENT_TRACE]
+            )
         return self._session
 
     async def reset(self) -> None:
@@ -174,8 +214,11 @@ class BotApi:
         session = self._ensure_session()
         total = http_timeout if http_timeout is not None else self._timeout
         limit = aiohttp.ClientTimeout(total=total)
+        progress = _Progress()
         try:
-            async with session.post(self._url(method), json=payload, timeout=limit) as resp:
+            async with session.post(
+                self._url(method), json=payload, timeout=limit, trace_request_ctx=progress
+            ) as resp:
                 status = resp.status
                 try:
                     body = await resp.json(content_type=None)
@@ -186,7 +229,7 @@ class BotApi:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # ``from None``: aiohttp's exceptions carry the request URL, hence the token
             detail = self.redact(str(exc)) or type(exc).__name__
-            raise TelegramNetworkError(f"telegram {method}: {detail}") from None
+            raise TelegramNetworkError(f"telegram {method}: {detail}", progress.sent) from None
         if not isinstance(body, dict):
             raise TelegramApiError(method, status, f"unreadable answer (HTTP {status})")
         if body.get("ok") is True:
