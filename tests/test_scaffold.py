@@ -52,7 +52,7 @@ def test_generated_contract_suite_passes(tmp_path: Path) -> None:
     root = scaffold_channel("my-chat", tmp_path)
     result = run_its_tests(root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 passed" in result.stdout, result.stdout
+    assert "9 passed" in result.stdout, result.stdout
 
 
 def test_contract_suite_catches_a_broken_channel(tmp_path: Path) -> None:
@@ -80,6 +80,21 @@ def test_contract_suite_catches_a_broken_channel(tmp_path: Path) -> None:
         result.stdout
     )
     assert "lost" in result.stdout and "redelivery created 2 rows" in result.stdout
+
+
+def test_contract_suite_catches_a_channel_that_resends_a_lost_answer(tmp_path: Path) -> None:
+    """Classify a timeout as transient (the reported Telegram bug): the suite must say so."""
+    root = scaffold_channel("my-chat", tmp_path)
+    channel = root / "src/agentbridge_my_chat/channel.py"
+    source = channel.read_text()
+    unknown = "return ErrorClass.UNKNOWN  # the answer was lost: the reply may be in the chat"
+    assert unknown in source
+    channel.write_text(source.replace(unknown, "return ErrorClass.TRANSIENT"))
+    result = run_its_tests(root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for test in ("test_ambiguous_errors_are_unknown", "test_unknown_outcome_never_resent"):
+        assert f"FAILED tests/test_contract.py::TestContract::{test}" in result.stdout
+    assert "the relay would send it again" in result.stdout
 
 
 def test_generated_plugin_registers_its_channel(

@@ -116,6 +116,7 @@ class OutboxRelay:
         self.wake = asyncio.Event()
         #: unknown rows a channel could not reconcile yet (its lookup failed): asked again
         self._in_doubt: set[int] = set()
+        self.reconcile_every = RECONCILE_EVERY
 
     def poke(self) -> None:
         """Something may be due now."""
@@ -152,7 +153,7 @@ class OutboxRelay:
                 expired = await self.ledger.expire_replies()
                 if expired:
                     log.warning("%d replies expired before they could be sent", expired)
-            if self._in_doubt and time.monotonic() - last_reconcile > RECONCILE_EVERY:
+            if self._in_doubt and time.monotonic() - last_reconcile > self.reconcile_every:
                 last_reconcile = time.monotonic()
                 await self.reconcile_in_doubt()
             self.wake.clear()
@@ -165,7 +166,7 @@ class OutboxRelay:
             due = await self.ledger.next_reply_due_at()
             timeout = 30.0 if due is None else max(0.01, min(30.0, due - self.ledger.clock()))
             if self._in_doubt:
-                timeout = min(timeout, RECONCILE_EVERY)
+                timeout = min(timeout, self.reconcile_every)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=timeout)
 
@@ -241,9 +242,9 @@ class OutboxRelay:
         self, item: OutboxItem, channel: Channel, error: str, chunk: OutboxItem, parts: int
     ) -> None:
         """The platform may have the part: never resend it blindly; reconcile or surface."""
-        part = f"part {chunk.parts_sent + 1}/{parts}" if parts > 1 else "it"
+        part = f"part {chunk.parts_sent + 1}/{parts}: " if parts > 1 else ""
         await self.ledger.mark_unknown(
-            item.id, f"outcome unknown ({part}); not resent: {error}", error=f"unknown: {error}"
+            item.id, f"outcome unknown, not resent: {part}{error}", error=error
         )
         if (
             isinstance(channel, ReconcilingChannel)
@@ -251,7 +252,7 @@ class OutboxRelay:
         ):
             return
         log.warning(
-            "message %s: reply %s to %s:%s may or may not have arrived (%s: %s); not resent."
+            "message %s: reply %s to %s:%s may or may not have arrived (%s%s); not resent."
             " Check the chat, then `agentbridge outbox retry %s` (resend) or"
             " `agentbridge outbox sent %s` (it arrived)",
             item.message_id,
@@ -290,7 +291,8 @@ class OutboxRelay:
                 self.on_sent(sent)
             return True
         resume_at = index + 1 if found.landed else index
-        await self.ledger.resume_reply(chunk.id, resume_at, found.platform_message_id)
+        first = found.platform_message_id if found.landed and index == 0 else None
+        await self.ledger.resume_reply(chunk.id, resume_at, first)
         log.info(
             "reply %s: reconciled, part %d %s; sending from part %d",
             chunk.id,

@@ -53,7 +53,9 @@ Then add a table to the agentbridge config; the channel only starts when it exis
 ## Develop
 
 - `src/$pkg/channel.py`: the channel. Replace the `TODO` in `${cls}Client` with the
-  platform's API calls; keep the rule in `${cls}Channel.handle`: **ingest first, ack after**.
+  platform's API calls; keep the rule in `${cls}Channel.handle`: **ingest first, ack after**,
+  and the one in `classify_error`: **retry only what proves the platform did not act** (a
+  timeout after the request left is `unknown`: the relay never resends it blindly).
 - `tests/test_contract.py`: the agentbridge channel contract suite against a fake platform.
 
     pip install -e '.[test]'
@@ -93,6 +95,7 @@ CHANNEL = '''\
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -198,10 +201,17 @@ class ${cls}Channel:
             ) from exc
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
-        # network trouble is worth retrying; anything else: the bridge's default rules
-        if isinstance(exc, (OSError, TimeoutError)):
-            return ErrorClass.TRANSIENT
-        return None
+        """Replies go out at most once: retry only what proves the platform did not act."""
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
+            return ErrorClass.TRANSIENT  # never connected: nothing was sent
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return ErrorClass.UNKNOWN  # the answer was lost: the reply may be in the chat
+        return None  # the bridge's built-in rules (anything unproven is unknown)
+
+    # Optional: if the platform can look up what the bot posted, add
+    #     async def reconcile(self, item: OutboxItem) -> Reconciled: ...
+    # (agentbridge.protocols.Reconciled: landed True / False / None) and the relay asks it
+    # about every reply whose send ended unknown instead of leaving it to a human.
 
     async def receipt(self, receipt: Receipt) -> None:
         # best effort: e.g. a reaction on the original message; never raise from here
@@ -209,10 +219,15 @@ class ${cls}Channel:
 
 
 def _classify_status(status: int) -> ErrorClass:
-    """4xx (except 408/429) will fail the same way again; 5xx, 408 and 429 may not."""
-    if 400 <= status < 500 and status not in (408, 429):
+    """429 and 408 say the request was not acted on: retry. Other 4xx will fail the same
+    way again. A 5xx came after the body was sent: the platform may have posted it, so it
+    is unknown (make a status transient only if the platform documents it as not acted on,
+    e.g. a 503 with Retry-After)."""
+    if status in (408, 429):
+        return ErrorClass.TRANSIENT
+    if 400 <= status < 500:
         return ErrorClass.PERMANENT
-    return ErrorClass.TRANSIENT
+    return ErrorClass.UNKNOWN
 '''
 
 TEST = '''\
@@ -246,10 +261,12 @@ class FakePlatform:
         if self.harness.failing is ErrorClass.PERMANENT:
             raise ch.PlatformError("chat not found", 400)
         if self.harness.failing is ErrorClass.TRANSIENT:
-            raise ch.PlatformError("bad gateway", 502)
+            raise ch.PlatformError("too many requests", 429, retry_after=1)
         if len(text) > ch.${cls}Channel.limits.max_message_length:
             raise ch.PlatformError("message is too long", 400)
         self.harness.sent_texts.append(text)
+        if self.harness.failing is ErrorClass.UNKNOWN:  # posted, then the answer is lost
+            raise TimeoutError("read timed out")
         return f"m{len(self.harness.sent_texts)}"
 
 
