@@ -47,11 +47,13 @@ def register_runtimes(register: Callable[[RuntimeProfile], None]) -> None:
 
 @hookspec(firstresult=True)
 def classify_delivery_error(channel: str, error: BaseException) -> ErrorClass | None:
-    """Say whether a delivery error is permanent or transient; the first non-None answer wins.
+    """Say whether a delivery error is transient, permanent or unknown; the first non-None
+    answer wins. Replies go out at most once: transient only if the platform provably did not
+    act; unknown (never resent) if it may have.
 
     :param channel: the channel name the reply was for.
     :param error: what ``Channel.deliver`` raised.
-    :return: ``ErrorClass.PERMANENT`` / ``ErrorClass.TRANSIENT``, or None to defer to the
+    :return: ``ErrorClass.TRANSIENT`` / ``PERMANENT`` / ``UNKNOWN``, or None to defer to the
         channel's own ``classify_error`` and then the built-in rules.
     """
 

@@ -126,7 +126,8 @@ class Channel(Protocol):
         """Send one reply chunk; return the platform message id. Raise ``DeliveryError``."""
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
-        """Say whether ``exc`` from ``deliver`` is permanent; None means the default rules."""
+        """Transient (provably not acted on), permanent or unknown (may have been acted on)
+        for ``exc`` from ``deliver``; None means the relay's built-in rules."""
 
     async def receipt(self, receipt: Receipt) -> None:
         """Show the sender a receipt (reaction, typing…); best effort, never raises."""
