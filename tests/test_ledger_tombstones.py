@@ -99,6 +99,9 @@ async def test_pruned_key_with_other_text_is_a_recorded_conflict(
     assert len(events) == 2
     assert all(mid is None and f"message {original}, pruned" in d for mid, d in events)
     assert [m.text for m in await ledger.list_messages(channel="tg")] == ["newer"]
+    clock.t += 31 * DAY  # the conflict's audit rows age out like any other
+    await ledger.prune(30 * DAY)
+    assert rows(tmp_path / "ledger.db", "SELECT * FROM events WHERE message_id IS NULL") == []
 
 
 async def test_tombstone_is_compact_and_expires(

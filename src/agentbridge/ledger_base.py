@@ -325,7 +325,7 @@ def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) 
         now,
         conflict.item.channel,
         "idempotency_conflict",
-        # a pruned message has no audit trail left to join (and prune would never reap it)
+        # a pruned message has no audit trail to join; prune reaps these by age (bury)
         message_id=None if conflict.pruned else conflict.message_id,
         detail=f"key {conflict.item.key!r} re-sent with different text"
         + (f" (message {conflict.message_id}, pruned)" if conflict.pruned else ""),

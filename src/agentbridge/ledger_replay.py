@@ -84,6 +84,10 @@ def bury(
         (now, cutoff),
     )
     conn.execute("DELETE FROM idempotency_tombstones WHERE pruned_at < ?", (now - keep_seconds,))
+    # audit rows of neither a message nor a reply: conflicts with a tombstoned key
+    conn.execute(
+        "DELETE FROM events WHERE message_id IS NULL AND outbox_id IS NULL AND at < ?", (cutoff,)
+    )
     conn.execute("DELETE FROM seen_nonces WHERE expires_at < ?", (now,))
 
 
