@@ -76,10 +76,10 @@ async def test_token_file_is_generated_private(api: Api, tmp_path: Path) -> None
 
 
 async def test_post_answers_after_the_commit(api: Api) -> None:
-    status, body = await api.post({"text": "hello", "conversation": "ci", "sender": "bot"})
+    status, body = await api.post({"text": "hello", "conversation": "ci"})
     assert status == 202 and body["state"] == "queued" and body["created"] is True
     msg = await api.bridge.ledger.get(body["id"])  # the 202 means it is already durable
-    assert (msg.channel, msg.conversation, msg.sender, msg.text) == ("http", "ci", "bot", "hello")
+    assert (msg.channel, msg.conversation, msg.sender, msg.text) == ("http", "ci", "http", "hello")
 
 
 async def test_idempotency_key_header_and_body(api: Api) -> None:
@@ -147,7 +147,8 @@ async def test_hmac_signature_fresh_once_and_bound_to_the_request(api: Api) -> N
     now = str(int(time.time()))
     good = sign(SECRET, now, "POST", "/v1/messages", body)
     assert (await post(now, good))[0] == 202
-    assert await post(now, good) == (401, "replayed signature")
+    status, reason = await post(now, good)
+    assert status == 401 and reason.startswith("replayed signature")
     assert (await post(now, good, body + b" "))[1] == "bad signature"
     assert (await post(now, sign(SECRET, now, "POST", "/v1/other", body)))[1] == "bad signature"
     old = str(int(time.time()) - 3600)
@@ -261,3 +262,145 @@ def test_bad_config_names_the_key(table: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         register_channels(lambda c: None, parse_config({"channels": {"http": table}}))
     assert needle in str(info.value)
+
+
+# ---------------------------------------------------------------------- senders per credential
+
+
+def private(path: Path, content: str | bytes) -> str:
+    """A credential file as a user would create it (mode 0600)."""
+    if isinstance(content, str):
+        content = content.encode()
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return str(path)
+
+
+async def test_each_token_sends_only_as_its_senders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ci_token, bob_token = "ci-" + "c" * 30, "bob-" + "b" * 30
+    channel = HttpApiChannel(
+        {
+            "port": 0,
+            "tokens": [
+                {"token_file": private(tmp_path / "ci.token", ci_token), "senders": ["ci"]},
+                {"token_file": private(tmp_path / "bob.token", bob_token), "senders": ["bob"]},
+            ],
+        }
+    )
+    async with contract_bridge("http", tmp_path) as bridge, aiohttp.ClientSession() as session:
+        await channel.start(bridge.ctx)
+        url = f"http://127.0.0.1:{channel.port}/v1/messages"
+
+        async def post(token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.post(url, json=body, headers=headers) as r:
+                return r.status, await r.json()
+
+        assert (await post(ci_token, {"text": "build done", "sender": "ci"}))[0] == 202
+        assert (await post(bob_token, {"text": "hi"}))[0] == 202  # no sender: its own
+        with caplog.at_level("WARNING", logger="agentbridge.channels.http_api"):
+            status, body = await post(ci_token, {"text": "rm -rf /", "sender": "bob"})
+        assert status == 403 and "'bob' is not allowed" in body["error"]
+        assert "allowed: ci" in body["error"] and "\n" not in body["error"]
+        assert "refused sender 'bob'" in caplog.text and "ci.token" in caplog.text
+        assert ci_token not in caplog.text and bob_token not in caplog.text
+        assert (await post(bob_token, {"text": "x", "sender": "ci"}))[0] == 403
+        stored = await bridge.ledger.list_messages(channel="http")
+        assert [(m.sender, m.text) for m in stored] == [("ci", "build done"), ("bob", "hi")]
+        assert stored[0].meta["credential"].endswith("ci.token")
+        await channel.stop()
+
+
+async def test_a_token_without_senders_sends_only_as_http(api: Api) -> None:
+    # today's configs (one token_file, or the generated token) keep working, as sender "http"
+    status, body = await api.post({"text": "hi", "sender": "root"})
+    assert status == 403 and "'root' is not allowed" in body["error"]
+    assert (await api.post({"text": "hi", "sender": "http"}))[0] == 202
+    assert [m.sender for m in await api.bridge.ledger.list_messages(channel="http")] == ["http"]
+
+
+async def test_hmac_keys_are_bound_to_senders_too(tmp_path: Path) -> None:
+    hook_key, other_key = b"k" * 24, b"o" * 24
+    channel = HttpApiChannel(
+        {
+            "port": 0,
+            "hmac_secret_file": private(tmp_path / "plain.key", other_key),
+            "hmac_keys": [
+                {"secret_file": private(tmp_path / "hook.key", hook_key), "senders": ["github"]}
+            ],
+        }
+    )
+    async with contract_bridge("http", tmp_path) as bridge, aiohttp.ClientSession() as session:
+        await channel.start(bridge.ctx)
+
+        async def post(secret: bytes, body: dict[str, Any]) -> int:
+            data = json.dumps(body).encode()
+            stamp = str(time.time())
+            signature = sign(secret, stamp, "POST", "/v1/messages", data)
+            headers = {SIGNATURE_HEADER: signature, TIMESTAMP_HEADER: stamp}
+            url = f"http://127.0.0.1:{channel.port}/v1/messages"
+            async with session.post(url, data=data, headers=headers) as r:
+                return r.status
+
+        assert await post(hook_key, {"text": "push", "sender": "github"}) == 202
+        assert await post(hook_key, {"text": "push", "sender": "alice"}) == 403
+        assert await post(other_key, {"text": "plain", "sender": "github"}) == 403
+        assert await post(other_key, {"text": "plain"}) == 202
+        stored = await bridge.ledger.list_messages(channel="http")
+        assert [(m.sender, m.text) for m in stored] == [("github", "push"), ("http", "plain")]
+        await channel.stop()
+
+
+async def test_replayed_signature_is_refused_by_a_new_channel_on_the_same_ledger(
+    tmp_path: Path,
+) -> None:
+    settings = {"port": 0, "hmac_secret_file": private(tmp_path / "h.key", SECRET)}
+    data = json.dumps({"text": "once"}).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        SIGNATURE_HEADER: sign(SECRET, stamp, "POST", "/v1/messages", data),
+        TIMESTAMP_HEADER: stamp,
+    }
+    statuses = []
+    async with contract_bridge("http", tmp_path) as bridge, aiohttp.ClientSession() as session:
+        for _ in range(2):  # the second channel has no memory of the first: only the ledger
+            channel = HttpApiChannel(settings)
+            await channel.start(bridge.ctx)
+            url = f"http://127.0.0.1:{channel.port}/v1/messages"
+            async with session.post(url, data=data, headers=headers) as r:
+                statuses.append((r.status, (await r.json()).get("error", "")))
+            await channel.stop()
+        assert len(await bridge.ledger.list_messages(channel="http")) == 1
+    assert statuses[0][0] == 202
+    assert statuses[1][0] == 401 and statuses[1][1].startswith("replayed signature")
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ({"tokens": "x"}, "channels.http.tokens must be a list"),
+        ({"tokens": [{"file": "x"}]}, "channels.http.tokens[0] must be"),
+        ({"tokens": [{"token_file": "x", "senders": []}]}, "tokens[0].senders must be"),
+        ({"tokens": [{"token_file": "x", "senders": "ci"}]}, "tokens[0].senders must be"),
+        ({"hmac_keys": [{"senders": ["a"]}]}, "hmac_keys[0].secret_file must be a file path"),
+    ],
+)
+def test_bad_credential_config_names_the_key(table: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        register_channels(lambda c: None, parse_config({"channels": {"http": table}}))
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+async def test_two_credentials_with_one_secret_are_refused(tmp_path: Path) -> None:
+    same = "s" * 40
+    tokens = [
+        {"token_file": private(tmp_path / "a.token", same), "senders": ["a"]},
+        {"token_file": private(tmp_path / "b.token", same), "senders": ["b"]},
+    ]
+    channel = HttpApiChannel({"port": 0, "tokens": tokens})
+    async with contract_bridge("http", tmp_path) as bridge:
+        with pytest.raises(ConfigError, match="two entries hold the same secret"):
+            await channel.start(bridge.ctx)
+        await channel.stop()

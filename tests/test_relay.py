@@ -213,4 +213,4 @@ async def test_v1_ledger_migrates_forward_keeping_rows(tmp_path: Path) -> None:
         rows = await ledger.list_replies()
         assert [(r.text, r.parts_sent) for r in rows] == [("kept", 0)]
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION >= 2

@@ -45,6 +45,8 @@ class LedgerConfig:
     path: Path
     synchronous: str = "full"
     retention_days: float = 30.0
+    #: a pruned message's idempotency key is remembered this long (late redeliveries)
+    tombstone_days: float = 90.0
     max_attempts: int = 3
     lease_seconds: float = 600.0
 
@@ -216,7 +218,16 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
 
     led = _expect(raw.get("ledger", {}), dict, "ledger")
     _check_keys(
-        led, {"path", "synchronous", "retention_days", "max_attempts", "lease_seconds"}, "ledger."
+        led,
+        {
+            "path",
+            "synchronous",
+            "retention_days",
+            "tombstone_days",
+            "max_attempts",
+            "lease_seconds",
+        },
+        "ledger.",
     )
     sync = _expect(led.get("synchronous", "full"), str, "ledger.synchronous").lower()
     if sync not in ("full", "normal"):
@@ -230,6 +241,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         ).expanduser(),
         synchronous=sync,
         retention_days=_positive(led.get("retention_days", 30), "ledger.retention_days"),
+        tombstone_days=_positive(led.get("tombstone_days", 90), "ledger.tombstone_days"),
         max_attempts=max_attempts,
         lease_seconds=_positive(led.get("lease_seconds", 600), "ledger.lease_seconds"),
     )
@@ -340,6 +352,7 @@ DEFAULT_CONFIG_TEXT = """\
 synchronous = "full"      # "full": survives power loss; "normal": faster, may lose the last
                           # commits on power loss (never on a crash of agentbridge itself)
 retention_days = 30       # completed/failed rows older than this are pruned
+tombstone_days = 90       # a pruned message's idempotency key still refuses duplicates this long
 max_attempts = 3          # a message replayed this many times is quarantined
 lease_seconds = 600
 

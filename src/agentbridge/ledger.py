@@ -46,6 +46,7 @@ from agentbridge.ledger_base import (
 )
 from agentbridge.ledger_outbox import OutboxMixin
 from agentbridge.ledger_read import ReadMixin
+from agentbridge.ledger_replay import ReplayMixin
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
@@ -59,7 +60,7 @@ _PendingIngest = tuple[
 ]
 
 
-class Ledger(ReadMixin, OutboxMixin):
+class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``."""
 
     def __init__(

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
+from agentbridge.ledger_replay import find_tombstone
 from agentbridge.migrations import migrate
 from agentbridge.models import Message
 from agentbridge.states import MessageState
@@ -304,13 +305,14 @@ def _set_state(
 class _Conflict(IdempotencyConflict):
     """An idempotency conflict found inside a transaction, with what its event needs."""
 
-    def __init__(self, item: NewMessage, message_id: int) -> None:
+    def __init__(self, item: NewMessage, message_id: int, *, pruned: bool = False) -> None:
         super().__init__(
             f"idempotency key {item.key!r} on channel {item.channel!r} was already used"
-            f" for message {message_id} with different text"
+            f" for message {message_id}{' (since pruned)' if pruned else ''} with different text"
         )
         self.item = item
         self.message_id = message_id
+        self.pruned = pruned
 
 
 def _encode_meta(meta: dict[str, Any] | None) -> str | None:
@@ -323,8 +325,10 @@ def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) 
         now,
         conflict.item.channel,
         "idempotency_conflict",
-        message_id=conflict.message_id,
-        detail=f"key {conflict.item.key!r} re-sent with different text",
+        # a pruned message has no audit trail to join; prune reaps these by age (bury)
+        message_id=None if conflict.pruned else conflict.message_id,
+        detail=f"key {conflict.item.key!r} re-sent with different text"
+        + (f" (message {conflict.message_id}, pruned)" if conflict.pruned else ""),
     )
 
 
@@ -357,6 +361,16 @@ def _ingest_rows(
     events: list[tuple[int, float, str, str]] = []
     for item, meta_json in items:
         digest = text_hash(item.text)
+        grave = find_tombstone(conn, item.channel, item.key)
+        if grave is not None:  # retention pruned this key's message: still a duplicate
+            if grave.text_hash == digest:
+                out.append(IngestResult(grave.as_message(item), created=False))
+                continue
+            conflict = _Conflict(item, grave.message_id, pruned=True)
+            if record_conflicts:
+                _record_conflict(conn, now, conflict)
+            out.append(conflict)
+            continue
         cursor = conn.execute(
             _INSERT_MESSAGE,
             (

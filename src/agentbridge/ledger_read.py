@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentbridge.ledger_base import IN_FLIGHT_SQL, _get
+from agentbridge.ledger_replay import DEFAULT_TOMBSTONE_SECONDS, bury
 from agentbridge.models import Event, Message
 
 T = TypeVar("T")
@@ -147,8 +148,16 @@ class ReadMixin:
 
         return await self._read(run)
 
-    async def prune(self, retention_seconds: float) -> tuple[int, int]:
-        """Delete terminal messages/outbox rows (and their events) older than retention."""
+    async def prune(
+        self, retention_seconds: float, tombstone_seconds: float = DEFAULT_TOMBSTONE_SECONDS
+    ) -> tuple[int, int]:
+        """Delete terminal messages/outbox rows (and their events) older than retention.
+
+        A pruned message's idempotency key stays behind as a tombstone for
+        ``tombstone_seconds``, so a late redelivery is still a duplicate. The newest message
+        row is never pruned: SQLite hands out ``MAX(id) + 1``, and an id must never be reused
+        (a tombstone, a reply key ``reply:<id>`` and API callers all name messages by id).
+        """
 
         def run(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
             cutoff = now - retention_seconds
@@ -158,7 +167,9 @@ class ReadMixin:
                 "SELECT id FROM messages AS m WHERE state IN ('completed', 'failed')"
                 " AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM outbox AS o"
                 " WHERE o.message_id = m.id AND o.state IN ('pending', 'sending', 'unknown'))"
+                " AND id < (SELECT MAX(id) FROM messages)"
             )
+            bury(conn, now, prunable, cutoff, tombstone_seconds)
             conn.execute(f"DELETE FROM events WHERE message_id IN ({prunable})", (cutoff,))
             messages = conn.execute(
                 f"DELETE FROM messages WHERE id IN ({prunable})", (cutoff,)

@@ -80,6 +80,28 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: replay defence that survives a restart and retention: HMAC signatures already used
+    # (kept until their timestamp window closed) and tombstones of pruned idempotency keys
+    """
+    CREATE TABLE seen_nonces (
+        scope      TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (scope, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX seen_nonces_expiry ON seen_nonces (expires_at);
+
+    CREATE TABLE idempotency_tombstones (
+        channel     TEXT    NOT NULL,
+        idem_key    TEXT    NOT NULL,
+        text_hash   TEXT    NOT NULL,
+        message_id  INTEGER NOT NULL,
+        final_state TEXT    NOT NULL,
+        pruned_at   REAL    NOT NULL,
+        PRIMARY KEY (channel, idem_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_tombstones_age ON idempotency_tombstones (pruned_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -272,7 +272,10 @@ class Supervisor:
         """Hourly: prune terminal rows past retention."""
         assert self.ledger is not None
         while True:
-            removed = await self.ledger.prune(self.config.ledger.retention_days * 86400)
+            removed = await self.ledger.prune(
+                self.config.ledger.retention_days * 86400,
+                self.config.ledger.tombstone_days * 86400,
+            )
             if any(removed):
                 log.info("pruned %d messages and %d replies past retention", *removed)
             await asyncio.sleep(3600)

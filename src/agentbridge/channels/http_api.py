@@ -21,10 +21,11 @@ from aiohttp import web
 
 from agentbridge.channels.http_auth import (
     Authenticator,
+    Credential,
     HttpSettings,
+    Refused,
     host_allowed,
-    load_or_create_token,
-    load_secret,
+    load_credentials,
     parse_settings,
 )
 from agentbridge.config import Config
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 FINAL_STATES = frozenset({MessageState.COMPLETED, MessageState.FAILED, MessageState.QUARANTINED})
 _BODY_FIELDS = {"text", "conversation", "sender", "key"}
 _SSE_KEEPALIVE = 15.0
+#: where the guard leaves the authenticated caller's ``Credential`` on the request
+_CREDENTIAL = web.RequestKey("credential", Credential)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,17 +102,18 @@ class HttpApiChannel:
 
     async def start(self, ctx: ChannelContext) -> None:
         """Load credentials, subscribe to the ledger's changes, then listen."""
+        if ctx.ledger is None:
+            raise RuntimeError("the http channel needs the bridge's ledger (replies, nonces)")
         self._ctx = ctx
         self._closing = asyncio.Event()
-        token_path = self.settings.token_file or ctx.state_dir / "http-api.token"
-        secret_path = self.settings.hmac_secret_file
-        self._auth = Authenticator(
-            load_or_create_token(token_path),
-            load_secret(secret_path) if secret_path else None,
-            self._clock,
-        )
-        if ctx.ledger is not None:
-            self._unsubscribe = ctx.ledger.on_change(self._changed)
+        tokens, keys = load_credentials(self.settings, ctx.state_dir)
+        ledger = ctx.ledger
+
+        async def claim(nonce: str, until: float) -> bool:
+            return bool(await ledger.claim_nonce(self.name, nonce, until))
+
+        self._auth = Authenticator(tokens, keys, claim, self._clock)
+        self._unsubscribe = ledger.on_change(self._changed)
         app = web.Application(
             client_max_size=self.settings.max_body_bytes, middlewares=[self._guard]
         )
@@ -191,9 +195,13 @@ class HttpApiChannel:
             return _error(413, f"body over {self.settings.max_body_bytes} bytes")
         assert self._auth is not None
         headers = {k.lower(): v for k, v in request.headers.items()}
-        reason = self._auth.check(headers, request.method, request.path_qs, body)
-        if reason is not None:
-            return _error(401, reason)
+        try:
+            request[_CREDENTIAL] = await self._auth.check(
+                headers, request.method, request.path_qs, body
+            )
+        except Refused as refused:
+            log.warning("http api: refused %s %s: %s", request.method, request.path, refused)
+            return _error(401, str(refused))
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -229,7 +237,8 @@ class HttpApiChannel:
         text = data.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(400, "'text' must be a non-empty string")
-        fields = {"conversation": "default", "sender": "http", "key": None}
+        cred: Credential = request[_CREDENTIAL]
+        fields = {"conversation": "default", "sender": cred.default_sender, "key": None}
         for field, default in fields.items():
             value = data.get(field, default)
             if value is not None and (not isinstance(value, str) or not value):
@@ -239,13 +248,28 @@ class HttpApiChannel:
         if header_key is not None and fields["key"] is not None and header_key != fields["key"]:
             return _error(400, "Idempotency-Key header and body 'key' differ")
         key = header_key or fields["key"]
+        sender = fields["sender"]
+        assert sender is not None
+        if not cred.allows(sender):
+            # the sender is the identity an agent sees: a credential speaks only for its own
+            log.warning(
+                "http api: refused sender %r for %s (allowed: %s)",
+                sender,
+                cred.label,
+                ", ".join(cred.senders),
+            )
+            return _error(
+                403,
+                f"sender {sender!r} is not allowed for this credential"
+                f" (allowed: {', '.join(cred.senders)}; see channels.http.tokens)",
+            )
         try:
             result = await self._ctx.ingest(
                 conversation=fields["conversation"],
-                sender=fields["sender"],
+                sender=sender,
                 text=text,
                 key=key,
-                meta={"via": "http"},
+                meta={"via": "http", "credential": cred.label},
             )
         except IdempotencyConflict as exc:
             return _error(409, str(exc))

@@ -12,7 +12,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,45 @@ _KEYS = {
     "host",
     "port",
     "token_file",
+    "tokens",
     "hmac_secret_file",
+    "hmac_keys",
     "allowed_hosts",
     "max_body_bytes",
     "max_wait",
 }
+#: the one sender a credential configured without ``senders`` may send as
+DEFAULT_SENDER = "http"
+#: in ``senders``: this credential may name any sender (a relay speaking for many people)
+ANY_SENDER = "*"
+
+
+@dataclass(frozen=True)
+class CredentialSpec:
+    """One configured credential: where its secret lives and whom it may speak for.
+
+    ``path`` None is the default token file in the channel's state dir.
+    """
+
+    path: Path | None
+    senders: tuple[str, ...] = (DEFAULT_SENDER,)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An authenticated caller: a label for the log (never the secret) and its senders."""
+
+    label: str
+    senders: tuple[str, ...]
+
+    @property
+    def default_sender(self) -> str:
+        """The sender of a request that names none."""
+        return DEFAULT_SENDER if self.senders[0] == ANY_SENDER else self.senders[0]
+
+    def allows(self, sender: str) -> bool:
+        """True when this credential may put ``sender`` into an envelope."""
+        return ANY_SENDER in self.senders or sender in self.senders
 
 
 @dataclass(frozen=True)
@@ -43,8 +77,8 @@ class HttpSettings:
 
     host: str = "127.0.0.1"
     port: int = 8766
-    token_file: Path | None = None  # None: ``<state_dir>/http-api.token``
-    hmac_secret_file: Path | None = None
+    tokens: tuple[CredentialSpec, ...] = (CredentialSpec(None),)
+    hmac_keys: tuple[CredentialSpec, ...] = ()
     allowed_hosts: frozenset[str] = frozenset()
     max_body_bytes: int = 1_048_576
     max_wait: float = 300.0
@@ -82,15 +116,53 @@ def parse_settings(table: dict[str, Any]) -> HttpSettings:
         raise ConfigError(f"{where}allowed_hosts must be a list of host names, not {hosts!r}")
     token_file = typed("token_file", str, None)
     secret_file = typed("hmac_secret_file", str, None)
+    tokens = _credentials(table, "tokens", "token_file", token_file)
+    if not tokens:  # nothing configured: one generated token in the state dir (as always)
+        tokens = [CredentialSpec(None)]
     return HttpSettings(
         host=typed("host", str, "127.0.0.1"),
         port=port,
-        token_file=Path(token_file).expanduser() if token_file else None,
-        hmac_secret_file=Path(secret_file).expanduser() if secret_file else None,
+        tokens=tuple(tokens),
+        hmac_keys=tuple(_credentials(table, "hmac_keys", "secret_file", secret_file)),
         allowed_hosts=frozenset(h.lower() for h in hosts),
         max_body_bytes=max_body,
         max_wait=max_wait,
     )
+
+
+def _credentials(
+    table: dict[str, Any], key: str, file_key: str, single: str | None
+) -> list[CredentialSpec]:
+    """``tokens`` / ``hmac_keys``: a list of ``{ FILE_KEY = "...", senders = [...] }``.
+
+    The single-file shorthand (``token_file``, ``hmac_secret_file``) comes first and may only
+    send as ``DEFAULT_SENDER``: that is what every existing config keeps meaning.
+    """
+    out = [CredentialSpec(Path(single).expanduser())] if single else []
+    entries = table.get(key, [])
+    name = f"config: channels.http.{key}"
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name} must be a list of {{ {file_key} = ..., senders = [...] }}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) - {file_key, "senders"}:
+            raise ConfigError(
+                f'{name}[{i}] must be {{ {file_key} = "...", senders = [...] }}, not {entry!r}'
+            )
+        path = entry.get(file_key)
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{name}[{i}].{file_key} must be a file path")
+        senders = entry.get("senders", [DEFAULT_SENDER])
+        if (
+            not isinstance(senders, list)
+            or not senders
+            or not all(isinstance(s, str) and s for s in senders)
+        ):
+            raise ConfigError(
+                f"{name}[{i}].senders must be a non-empty list of sender names"
+                f' (or ["{ANY_SENDER}"] for any), not {senders!r}'
+            )
+        out.append(CredentialSpec(Path(path).expanduser(), tuple(senders)))
+    return out
 
 
 def _check_private(path: Path, key: str) -> None:
@@ -132,6 +204,30 @@ def load_secret(path: Path) -> bytes:
     return secret
 
 
+def load_credentials(
+    settings: HttpSettings, state_dir: Path
+) -> tuple[list[tuple[str, Credential]], list[tuple[bytes, Credential]]]:
+    """Read every configured token and HMAC key, each with the senders it may speak for.
+
+    Two entries holding the same secret would make "which senders?" ambiguous: refused.
+    """
+    tokens: list[tuple[str, Credential]] = []
+    for spec in settings.tokens:
+        path = spec.path or state_dir / "http-api.token"
+        tokens.append((load_or_create_token(path), Credential(f"token {path}", spec.senders)))
+    keys: list[tuple[bytes, Credential]] = []
+    for spec in settings.hmac_keys:
+        assert spec.path is not None  # the parser requires a file for every key
+        keys.append((load_secret(spec.path), Credential(f"hmac key {spec.path}", spec.senders)))
+    for what, secrets_ in (("tokens", [t for t, _ in tokens]), ("hmac_keys", [k for k, _ in keys])):
+        if len(set(secrets_)) < len(secrets_):
+            raise ConfigError(
+                f"config: channels.http.{what}: two entries hold the same secret;"
+                " give each caller its own file"
+            )
+    return tokens, keys
+
+
 def sign(secret: bytes, timestamp: str, method: str, path_qs: str, body: bytes) -> str:
     """The signature header value for one request.
 
@@ -143,48 +239,78 @@ def sign(secret: bytes, timestamp: str, method: str, path_qs: str, body: bytes) 
     return "sha256=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
+class Refused(Exception):
+    """A request whose credentials do not hold; ``str()`` is the one line the caller sees."""
+
+
+#: records a used signature until a time; False when it was used already (``Ledger.claim_nonce``)
+ClaimNonce = Callable[[str, float], Awaitable[bool]]
+
+
 class Authenticator:
-    """Checks one request's credentials: a bearer token or a fresh, unused HMAC signature."""
+    """Checks one request's credentials: a bearer token or a fresh, unused HMAC signature.
+
+    Used signatures are claimed through ``claim`` (the ledger's ``seen_nonces`` table), so a
+    request captured and replayed after a restart is refused as surely as one replayed at once.
+    """
 
     def __init__(
-        self, token: str, secret: bytes | None, clock: Callable[[], float] = time.time
+        self,
+        tokens: Sequence[tuple[str, Credential]],
+        keys: Sequence[tuple[bytes, Credential]],
+        claim: ClaimNonce,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._token = token.encode()
-        self._secret = secret
+        self._tokens = [(token.encode(), cred) for token, cred in tokens]
+        self._keys = list(keys)
+        self._claim = claim
         self._clock = clock
-        self._seen: dict[str, float] = {}  # signature -> when it stops being replayable
 
-    def check(self, headers: dict[str, str], method: str, path_qs: str, body: bytes) -> str | None:
-        """None when the request is authentic, else the one-line reason it is not."""
+    async def check(
+        self, headers: dict[str, str], method: str, path_qs: str, body: bytes
+    ) -> Credential:
+        """The caller's credential; raises ``Refused`` with the reason when there is none."""
         auth = headers.get("authorization", "")
         if auth:
             scheme, _, value = auth.partition(" ")
             if scheme.lower() != "bearer":
-                return "Authorization must be 'Bearer <token>'"
-            if hmac.compare_digest(value.strip().encode(), self._token):
-                return None
-            return "bad token"
+                raise Refused("Authorization must be 'Bearer <token>'")
+            presented = value.strip().encode()
+            found = None
+            for token, cred in self._tokens:  # compare with every one: no early-exit timing
+                if hmac.compare_digest(presented, token):
+                    found = cred
+            if found is None:
+                raise Refused("bad token")
+            return found
         signature = headers.get(SIGNATURE_HEADER.lower())
         if signature is None:
-            return f"missing credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}"
-        if self._secret is None:
-            return "HMAC signatures are not enabled (channels.http.hmac_secret_file)"
+            raise Refused(
+                f"missing credentials: send Authorization: Bearer <token> or {SIGNATURE_HEADER}"
+            )
+        if not self._keys:
+            raise Refused("HMAC signatures are not enabled (channels.http.hmac_keys)")
         stamp = headers.get(TIMESTAMP_HEADER.lower(), "")
         try:
-            age = abs(self._clock() - float(stamp))
+            signed_at = float(stamp)
         except ValueError:
-            return f"{TIMESTAMP_HEADER} must be unix seconds"
-        if age > SIGNATURE_WINDOW:
-            return f"{TIMESTAMP_HEADER} is outside the {SIGNATURE_WINDOW:.0f} s window"
-        expected = sign(self._secret, stamp, method, path_qs, body)
-        if not hmac.compare_digest(signature.strip().encode(), expected.encode()):
-            return "bad signature"
+            raise Refused(f"{TIMESTAMP_HEADER} must be unix seconds") from None
         now = self._clock()
-        self._seen = {sig: until for sig, until in self._seen.items() if until > now}
-        if expected in self._seen:
-            return "replayed signature"
-        self._seen[expected] = now + 2 * SIGNATURE_WINDOW
-        return None
+        if not abs(now - signed_at) <= SIGNATURE_WINDOW:  # also refuses nan
+            raise Refused(f"{TIMESTAMP_HEADER} is outside the {SIGNATURE_WINDOW:.0f} s window")
+        presented = signature.strip().encode()
+        found = None
+        for secret, cred in self._keys:
+            expected = sign(secret, stamp, method, path_qs, body)
+            if hmac.compare_digest(presented, expected.encode()):
+                found = cred
+        if found is None:
+            raise Refused("bad signature")
+        # kept until the timestamp check refuses it anyway (with a margin for clock steps)
+        nonce = hashlib.sha256(presented).hexdigest()
+        if not await self._claim(nonce, max(now, signed_at) + 2 * SIGNATURE_WINDOW):
+            raise Refused("replayed signature: this exact request was already accepted")
+        return found
 
 
 def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
