@@ -6,9 +6,9 @@ acknowledge per second, and claim/complete latency bounds how fast the dispatche
 Timing on a shared box is noisy, so the floor — raw stdlib ``sqlite3`` with the ledger's own
 PRAGMAs and schema on the same file system, one INSERT per committed transaction — is measured
 in the same run, in slices alternating with sequential ingest, over a few rounds; medians of
-the rounds are printed, each with its ratio to the floor. Cases: sequential ``ingest`` (each awaited before the next),
-8 and 16 concurrent producers (group commit), ``ingest_many`` batches of 100, and p50/p99 of
-ingest, claim_next and complete.
+the rounds are printed, each with its ratio to the floor. Cases: sequential ``ingest`` (each
+awaited before the next), 8 and 16 concurrent producers (group commit), ``ingest_many`` batches
+of 100, and p50/p99 of ingest, claim_next and complete.
 
 Usage: .venv/bin/python scripts/bench_ledger.py [--dir DIR] [--seconds-per-case S] [--rounds N]
 """
