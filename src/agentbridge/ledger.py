@@ -3,18 +3,18 @@
 Each public method is one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) run as a single
 function on aiosqlite's connection thread, so a transition and its event row commit together
 and cost one thread hop. A method returns only after its commit: the return of ``ingest`` is
-the ingress ack a channel may pass on to its platform.
+the ingress ack a channel may pass on to its platform. Group commits of ``ingest`` may run on
+the loop thread instead while the disk is fast (see ``ledger_ingest``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 
@@ -28,22 +28,18 @@ from agentbridge.ledger_base import (
     NotFound,
     StaleLease,
     _configure,
-    _Conflict,
-    _encode_meta,
     _get,
     _illegal,
-    _ingest_rows,
     _on_db_thread,
     _rank,
-    _record_conflict,
     _refuse,
     _requeue,
     _run_tx,
     _set_state,
-    _settle,
     insert_event,
     text_hash,
 )
+from agentbridge.ledger_ingest import IngestMixin, open_inline
 from agentbridge.ledger_outbox import OutboxMixin
 from agentbridge.ledger_read import ReadMixin
 from agentbridge.ledger_replay import ReplayMixin
@@ -54,13 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-#: one queued single-message ingest: the message, its meta already encoded, the caller's future
-_PendingIngest = tuple[
-    NewMessage, "str | None", "asyncio.Future[IngestResult | IdempotencyConflict]"
-]
-
-
-class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
+class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``."""
 
     def __init__(
@@ -70,14 +60,14 @@ class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
         *,
         clock: Callable[[], float] = time.time,
         max_attempts: int = 3,
+        inline: sqlite3.Connection | None = None,
     ) -> None:
         self._db = db
         self.path = path
         self.clock = clock
         self.max_attempts = max_attempts
         self._listeners: list[Callable[[str, int], None]] = []
-        self._pending_ingests: list[_PendingIngest] = []
-        self._ingest_flusher: asyncio.Task[None] | None = None
+        self._init_ingest(inline)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -97,6 +87,7 @@ class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
         db.row_factory = sqlite3.Row
         try:
             await _on_db_thread(db, lambda: _configure(db._conn, synchronous, str(path)))
+            inline = open_inline(str(path), synchronous)  # group commits while fsync is fast
         except BaseException:
             await db.close()
             raise
@@ -107,12 +98,11 @@ class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
                     file.chmod(0o600)
             except OSError:  # pragma: no cover - e.g. a read-only mount
                 log.warning("could not set mode 0600 on %s", file)
-        return cls(db, path, clock=clock, max_attempts=max_attempts)
+        return cls(db, path, clock=clock, max_attempts=max_attempts, inline=inline)
 
     async def close(self) -> None:
-        """Close the connection once queued ingests have committed (their callers get acks)."""
-        while self._ingest_flusher is not None and not self._ingest_flusher.done():
-            await asyncio.wait([self._ingest_flusher])
+        """Close the connections once queued ingests have committed (their callers get acks)."""
+        await self._close_ingest()
         await self._db.close()
 
     async def __aenter__(self) -> Ledger:
@@ -165,112 +155,6 @@ class Ledger(ReadMixin, OutboxMixin, ReplayMixin):
                     conn.execute("COMMIT")
 
         return await _on_db_thread(self._db, run)
-
-    # ------------------------------------------------------------------ ingest
-
-    async def ingest(
-        self,
-        channel: str,
-        conversation: str,
-        sender: str,
-        text: str,
-        key: str | None = None,
-        agent: str = "default",
-        priority: int = 0,
-        meta: dict[str, Any] | None = None,
-    ) -> IngestResult:
-        """Durably store one inbound message; idempotent on ``(channel, key)``.
-
-        Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
-        """
-        item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
-        # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
-        # the group commit it would otherwise share with other producers.
-        meta_json = _encode_meta(meta)
-        future: asyncio.Future[IngestResult | IdempotencyConflict] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._pending_ingests.append((item, meta_json, future))
-        if self._ingest_flusher is None or self._ingest_flusher.done():
-            self._ingest_flusher = asyncio.create_task(self._flush_ingests())
-        result = await future
-        if isinstance(result, IdempotencyConflict):
-            raise result
-        return result
-
-    async def _flush_ingests(self) -> None:
-        """Group commit: ingests that arrive while a commit is in flight share the next one.
-
-        Each caller still returns only after the transaction holding its row committed. If a
-        shared transaction fails, each of its ingests is retried in a transaction of its own,
-        so one caller's failure never becomes another's.
-        """
-        batch: list[_PendingIngest] = []
-        try:
-            while self._pending_ingests:
-                batch, self._pending_ingests = self._pending_ingests, []
-                pairs = [(item, meta_json) for item, meta_json, _ in batch]
-                try:
-                    results: list[IngestResult | IdempotencyConflict | Exception] = [
-                        *await self._ingest_tx(pairs)
-                    ]
-                except Exception as exc:
-                    # the file itself failed (locked past busy_timeout, disk full…): retrying
-                    # each ingest alone would only multiply the wait; everyone gets the error
-                    if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):
-                        for _, _, future in batch:
-                            _settle(future, exc)
-                        batch = []
-                        continue
-                    results = []
-                    for pair in pairs:
-                        try:
-                            results.extend(await self._ingest_tx([pair]))
-                        except Exception as one_exc:
-                            results.append(one_exc)
-                created: list[int] = []
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    _settle(future, result)
-                    if isinstance(result, IngestResult) and result.created:
-                        created.append(result.message.id)
-                batch = []
-                self._notify("message", created)
-        except BaseException:
-            # cancelled (loop shutdown): no caller may wait forever on a flush that is gone
-            for _, _, future in [*batch, *self._pending_ingests]:
-                future.cancel()
-            self._pending_ingests = []
-            raise
-
-    async def _ingest_tx(
-        self, pairs: Sequence[tuple[NewMessage, str | None]]
-    ) -> list[IngestResult | _Conflict]:
-        return await self._tx(lambda conn, now: _ingest_rows(conn, now, pairs))
-
-    async def ingest_many(self, items: Sequence[NewMessage]) -> list[IngestResult]:
-        """Ingest a batch in one transaction (one fsync); a conflict raises and rolls back all.
-
-        The conflict itself is still recorded (in a transaction of its own), as for ``ingest``.
-        """
-        pairs = [(item, _encode_meta(item.meta)) for item in items]
-
-        def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
-            out: list[IngestResult] = []
-            for result in _ingest_rows(conn, now, pairs, record_conflicts=False):
-                if isinstance(result, _Conflict):
-                    raise result
-                out.append(result)
-            return out
-
-        try:
-            results = await self._tx(run)
-        except _Conflict as conflict:
-            found = conflict
-        else:
-            self._notify("message", [r.message.id for r in results if r.created])
-            return results
-        await self._tx(lambda conn, now: _record_conflict(conn, now, found))
-        raise IdempotencyConflict(str(found))
 
     # ------------------------------------------------------------------ claim and lease
 

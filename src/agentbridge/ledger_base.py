@@ -127,6 +127,11 @@ def _run_tx(
 ) -> T:
     """``BEGIN IMMEDIATE`` → ``fn`` → ``COMMIT``; roll back on error, commit refusals."""
     conn.execute("BEGIN IMMEDIATE")
+    return _in_tx(conn, fn, now)
+
+
+def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection, float], T], now: float) -> T:
+    """``fn`` → ``COMMIT`` in the transaction the caller began; roll back on error."""
     try:
         result = fn(conn, now)
     except _CommitThenRaise as signal:
