@@ -13,11 +13,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from agentbridge.ledger_access import access_problem, open_problem
 from agentbridge.ledger_base import (
     IN_FLIGHT_SQL,
     IdempotencyConflict,
@@ -47,6 +49,7 @@ from agentbridge.ledger_base import (
 from agentbridge.ledger_outbox import OutboxMixin
 from agentbridge.ledger_read import ReadMixin
 from agentbridge.models import Message
+from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,24 @@ T = TypeVar("T")
 _PendingIngest = tuple[
     NewMessage, "str | None", "asyncio.Future[IngestResult | IdempotencyConflict]"
 ]
+
+
+def _storable(item: NewMessage) -> NewMessage:
+    """Every ingest path's text fields as valid Unicode (lone surrogates → U+FFFD).
+
+    Applied here so that no channel can forget it: SQLite cannot store a lone surrogate, and the
+    ``UnicodeEncodeError`` would otherwise reach the sender as a crash (or a 5xx, forever).
+    """
+    key = None if item.key is None else clean_text(item.key)
+    return replace(
+        item,
+        channel=clean_text(item.channel),
+        conversation=clean_text(item.conversation),
+        sender=clean_text(item.sender),
+        text=clean_text(item.text),
+        key=key,
+        agent=clean_text(item.agent),
+    )
 
 
 class Ledger(ReadMixin, OutboxMixin):
@@ -91,11 +112,20 @@ class Ledger(ReadMixin, OutboxMixin):
     ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+        problem = access_problem(path)
+        if problem is not None:
+            raise LedgerError(problem)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(open_problem(path, exc)) from exc
         db.row_factory = sqlite3.Row
         try:
             await _on_db_thread(db, lambda: _configure(db._conn, synchronous, str(path)))
+        except sqlite3.Error as exc:  # read-only file or directory, not a database, locked…
+            await db.close()
+            raise LedgerError(open_problem(path, exc)) from exc
         except BaseException:
             await db.close()
             raise
@@ -183,6 +213,7 @@ class Ledger(ReadMixin, OutboxMixin):
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
         item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
+        item = _storable(item)
         # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
         # the group commit it would otherwise share with other producers.
         meta_json = _encode_meta(meta)
@@ -251,7 +282,7 @@ class Ledger(ReadMixin, OutboxMixin):
 
         The conflict itself is still recorded (in a transaction of its own), as for ``ingest``.
         """
-        pairs = [(item, _encode_meta(item.meta)) for item in items]
+        pairs = [(_storable(item), _encode_meta(item.meta)) for item in items]
 
         def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
             out: list[IngestResult] = []
@@ -375,7 +406,7 @@ class Ledger(ReadMixin, OutboxMixin):
             MessageState.COMPLETED,
             actor,
             detail,
-            reply=reply,
+            reply=clean_text(reply),
             queue_reply=queue_reply,
         )
 

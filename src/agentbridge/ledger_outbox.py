@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from agentbridge.models import OutboxItem
+from agentbridge.sanitize import clean_text
 from agentbridge.states import OutboxState
 
 T = TypeVar("T")
@@ -129,8 +130,8 @@ class OutboxMixin:
                 now,
                 channel=channel,
                 conversation=conversation,
-                text=text,
-                key=key,
+                text=clean_text(text),
+                key=clean_text(key),
                 message_id=message_id,
                 reply_to=reply_to,
                 scheduled_at=scheduled_at,
