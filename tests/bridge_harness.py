@@ -99,6 +99,9 @@ class Bridge:
             "agents": agents if agents is not None else default_agents(),
         }
         tables.update(extra or {})
+        for agent in tables["agents"].values():
+            if "cwd" in agent:  # the user's project dir exists: `up` refuses a missing one
+                Path(agent["cwd"]).expanduser().mkdir(parents=True, exist_ok=True)
         write_config(self.config_path, tables)
         self.config = load_config(self.config_path)
         self.proc: subprocess.Popen[bytes] | None = None

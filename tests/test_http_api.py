@@ -112,6 +112,24 @@ async def test_bad_bodies_get_one_clear_line(api: Api, body: Any, needle: str) -
     assert status == 400 and needle in answer["error"] and "\n" not in answer["error"]
 
 
+async def test_lone_surrogates_are_stored_as_replacement_characters(api: Api) -> None:
+    """A ``\\ud800`` escape is valid JSON but unstorable: U+FFFD, never a 5xx (every field)."""
+    raw = b'{"text": "a\\ud800b", "sender": "s\\udcff", "conversation": "c\\udfff"'
+    raw += b', "key": "k\\ud800"}'
+    status, body = await api.post(raw)
+    assert status == 202, body
+    msg = await api.bridge.ledger.get(body["id"])
+    assert (msg.text, msg.sender, msg.conversation) == ("a\ufffdb", "s\ufffd", "c\ufffd")
+    again = await api.post(raw)  # a retry is the same message, not a new one or an error
+    assert again[0] == 202 and again[1]["id"] == body["id"] and again[1]["created"] is False
+
+
+async def test_invalid_utf8_body_is_one_clear_400(api: Api) -> None:
+    status, answer = await api.post(b'{"text": "caf\xe9"}')
+    assert status == 400 and "not valid UTF-8" in answer["error"] and "\n" not in answer["error"]
+    assert await api.bridge.ledger.list_messages(channel="http") == []
+
+
 async def test_credentials_are_required(api: Api) -> None:
     url = api.base + "/v1/messages"
     for headers, needle in [

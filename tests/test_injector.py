@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentbridge.fakeagent.transcript_writer import project_dir_name
 from agentbridge.injector import (
@@ -331,3 +335,55 @@ def test_escaped_screens_drop_dim_placeholders() -> None:
     # 38;2;R;G;B colour parameters are not "dim".
     assert strip_escapes("\x1b[38;2;2;2;2mkept\x1b[2mgone\x1b[22m back") == "kept back"
     assert strip_escapes("plain") == "plain"
+
+
+#: every invisible format character (Unicode category Cf) this Python knows
+_ALL_CF = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+#: kept on purpose (sanitize.py): ZWNJ and ZWJ; tag characters only inside an emoji flag
+_KEPT_CF = {"\u200c", "\u200d"}
+_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+
+
+def _stray_cf(log: bytes) -> list[str]:
+    text = _FLAG.sub("", log.decode("utf-8", errors="replace"))
+    return sorted({c for c in text if unicodedata.category(c) == "Cf" and c not in _KEPT_CF})
+
+
+async def test_format_characters_never_reach_the_pane(agent: Agent) -> None:
+    """Bidi overrides, isolates, zero-width and tag characters: removed; emoji ZWJ kept."""
+    raw = "x".join(_ALL_CF) + " if a == \u202e\u2066admin\u2069 👩\u200d💻 🏴\U000e0067\U000e0062"
+    raw += "\U000e0065\U000e006e\U000e0067\U000e007f end"
+    clean = sanitize_text(raw)
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    result = await inj.inject(raw, agent.recorded(clean))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert agent.prompts() == [clean]
+    log = agent.byte_log.read_bytes()
+    assert _stray_cf(log) == []
+    assert "👩\u200d💻".encode() in log and b"if a == admin" in log
+
+
+_PANE_TEXT = st.lists(
+    st.sampled_from(_ALL_CF)
+    | st.sampled_from(["\u200d", "👩", "💻", "שלום", "\ufe0f", "\U0001f3f4", "\U000e007f"])
+    | st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=6),
+    min_size=1,
+    max_size=16,
+).map("".join)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=_PANE_TEXT)
+async def test_no_format_character_reaches_the_pane_byte_log(agent: Agent, text: str) -> None:
+    """Property, through real tmux: nothing of category Cf except ZWJ/ZWNJ/flag tags arrives."""
+    raw = f"m{uuid.uuid4().hex[:8]} {text}"  # never empty after sanitizing; one prompt each
+    clean = sanitize_text(raw)
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    result = await inj.inject(raw, agent.recorded(clean))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert agent.prompts()[-1] == clean
+    assert _stray_cf(agent.byte_log.read_bytes()) == []

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,12 +148,13 @@ async def test_a_bad_ingest_fails_only_its_own_caller(ledger: Ledger) -> None:
 
 
 async def test_an_unstorable_text_in_a_group_commit_fails_only_its_caller(ledger: Ledger) -> None:
-    # JSON allows a lone surrogate ("\\ud800"); SQLite cannot store it as UTF-8. It fails
-    # inside the shared transaction, so the batch is retried one ingest at a time.
+    # A value SQLite cannot bind fails inside the shared transaction, so the batch is retried
+    # one ingest at a time. (A lone surrogate no longer does: ingest replaces it with U+FFFD.)
     calls = [ledger.ingest("tg", "c", "u", f"t{i}", key=f"g{i}") for i in range(10)]
-    calls.insert(5, ledger.ingest("tg", "c", "u", "broken \ud800", key="broken"))
+    unbindable: Any = object()
+    calls.insert(5, ledger.ingest("tg", "c", "u", "broken", key="broken", priority=unbindable))
     results = await asyncio.gather(*calls, return_exceptions=True)
-    assert isinstance(results[5], UnicodeEncodeError)
+    assert isinstance(results[5], sqlite3.ProgrammingError)
     stored = [r for r in results if not isinstance(r, BaseException)]
     assert len(stored) == 10 and all(r.created for r in stored)
     assert await ledger.find("tg", "broken") is None

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentbridge.sanitize import FIELD_MAX_LEN, sanitize_field, sanitize_text
+from agentbridge.sanitize import (
+    FIELD_MAX_LEN,
+    clean_text,
+    decode_utf8,
+    sanitize_field,
+    sanitize_text,
+)
+
+#: 🏴 + tag characters + cancel tag: the one place tag characters (Cf) are kept
+ENGLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+#: Cf characters allowed through: ZWNJ, ZWJ (and tags, but only inside a flag sequence)
+ALLOWED_CF = {"\u200c", "\u200d"}
 
 #: Pieces that have broken bridges before (field notes) or that must survive as plain text.
 NASTY = [
@@ -42,10 +54,27 @@ NASTY = [
     "مرحبا",
     "\u202e",
     "e\u0301",
+    "\u2066",
+    "\u200b",
+    "\ufeff",
+    "\u200d",
+    "\u200c",
+    "\ufe0f",
+    "\U000e0041",
+    ENGLAND,
 ]
 nasty_text = st.lists(st.sampled_from(NASTY) | st.text(max_size=8), max_size=12).map("".join)
 
 BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+ALL_CF = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+
+
+def stray_format(text: str) -> list[str]:
+    """Cf characters in ``text`` that are neither allowed nor part of a flag tag sequence."""
+    rest = text.replace(ENGLAND, "")
+    for flag in re.findall("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f", rest):
+        rest = rest.replace(flag, "")
+    return [c for c in rest if unicodedata.category(c) == "Cf" and c not in ALLOWED_CF]
 
 
 def test_removes_escape_sequences_but_keeps_their_text() -> None:
@@ -95,12 +124,64 @@ def test_no_control_survives(text: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(nasty_text)
 def test_plain_text_survives(text: str) -> None:
-    """Everything that is not a control character is kept, in order."""
+    """Everything that is not a control or stray format character is kept, in order."""
     out = sanitize_text(text)
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
     expected = re.sub("[\ud800-\udfff]", "\ufffd", expected)
-    expected = unicodedata.normalize("NFC", BAD.sub("", expected))
-    assert out == expected
+    expected = BAD.sub("", expected)
+    pieces = re.split("(\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f)", expected)
+    expected = "".join(
+        piece if i % 2 else "".join(c for c in piece if c not in set(stray_format(piece)))
+        for i, piece in enumerate(pieces)
+    )
+    assert out == unicodedata.normalize("NFC", expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nasty_text)
+def test_no_stray_format_character_survives(text: str) -> None:
+    assert stray_format(sanitize_text(text)) == []
+
+
+def test_bidi_and_invisible_characters_are_removed() -> None:
+    trojan = "if user == \u202e\u2066admin\u2069\u2066 {\u200b\u200e\u200f\u061c\ufeff}"
+    assert sanitize_text(trojan) == "if user == admin {}"
+    assert sanitize_text("a\u00adb\u2060c\U000e0041\U000e0001d") == "abcd"
+
+
+def test_every_format_character_of_this_python_is_handled() -> None:
+    """The hard-coded class covers every Cf code point ``unicodedata`` knows."""
+    out = sanitize_text("x".join(ALL_CF))
+    assert set(out) - {"x"} <= ALLOWED_CF
+    assert len(ALL_CF) > 150
+
+
+def test_emoji_sequences_stay_intact() -> None:
+    for text in ["👩\u200d💻", "❤\ufe0f", ENGLAND, "می\u200cخواهم", "👍🏽", "1\ufe0f\u20e3"]:
+        assert sanitize_text(text) == unicodedata.normalize("NFC", text)
+    # a flag sequence is kept whole, a broken one loses its tags
+    assert sanitize_text(ENGLAND[:-1] + "x") == "\U0001f3f4x"
+
+
+def test_clean_text_only_fixes_what_cannot_be_stored() -> None:
+    assert clean_text("a\ud800b\udcffc") == "a\ufffdb\ufffdc"
+    assert clean_text("\ud83d\ude00") == "😀"  # a split surrogate pair is one character
+    keep = "x\u202e\x1b[201~\u200b\r\n"
+    assert clean_text(keep) is keep  # the ledger keeps what was sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(nasty_text)
+def test_clean_text_is_always_storable(text: str) -> None:
+    out = clean_text(text)
+    out.encode("utf-8")
+    assert clean_text(out) == out
+    assert len(out) <= len(text)
+
+
+def test_decode_utf8_says_when_it_replaced() -> None:
+    assert decode_utf8("ok é".encode()) == ("ok é", False)
+    assert decode_utf8(b"a\xffb") == ("a\ufffdb", True)
 
 
 @settings(max_examples=200, deadline=None)

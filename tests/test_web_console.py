@@ -192,6 +192,20 @@ async def test_send_is_idempotent_on_the_client_key(
     assert len(await ledger.list_messages()) == 1
 
 
+async def test_send_with_lone_surrogates_or_bad_utf8_is_never_a_500(
+    http: aiohttp.ClientSession, ledger: Ledger
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    raw = b'{"text": "x\\ud800y", "key": "k-sur"}'
+    async with http.post("/api/send", data=raw, headers=headers) as r:
+        assert r.status == 200, await r.text()
+    (stored,) = await ledger.list_messages()
+    assert stored.text == "x\ufffdy"
+    async with http.post("/api/send", data=b'{"text": "\xff", "key": "k2"}', headers=headers) as r:
+        assert r.status == 400 and "not valid UTF-8" in (await r.json())["error"]
+    assert len(await ledger.list_messages()) == 1
+
+
 async def test_stream_carries_every_event_with_ledger_ids_and_receipts(
     http: aiohttp.ClientSession, ledger: Ledger, console: WebChannel
 ) -> None:

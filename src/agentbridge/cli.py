@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge import __version__, paths
+from agentbridge.cli_input import add_global_flags, field_arg, text_arg
 from agentbridge.config import DEFAULT_CONFIG_TEXT, Config, ConfigError, load_config
 from agentbridge.ledger import IdempotencyConflict, Ledger, LedgerError
 from agentbridge.migrations import SchemaTooNew
@@ -96,7 +97,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 @_with_ledger
 async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
     """Ingest a message through the local channel; print its id once it is durable."""
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = text_arg(args.text)
     if not text.strip():
         raise CliError("refusing to send an empty message")
     agent = args.agent or config.agent_for(args.channel, args.conversation)
@@ -104,11 +105,11 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
         raise CliError(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
     try:
         result = await ledger.ingest(
-            args.channel,
-            args.conversation,
-            args.sender,
+            field_arg(args.channel),
+            field_arg(args.conversation),
+            field_arg(args.sender),
             text,
-            key=args.key,
+            key=None if args.key is None else field_arg(args.key),
             agent=agent,
             priority=1 if args.control else 0,
         )
@@ -208,7 +209,7 @@ async def cmd_wait(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
 @_with_ledger
 async def cmd_reply(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
     """An agent (or a script) queues an extra reply to a message's conversation."""
-    text = sys.stdin.read() if args.text == "-" else args.text
+    text = text_arg(args.text)
     message = await ledger.get(args.id)
     key = f"agent-reply:{message.id}:{args.key}" if args.key else None
     if key is None:
@@ -398,10 +399,13 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Run the supervisor in the foreground."""
+    """Run the supervisor in the foreground (after checks that each fail as one line)."""
+    from agentbridge.preflight import check_up
     from agentbridge.supervisor import run_supervisor
 
-    return run_supervisor(_config(args), open_console=not args.no_console)
+    config = _config(args)
+    check_up(config, console=not args.no_console)
+    return run_supervisor(config, open_console=not args.no_console)
 
 
 # --------------------------------------------------------------------------- parser
@@ -411,9 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs test)."""
     parser = argparse.ArgumentParser(prog="agentbridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"agentbridge {__version__}")
-    parser.add_argument(
-        "--config", help="config file (default: $AGENTBRIDGE_CONFIG or the platform config dir)"
-    )
+    config_help = "config file (default: $AGENTBRIDGE_CONFIG or the platform config dir)"
+    parser.add_argument("--config", help=config_help)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -493,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--dest", default=".")
     p.set_defaults(func=cmd_new_channel)
+    for subparser in sub.choices.values():
+        add_global_flags(subparser, config_help)
     return parser
 
 
@@ -505,15 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except CliError as exc:
+    except (CliError, ConfigError, SchemaTooNew, LedgerError) as exc:
         print(f"agentbridge: {exc}", file=sys.stderr)
-        return exc.code
-    except (ConfigError, SchemaTooNew) as exc:
-        print(f"agentbridge: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except LedgerError as exc:
-        print(f"agentbridge: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return exc.code if isinstance(exc, CliError) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     return code

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import aiosqlite
 
+from agentbridge.ledger_access import access_problem, open_problem
 from agentbridge.ledger_base import (
     IN_FLIGHT_SQL,
     IdempotencyConflict,
@@ -44,6 +45,7 @@ from agentbridge.ledger_outbox import OutboxMixin
 from agentbridge.ledger_read import ReadMixin
 from agentbridge.ledger_replay import ReplayMixin
 from agentbridge.models import Message
+from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,21 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
     ) -> Ledger:
         """Open (creating and migrating if needed) the ledger at ``path``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+        problem = access_problem(path)
+        if problem is not None:
+            raise LedgerError(problem)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(open_problem(path, exc)) from exc
         db.row_factory = sqlite3.Row
         try:
             await _on_db_thread(db, lambda: _configure(db._conn, synchronous, str(path)))
             inline = open_inline(str(path), synchronous)  # group commits while fsync is fast
+        except sqlite3.Error as exc:  # read-only file or directory, not a database, locked…
+            await db.close()
+            raise LedgerError(open_problem(path, exc)) from exc
         except BaseException:
             await db.close()
             raise
@@ -260,7 +271,7 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
             MessageState.COMPLETED,
             actor,
             detail,
-            reply=reply,
+            reply=clean_text(reply),
             queue_reply=queue_reply,
         )
 

@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
@@ -38,11 +39,34 @@ from agentbridge.ledger_base import (
     _run_tx,
     _settle,
 )
+from agentbridge.sanitize import SURROGATES, clean_text
 
 T = TypeVar("T")
 log = logging.getLogger("agentbridge.ledger")
 
+
 #: one queued single-message ingest: the message, its meta already encoded, the caller's future
+def storable(item: NewMessage) -> NewMessage:
+    """Every ingest path's text fields as valid Unicode (lone surrogates → U+FFFD).
+
+    Applied here so that no channel can forget it: SQLite cannot store a lone surrogate, and the
+    ``UnicodeEncodeError`` would otherwise reach the sender as a crash (or a 5xx, forever).
+    """
+    fields = (item.channel, item.conversation, item.sender, item.text, item.key or "", item.agent)
+    if not any(SURROGATES.search(f) for f in fields):
+        return item  # the common case: nothing to copy
+    key = None if item.key is None else clean_text(item.key)
+    return replace(
+        item,
+        channel=clean_text(item.channel),
+        conversation=clean_text(item.conversation),
+        sender=clean_text(item.sender),
+        text=clean_text(item.text),
+        key=key,
+        agent=clean_text(item.agent),
+    )
+
+
 _PendingIngest = tuple[
     NewMessage, "str | None", "asyncio.Future[IngestResult | IdempotencyConflict]"
 ]
@@ -131,7 +155,7 @@ class IngestMixin:
 
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
-        item = NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
+        item = storable(NewMessage(channel, conversation, sender, text, key, agent, priority, meta))
         # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
         # the group commit it would otherwise share with other producers.
         meta_json = _encode_meta(meta)
@@ -280,7 +304,7 @@ class IngestMixin:
 
         The conflict itself is still recorded (in a transaction of its own), as for ``ingest``.
         """
-        pairs = [(item, _encode_meta(item.meta)) for item in items]
+        pairs = [(storable(item), _encode_meta(item.meta)) for item in items]
 
         def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
             out: list[IngestResult] = []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from agentbridge.ledger_unknown import UnknownRepliesMixin
 from agentbridge.models import OutboxItem
+from agentbridge.sanitize import clean_text
 from agentbridge.states import OutboxState
 
 T = TypeVar("T")
@@ -130,8 +131,8 @@ class OutboxMixin(UnknownRepliesMixin):
                 now,
                 channel=channel,
                 conversation=conversation,
-                text=text,
-                key=key,
+                text=clean_text(text),
+                key=clean_text(key),
                 message_id=message_id,
                 reply_to=reply_to,
                 scheduled_at=scheduled_at,

@@ -33,6 +33,7 @@ from agentbridge.hookspecs import hookimpl
 from agentbridge.ledger import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
 from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.sanitize import clean_text
 from agentbridge.states import MessageState
 
 log = logging.getLogger(__name__)
@@ -223,9 +224,14 @@ class HttpApiChannel:
 
     async def _post(self, request: web.Request) -> web.Response:
         assert self._ctx is not None
+        body = await request.read()
         try:
-            data = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
+            raw = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _error(400, f"body is not valid UTF-8 (byte {exc.start}): send UTF-8 JSON")
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
             return _error(400, f"body is not valid JSON: {exc}")
         if not isinstance(data, dict):
             return _error(400, "body must be a JSON object with a 'text' field")
@@ -237,14 +243,17 @@ class HttpApiChannel:
         text = data.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(400, "'text' must be a non-empty string")
+        text = clean_text(text)  # a "\ud800" escape is valid JSON: it becomes U+FFFD
         cred: Credential = request[_CREDENTIAL]
         fields = {"conversation": "default", "sender": cred.default_sender, "key": None}
         for field, default in fields.items():
             value = data.get(field, default)
             if value is not None and (not isinstance(value, str) or not value):
                 return _error(400, f"'{field}' must be a non-empty string")
-            fields[field] = value
+            fields[field] = None if value is None else clean_text(value)
         header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None:  # aiohttp keeps non-UTF-8 header bytes as surrogates
+            header_key = clean_text(header_key)
         if header_key is not None and fields["key"] is not None and header_key != fields["key"]:
             return _error(400, "Idempotency-Key header and body 'key' differ")
         key = header_key or fields["key"]

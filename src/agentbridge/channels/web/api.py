@@ -10,6 +10,7 @@ events replayed over a snapshot are harmless (the page keys everything by id).
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from agentbridge.channels.web.sse import Notifier
 from agentbridge.channels.web.views import event_view, message_view, outbox_view
 from agentbridge.protocols import ChannelContext
+from agentbridge.sanitize import clean_text
 
 MAX_TEXT = 500_000
 _NAME = re.compile(r"^[A-Za-z0-9._:@+-]{1,80}$")
@@ -155,7 +157,11 @@ class ConsoleApi:
         if request.content_type != "application/json":
             return web.json_response({"error": "send JSON"}, status=415)
         try:
-            body = await request.json()
+            body = json.loads((await request.read()).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return web.json_response(
+                {"error": f"body is not valid UTF-8 (byte {exc.start})"}, status=400
+            )
         except ValueError:
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
@@ -165,6 +171,7 @@ class ConsoleApi:
             return web.json_response(
                 {"error": f"text must be 1..{MAX_TEXT} characters"}, status=400
             )
+        text = clean_text(text)  # a lone "\ud800" escape becomes U+FFFD, never a 500
         key = _name(body.get("key"), "key")
         conversation = _name(body.get("conversation") or "web", "conversation")
         agent = _name(body["agent"], "agent") if body.get("agent") else None
@@ -212,6 +219,4 @@ class ConsoleApi:
 
 
 def _dumps(data: Any) -> str:
-    import json
-
     return json.dumps(data, default=str)
