@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentbridge import inbox
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.ledger import Ledger, LedgerError, NotFound
 from agentbridge.models import Message
 from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
 from agentbridge.sanitize import sanitize_text
@@ -34,6 +35,10 @@ from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
 
 log = logging.getLogger(__name__)
+
+#: a third-party profile without ``paste_limit``: the smaller of the two measured CLIs' limits
+DEFAULT_PASTE_LIMIT = 800_000
+IN_FLIGHT = ("claimed", "submitted", "accepted")
 
 
 class AgentCommandNotFound(Exception):
@@ -79,15 +84,18 @@ class InFlight:
         self.finish(TurnOutcome.API_ERROR, detail or str(kind))
 
 
-def spill_path(state_dir: Path, message: Message) -> Path:
-    """Where a long message is written for the agent to read."""
-    return state_dir / "spill" / f"message-{message.id}-attempt-{message.attempt}.txt"
+def paste_limit(profile: RuntimeProfile, injection: InjectionConfig) -> int:
+    """The longest body pasted whole: the config's override, else the profile's measured one."""
+    if injection.spill_threshold is not None:
+        return injection.spill_threshold
+    return int(getattr(profile, "paste_limit", DEFAULT_PASTE_LIMIT))
 
 
 def build_prompt(
-    message: Message, state_dir: Path, spill_threshold: int, reply_command: str | None = None
+    message: Message, cwd: Path, limit: int, reply_command: str | None = None
 ) -> tuple[str, Envelope]:
-    """The envelope header plus the sanitized body (or a pointer to a 0600 spill file)."""
+    """The envelope header plus the sanitized body, pasted whole up to ``limit`` characters;
+    a longer body goes to a 0600 file under the agent's cwd and the prompt points to it."""
     envelope = Envelope(
         message_id=message.id,
         attempt=message.attempt,
@@ -96,16 +104,9 @@ def build_prompt(
         resent=message.attempt > 1,
     )
     body = sanitize_text(message.text)
-    if len(body) > spill_threshold:
-        path = spill_path(state_dir, message)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-        body = (
-            f"This message is long ({len(body)} characters); it is stored in the file {path}. "
-            "Read that whole file: it is the message."
-        )
+    if len(body) > limit:
+        inbox.write(cwd, message.id, body)
+        body = inbox.pointer(message.id, len(body))
     hint = f'extra replies: {reply_command} reply {message.id} "TEXT"' if reply_command else None
     return wrap(envelope, body, hint), envelope
 
@@ -171,6 +172,7 @@ class AgentSession:
                 f"agent {self.agent.name}: {program!r} not found on the agent's PATH "
                 f"(install it, or set [agents.{self.agent.name}] command to its full path)"
             )
+        await self.sweep_inbox()
         if await self.tmux.has_session(self.session_name):
             await self.tmux.kill_session(self.session_name)
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
@@ -340,9 +342,9 @@ class AgentSession:
         SESSION_ENDED (the caller's recovery handles victims) and API_ERROR (health decides).
         """
         assert self.injector is not None, "session not started"
-        prompt, envelope = build_prompt(
-            message, self.state_dir, self.injection.spill_threshold, self.reply_command
-        )
+        assert self.spec is not None
+        limit = paste_limit(self.profile, self.injection)
+        prompt, envelope = build_prompt(message, self.spec.cwd, limit, self.reply_command)
         flight = InFlight(message=message, envelope=envelope)
         self.current = flight
         try:
@@ -354,7 +356,40 @@ class AgentSession:
                 await flight.done.wait()
         finally:
             self.current = None
+            await self._discard_inbox(message)
         return flight
+
+    async def _discard_inbox(self, message: Message) -> None:
+        """The turn is over (completed, failed, interrupted, released, or the session died):
+        its inbox file goes, unless another holder already runs a newer lease of it. A
+        requeued message gets its file written again when it is claimed next."""
+        if self.spec is None:
+            return
+        try:
+            row = await self.ledger.get(message.id)
+        except Exception:
+            row = None
+        if row is not None and str(row.state) in IN_FLIGHT and row.fence != message.fence:
+            return
+        inbox.discard(self.spec.cwd, message.id)
+
+    async def sweep_inbox(self) -> list[int]:
+        """Delete inbox files of messages no longer in flight (a crash left them behind).
+        Messages in flight elsewhere keep theirs: agents may share one cwd."""
+        if self.spec is None:
+            return []
+        keep = []
+        for mid in inbox.pending_ids(self.spec.cwd):
+            try:
+                row = await self.ledger.get(mid)
+            except NotFound:
+                continue  # not a message of this ledger (any more)
+            except Exception:
+                keep.append(mid)  # cannot tell: leave it for the next sweep
+                continue
+            if str(row.state) in IN_FLIGHT:
+                keep.append(mid)
+        return inbox.sweep(self.spec.cwd, keep)
 
     async def _wait_idle(self, flight: InFlight, idle_timeout: float) -> bool:
         """Inject only into an idle agent (Codex merges a mid-turn prompt into the turn)."""

@@ -202,6 +202,8 @@ class ClaudeCodeProfile:
 
     name = "claude-code"
     strong_completion = True
+    #: Claude Code 2.1.197 delivered an 800,000-char paste intact (in 0.4 s); see docs/runtimes.md
+    paste_limit = 800_000
     #: argv used when the agent's config has no ``command``
     default_command: tuple[str, ...] = ("claude",)
     #: whether the CLI accepts ``--resume <id>`` (the fake agent reuses ``--session-id``)

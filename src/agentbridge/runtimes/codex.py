@@ -218,6 +218,9 @@ class CodexProfile:
 
     name = "codex"
     strong_completion = True
+    #: Codex 0.169.0 delivered an 800,000-char paste intact; it refuses prompts over
+    #: 1,048,576 characters ("Message exceeds the maximum length"); see docs/runtimes.md
+    paste_limit = 800_000
     default_command: tuple[str, ...] = ("codex",)
 
     def __init__(self) -> None:

@@ -49,6 +49,8 @@ SKIPPED_PREFIXES = (
     "# AGENTS.md instructions",
 )
 
+MAX_BODY = 64 * 1024 * 1024  #: largest request body accepted
+
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "mock: bad request"),
     429: ("rate_limit_error", "mock: rate limited"),
@@ -175,7 +177,7 @@ class MockModelServer:
 
     async def start(self) -> MockModelServer:
         """Bind (port 0 → a free port, then ``self.port`` is the real one) and serve."""
-        server = web.Server(self._handle)
+        server = web.Server(self._handle, request_factory=self._make_request)
         self._runner = web.ServerRunner(server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -203,6 +205,16 @@ class MockModelServer:
         await self.stop()
 
     # ------------------------------------------------------------------ handling
+
+    def _make_request(
+        self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        """Requests of up to 64 MiB (aiohttp's 1 MiB default would cut long prompts short:
+        the real APIs take 32 MB)."""
+        loop = asyncio.get_running_loop()
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY
+        )
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         target_host = self._proxy_target(request)
