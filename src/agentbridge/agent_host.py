@@ -37,7 +37,7 @@ from agentbridge.transcript.tail import FileTail
 log = logging.getLogger(__name__)
 
 #: a third-party profile without ``paste_limit``: the smaller of the two measured CLIs' limits
-DEFAULT_PASTE_LIMIT = 800_000
+DEFAULT_PASTE_LIMIT = 1_000_000
 IN_FLIGHT = ("claimed", "submitted", "accepted")
 
 
