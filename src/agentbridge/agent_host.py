@@ -26,7 +26,7 @@ from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
-from agentbridge.ledger import Ledger, LedgerError, NotFound
+from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
 from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
 from agentbridge.sanitize import sanitize_text
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 #: a third-party profile without ``paste_limit``: the smaller of the two measured CLIs' limits
 DEFAULT_PASTE_LIMIT = 1_000_000
-IN_FLIGHT = ("claimed", "submitted", "accepted")
 
 
 class AgentCommandNotFound(Exception):
@@ -172,7 +171,7 @@ class AgentSession:
                 f"agent {self.agent.name}: {program!r} not found on the agent's PATH "
                 f"(install it, or set [agents.{self.agent.name}] command to its full path)"
             )
-        await self.sweep_inbox()
+        await inbox.sweep_stale(self.ledger, self.spec.cwd)  # left by a crash
         if await self.tmux.has_session(self.session_name):
             await self.tmux.kill_session(self.session_name)
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
@@ -356,40 +355,9 @@ class AgentSession:
                 await flight.done.wait()
         finally:
             self.current = None
-            await self._discard_inbox(message)
+            if self.spec is not None:
+                await inbox.discard_after_turn(self.ledger, self.spec.cwd, message)
         return flight
-
-    async def _discard_inbox(self, message: Message) -> None:
-        """The turn is over (completed, failed, interrupted, released, or the session died):
-        its inbox file goes, unless another holder already runs a newer lease of it. A
-        requeued message gets its file written again when it is claimed next."""
-        if self.spec is None:
-            return
-        try:
-            row = await self.ledger.get(message.id)
-        except Exception:
-            row = None
-        if row is not None and str(row.state) in IN_FLIGHT and row.fence != message.fence:
-            return
-        inbox.discard(self.spec.cwd, message.id)
-
-    async def sweep_inbox(self) -> list[int]:
-        """Delete inbox files of messages no longer in flight (a crash left them behind).
-        Messages in flight elsewhere keep theirs: agents may share one cwd."""
-        if self.spec is None:
-            return []
-        keep = []
-        for mid in inbox.pending_ids(self.spec.cwd):
-            try:
-                row = await self.ledger.get(mid)
-            except NotFound:
-                continue  # not a message of this ledger (any more)
-            except Exception:
-                keep.append(mid)  # cannot tell: leave it for the next sweep
-                continue
-            if str(row.state) in IN_FLIGHT:
-                keep.append(mid)
-        return inbox.sweep(self.spec.cwd, keep)
 
     async def _wait_idle(self, flight: InFlight, idle_timeout: float) -> bool:
         """Inject only into an idle agent (Codex merges a mid-turn prompt into the turn)."""

@@ -17,19 +17,28 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentbridge.ledger import Ledger
+    from agentbridge.models import Message
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "RELATIVE_DIR",
     "discard",
+    "discard_after_turn",
     "inbox_dir",
     "pending_ids",
     "pointer",
     "relative",
     "sweep",
+    "sweep_stale",
     "write",
 ]
+
+IN_FLIGHT = ("claimed", "submitted", "accepted")
 
 #: the inbox, relative to the agent's cwd
 RELATIVE_DIR = Path(".agentbridge") / "inbox"
@@ -109,3 +118,35 @@ def sweep(cwd: Path, keep: Iterable[int]) -> list[int]:
     if gone:
         log.info("inbox of %s: removed %d leftover file(s): %s", cwd, len(gone), gone)
     return gone
+
+
+async def discard_after_turn(ledger: Ledger, cwd: Path, message: Message) -> None:
+    """The turn is over (completed, failed, interrupted, released, or the session died): the
+    file goes, unless another holder already runs a newer lease of the message. A requeued
+    message gets its file written again when it is claimed next."""
+    try:
+        row: Message | None = await ledger.get(message.id)
+    except Exception:
+        row = None
+    if row is not None and str(row.state) in IN_FLIGHT and row.fence != message.fence:
+        return
+    discard(cwd, message.id)
+
+
+async def sweep_stale(ledger: Ledger, cwd: Path) -> list[int]:
+    """Delete the files of messages no longer in flight (a crash left them behind). Messages
+    in flight elsewhere keep theirs: agents may share one cwd."""
+    from agentbridge.ledger import NotFound
+
+    keep = []
+    for mid in pending_ids(cwd):
+        try:
+            row = await ledger.get(mid)
+        except NotFound:
+            continue  # not a message of this ledger (any more)
+        except Exception:
+            keep.append(mid)  # cannot tell: leave it for the next sweep
+            continue
+        if str(row.state) in IN_FLIGHT:
+            keep.append(mid)
+    return sweep(cwd, keep)
