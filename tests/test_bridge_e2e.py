@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import stat
 import subprocess
 from pathlib import Path
 
@@ -163,14 +162,3 @@ def test_corrupt_transcript_line_is_skipped(tmp_path: Path) -> None:
             lambda: bridge.status()["agents"]["demo"]["corrupt_lines"] >= 1,
             what="the corrupt line counted",
         )
-
-
-def test_long_message_is_spilled_to_a_private_file(tmp_path: Path) -> None:
-    text = "".join(f"line {i:05d} " + "y" * 80 + "\n" for i in range(120))  # ~11 KB
-    with running_bridge(tmp_path) as bridge:
-        mid = bridge.send(text)
-        msg = bridge.wait_state(mid, "completed")
-        assert msg.reply is not None and "stored in the file" in msg.reply
-        spilled = next(bridge.state_dir.rglob(f"message-{mid}-attempt-1.txt"))
-        assert spilled.read_text() == text.rstrip("\n") or spilled.read_text() == text
-        assert stat.S_IMODE(spilled.stat().st_mode) == 0o600

@@ -103,3 +103,64 @@ async def test_proxy_requests_to_other_hosts_are_refused() -> None:
             writer.close()
             assert b" 403 " in status
         assert [r.host for r in mock.requests if r.refused] == ["example.com", "example.com"]
+
+
+def _claude_turn(chunks: list[int]) -> dict[str, Any]:
+    """A Claude request: the pointer prompt, then one Read call + result per chunk size."""
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "[agentbridge message=5 …] read .agentbridge/inbox/5.md"}
+    ]
+    for n, lines in enumerate(chunks):
+        use = {"type": "tool_use", "id": f"t{n}", "name": "Read", "input": {}}
+        messages.append({"role": "assistant", "content": [use]})
+        shown = "\n".join(f"{i:6d}\tline" for i in range(1, lines + 1))
+        result = {"type": "tool_result", "tool_use_id": f"t{n}", "content": shown}
+        messages.append({"role": "user", "content": [result]})
+    return {
+        "system": [{"type": "text", "text": "Primary working directory: /w/proj\n"}],
+        "tools": [{"name": "Read"}, {"name": "Bash"}],
+        "messages": messages,
+    }
+
+
+def test_mock_reads_an_inbox_file_in_chunks_then_answers() -> None:
+    from agentbridge.testing.mock_read import CHUNK_LINES, next_read
+
+    size = CHUNK_LINES["Read"]
+    first = next_read(_claude_turn([]), "Read")
+    assert first is not None
+    assert first.arguments == {"file_path": "/w/proj/.agentbridge/inbox/5.md", "offset": 1,
+                               "limit": size}  # fmt: skip
+    second = next_read(_claude_turn([size]), "Read")
+    assert second is not None and second.arguments["offset"] == size + 1
+    assert next_read(_claude_turn([size, 7]), "Read") is None  # a short chunk: the end
+    no_tools = _claude_turn([])
+    del no_tools["tools"]
+    assert next_read(no_tools, "Read") is None  # the hidden title call: answered plainly
+    pointer = {"type": "input_text", "text": ".agentbridge/inbox/9.md"}
+    output = "Output:\n" + "l\n" * CHUNK_LINES["exec_command"]
+    codex = {
+        "tools": [{"type": "function", "name": "exec_command"}],
+        "input": [
+            {"role": "user", "content": [pointer]},
+            {"type": "function_call", "name": "exec_command", "arguments": "{}"},
+            {"type": "function_call_output", "output": output},
+        ],
+    }
+    step = next_read(codex, "exec_command")
+    size = CHUNK_LINES["exec_command"]
+    assert step is not None
+    assert step.command == f"sed -n '{size + 1},{2 * size}p' .agentbridge/inbox/9.md"
+
+
+def test_spill_threshold_overrides_the_profiles_paste_limit() -> None:
+    from agentbridge.agent_host import paste_limit
+    from agentbridge.config import InjectionConfig, parse_config
+    from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
+
+    assert paste_limit(ClaudeCodeProfile(), InjectionConfig()) == ClaudeCodeProfile.paste_limit
+    assert paste_limit(CodexProfile(), InjectionConfig()) == 1_000_000
+    assert paste_limit(CodexProfile(), InjectionConfig(spill_threshold=8000)) == 8000
+    parsed = parse_config({"injection": {"spill_threshold": 5000}}, None)
+    assert parsed.injection.spill_threshold == 5000
+    assert parse_config({}, None).injection.spill_threshold is None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentbridge import inbox
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
@@ -34,6 +35,9 @@ from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
 
 log = logging.getLogger(__name__)
+
+#: a third-party profile without ``paste_limit``: the smaller of the two measured CLIs' limits
+DEFAULT_PASTE_LIMIT = 1_000_000
 
 
 class AgentCommandNotFound(Exception):
@@ -79,15 +83,18 @@ class InFlight:
         self.finish(TurnOutcome.API_ERROR, detail or str(kind))
 
 
-def spill_path(state_dir: Path, message: Message) -> Path:
-    """Where a long message is written for the agent to read."""
-    return state_dir / "spill" / f"message-{message.id}-attempt-{message.attempt}.txt"
+def paste_limit(profile: RuntimeProfile, injection: InjectionConfig) -> int:
+    """The longest body pasted whole: the config's override, else the profile's measured one."""
+    if injection.spill_threshold is not None:
+        return injection.spill_threshold
+    return int(getattr(profile, "paste_limit", DEFAULT_PASTE_LIMIT))
 
 
 def build_prompt(
-    message: Message, state_dir: Path, spill_threshold: int, reply_command: str | None = None
+    message: Message, cwd: Path, limit: int, reply_command: str | None = None
 ) -> tuple[str, Envelope]:
-    """The envelope header plus the sanitized body (or a pointer to a 0600 spill file)."""
+    """The envelope header plus the sanitized body, pasted whole up to ``limit`` characters;
+    a longer body goes to a 0600 file under the agent's cwd and the prompt points to it."""
     envelope = Envelope(
         message_id=message.id,
         attempt=message.attempt,
@@ -96,16 +103,9 @@ def build_prompt(
         resent=message.attempt > 1,
     )
     body = sanitize_text(message.text)
-    if len(body) > spill_threshold:
-        path = spill_path(state_dir, message)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-        body = (
-            f"This message is long ({len(body)} characters); it is stored in the file {path}. "
-            "Read that whole file: it is the message."
-        )
+    if len(body) > limit:
+        inbox.write(cwd, message.id, body)
+        body = inbox.pointer(message.id, len(body))
     hint = f'extra replies: {reply_command} reply {message.id} "TEXT"' if reply_command else None
     return wrap(envelope, body, hint), envelope
 
@@ -171,6 +171,7 @@ class AgentSession:
                 f"agent {self.agent.name}: {program!r} not found on the agent's PATH "
                 f"(install it, or set [agents.{self.agent.name}] command to its full path)"
             )
+        await inbox.sweep_stale(self.ledger, self.spec.cwd)  # left by a crash
         if await self.tmux.has_session(self.session_name):
             await self.tmux.kill_session(self.session_name)
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
@@ -340,9 +341,9 @@ class AgentSession:
         SESSION_ENDED (the caller's recovery handles victims) and API_ERROR (health decides).
         """
         assert self.injector is not None, "session not started"
-        prompt, envelope = build_prompt(
-            message, self.state_dir, self.injection.spill_threshold, self.reply_command
-        )
+        assert self.spec is not None
+        limit = paste_limit(self.profile, self.injection)
+        prompt, envelope = build_prompt(message, self.spec.cwd, limit, self.reply_command)
         flight = InFlight(message=message, envelope=envelope)
         self.current = flight
         try:
@@ -354,6 +355,8 @@ class AgentSession:
                 await flight.done.wait()
         finally:
             self.current = None
+            if self.spec is not None:
+                await inbox.discard_after_turn(self.ledger, self.spec.cwd, message)
         return flight
 
     async def _wait_idle(self, flight: InFlight, idle_timeout: float) -> bool:

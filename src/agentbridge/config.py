@@ -75,7 +75,8 @@ class ConsoleConfig:
 class InjectionConfig:
     """``[injection]``: how prompts are pasted."""
 
-    spill_threshold: int = 8000
+    #: longest body pasted whole; None = the runtime profile's measured ``paste_limit``
+    spill_threshold: int | None = None
     settle_ms: float = 50.0
     verify_timeout: float = 1.5
 
@@ -278,8 +279,10 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     inj = _expect(raw.get("injection", {}), dict, "injection")
     _check_keys(inj, {"spill_threshold", "settle_ms", "verify_timeout"}, "injection.")
     injection = InjectionConfig(
-        spill_threshold=int(
-            _positive(inj.get("spill_threshold", 8000), "injection.spill_threshold")
+        spill_threshold=(
+            int(_positive(inj["spill_threshold"], "injection.spill_threshold"))
+            if "spill_threshold" in inj
+            else None
         ),
         settle_ms=float(_expect(inj.get("settle_ms", 50), (int, float), "injection.settle_ms")),
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
@@ -344,7 +347,7 @@ DEFAULT_CONFIG_TEXT = """\
 # agentbridge configuration. Every key is optional; these are the defaults.
 # Docs: README.md. A bad key or value stops the bridge with one line naming it.
 
-# state_dir = "~/.local/share/agentbridge"   # ledger, agent state, spilled messages
+# state_dir = "~/.local/share/agentbridge"   # ledger, agent state
 # tmux_socket = "agentbridge"                # our own tmux server (tmux -L agentbridge)
 
 [ledger]
@@ -379,7 +382,9 @@ host = "127.0.0.1"
 port = 8765
 
 [injection]
-spill_threshold = 8000    # longer messages go to a 0600 file the agent is told to read
+# spill_threshold = 800000  # longest message pasted whole (chars); default: the runtime's
+#                           # measured paste limit. Longer ones go to a 0600 file in the
+#                           # agent's cwd (.agentbridge/inbox/, git-ignored) it is told to read
 
 # [channels.telegram]
 # token_file = "~/.config/agentbridge/telegram.token"   # mode 0600

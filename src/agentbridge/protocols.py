@@ -200,6 +200,10 @@ class RuntimeProfile(Protocol):
     name: str
     #: False for screen-only evidence (the ``generic`` profile): completion is weaker
     strong_completion: bool
+    #: the longest message body (characters) pasted whole; longer ones go to a file in the
+    #: agent's cwd (``inbox.py``). Measured per CLI by ``scripts/measure_paste_limit.py``;
+    #: ``injection.spill_threshold`` in the config overrides it
+    paste_limit: int
 
     def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
         """Seed config files and hooks (idempotent, merging) and say how to launch."""

@@ -6,7 +6,7 @@ screen has stopped changing. Every transition made this way says so in the audit
 
 Such a pane may not turn bracketed paste on, and then a pasted newline is an Enter: multi-line
 text is never pasted there. The prompt is one line; a multi-line or long body goes to a 0600
-file the program is pointed at.
+file under the program's cwd (``inbox.py``) it is pointed at, deleted when the turn ends.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentbridge import inbox
 from agentbridge.envelope import format_envelope
 from agentbridge.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.protocols import ScreenKind
@@ -54,16 +55,15 @@ def input_reader(prompt: str) -> Callable[[str], str | None]:
 
 
 def single_line_prompt(session: AgentSession, flight: InFlight) -> str:
-    """Envelope and body on one line; a body with a newline (or a long one) is spilled."""
-    from agentbridge.agent_host import spill_path
+    """Envelope and body on one line; a body with a newline (or a long one) goes to the same
+    0600 inbox file under the agent's cwd as a long message of any runtime."""
+    from agentbridge.agent_host import paste_limit
 
     message = flight.message
     body = sanitize_text(message.text)
-    if "\n" in body or len(body) > min(session.injection.spill_threshold, 2000):
-        path = spill_path(session.state_dir, message)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600)
-        path.write_text(body, encoding="utf-8")
+    limit = min(paste_limit(session.profile, session.injection), 2000)
+    if session.spec is not None and ("\n" in body or len(body) > limit):
+        path = inbox.write(session.spec.cwd, message.id, body)
         body = f"(the message is in the file {path}; read it)"
     return f"{format_envelope(flight.envelope)} {body}"
 

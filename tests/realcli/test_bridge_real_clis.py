@@ -1,9 +1,10 @@
 """The whole bridge with the real Claude Code and Codex CLIs: `agentbridge up`, two agents.
 
 Both CLIs answer through the mock model on 127.0.0.1 (also their only proxy). 24 messages go to
-each agent through the local channel — short, multi-line, unicode, 3 KB, 10 KB (spilled to a
-file the agent is told to read) — and every one must reach ``completed`` with exactly the
-mock's answer to that prompt captured as its reply.
+each agent through the local channel — short, multi-line, unicode, 3 KB, 10 KB (pasted whole:
+far under both CLIs' measured paste limits) — and every one must reach ``completed`` with
+exactly the mock's answer to that prompt captured as its reply. Long messages (12 kB, 100 kB,
+pasted and through the inbox file): ``test_long_messages.py``.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.mock_model import MockModelServer, answer_for
+from agentbridge.testing.realcli import CODEX_CONFIG
 from agentbridge.tmux import TmuxServer
 
 from .conftest import AgentClis
@@ -302,26 +303,6 @@ def _claude_agent(clis: AgentClis, mock: MockModelServer, tmp_path: Path) -> Age
             "NO_PROXY": "127.0.0.1,localhost",
         },
     )
-
-
-CODEX_CONFIG = """\
-model = "mock-model"
-model_provider = "mock"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-
-[features]
-plugins = false         # else it calls github.com, api.github.com and chatgpt.com at start
-remote_plugin = false
-
-[model_providers.mock]
-name = "mock"
-base_url = "{base}/v1"
-env_key = "MOCK_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-"""
 
 
 def _codex_agent(clis: AgentClis, mock: MockModelServer, tmp_path: Path) -> AgentConfig:

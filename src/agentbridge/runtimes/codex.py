@@ -218,6 +218,10 @@ class CodexProfile:
 
     name = "codex"
     strong_completion = True
+    #: Codex 0.169.0 delivered a 1,048,000-char paste intact (0.9 s) and refuses prompts over
+    #: 1,048,576 characters ("Message exceeds the maximum length"): room for the envelope
+    #: (``scripts/measure_paste_limit.py``, docs/runtimes.md)
+    paste_limit = 1_000_000
     default_command: tuple[str, ...] = ("codex",)
 
     def __init__(self) -> None:

@@ -48,6 +48,8 @@ class GenericProfile:
 
     name = "generic"
     strong_completion = False
+    #: one line only (a pane without bracketed paste); multi-line text always goes to a file
+    paste_limit = 2000
 
     def __init__(self, ready_pattern: str | None = None) -> None:
         self.default_pattern = ready_pattern or DEFAULT_READY

@@ -4,7 +4,11 @@ Why: the real-CLI tests run Claude Code and Codex offline. This server answers b
 streaming replies derived deterministically from the user's text (``answer_for``), so a test
 knows the exact answer each injected message must produce. A user text holding
 ``#mock:tool=<shell command>`` gets a tool call instead (Claude ``Bash``, Codex
-``exec_command``), so permission dialogs and tool turns can be produced for real. It records
+``exec_command``), so permission dialogs and tool turns can be produced for real; a user text
+naming an inbox file (``.agentbridge/inbox/N.md``, a long message's pointer) gets a call reading
+that file in chunks (``mock_read.py``: Claude ``Read``, Codex ``exec_command`` with ``sed``),
+and the final answer comes after the last chunk, so a test sees the file's whole content in the
+follow-up requests. It records
 every request, can fail the next N requests (429/529/500…) to make the CLIs show their real
 error screens, and refuses (403) proxy requests to any non-loopback host, so a CLI pointed at
 it via ``HTTPS_PROXY`` can never reach the internet.
@@ -30,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge.testing.mock_read import next_read
 from agentbridge.testing.mock_sse import (
     claude_events,
     claude_tool_events,
@@ -48,6 +53,8 @@ SKIPPED_PREFIXES = (
     "<user_shell_command>",
     "# AGENTS.md instructions",
 )
+
+MAX_BODY = 64 * 1024 * 1024  #: largest request body accepted
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "mock: bad request"),
@@ -175,7 +182,7 @@ class MockModelServer:
 
     async def start(self) -> MockModelServer:
         """Bind (port 0 → a free port, then ``self.port`` is the real one) and serve."""
-        server = web.Server(self._handle)
+        server = web.Server(self._handle, request_factory=self._make_request)
         self._runner = web.ServerRunner(server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -203,6 +210,16 @@ class MockModelServer:
         await self.stop()
 
     # ------------------------------------------------------------------ handling
+
+    def _make_request(
+        self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        """Requests of up to 64 MiB (aiohttp's 1 MiB default would cut long prompts short:
+        the real APIs take 32 MB)."""
+        loop = asyncio.get_running_loop()
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY
+        )
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         target_host = self._proxy_target(request)
@@ -282,7 +299,16 @@ class MockModelServer:
         model = str(body.get("model") or "mock-model")
         n = next(self._ids)
         in_tokens = max(1, len(json.dumps(body)) // 4)
-        if (command := wants_tool(body)) is not None:
+        step = next_read(body, "exec_command" if codex else "Read")
+        if step is not None:  # a long message's pointer: read the file, answer afterwards
+            record.answer = None
+            record.tool_command = step.command
+            events = (
+                codex_tool_events(step.command, model, f"resp_mock{n}", in_tokens, escalate=False)
+                if codex
+                else claude_tool_events("", model, f"msg_mock{n}", in_tokens, read=step.arguments)
+            )
+        elif (command := wants_tool(body)) is not None:
             record.answer = None
             record.tool_command = command
             events = (

@@ -11,14 +11,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["claude_events", "claude_tool_events", "codex_events", "codex_tool_events", "wants_tool"]
+__all__ = [
+    "claude_events",
+    "claude_tool_events",
+    "codex_events",
+    "codex_tool_events",
+    "wants_tool",
+]
 
 TOOL_DIRECTIVE = re.compile(r"#mock:tool=(?P<cmd>[^\n]+)")
 
 
-def wants_tool(body: dict[str, Any]) -> str | None:
-    """The shell command to call a tool with: the last message is the user's own text (not a
-    tool result) and holds ``#mock:tool=<command>``."""
+def _last_user_text(body: dict[str, Any]) -> str | None:
+    """The text of the last message when it is the user's own (not a tool result), else None."""
     items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
     if not isinstance(items, list):
         return None
@@ -42,7 +47,13 @@ def wants_tool(body: dict[str, Any]) -> str | None:
                 return None
             if isinstance(block.get("text"), str):
                 texts.append(block["text"])
-    m = TOOL_DIRECTIVE.search("\n".join(texts))
+    return "\n".join(texts)
+
+
+def wants_tool(body: dict[str, Any]) -> str | None:
+    """The shell command to call a tool with: the last message is the user's own text (not a
+    tool result) and holds ``#mock:tool=<command>``."""
+    m = TOOL_DIRECTIVE.search(_last_user_text(body) or "")
     return m["cmd"].strip() if m else None
 
 
@@ -130,24 +141,27 @@ def codex_events(answer: str, model: str, resp_id: str, in_tokens: int) -> Itera
     yield _sse("response.completed", {"type": "response.completed", "response": response})
 
 
-def claude_tool_events(command: str, model: str, msg_id: str, in_tokens: int) -> Iterator[bytes]:
-    """A ``Bash`` tool_use block, ``stop_reason: tool_use``: Claude runs (or asks to run) it."""
+def claude_tool_events(
+    command: str, model: str, msg_id: str, in_tokens: int, read: dict[str, Any] | None = None
+) -> Iterator[bytes]:
+    """A ``Bash`` tool_use block (or ``Read`` with the arguments ``read``), ``stop_reason:
+    tool_use``: Claude runs (or asks to run) it."""
     usage = {"input_tokens": in_tokens, "output_tokens": 1, "cache_creation_input_tokens": 0,
              "cache_read_input_tokens": 0}  # fmt: skip
     message: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant",
                                "model": model, "content": [], "stop_reason": None,
                                "stop_sequence": None, "usage": usage}  # fmt: skip
     yield _sse("message_start", {"type": "message_start", "message": message})
-    block = {
+    block: dict[str, Any] = {
         "type": "tool_use",
         "id": msg_id.replace("msg_", "toolu_"),
-        "name": "Bash",
+        "name": "Read" if read else "Bash",
         "input": {},
     }
     yield _sse(
         "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
     )
-    args = json.dumps({"command": command, "description": "mock tool call"})
+    args = json.dumps(read if read else {"command": command, "description": "mock tool call"})
     delta = {"type": "input_json_delta", "partial_json": args}
     yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
     yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
@@ -158,8 +172,11 @@ def claude_tool_events(command: str, model: str, msg_id: str, in_tokens: int) ->
     yield _sse("message_stop", {"type": "message_stop"})
 
 
-def codex_tool_events(command: str, model: str, resp_id: str, in_tokens: int) -> Iterator[bytes]:
-    """An ``exec_command`` function_call item: Codex runs (or asks to run) the command."""
+def codex_tool_events(
+    command: str, model: str, resp_id: str, in_tokens: int, escalate: bool = True
+) -> Iterator[bytes]:
+    """An ``exec_command`` function_call item: Codex runs (or asks to run) the command;
+    ``escalate`` asks for it outside the sandbox (so an "on-request" Codex shows its dialog)."""
     base = {"id": resp_id, "object": "response", "model": model, "created_at": int(time.time())}
     yield _sse(
         "response.created",
@@ -171,9 +188,10 @@ def codex_tool_events(command: str, model: str, resp_id: str, in_tokens: int) ->
         "id": resp_id.replace("resp_", "fc_"),
         "call_id": call_id,
         "name": "exec_command",
-        # escalation asked, so an "on-request" Codex shows its approval dialog
         "arguments": json.dumps(
             {"cmd": command, "sandbox_permissions": "require_escalated", "justification": "mock"}
+            if escalate
+            else {"cmd": command}
         ),
         "status": "completed",
     }
