@@ -32,12 +32,12 @@ from agentbridge.hookspecs import hookimpl
 from agentbridge.ledger import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
 from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
-from agentbridge.states import MessageState
+from agentbridge.states import TERMINAL, MessageState
 
 log = logging.getLogger(__name__)
 
 #: states after which a message's row no longer changes on its own (a human may requeue)
-FINAL_STATES = frozenset({MessageState.COMPLETED, MessageState.FAILED, MessageState.QUARANTINED})
+FINAL_STATES = TERMINAL | {MessageState.QUARANTINED}
 _BODY_FIELDS = {"text", "conversation", "sender", "key"}
 _SSE_KEEPALIVE = 15.0
 
