@@ -99,7 +99,15 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         raise CliError("refusing to send an empty message")
-    agent = args.agent or config.agent_for(args.channel, args.conversation)
+    agent = args.agent
+    if agent is None:  # routes pick it (and strip an @mention)
+        from agentbridge.routing import Unroutable, route_for
+
+        try:
+            decision = route_for(config, args.channel, args.conversation, args.sender, text)
+        except Unroutable as exc:
+            raise CliError(str(exc)) from exc
+        agent, text = decision.agent, decision.text
     if agent not in config.agents:
         raise CliError(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
     try:

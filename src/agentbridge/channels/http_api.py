@@ -32,6 +32,7 @@ from agentbridge.hookspecs import hookimpl
 from agentbridge.ledger import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
 from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.routing import Unroutable
 from agentbridge.states import TERMINAL, MessageState
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ class HttpApiChannel:
             )
         except IdempotencyConflict as exc:
             return _error(409, str(exc))
+        except Unroutable as exc:  # a refusal the caller must see, not a "retry"
+            return _error(422, str(exc))
         except Exception:
             log.exception("http api: ingest failed")
             return _error(503, "the message could not be stored and was NOT received; retry")
