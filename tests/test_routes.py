@@ -10,7 +10,6 @@ import pytest
 
 from agentbridge.config import Route
 from agentbridge.routing import Unroutable, route_message
-
 from bridge_harness import Bridge, default_agents
 from test_faults import transcript_prompts
 
