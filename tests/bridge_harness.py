@@ -66,12 +66,21 @@ def write_config(path: Path, tables: dict[str, Any]) -> None:
         for key, value in nested.items():
             emit(f"{prefix}.{key}" if prefix else key, value)
 
+    def is_array_of_tables(value: Any) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
     top = {k: v for k, v in tables.items() if not isinstance(v, dict)}
     for key, value in top.items():
-        lines.append(f"{key} = {toml_value(value)}")
+        if not is_array_of_tables(value):
+            lines.append(f"{key} = {toml_value(value)}")
     for key, value in tables.items():
         if isinstance(value, dict):
             emit(key, value)
+    for key, value in top.items():  # [[routes]]
+        if is_array_of_tables(value):
+            for table in value:
+                lines.append(f"[[{key}]]")
+                lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -439,7 +439,7 @@ def test_real_capture_multi_turn_is_read_as_before() -> None:
     R, T, C, X = "prompt_recorded", "assistant_text", "turn_completed", "api_error"
     assert got == [
         (R, 1), (T, 1), (C, 1),
-        (R, 2), ("turn_aborted", 2), (R, 2), (X, 2),  # the rate-limited prompt was rewound
+        (R, 2), (R, 2), (X, 2),  # the rate-limited prompt was rewound: not an interrupt
         (R, 529), (X, 529), (R, 500), (X, 500), (R, 7), (X, 7),
         (R, 11), (T, 11), (C, 11),
         (R, 529), (X, 529), (R, 500), (X, 500),

@@ -24,7 +24,7 @@ from agentbridge.models import Message
 from agentbridge.states import MessageState
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-EXIT_FAILED, EXIT_QUARANTINED, EXIT_TIMEOUT = 3, 4, 5
+EXIT_FAILED, EXIT_QUARANTINED, EXIT_TIMEOUT, EXIT_INTERRUPTED = 3, 4, 5, 6
 
 
 class CliError(Exception):
@@ -100,7 +100,15 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
     text = text_arg(args.text)
     if not text.strip():
         raise CliError("refusing to send an empty message")
-    agent = args.agent or config.agent_for(args.channel, args.conversation)
+    agent = args.agent
+    if agent is None:  # routes pick it (and strip an @mention)
+        from agentbridge.routing import Unroutable, route_for
+
+        try:
+            decision = route_for(config, args.channel, args.conversation, args.sender, text)
+        except Unroutable as exc:
+            raise CliError(str(exc)) from exc
+        agent, text = decision.agent, decision.text
     if agent not in config.agents:
         raise CliError(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
     try:
@@ -187,7 +195,7 @@ async def cmd_show(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
 
 @_with_ledger
 async def cmd_wait(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
-    """Wait until a message is completed, failed or quarantined; print the reply."""
+    """Wait until a message is completed, failed, quarantined or interrupted; print the reply."""
     deadline = time.monotonic() + args.timeout if args.timeout else None
     while True:
         message = await ledger.get(args.id)
@@ -200,6 +208,9 @@ async def cmd_wait(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
         if message.state == MessageState.QUARANTINED:
             print(f"message {args.id} quarantined: {message.reason}", file=sys.stderr)
             return EXIT_QUARANTINED
+        if message.state == MessageState.INTERRUPTED:
+            print(f"message {args.id} {message.reason}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if deadline is not None and time.monotonic() > deadline:
             print(f"message {args.id} still {message.state} after {args.timeout}s", file=sys.stderr)
             return EXIT_TIMEOUT

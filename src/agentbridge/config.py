@@ -83,11 +83,13 @@ class InjectionConfig:
 
 @dataclass(frozen=True)
 class Route:
-    """``[[routes]]``: messages of ``channel`` (and optionally one conversation) go to ``agent``."""
+    """``[[routes]]``: messages matching every key set (channel, conversation, sender) go to
+    ``agent``; see ``routing`` for the rules (specificity, @mentions, the default route)."""
 
     channel: str
     agent: str
     conversation: str | None = None
+    sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,15 +108,11 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
 
-    def agent_for(self, channel: str, conversation: str) -> str:
-        """The agent a message goes to: the most specific route, else the first agent."""
-        for route in self.routes:
-            if route.channel == channel and route.conversation == conversation:
-                return route.agent
-        for route in self.routes:
-            if route.channel in (channel, "*") and route.conversation is None:
-                return route.agent
-        return next(iter(self.agents))
+    def agent_for(self, channel: str, conversation: str, sender: str = "", text: str = "") -> str:
+        """The agent a message goes to (``routing.route_for``); raises ``Unroutable``."""
+        from agentbridge.routing import route_for
+
+        return route_for(self, channel, conversation, sender, text).agent
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -291,16 +289,17 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     routes = []
     for i, r in enumerate(_expect(raw.get("routes", []), list, "routes")):
         _expect(r, dict, f"routes[{i}]")
-        _check_keys(r, {"channel", "agent", "conversation"}, f"routes[{i}].")
+        _check_keys(r, {"channel", "agent", "conversation", "sender"}, f"routes[{i}].")
         agent = _expect(r.get("agent"), str, f"routes[{i}].agent")
         if agent not in agents:
             raise ConfigError(f"config: routes[{i}].agent names no configured agent: {agent!r}")
-        conv = r.get("conversation")
+        conv, sender = r.get("conversation"), r.get("sender")
         routes.append(
             Route(
                 channel=_expect(r.get("channel", "*"), str, f"routes[{i}].channel"),
                 agent=agent,
                 conversation=None if conv is None else str(conv),
+                sender=None if sender is None else str(sender),  # Telegram ids are numbers
             )
         )
 
@@ -354,7 +353,7 @@ DEFAULT_CONFIG_TEXT = """\
 # path = "~/.local/share/agentbridge/ledger.db"
 synchronous = "full"      # "full": survives power loss; "normal": faster, may lose the last
                           # commits on power loss (never on a crash of agentbridge itself)
-retention_days = 30       # completed/failed rows older than this are pruned
+retention_days = 30       # completed/failed/interrupted rows older than this are pruned
 tombstone_days = 90       # a pruned message's idempotency key still refuses duplicates this long
 max_attempts = 3          # a message replayed this many times is quarantined
 lease_seconds = 600
@@ -367,9 +366,12 @@ lease_seconds = 600
 # env = { CLAUDE_CONFIG_DIR = "~/.claude-work" }
 # resume = true                    # continue the previous conversation after a restart
 
-# [[routes]]                       # which agent a channel/conversation talks to
+# [[routes]]                       # which agent a channel/conversation/sender talks to
+# channel = "telegram"             # (once routes exist, an unmatched message is refused:
+# agent = "main"                   #  add a default route: a [[routes]] with only agent = ...)
+# [[routes]]
 # channel = "telegram"
-# agent = "main"
+# agent = "reviewer"               # reachable from telegram with "@reviewer ..."
 
 [outbox]
 backoff = [5, 25, 120, 600]   # seconds between delivery retries (jitter added)

@@ -25,6 +25,7 @@ from agentbridge.agent_host import AgentCommandNotFound, AgentSession, InFlight,
 from agentbridge.config import AgentConfig, Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
+from agentbridge.interrupts import end_interrupted
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
 from agentbridge.protocols import RuntimeProfile, ScreenKind
@@ -218,8 +219,8 @@ class AgentWorker:
             self.receipts.emit(message, "waiting", flight.detail)
             await self._wait_wake(1.0)  # someone is typing, or no box: look again shortly
             return
-        if outcome == TurnOutcome.ABORTED:
-            await self._requeue(message, "the turn was interrupted in the agent's pane")
+        if outcome == TurnOutcome.ABORTED:  # a deliberate stop: never replayed
+            await end_interrupted(self.ledger, self.receipts, self.session, message)
             return
         if outcome == TurnOutcome.API_ERROR:
             await self._on_api_error(flight)
@@ -364,16 +365,9 @@ class AgentWorker:
         hooks = old.spec.hook_events if old.spec else None
         evidence = read_evidence(self.profile, transcript, hooks)
         report = await recover_victims(
-            self.ledger, victims, evidence, f"re-sent after a restart ({reason})"
+            self.ledger, victims, evidence, f"re-sent after a restart ({reason})", self.receipts
         )
-        self.last_recovery = {
-            "reconciled": report.reconciled,
-            "replayed": report.replayed,
-            "quarantined": report.quarantined,
-        }
-        for victim in victims:
-            if victim.id in report.quarantined:
-                self.receipts.emit(victim, "failed", "quarantined after repeated failures")
+        self.last_recovery = report.as_dict()
 
     async def _recover_previous(self) -> None:
         """In-flight rows of this agent left by an earlier supervisor (crash, kill -9)."""
@@ -392,13 +386,9 @@ class AgentWorker:
 
             evidence = Evidence()
         report = await recover_victims(
-            self.ledger, victims, evidence, "re-sent after the bridge restarted"
+            self.ledger, victims, evidence, "re-sent after the bridge restarted", self.receipts
         )
-        self.last_recovery = {
-            "reconciled": report.reconciled,
-            "replayed": report.replayed,
-            "quarantined": report.quarantined,
-        }
+        self.last_recovery = report.as_dict()
         log.warning(
             "agent %s: recovered %d victim(s) of an earlier run: %s",
             self.agent.name,

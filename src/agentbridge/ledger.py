@@ -46,7 +46,7 @@ from agentbridge.ledger_read import ReadMixin
 from agentbridge.ledger_replay import ReplayMixin
 from agentbridge.models import Message
 from agentbridge.sanitize import clean_text
-from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
+from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, TERMINAL, MessageState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -281,6 +281,14 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
             message_id, fence, MessageState.FAILED, actor, reason, reason=reason
         )
 
+    async def interrupt(
+        self, message_id: int, fence: int, detail: str, actor: str = "host"
+    ) -> Message:
+        """Someone interrupted the turn in the pane: end it ``interrupted`` (never replayed)."""
+        return await self._transition(
+            message_id, fence, MessageState.INTERRUPTED, actor, detail, reason=detail
+        )
+
     async def _transition(
         self,
         message_id: int,
@@ -308,7 +316,7 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
             # queued message (fence not handed out yet) must not be failed by a fence guess.
             if current.state not in IN_FLIGHT or to not in MESSAGE_TRANSITIONS[current.state]:
                 _illegal(conn, now, current, to, actor)
-            terminal = to in (MessageState.COMPLETED, MessageState.FAILED)
+            terminal = to in TERMINAL
             row = conn.execute(
                 "UPDATE messages SET state = ?, updated_at = ?,"
                 " reply = COALESCE(?, reply), reason = COALESCE(?, reason),"
@@ -452,12 +460,14 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
         return await self._human_move(message_id, MessageState.QUARANTINED, reason, actor)
 
     async def requeue_quarantined(self, message_id: int, actor: str = "human") -> Message:
-        """A human decided to try a quarantined message again (attempts start over)."""
+        """A human decided to try a quarantined (or interrupted) message again (attempts start
+        over)."""
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
-            if current.state != MessageState.QUARANTINED:
-                _illegal(conn, now, current, MessageState.QUEUED, actor, "not quarantined")
+            if current.state not in (MessageState.QUARANTINED, MessageState.INTERRUPTED):
+                why = "not quarantined or interrupted"
+                _illegal(conn, now, current, MessageState.QUEUED, actor, why)
             return _requeue(conn, now, current, actor, attempt=1, detail="requeued by a human")
 
         msg = await self._tx(run)

@@ -101,7 +101,8 @@ class ReadMixin:
             agents: dict[str, dict[str, Any]] = {}
             for row in conn.execute(
                 "SELECT agent, state, COUNT(*) AS n, MIN(created_at) AS oldest"
-                " FROM messages WHERE state NOT IN ('completed', 'failed') GROUP BY agent, state"
+                " FROM messages WHERE state NOT IN ('completed', 'failed', 'interrupted')"
+                " GROUP BY agent, state"
             ):
                 entry = agents.setdefault(
                     row["agent"],
@@ -164,7 +165,7 @@ class ReadMixin:
             # a finished message whose reply is still on its way (pending, sending, unknown)
             # keeps its row: the relay and a human reconciling it need the context
             prunable = (
-                "SELECT id FROM messages AS m WHERE state IN ('completed', 'failed')"
+                "SELECT id FROM messages AS m WHERE state IN ('completed', 'failed', 'interrupted')"
                 " AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM outbox AS o"
                 " WHERE o.message_id = m.id AND o.state IN ('pending', 'sending', 'unknown'))"
                 " AND id < (SELECT MAX(id) FROM messages)"

@@ -80,7 +80,7 @@ class Receipt:
     message_id: int
     channel: str
     conversation: str
-    status: str  # queued | injected | working | replied | failed | waiting
+    status: str  # queued | injected | working | replied | failed | waiting | interrupted
     detail: str = ""
     platform_message_id: str | None = None
 

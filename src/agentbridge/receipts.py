@@ -1,6 +1,7 @@
 """Receipts: what a sender sees of their message's progress, pushed to its channel.
 
-queued → injected → working → replied / failed / waiting. Best effort by design: a channel that
+queued → injected → working → replied / failed / waiting / interrupted (someone pressed Esc in
+the agent's pane: the turn stopped on purpose, not retried). Best effort by design: a channel that
 cannot show a receipt must never slow or break the message itself.
 """
 

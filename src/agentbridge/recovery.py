@@ -2,18 +2,21 @@
 
 Reconcile first: when the old transcript (or hook log) already shows a victim's turn completed
 (the bridge died before recording it), record that completion and its reply instead of
-replaying. Otherwise requeue the victim at the head of its conversation with attempt + 1
-(quarantined at the attempt limit, by the ledger).
+replaying. When it shows the turn was interrupted (Esc in the pane: a deliberate stop), end it
+``interrupted``, never replay it. Otherwise requeue the victim at the head of its conversation
+with attempt + 1 (quarantined at the attempt limit, by the ledger).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agentbridge.agent_events import AgentEventKind
+from agentbridge.interrupts import INTERRUPTED_DETAIL
 from agentbridge.ledger import Ledger, LedgerError
 from agentbridge.models import Message
 from agentbridge.protocols import RuntimeProfile
@@ -28,6 +31,8 @@ class Evidence:
 
     completed: dict[tuple[int, int], str] = field(default_factory=dict)
     recorded: set[tuple[int, int]] = field(default_factory=set)
+    #: turns whose last word is an interrupt (a prompt recorded again after it reopens the turn)
+    aborted: set[tuple[int, int]] = field(default_factory=set)
     corrupt_lines: int = 0
 
 
@@ -37,7 +42,9 @@ def read_evidence(
     """Parse whole files with fresh parsers; unreadable files give no evidence, never raise."""
     evidence = Evidence()
 
-    def take(events: list[object]) -> None:
+    def take(events: list[object], ordered: bool = True) -> None:
+        # in one file's order a prompt written again after an interrupt reopens the turn; the
+        # hook log is read after the transcript, so its prompt records must not
         for event in events:
             env = getattr(event, "envelope", None)
             kind = getattr(event, "kind", None)
@@ -48,6 +55,10 @@ def read_evidence(
                 evidence.completed.setdefault(key, str(getattr(event, "text", "")))
             elif kind == AgentEventKind.PROMPT_RECORDED:
                 evidence.recorded.add(key)
+                if ordered:
+                    evidence.aborted.discard(key)
+            elif kind == AgentEventKind.TURN_ABORTED:
+                evidence.aborted.add(key)
 
     if transcript is not None and transcript.exists():
         parser = profile.new_parser()
@@ -70,7 +81,7 @@ def read_evidence(
                         evidence.corrupt_lines += 1
                         continue
                     if isinstance(record, dict):
-                        take(list(hook_parser.feed(record)))
+                        take(list(hook_parser.feed(record)), ordered=False)
         except OSError as exc:
             log.warning("cannot read hook log %s for reconcile: %s", hook_log, exc)
     return evidence
@@ -83,6 +94,11 @@ class RecoveryReport:
     reconciled: list[int]
     replayed: list[int]
     quarantined: list[int]
+    interrupted: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        """For ``status`` (``last_recovery``)."""
+        return asdict(self)
 
 
 async def recover_victims(
@@ -90,16 +106,32 @@ async def recover_victims(
     victims: list[Message],
     evidence: Evidence,
     reason: str,
+    receipts: Any = None,
     *,
     enforce_limit: bool = True,
 ) -> RecoveryReport:
-    """Reconcile or replay each victim, in original order."""
+    """Reconcile or replay each victim, in original order (``receipts`` tells the senders)."""
     reconciled: list[int] = []
     replayed: list[int] = []
     quarantined: list[int] = []
+    interrupted: list[int] = []
     for victim in victims:
         key = (victim.id, victim.attempt)
         try:
+            if key in evidence.aborted and key not in evidence.completed:
+                moved = await ledger.interrupt(
+                    victim.id,
+                    victim.fence,
+                    f"{INTERRUPTED_DETAIL} (seen in the transcript after the session ended)",
+                    actor="reconcile",
+                )
+                interrupted.append(victim.id)
+                log.info(
+                    "message %s: the transcript shows it interrupted (not replayed)", victim.id
+                )
+                if receipts is not None:
+                    receipts.emit(moved, "interrupted", INTERRUPTED_DETAIL)
+                continue
             if key in evidence.completed:
                 await ledger.complete(
                     victim.id,
@@ -120,6 +152,8 @@ async def recover_victims(
         if moved.state == MessageState.QUARANTINED:
             quarantined.append(victim.id)
             log.warning("message %s: quarantined: %s", victim.id, moved.reason)
+            if receipts is not None:
+                receipts.emit(victim, "failed", "quarantined after repeated failures")
         else:
             replayed.append(victim.id)
             log.info(
@@ -128,4 +162,4 @@ async def recover_victims(
                 moved.attempt,
                 reason,
             )
-    return RecoveryReport(reconciled, replayed, quarantined)
+    return RecoveryReport(reconciled, replayed, quarantined, interrupted)

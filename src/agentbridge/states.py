@@ -25,10 +25,14 @@ class MessageState(enum.StrEnum):
     FAILED = "failed"
     #: recovery could not prove it safe, or attempts ran out: waits for a human
     QUARANTINED = "quarantined"
+    #: someone interrupted its turn in the agent's pane (Esc): a deliberate stop, never replayed
+    #: (a human may requeue it with ``agentbridge quarantine requeue ID``)
+    INTERRUPTED = "interrupted"
 
 
 IN_FLIGHT = frozenset({MessageState.CLAIMED, MessageState.SUBMITTED, MessageState.ACCEPTED})
-TERMINAL = frozenset({MessageState.COMPLETED, MessageState.FAILED})
+#: states a message leaves only by a human's decision (or never)
+TERMINAL = frozenset({MessageState.COMPLETED, MessageState.FAILED, MessageState.INTERRUPTED})
 
 #: every allowed (from → to); anything else is refused by the ledger
 MESSAGE_TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
@@ -43,6 +47,7 @@ MESSAGE_TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
             MessageState.FAILED,
             MessageState.QUEUED,
             MessageState.QUARANTINED,
+            MessageState.INTERRUPTED,
         }
     ),
     MessageState.SUBMITTED: frozenset(
@@ -52,6 +57,7 @@ MESSAGE_TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
             MessageState.FAILED,
             MessageState.QUEUED,
             MessageState.QUARANTINED,
+            MessageState.INTERRUPTED,
         }
     ),
     MessageState.ACCEPTED: frozenset(
@@ -60,9 +66,11 @@ MESSAGE_TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
             MessageState.FAILED,
             MessageState.QUEUED,
             MessageState.QUARANTINED,
+            MessageState.INTERRUPTED,
         }
     ),
     MessageState.QUARANTINED: frozenset({MessageState.QUEUED, MessageState.FAILED}),
+    MessageState.INTERRUPTED: frozenset({MessageState.QUEUED, MessageState.FAILED}),
     MessageState.COMPLETED: frozenset(),
     MessageState.FAILED: frozenset(),
 }

@@ -72,6 +72,10 @@ def render(snapshot: dict[str, Any]) -> str:
             f"{a.get('victims', 0):>5}"
             f"{a['quarantined']:>5}{a.get('restarts', 0):>9}  {a.get('detail', '')}"
         )
+    counts = snapshot.get("messages", {})
+    lines.append(
+        "messages: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    )
     outbox = snapshot.get("outbox", {})
     lines.append("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty"))
     if outbox.get("unknown"):

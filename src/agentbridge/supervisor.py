@@ -33,6 +33,7 @@ from agentbridge.plugins import PluginHost, build_plugin_manager
 from agentbridge.protocols import Channel, ChannelContext
 from agentbridge.receipts import Receipts
 from agentbridge.relay import OutboxRelay
+from agentbridge.routing import route_ingest
 from agentbridge.tmux import TmuxNotFound, TmuxServer
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,9 @@ class Supervisor:
             agent: str | None = None,
         ) -> IngestResult:
             assert self.ledger is not None and self.receipts is not None
-            target = agent or self.config.agent_for(channel, conversation)
+            if agent is None:  # routes pick it (and strip an @mention); Unroutable → channel
+                agent, text = route_ingest(self.config, channel, conversation, sender, text)
+            target = agent
             result = await self.ledger.ingest(
                 channel,
                 conversation,

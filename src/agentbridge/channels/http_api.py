@@ -33,13 +33,14 @@ from agentbridge.hookspecs import hookimpl
 from agentbridge.ledger import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
 from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.routing import Unroutable
 from agentbridge.sanitize import clean_text
-from agentbridge.states import MessageState
+from agentbridge.states import TERMINAL, MessageState
 
 log = logging.getLogger(__name__)
 
 #: states after which a message's row no longer changes on its own (a human may requeue)
-FINAL_STATES = frozenset({MessageState.COMPLETED, MessageState.FAILED, MessageState.QUARANTINED})
+FINAL_STATES = TERMINAL | {MessageState.QUARANTINED}
 _BODY_FIELDS = {"text", "conversation", "sender", "key"}
 _SSE_KEEPALIVE = 15.0
 #: where the guard leaves the authenticated caller's ``Credential`` on the request
@@ -282,6 +283,8 @@ class HttpApiChannel:
             )
         except IdempotencyConflict as exc:
             return _error(409, str(exc))
+        except Unroutable as exc:  # a refusal the caller must see, not a "retry"
+            return _error(422, str(exc))
         except Exception:
             log.exception("http api: ingest failed")
             return _error(503, "the message could not be stored and was NOT received; retry")

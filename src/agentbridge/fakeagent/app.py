@@ -221,9 +221,10 @@ class FakeAgent:
             self._status("idle")
 
     def _interrupt(self) -> None:
-        """Esc while busy: user line stays, no turn end, no Stop hook, prompt back in the box."""
+        """Esc while busy: Claude's interrupt line, no turn end or Stop hook, prompt back in box."""
         turn = self.turn
         assert turn is not None
+        self.transcript.interrupted()
         self.transcript.flush()
         self.turn = None
         for text in reversed(self.queue):

@@ -134,6 +134,18 @@ class TranscriptWriter:
             }
         )
 
+    def interrupted(self) -> None:
+        """What Claude writes when Esc stops a turn (and no turn end)."""
+        self._add(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "[Request interrupted by user]"}],
+                },
+            }
+        )
+
     def turn_duration(self, duration_ms: int) -> None:
         """The turn end marker."""
         self._add(

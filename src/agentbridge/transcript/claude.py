@@ -274,8 +274,13 @@ class ClaudeTranscriptParser:
         """Events of one attributed line, and the turn its children belong to."""
         sid = item.sid
         if item.kind == _PROMPT:
-            events = self._abort(self._current, sid)
-            turn = self._current = _Turn(envelope=parse_envelope(item.text))
+            envelope, current = parse_envelope(item.text), self._current
+            if envelope is not None and current is not None and current.envelope == envelope:
+                # the same prompt written again (Claude rewinds a rate-limited prompt): the turn
+                # goes on; only Esc or another prompt interrupts it
+                return [_ev(K.PROMPT_RECORDED, envelope, item.text, sid)], current
+            events = self._abort(current, sid)
+            turn = self._current = _Turn(envelope=envelope)
             events.append(_ev(K.PROMPT_RECORDED, turn.envelope, item.text, sid))
             return events, turn
         env = turn.envelope if turn is not None else None

@@ -19,6 +19,7 @@ from agentbridge.config import ConfigError
 from agentbridge.ledger import IdempotencyConflict
 from agentbridge.models import OutboxItem
 from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.routing import Unroutable
 
 from agentbridge_telegram import webhook
 from agentbridge_telegram.api import (
@@ -301,6 +302,9 @@ class TelegramChannel:
         except IdempotencyConflict as exc:
             # same key, other text: the ledger recorded the refusal; nothing to re-deliver
             log.warning("telegram: %s", exc)
+            return
+        except Unroutable as exc:  # no agent takes it: tell the sender, never re-deliver
+            self._spawn(self._notice(msg.chat_id, msg.message_id, f"Not delivered: {exc}"))
             return
         self._remember(result.message.id, str(msg.chat_id), msg.message_id)
 

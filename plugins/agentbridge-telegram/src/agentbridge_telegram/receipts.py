@@ -2,7 +2,7 @@
 
 - ``injected`` → 👀 on the original message (the agent has it)
 - ``working``  → "typing…", renewed every few seconds until the turn ends (capped)
-- ``replied``  → 👍, ``failed`` → 👎
+- ``replied``  → 👍, ``failed`` → 👎, ``interrupted`` → 🤷 (stopped in the agent's pane)
 - ``waiting``  → 😴, plus one short line with the detail (e.g. "rate-limited until 15:45")
 - ``queued``   → nothing (the sender just sent it; silence is the expected state)
 
@@ -23,7 +23,13 @@ from agentbridge_telegram.api import BotApi, get_logger
 
 log = get_logger(__name__)
 
-REACTIONS = {"injected": "👀", "replied": "👍", "failed": "👎", "waiting": "😴"}
+REACTIONS = {
+    "injected": "👀",
+    "replied": "👍",
+    "failed": "👎",
+    "waiting": "😴",
+    "interrupted": "🤷",
+}
 TYPING_EVERY = 4.5  # Telegram shows "typing" for 5 s
 TYPING_MAX = 600.0  # a stuck turn must not type forever
 RECEIPT_TIMEOUT = 5.0
@@ -58,7 +64,7 @@ class ReceiptSender:
         if receipt.status == "working":
             self._start_typing(chat)
             return
-        if receipt.status in ("replied", "failed", "waiting"):
+        if receipt.status in ("replied", "failed", "waiting", "interrupted"):
             self._stop_typing(chat)
         emoji = REACTIONS.get(receipt.status)
         if emoji is None:

@@ -182,12 +182,16 @@ class ConsoleApi:
             kwargs["meta"]["agent"] = agent
             if self.ingest_takes_agent:
                 kwargs["agent"] = agent
+        from agentbridge.routing import Unroutable
+
         try:
             result = await self.ctx.ingest(conversation, "web", text, **kwargs)
         except IdempotencyConflict:
             return web.json_response(
                 {"error": "this key was already used for another text"}, status=409
             )
+        except Unroutable as exc:
+            return web.json_response({"error": str(exc)}, status=422)
         view = await self._view(result.message)
         view["events"] = [event_view(e) for e in await self.ledger.events_for(result.message.id)]
         return web.json_response({"created": result.created, "message": view}, dumps=_dumps)

@@ -1,7 +1,7 @@
 """Ledger records → the JSON the page renders, with receipts derived in one place.
 
 The page never guesses a receipt: the server maps ledger states and audit events to the
-glossary's receipts (queued, injected, working, replied, failed, waiting) here.
+glossary's receipts (queued, injected, working, replied, failed, waiting, interrupted) here.
 
 When is the reply shown? When the message is completed and its outbox row has left
 ``pending``/``sending``: normally ``sent`` (the receipt is then ``replied``, exactly as on any
@@ -18,7 +18,7 @@ from typing import Any
 from agentbridge.models import Event, Message, OutboxItem
 from agentbridge.states import MessageState, OutboxState
 
-RECEIPTS = ("queued", "injected", "working", "replied", "failed", "waiting")
+RECEIPTS = ("queued", "injected", "working", "replied", "failed", "waiting", "interrupted")
 
 _UNSETTLED = frozenset({OutboxState.PENDING, OutboxState.SENDING})
 _UNDELIVERED = frozenset({OutboxState.FAILED, OutboxState.UNKNOWN, OutboxState.EXPIRED})
@@ -39,6 +39,8 @@ def message_receipt(message: Message, replies: Sequence[OutboxItem]) -> tuple[st
         return "failed", message.reason or ""
     if state == MessageState.QUARANTINED:
         return "waiting", f"quarantined: {message.reason or 'waits for a human'}"
+    if state == MessageState.INTERRUPTED:
+        return "interrupted", message.reason or ""
     # completed
     if any(r.state in _UNSETTLED for r in replies):
         return "working", "reply captured, being delivered"
@@ -90,6 +92,7 @@ def event_receipt(event: Event) -> str | None:
             "accepted": "working",
             "failed": "failed",
             "quarantined": "waiting",
+            "interrupted": "interrupted",
         }.get(event.to_state or "")
     if event.kind == "outbox":
         if event.to_state == OutboxState.SENT:

@@ -70,6 +70,7 @@ const STATUS_TEXT = {
   replied: "",
   failed: "failed",
   waiting: "waiting",
+  interrupted: "interrupted",
 };
 
 function applyMessage(view, events = []) {
