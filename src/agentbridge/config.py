@@ -74,7 +74,7 @@ class InjectionConfig:
     """``[injection]``: how prompts are pasted."""
 
     spill_threshold: int = 8000
-    settle_ms: float = 50.0
+    settle_ms: float = 0.0  #: wait between the paste showing and Enter (none needed)
     verify_timeout: float = 1.5
 
 
@@ -269,7 +269,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         spill_threshold=int(
             _positive(inj.get("spill_threshold", 8000), "injection.spill_threshold")
         ),
-        settle_ms=float(_expect(inj.get("settle_ms", 50), (int, float), "injection.settle_ms")),
+        settle_ms=float(_expect(inj.get("settle_ms", 0), (int, float), "injection.settle_ms")),
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
     )
 
