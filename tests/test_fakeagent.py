@@ -82,7 +82,7 @@ class Agent:
 
     def enter_until_accepted(self, shown: str) -> None:
         """Enter, then verify the box emptied; re-send like the injector does."""
-        for _ in range(5):  # an Enter < 100 ms after the paste is swallowed: verify, re-send
+        for _ in range(5):  # an Enter may be swallowed (``#fake:swallow``): verify, re-send
             self.keys("Enter")
             try:
                 wait_until(lambda: shown not in (self.box() or ""), 0.4, what="box emptied")
@@ -276,6 +276,47 @@ def test_enter_right_after_paste_is_swallowed(start_agent: StartAgent) -> None:
     agent.enter_until_accepted("swallow me")
     lines = agent.wait_lines(3)
     assert lines[0]["message"]["content"] == "swallow me"
+
+
+def test_enter_once_the_paste_shows_is_taken_first_time(start_agent: StartAgent) -> None:
+    # As measured on Claude Code 2.1.197: once the pasted text is drawn, one Enter submits it
+    # (the old model swallowed any Enter < 100 ms after the paste, visible or not).
+    agent = start_agent()
+    for i in range(3):
+        agent.paste(f"at once {i}")
+        wait_until(lambda i=i: agent.box() == f"at once {i}", 5)
+        agent.keys("Enter")
+        lines = agent.wait_lines(3 * (i + 1))
+        assert lines[3 * i]["message"]["content"] == f"at once {i}"
+    assert agent.byte_log.read_bytes().count(b"\r") == 3  # one Enter each
+
+
+def test_enter_before_a_slow_paste_shows_is_swallowed(start_agent: StartAgent) -> None:
+    agent = start_agent(extra=("--paste-delay", "1.5"))
+    agent.paste("slow paste")
+    wait_until(lambda: agent.byte_log.read_bytes().endswith(b"\x1b[201~"), 5)
+    agent.keys("Enter")
+    agent.keys("-l", "Z")  # typed after the paste: it lands after it, once the paste is in
+    wait_until(lambda: agent.box() == "slow pasteZ", 5)
+    assert agent.lines() == []  # the Enter went nowhere
+    agent.keys("Enter")
+    assert agent.wait_lines(3)[0]["message"]["content"] == "slow pasteZ"
+
+
+def test_swallow_directive_loses_that_many_enters(start_agent: StartAgent) -> None:
+    agent = start_agent()
+    text = "lose two #fake:swallow=2"
+    agent.paste(text)
+    wait_until(lambda: agent.box() == text, 5)
+    for presses in (1, 2):
+        agent.keys("Enter")
+        wait_until(lambda p=presses: agent.byte_log.read_bytes().count(b"\r") == p, 5)
+    agent.keys("-l", "!")  # processed after both Enters
+    wait_until(lambda: agent.box() == text + "!", 5)
+    assert agent.lines() == []
+    agent.keys("Enter")
+    assert agent.wait_lines(3)[0]["message"]["content"] == text + "!"
+    assert agent.byte_log.read_bytes().count(b"\x1b[200~") == 1
 
 
 def test_multiline_paste_is_one_prompt_with_placeholder(start_agent: StartAgent) -> None:

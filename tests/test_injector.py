@@ -125,11 +125,18 @@ def real_tmp(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def agent(server: TmuxServer, real_tmp: Path) -> AsyncIterator[Agent]:
+def paste_delay() -> float:
+    """The fake agent's ``--paste-delay`` (override with a parametrized fixture)."""
+    return 0.02
+
+
+@pytest.fixture
+async def agent(server: TmuxServer, real_tmp: Path, paste_delay: float) -> AsyncIterator[Agent]:
     cwd = real_tmp
     sid = str(uuid.uuid4())
     log = cwd / "agent.bytes"
-    argv = [sys.executable, "-m", "agentbridge.fakeagent", "--session-id", sid, "--byte-log"]
+    argv = [sys.executable, "-m", "agentbridge.fakeagent", "--session-id", sid]
+    argv += ["--paste-delay", str(paste_delay), "--byte-log"]
     pane = await server.new_session("agent", [*argv, str(log)], pane_env(cwd), cwd)
     transcript = cwd / "claude" / "projects" / project_dir_name(str(cwd)) / f"{sid}.jsonl"
     a = Agent(server, pane, log, transcript)
@@ -156,11 +163,34 @@ async def test_accepted_with_one_enter(agent: Agent) -> None:
     assert {"check", "paste", "visible", "enter1", "accepted", "total"} <= set(result.timings)
 
 
+async def test_enter_follows_visibility_without_a_fixed_wait(agent: Agent) -> None:
+    # The old injector slept 100 ms after the text showed; nothing stands between them now.
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    text = "enter at once"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 1
+    assert result.timings["enter1"] - result.timings["visible"] < 90, result.timings
+
+
+@pytest.mark.parametrize("paste_delay", [0.4])
+async def test_slow_paste_enter_waits_for_the_text(agent: Agent) -> None:
+    # The agent takes 400 ms to take the paste in and swallows any Enter before that: the one
+    # Enter comes after the text shows, however long that takes, and is taken.
+    inj = Injector(agent.server, agent.pane, config=FAST)
+    text = "a slow paste"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 1
+    assert result.timings["enter1"] - result.timings["paste"] >= 400, result.timings
+    assert agent.byte_log.read_bytes().endswith(b"\x1b[201~\r")
+
+
 async def test_swallowed_enter_is_pressed_again_never_repasted(agent: Agent) -> None:
-    # No settle, no guard: the first Enter lands < 100 ms after the paste and the agent swallows it.
-    cfg = InjectorConfig(settle=0, paste_guard=0, verify_timeout=0.4)
+    # The fake agent loses the first Enter for this text (the rare swallowed Enter, on demand).
+    cfg = InjectorConfig(verify_timeout=0.4)
     inj = Injector(agent.server, agent.pane, config=cfg)
-    text = "swallowed enter test"
+    text = "swallowed enter test #fake:swallow=1"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
     assert result.enter_presses == 2

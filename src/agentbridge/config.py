@@ -77,7 +77,7 @@ class InjectionConfig:
 
     #: longest body pasted whole; None = the runtime profile's measured ``paste_limit``
     spill_threshold: int | None = None
-    settle_ms: float = 50.0
+    settle_ms: float = 0.0  #: wait between the paste showing and Enter (none needed)
     verify_timeout: float = 1.5
 
 
@@ -282,7 +282,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             if "spill_threshold" in inj
             else None
         ),
-        settle_ms=float(_expect(inj.get("settle_ms", 50), (int, float), "injection.settle_ms")),
+        settle_ms=float(_expect(inj.get("settle_ms", 0), (int, float), "injection.settle_ms")),
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
     )
 

@@ -101,7 +101,7 @@ async def run_weak_turn(session: AgentSession, flight: InFlight) -> None:
         session.tmux,
         session.pane_id,
         input_box=input_reader(last_line(screen)),
-        config=InjectorConfig(paste_guard=0.05, verify_timeout=session.injection.verify_timeout),
+        config=InjectorConfig(settle=0.05, verify_timeout=session.injection.verify_timeout),
         escapes=False,
     )
     sent = single_line_prompt(session, flight)

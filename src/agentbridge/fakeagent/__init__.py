@@ -20,6 +20,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--byte-log", type=Path, default=None, help="append raw stdin bytes here")
     parser.add_argument("--reply-delay", type=float, default=0.05, help="seconds per reply")
     parser.add_argument(
+        "--paste-delay",
+        type=float,
+        default=0.02,
+        help="seconds from reading a paste to drawing it (an Enter before that is swallowed)",
+    )
+    parser.add_argument(
         "--settings", default=None, help="additional settings (file or JSON); hooks merge"
     )
     ns = parser.parse_args(argv)
@@ -27,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         session_id=ns.session_id or str(uuid.uuid4()),
         byte_log=ns.byte_log,
         reply_delay=max(0.0, ns.reply_delay),
+        paste_delay=max(0.0, ns.paste_delay),
         settings=ns.settings,
     )
 

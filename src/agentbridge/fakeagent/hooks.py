@@ -3,6 +3,7 @@ payload on stdin.
 
 As measured on Claude Code 2.1.197: hooks of the ``--settings`` file (or JSON text) are merged
 with those of ``settings.json`` (both run), and an identical command given in both runs once.
+A hook marked ``"async": true`` runs in the background: the agent does not wait for it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,10 @@ class HookRunner:
                 extra_settings if text.startswith("{") else Path(cwd) / extra_settings
             )
 
-    def _commands(self, event: str) -> list[tuple[str, float]]:
+    def _commands(self, event: str) -> list[tuple[str, float, bool]]:
         """Hook commands for ``event`` from every source, identical commands once; settings
         are re-read so edits apply without restart. A broken source contributes nothing."""
-        found: list[tuple[str, float]] = []
+        found: list[tuple[str, float, bool]] = []
         seen: set[str] = set()
         for source in self.sources:
             try:
@@ -51,7 +53,8 @@ class HookRunner:
                             continue
                         if str(command) not in seen:
                             seen.add(str(command))
-                            found.append((str(command), float(hook.get("timeout", 60))))
+                            timeout = float(hook.get("timeout", 60))
+                            found.append((str(command), timeout, hook.get("async") is True))
             except (OSError, ValueError, AttributeError, TypeError):
                 continue
         return found
@@ -62,15 +65,23 @@ class HookRunner:
         if not commands:
             return []
         payload = json.dumps({**base, "hook_event_name": event, **extra}).encode()
-        for command, timeout in commands:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["sh", "-c", command],
-                    input=payload,
-                    cwd=self.cwd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    timeout=timeout,
-                    check=False,
-                )
-        return [c for c, _ in commands]
+        for command, timeout, background in commands:
+            if background:
+                threading.Thread(
+                    target=self._run_one, args=(command, payload, timeout), daemon=True
+                ).start()
+            else:
+                self._run_one(command, payload, timeout)
+        return [c for c, _, _ in commands]
+
+    def _run_one(self, command: str, payload: bytes, timeout: float) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["sh", "-c", command],
+                input=payload,
+                cwd=self.cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )

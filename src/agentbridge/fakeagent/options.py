@@ -14,6 +14,8 @@ class Options:
     session_id: str
     byte_log: Path | None = None
     reply_delay: float = 0.05
+    #: seconds from reading a paste to drawing it; an Enter before that is swallowed
+    paste_delay: float = 0.02
     #: ``--settings``: a settings file or JSON text whose hooks add to settings.json's
     settings: str | None = None
 

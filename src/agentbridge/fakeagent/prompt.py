@@ -16,6 +16,7 @@ _DIRECTIVE = re.compile(
     r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|slow=(\d+(?:\.\d+)?))"
     r"(?:@(\d+))?"
 )
+_SWALLOW = re.compile(r"#fake:swallow=(\d+)")
 _ATTEMPT = re.compile(r"^\[agentbridge message=\S+ attempt=(\d+)")
 
 API_ERRORS = ("ratelimit", "contextfull", "apierror")
@@ -71,6 +72,13 @@ def parse_faults(text: str) -> Faults:
         elif faults.api_error is None:
             faults.api_error = name
     return faults
+
+
+def swallowed_enters(box_text: str) -> int:
+    """``#fake:swallow=N`` in the input box: its first N Enters are lost (a test's way to make
+    the rare swallowed Enter happen on demand; the injector must press Enter again)."""
+    match = _SWALLOW.search(box_text)
+    return int(match.group(1)) if match else 0
 
 
 def env_faults(value: str | None) -> Faults:

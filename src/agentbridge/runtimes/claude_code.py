@@ -295,7 +295,11 @@ class ClaudeCodeProfile:
                 data = common.load_json(cwd / given)
         hooks = data.get("hooks")
         hooks = hooks if isinstance(hooks, dict) else {}
-        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, common.hook_command(hook_events))
+        # async: Claude runs a blocking UserPromptSubmit hook before the model request (and a
+        # Stop hook before the turn end): measured 30–90 ms per message for a relay that only
+        # writes a line. In the background the record still comes, the turn does not wait.
+        command = common.hook_command(hook_events)
+        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=True)
         if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
         path = state_dir / SETTINGS_FILE

@@ -159,18 +159,27 @@ def remove_marked_hooks(hooks: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def relay_hooks(events: list[str], command: str) -> dict[str, Any]:
-    """A ``hooks`` table holding only our relay command for each event."""
-    return {event: [{"hooks": [{"type": "command", "command": command}]}] for event in events}
+def relay_hooks(events: list[str], command: str, background: bool = False) -> dict[str, Any]:
+    """A ``hooks`` table holding only our relay command for each event.
+
+    ``background``: mark the hooks ``"async": true`` (Claude Code runs them without waiting):
+    a relay only records, it never answers, so the agent need not wait for it.
+    """
+    hook: dict[str, Any] = {"type": "command", "command": command}
+    if background:
+        hook["async"] = True
+    return {event: [{"hooks": [dict(hook)]}] for event in events}
 
 
-def merge_hooks(hooks: dict[str, Any], events: list[str], command: str) -> dict[str, Any]:
+def merge_hooks(
+    hooks: dict[str, Any], events: list[str], command: str, background: bool = False
+) -> dict[str, Any]:
     """Add our relay command to each event's hook list, keeping every user hook.
 
     Idempotent: an entry holding the ``agentbridge.hook_relay`` marker is replaced, not added.
     """
     merged = remove_marked_hooks(hooks)
-    for event, groups in relay_hooks(events, command).items():
+    for event, groups in relay_hooks(events, command, background).items():
         current = merged.get(event)
         merged[event] = [*(current if isinstance(current, list) else []), *groups]
     return merged

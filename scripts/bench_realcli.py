@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""The bridge against the floor, on the real Claude Code and Codex CLIs (issue 9, P9).
+
+For each CLI, in one run, against one mock model (``agentbridge.testing.mock_model``, in its own
+thread, answering at once):
+
+- **direct**: the minimal driver — ``load-buffer`` + ``paste-buffer -p``, poll the pane until the
+  text is visible, one Enter. Its CLI runs with no hooks at all.
+- **bridge**: a real ``agentbridge up`` subprocess hosting the same CLI (its hooks, idle wait,
+  claim, injector, verification: everything), fed by a ledger ingest plus a poke, as
+  ``agentbridge send`` does.
+
+Sends alternate direct / bridge, each into an idle CLI. The figure is *send → model request*:
+from the direct driver's first tmux command, or from the ingest commit (the ledger's ``queued``
+event), to the moment the mock model received the request holding that message. Then a burst:
+``--burst`` messages ingested together into the idle bridge agent, first ingest → last
+completion (all answered).
+
+Usage: .venv/bin/python scripts/bench_realcli.py [--messages 20] [--burst 5] [--cli claude,codex]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agentbridge.config import AgentConfig, load_config
+from agentbridge.control import request
+from agentbridge.injector import text_visible
+from agentbridge.ledger import Ledger
+from agentbridge.protocols import RuntimeProfile, ScreenKind
+from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
+from agentbridge.testing.mock_model import MockModelServer
+from agentbridge.tmux import TmuxServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CODEX_CONFIG = """\
+model = "mock-model"
+model_provider = "mock"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+
+[features]
+plugins = false
+remote_plugin = false
+
+[model_providers.mock]
+name = "mock"
+base_url = "{base}/v1"
+env_key = "MOCK_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class MockThread:
+    """The mock model on its own event loop thread: its timestamps never wait on ours."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = MockModelServer()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise SystemExit("mock model did not start")
+
+    def seen(self, marker: str) -> float | None:
+        """Wall time of the first model request holding ``marker``."""
+        times = [r.at for r in list(self.server.requests) if r.body and marker in r.user_text]
+        return min(times) if times else None
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def agent_config(
+    cli: str, binary: str, mock: MockModelServer, home: Path, cwd: Path
+) -> AgentConfig:
+    """The CLI against the mock (its API and its only proxy), HOME in the bench's tmp."""
+    proxy = {"HTTPS_PROXY": mock.base_url, "HTTP_PROXY": mock.base_url, "NO_PROXY": "127.0.0.1"}
+    if cli == "claude":
+        env = {
+            "HOME": str(home),
+            "ANTHROPIC_BASE_URL": mock.base_url,
+            "ANTHROPIC_AUTH_TOKEN": "sk-test",
+            **proxy,
+        }
+        return AgentConfig(name=cli, runtime="claude-code", command=[binary], cwd=cwd, env=env)
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(base=mock.base_url))
+    env = {"HOME": str(home), "CODEX_HOME": str(codex_home), "MOCK_API_KEY": "sk-test", **proxy}
+    return AgentConfig(name=cli, runtime="codex", command=[binary], cwd=cwd, env=env)
+
+
+class Direct:
+    """The floor: the CLI in a pane of our own, no hooks, driven by the minimal recipe."""
+
+    def __init__(self, profile: RuntimeProfile, agent: AgentConfig, state: Path) -> None:
+        self.profile = profile
+        self.spec = profile.prepare(agent, state, resume=False)
+        argv = list(self.spec.argv)
+        if isinstance(profile, ClaudeCodeProfile):  # our --settings file, minus the hooks
+            settings = Path(argv[argv.index("--settings") + 1])
+            data = json.loads(settings.read_text())
+            data.pop("hooks", None)
+            settings.write_text(json.dumps(data))
+        else:  # drop the ``-c hooks.<Event>=…`` overrides
+            keep: list[str] = []
+            for arg in argv:
+                if arg.startswith("hooks.") and keep and keep[-1] == "-c":
+                    keep.pop()
+                    continue
+                keep.append(arg)
+            argv = keep
+        self.argv = argv
+        self.tmux = TmuxServer(f"abdirect-{uuid.uuid4().hex[:8]}")
+        self.pane = ""
+        self.pid: int | None = None
+
+    def box(self, screen: str) -> str | None:
+        return self.profile.screen_state(screen, self.spec).input_text
+
+    async def start(self) -> None:
+        self.spec.cwd.mkdir(parents=True, exist_ok=True)
+        self.pane = await self.tmux.new_session("direct", self.argv, self.spec.env, self.spec.cwd)
+        self.pid = await self.tmux.pane_pid(self.pane)
+        await self.wait_idle(60, settle=0.5)
+
+    async def wait_idle(self, timeout: float, settle: float = 0.0) -> None:
+        """READY with an empty box (twice, ``settle`` apart), and idle by the CLI's own word."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.profile.screen_state(await self.tmux.capture(self.pane), self.spec)
+            status = self.profile.agent_status(self.spec, self.pid)
+            if (
+                state.kind is ScreenKind.READY
+                and state.input_text == ""
+                and status in (None, "idle")
+            ):
+                await asyncio.sleep(settle)
+                state = self.profile.screen_state(await self.tmux.capture(self.pane), self.spec)
+                if state.kind is ScreenKind.READY and state.input_text == "":
+                    return
+            await asyncio.sleep(0.02)
+        raise SystemExit(f"direct {self.profile.name}: not idle within {timeout}s")
+
+    async def send(self, text: str) -> float:
+        """Paste, wait until visible, one Enter. Returns the wall time it started."""
+        t0 = time.time()
+        await self.tmux.load_and_paste(self.pane, text)
+        deadline = time.monotonic() + 5
+        while True:
+            box = self.box(await self.tmux.capture(self.pane, escapes=True))
+            if box is not None and text_visible(box, text):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"direct: paste never visible: {box!r}")
+            await asyncio.sleep(0.002)
+        await self.tmux.send_enter(self.pane)
+        return t0
+
+    async def stop(self) -> None:
+        await self.tmux.kill_server()
+
+
+class BridgeUp:
+    """A real ``agentbridge up`` hosting one agent."""
+
+    def __init__(self, root: Path, agent: AgentConfig) -> None:
+        self.root = root
+        self.home = root / "bridge-home"
+        self.home.mkdir(parents=True)
+        self.socket = f"abbench-rc-{uuid.uuid4().hex[:8]}"
+        env_table = ", ".join(f"{k} = {json.dumps(v)}" for k, v in agent.env.items())
+        lines = [
+            f'state_dir = "{root / "state"}"',
+            f'tmux_socket = "{self.socket}"',
+            "[console]",
+            "enabled = false",
+            f"[agents.{agent.name}]",
+            f'runtime = "{agent.runtime}"',
+            f"command = {json.dumps(agent.command)}",
+            f'cwd = "{agent.cwd}"',
+            "launch_grace = 60",
+            "resume = false",
+            f"env = {{ {env_table} }}",
+        ]
+        self.config_path = root / "config.toml"
+        self.config_path.write_text("\n".join(lines) + "\n")
+        self.config = load_config(self.config_path)
+        self.agent = agent.name
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBRIDGE")}
+        self.env.update(HOME=str(self.home), AGENTBRIDGE_CONFIG=str(self.config_path))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ledger: Ledger | None = None
+        self.seq = 0
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - fork+exec only, no waiting
+            [sys.executable, "-m", "agentbridge.cli", "up"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = await request(self.config, "status")
+            if status and all(a["health"] == "healthy" for a in status["agents"].values()):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise SystemExit("bridge did not become healthy")
+        self.ledger = await Ledger.open(self.config.ledger.path)
+
+    async def ingest(self, text: str) -> int:
+        assert self.ledger is not None
+        self.seq += 1
+        result = await self.ledger.ingest(
+            "local", "bench", "bench", text, key=f"b{self.seq}", agent=self.agent
+        )
+        return result.message.id
+
+    async def poke(self) -> None:
+        await request(self.config, "poke", timeout=1)
+
+    async def events(self, mid: int) -> dict[str, float]:
+        assert self.ledger is not None
+        return {e.to_state: e.at for e in await self.ledger.events_for(mid) if e.to_state}
+
+    async def wait_done(self, mid: int, timeout: float = 30) -> dict[str, float]:
+        assert self.ledger is not None
+        deadline = time.monotonic() + timeout
+        while (msg := await self.ledger.get(mid)).state != "completed":
+            if msg.state in ("failed", "quarantined") or time.monotonic() > deadline:
+                raise SystemExit(f"bridge message {mid}: {msg.state} {msg.reason}")
+            await asyncio.sleep(0.005)
+        return await self.events(mid)
+
+    async def stop(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        subprocess.run(  # noqa: ASYNC221 - teardown, nothing else runs
+            ["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False
+        )
+
+
+async def wait_seen(mock: MockThread, marker: str, timeout: float = 20) -> float:
+    deadline = time.monotonic() + timeout
+    while (at := mock.seen(marker)) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the model never saw {marker!r}")
+        await asyncio.sleep(0.002)
+    return at
+
+
+def line(name: str, values: list[float]) -> str:
+    return (
+        f"  {name:<28} p50 {statistics.median(values):7.1f} ms   p95 {pct(values, 95):7.1f} ms"
+        f"   (n={len(values)})"
+    )
+
+
+async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: Any) -> None:
+    profile: RuntimeProfile = ClaudeCodeProfile() if cli == "claude" else CodexProfile()
+    agent = agent_config(cli, binary, mock.server, root / "home", root / "work-bridge")
+    direct = Direct(profile, replace(agent, cwd=root / "work-direct"), root / "direct-state")
+    bridge = BridgeUp(root, agent)
+    await direct.start()
+    await bridge.start()
+    d_ms: list[float] = []
+    b_ms: list[float] = []
+    stages: dict[str, list[float]] = {"claimed": [], "submitted": [], "accepted": []}
+    try:
+        for i in range(args.messages + args.warmup):
+            marker = f"direct-{i}-{uuid.uuid4().hex[:8]}"
+            t0 = await direct.send(f"hello {marker}, what is 2 + 2?")
+            seen = await wait_seen(mock, marker)
+            await direct.wait_idle(30)
+            await asyncio.sleep(args.gap)
+            b_marker = f"bridge-{i}-{uuid.uuid4().hex[:8]}"
+            mid = await bridge.ingest(f"hello {b_marker}, what is 2 + 2?")
+            await bridge.poke()
+            ev = await bridge.wait_done(mid)
+            b_seen = await wait_seen(mock, b_marker)
+            await asyncio.sleep(args.gap)
+            if i < args.warmup:
+                continue
+            d_ms.append((seen - t0) * 1000)
+            b_ms.append((b_seen - ev["queued"]) * 1000)
+            for stage in stages:
+                if stage in ev:
+                    stages[stage].append((ev[stage] - ev["queued"]) * 1000)
+        # burst: several messages at once into the idle bridge agent
+        bursts: list[float] = []
+        for _ in range(args.bursts):
+            mids = [await bridge.ingest(f"burst {j} of {args.burst}") for j in range(args.burst)]
+            await bridge.poke()
+            done = [await bridge.wait_done(mid, 60) for mid in mids]
+            first = min(ev["queued"] for ev in done)
+            bursts.append((max(ev["completed"] for ev in done) - first) * 1000)
+            await asyncio.sleep(1.0)
+    finally:
+        await direct.stop()
+        await bridge.stop()
+        if args.log:
+            log = bridge.home / ".local/state/agentbridge/log/agentbridge.log"
+            for entry in log.read_text().splitlines()[-args.log :]:
+                print("    log:", entry[:300])
+    ratio = statistics.median(b_ms) / statistics.median(d_ms)
+    print(f"{profile.name}: send → model request")
+    print(line("direct (paste, visible, Enter)", d_ms))
+    print(line("bridge (ingest → request)", b_ms))
+    print(f"  ratio bridge/direct p50 {ratio:.2f}x   p95 {pct(b_ms, 95) / pct(d_ms, 95):.2f}x")
+    for stage, values in stages.items():
+        if values:
+            print(line(f"  bridge ingest → {stage}", values))
+    print(
+        f"  burst of {args.burst} → all answered: "
+        + ", ".join(f"{b:.0f}" for b in bursts)
+        + f" ms (median {statistics.median(bursts):.0f} ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--burst", type=int, default=5)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--gap", type=float, default=0.3, help="idle seconds between sends")
+    parser.add_argument("--cli", default="claude,codex")
+    parser.add_argument("--log", type=int, default=0, help="print the bridge log's last N lines")
+    args = parser.parse_args()
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "install-agent-clis")], capture_output=True, text=True, check=True
+    ).stdout.split()
+    binaries = dict(zip(("claude", "codex"), out, strict=True))
+    mock = MockThread()
+    try:
+        for cli in args.cli.split(","):
+            with tempfile.TemporaryDirectory(prefix=f"ab-bench-{cli}-") as tmp:
+                asyncio.run(bench_cli(cli, binaries[cli], mock, Path(tmp).resolve(), args))
+    finally:
+        mock.stop()
+
+
+if __name__ == "__main__":
+    main()
