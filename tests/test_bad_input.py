@@ -247,3 +247,19 @@ def test_read_only_ledger_is_one_line_naming_it(
     assert digest(ledger) == before
     assert sorted(p.name for p in ledger.parent.iterdir()) == ["ledger.db"]
     assert [m[0] for m in ledger_messages(tmp_path)] == ["seed"]
+
+
+def test_a_second_up_says_already_running_before_any_port(tmp_path: Path) -> None:
+    from agentbridge.supervisor import SupervisorLock
+
+    with listening() as port:
+        config = write_config(tmp_path, f"[console]\nport = {port}\n")
+        ledger = seeded(tmp_path, config)
+        lock = SupervisorLock(ledger)
+        lock.acquire()  # as a running supervisor holds it
+        try:
+            done = run(tmp_path, "up", "--config", str(config))
+        finally:
+            lock.release()
+    assert done.returncode == 1
+    assert "already running" in one_line(done)

@@ -21,6 +21,7 @@ from agentbridge.config import DEFAULT_CONFIG_TEXT, Config, ConfigError, load_co
 from agentbridge.ledger import IdempotencyConflict, Ledger, LedgerError
 from agentbridge.migrations import SchemaTooNew
 from agentbridge.models import Message
+from agentbridge.preflight import PreflightError
 from agentbridge.states import MessageState
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except (CliError, ConfigError, SchemaTooNew, LedgerError) as exc:
+    except (CliError, ConfigError, SchemaTooNew, LedgerError, PreflightError) as exc:
         print(f"agentbridge: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else EXIT_ERROR
     except KeyboardInterrupt:

@@ -20,7 +20,11 @@ __all__ = ["add_global_flags", "decode_arg", "field_arg", "text_arg"]
 def decode_arg(value: str) -> tuple[str, bool]:
     """``value`` from argv (or ``-`` for stdin) as valid text; ``True`` if bytes were replaced."""
     if value == "-":
-        return decode_utf8(sys.stdin.buffer.read())
+        stream = getattr(sys.stdin, "buffer", None)  # None: a text stream put in by a caller
+        if stream is None:
+            text = sys.stdin.read()
+            return clean_text(text), clean_text(text) != text
+        return decode_utf8(stream.read())
     try:
         raw = os.fsencode(value)  # the bytes the user gave, if the value came from argv
     except UnicodeEncodeError:  # a real lone surrogate (e.g. main(["send", "\ud800"]))

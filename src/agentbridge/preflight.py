@@ -15,11 +15,28 @@ from agentbridge.config import Config, ConfigError
 from agentbridge.ledger_access import access_problem
 from agentbridge.ledger_base import LedgerError
 
-__all__ = ["check_up"]
+__all__ = ["PreflightError", "check_up"]
+
+
+class PreflightError(Exception):
+    """``up`` cannot start (e.g. another supervisor holds the ledger); one line for the user."""
 
 
 def check_up(config: Config, *, console: bool = True) -> None:
-    """Raise ``ConfigError`` or ``LedgerError`` (one line) for the first problem found."""
+    """Raise ``ConfigError``, ``LedgerError`` or ``PreflightError`` (one line) at the first
+    problem found. The ledger and the lock come first: a second ``up`` says "already running",
+    not "port in use"."""
+    problem = access_problem(config.ledger.path)
+    if problem is not None:
+        raise LedgerError(problem)
+    from agentbridge.supervisor import SupervisorError, SupervisorLock
+
+    lock = SupervisorLock(config.ledger.path)
+    try:
+        lock.acquire()  # the supervisor takes it again (and keeps it) right after this
+    except SupervisorError as exc:
+        raise PreflightError(str(exc)) from None
+    lock.release()
     where = f" in {config.path}" if config.path else ""
     for name, agent in config.agents.items():
         if agent.cwd is None:
@@ -42,9 +59,6 @@ def check_up(config: Config, *, console: bool = True) -> None:
         check_port("channels.http", settings.host, settings.port)
     if console and config.console.enabled:
         check_port("console", config.console.host, config.console.port)
-    problem = access_problem(config.ledger.path)
-    if problem is not None:
-        raise LedgerError(problem)
 
 
 def check_port(table: str, host: str, port: int) -> None:
