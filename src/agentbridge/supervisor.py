@@ -170,11 +170,12 @@ class Supervisor:
         await self.control.start()
         for name, worker in self.workers.items():
             self._spawn(f"agent:{name}", worker.run)
-        self._spawn("outbox-relay", self.relay.run)
         self._spawn("maintenance", self._maintenance)
         self._spawn("wake-detector", self._watch_wakes)
         for channel in self.channels.values():
             await self._start_channel(channel)
+        # after the channels: its start-up reconcile of replies left `unknown` asks them
+        self._spawn("outbox-relay", self.relay.run)
 
     async def _start_channel(self, channel: Channel) -> None:
         assert self.ledger is not None
