@@ -4,7 +4,8 @@ Why: the real-CLI tests run Claude Code and Codex offline. This server answers b
 streaming replies derived deterministically from the user's text (``answer_for``), so a test
 knows the exact answer each injected message must produce. A user text holding
 ``#mock:tool=<shell command>`` gets a tool call instead (Claude ``Bash``, Codex
-``exec_command``), so permission dialogs and tool turns can be produced for real. It records
+``exec_command``), so permission dialogs and tool turns can be produced for real; one holding
+``#mock:slow=<seconds>`` is answered that late (a long turn to interrupt). It records
 every request, can fail the next N requests (429/529/500…) to make the CLIs show their real
 error screens, and refuses (403) proxy requests to any non-loopback host, so a CLI pointed at
 it via ``HTTPS_PROXY`` can never reach the internet.
@@ -22,6 +23,7 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ _ERRORS: dict[int, tuple[str, str]] = {
     500: ("api_error", "mock: internal server error"),
     529: ("overloaded_error", "mock: overloaded"),
 }
+
+
+_SLOW = re.compile(r"#mock:slow=(\d+(?:\.\d+)?)")
 
 
 def answer_for(text: str) -> str:
@@ -275,10 +280,13 @@ class MockModelServer:
             record.status = status
             return self._error(status, codex)
         body = record.body or {}
-        answer = answer_for(user_text(body))
+        text = user_text(body)
+        answer = answer_for(text)
         record.answer = answer
-        if self.reply_delay:
-            await asyncio.sleep(self.reply_delay)
+        slow = _SLOW.search(text)
+        delay = float(slow.group(1)) if slow else self.reply_delay
+        if delay:
+            await asyncio.sleep(delay)
         model = str(body.get("model") or "mock-model")
         n = next(self._ids)
         in_tokens = max(1, len(json.dumps(body)) // 4)
