@@ -8,7 +8,8 @@ knows the exact answer each injected message must produce. A user text holding
 naming an inbox file (``.agentbridge/inbox/N.md``, a long message's pointer) gets a call reading
 that file in chunks (``mock_read.py``: Claude ``Read``, Codex ``exec_command`` with ``sed``),
 and the final answer comes after the last chunk, so a test sees the file's whole content in the
-follow-up requests. It records
+follow-up requests; one holding
+``#mock:slow=<seconds>`` is answered that late (a long turn to interrupt). It records
 every request, can fail the next N requests (429/529/500…) to make the CLIs show their real
 error screens, and refuses (403) proxy requests to any non-loopback host, so a CLI pointed at
 it via ``HTTPS_PROXY`` can never reach the internet.
@@ -26,6 +27,7 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +64,9 @@ _ERRORS: dict[int, tuple[str, str]] = {
     500: ("api_error", "mock: internal server error"),
     529: ("overloaded_error", "mock: overloaded"),
 }
+
+
+_SLOW = re.compile(r"#mock:slow=(\d+(?:\.\d+)?)")
 
 
 def answer_for(text: str) -> str:
@@ -292,10 +297,13 @@ class MockModelServer:
             record.status = status
             return self._error(status, codex)
         body = record.body or {}
-        answer = answer_for(user_text(body))
+        text = user_text(body)
+        answer = answer_for(text)
         record.answer = answer
-        if self.reply_delay:
-            await asyncio.sleep(self.reply_delay)
+        slow = _SLOW.search(text)
+        delay = float(slow.group(1)) if slow else self.reply_delay
+        if delay:
+            await asyncio.sleep(delay)
         model = str(body.get("model") or "mock-model")
         n = next(self._ids)
         in_tokens = max(1, len(json.dumps(body)) // 4)
