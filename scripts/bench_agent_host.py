@@ -5,8 +5,7 @@
 - turn-end line written to the transcript → completion committed in the ledger, p50/p99.
 
 A poller thread watches both files' sizes every 0.2 ms, so the "written"/"arrived" times are
-exact to well under a millisecond. The deliberate waits (the 100 ms paste guard before Enter)
-lie outside both intervals.
+exact to well under a millisecond. Neither interval holds a deliberate wait.
 
 Usage: .venv/bin/python scripts/bench_agent_host.py [--messages 60]
 """

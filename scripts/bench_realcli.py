@@ -39,6 +39,8 @@ from typing import Any
 
 from agentbridge.config import AgentConfig, load_config
 from agentbridge.control import request
+from agentbridge.dispatcher import reply_command
+from agentbridge.envelope import Envelope, wrap
 from agentbridge.injector import text_visible
 from agentbridge.ledger import Ledger
 from agentbridge.protocols import RuntimeProfile, ScreenKind
@@ -175,8 +177,9 @@ class Direct:
             await asyncio.sleep(0.02)
         raise SystemExit(f"direct {self.profile.name}: not idle within {timeout}s")
 
-    async def send(self, text: str) -> float:
-        """Paste, wait until visible, one Enter. Returns the wall time it started."""
+    async def send(self, text: str) -> tuple[float, float]:
+        """Paste, wait until visible, one Enter. Returns the wall times it started and of the
+        Enter."""
         t0 = time.time()
         await self.tmux.load_and_paste(self.pane, text)
         deadline = time.monotonic() + 5
@@ -187,8 +190,9 @@ class Direct:
             if time.monotonic() > deadline:
                 raise SystemExit(f"direct: paste never visible: {box!r}")
             await asyncio.sleep(0.002)
+        t_enter = time.time()
         await self.tmux.send_enter(self.pane)
-        return t0
+        return t0, t_enter
 
     async def stop(self) -> None:
         await self.tmux.kill_server()
@@ -307,16 +311,20 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
     await bridge.start()
     d_ms: list[float] = []
     b_ms: list[float] = []
+    d_enter: list[float] = []
     stages: dict[str, list[float]] = {"claimed": [], "submitted": [], "accepted": []}
     try:
         for i in range(args.messages + args.warmup):
             marker = f"direct-{i}-{uuid.uuid4().hex[:8]}"
-            t0 = await direct.send(f"hello {marker}, what is 2 + 2?")
+            # the same text the bridge pastes: envelope, reply hint, body
+            hint = f'extra replies: {reply_command(bridge.config)} reply {i + 1} "TEXT"'
+            prompt = wrap(Envelope(i + 1, 1, "local", "bench"), f"hello {marker}, 2 + 2?", hint)
+            t0, t_enter = await direct.send(prompt)
             seen = await wait_seen(mock, marker)
             await direct.wait_idle(30)
             await asyncio.sleep(args.gap)
             b_marker = f"bridge-{i}-{uuid.uuid4().hex[:8]}"
-            mid = await bridge.ingest(f"hello {b_marker}, what is 2 + 2?")
+            mid = await bridge.ingest(f"hello {b_marker}, 2 + 2?")
             await bridge.poke()
             ev = await bridge.wait_done(mid)
             b_seen = await wait_seen(mock, b_marker)
@@ -324,6 +332,7 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
             if i < args.warmup:
                 continue
             d_ms.append((seen - t0) * 1000)
+            d_enter.append((seen - t_enter) * 1000)
             b_ms.append((b_seen - ev["queued"]) * 1000)
             for stage in stages:
                 if stage in ev:
@@ -347,6 +356,7 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
     ratio = statistics.median(b_ms) / statistics.median(d_ms)
     print(f"{profile.name}: send → model request")
     print(line("direct (paste, visible, Enter)", d_ms))
+    print(line("  direct Enter → request", d_enter))
     print(line("bridge (ingest → request)", b_ms))
     print(f"  ratio bridge/direct p50 {ratio:.2f}x   p95 {pct(b_ms, 95) / pct(d_ms, 95):.2f}x")
     for stage, values in stages.items():
