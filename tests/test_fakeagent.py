@@ -395,7 +395,9 @@ def test_hang_then_escape_interrupts(start_agent: StartAgent) -> None:
     agent.keys("Escape")
     wait_until(lambda: agent.status() == "idle", 5)
     wait_until(lambda: agent.box() == "wait forever #fake:hang", 5, what="prompt back in box")
-    assert len(agent.lines()) == 1
+    lines = agent.lines()  # the user line, then Claude's interrupt marker: no turn end
+    assert len(lines) == 2 and "[Request interrupted by user]" in json.dumps(lines[1])
+    assert not any(line.get("subtype") == "turn_duration" for line in lines)
     assert agent.hook_events() == ["UserPromptSubmit"]
     agent.keys("C-u")
     wait_until(lambda: agent.box() == "", 5)
