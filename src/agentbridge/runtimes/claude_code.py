@@ -295,11 +295,12 @@ class ClaudeCodeProfile:
                 data = common.load_json(cwd / given)
         hooks = data.get("hooks")
         hooks = hooks if isinstance(hooks, dict) else {}
-        # async: Claude runs a blocking UserPromptSubmit hook before the model request (and a
-        # Stop hook before the turn end): measured 30–90 ms per message for a relay that only
-        # writes a line. In the background the record still comes, the turn does not wait.
+        # Not async, although a blocking UserPromptSubmit hook costs 30–90 ms before the model
+        # request: async hooks of one turn run concurrently, and the shell relay's record is
+        # more than one write(), so two records interleaved into corrupt lines (evidence lost;
+        # seen in scripts/bench_agent_host.py). Blocking hooks run one after the other.
         command = common.hook_command(hook_events)
-        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=True)
+        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=False)
         if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
         path = state_dir / SETTINGS_FILE
