@@ -339,7 +339,8 @@ def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) 
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
-    " priority, state, meta, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?)"
+    " priority, state, meta, created_at, updated_at) SELECT ?,?,?,?,?,?,?,?,'queued',?,?,?"
+    " WHERE NOT EXISTS (SELECT 1 FROM idempotency_tombstones WHERE channel = ? AND idem_key = ?)"
     " ON CONFLICT (channel, platform_id) DO NOTHING"
 )
 _INSERT_INGEST_EVENT = (
@@ -357,8 +358,9 @@ def _ingest_rows(
 ) -> list[IngestResult | _Conflict]:
     """Insert messages (inside the caller's transaction); conflicts are returned, not raised.
 
-    The insert comes first (``ON CONFLICT DO NOTHING``): a new key, the common case, costs
-    one statement, and the lookup runs only for a repeated key. A new row's ``Message`` is
+    The insert comes first (``ON CONFLICT DO NOTHING``, and nothing if a tombstone holds the
+    key, checked in the same statement): a new key, the common case, costs one statement, and
+    the tombstone and message lookups run only for a repeated key. A new row's ``Message`` is
     built from what was inserted (no ``RETURNING`` row to fetch and decode: that was a third
     of the batch cost), and the batch's event rows go in with one ``executemany``.
     """
@@ -366,6 +368,17 @@ def _ingest_rows(
     events: list[tuple[int, float, str, str]] = []
     for item, meta_json in items:
         digest = text_hash(item.text)
+        ch, key = item.channel, item.key
+        values = (ch, item.conversation, item.sender, key, item.text, digest, item.agent)
+        cursor = conn.execute(
+            _INSERT_MESSAGE, (*values, item.priority, meta_json, now, now, ch, key)
+        )
+        if cursor.rowcount == 1:
+            mid = cursor.lastrowid
+            assert mid is not None
+            events.append((mid, now, item.channel, f"ingested from {item.sender}"))
+            out.append(IngestResult(_new_message(mid, now, item, meta_json), created=True))
+            continue
         grave = find_tombstone(conn, item.channel, item.key)
         if grave is not None:  # retention pruned this key's message: still a duplicate
             if grave.text_hash == digest:
@@ -375,28 +388,6 @@ def _ingest_rows(
             if record_conflicts:
                 _record_conflict(conn, now, conflict)
             out.append(conflict)
-            continue
-        cursor = conn.execute(
-            _INSERT_MESSAGE,
-            (
-                item.channel,
-                item.conversation,
-                item.sender,
-                item.key,
-                item.text,
-                digest,
-                item.agent,
-                item.priority,
-                meta_json,
-                now,
-                now,
-            ),
-        )
-        if cursor.rowcount == 1:
-            mid = cursor.lastrowid
-            assert mid is not None
-            events.append((mid, now, item.channel, f"ingested from {item.sender}"))
-            out.append(IngestResult(_new_message(mid, now, item, meta_json), created=True))
             continue
         row = conn.execute(
             "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
