@@ -205,6 +205,7 @@ class BridgeUp:
         self.root = root
         self.home = root / "bridge-home"
         self.home.mkdir(parents=True)
+        Path(agent.cwd).mkdir(parents=True, exist_ok=True)  # `up` refuses a missing cwd
         self.socket = f"abbench-rc-{uuid.uuid4().hex[:8]}"
         env_table = ", ".join(f"{k} = {json.dumps(v)}" for k, v in agent.env.items())
         lines = [
