@@ -164,3 +164,21 @@ def test_spill_threshold_overrides_the_profiles_paste_limit() -> None:
     parsed = parse_config({"injection": {"spill_threshold": 5000}}, None)
     assert parsed.injection.spill_threshold == 5000
     assert parse_config({}, None).injection.spill_threshold is None
+
+
+async def test_a_slow_answer_ends_when_the_server_stops() -> None:
+    """``#mock:slow=`` must not hold shutdown for its whole delay (an interrupted CLI's turn)."""
+    body = {
+        "model": "m",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x #mock:slow=60"}],
+    }
+    mock = await MockModelServer().start()
+    async with aiohttp.ClientSession() as http:
+        post = asyncio.ensure_future(http.post(f"{mock.base_url}/v1/messages", json=body))
+        while not mock.requests:
+            await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(mock.stop(), 10)
+        assert asyncio.get_running_loop().time() - started < 10
+        post.cancel()

@@ -152,6 +152,7 @@ class MockModelServer:
         self._usage_limit = False
         self._ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
+        self._stopping = asyncio.Event()  # ends a slow answer's wait when the server stops
 
     # ------------------------------------------------------------------ control
 
@@ -187,7 +188,11 @@ class MockModelServer:
 
     async def start(self) -> MockModelServer:
         """Bind (port 0 → a free port, then ``self.port`` is the real one) and serve."""
-        server = web.Server(self._handle, request_factory=self._make_request)
+        self._stopping.clear()
+        # handler_cancellation: a client that hangs up (an interrupted CLI) ends its slow answer.
+        server = web.Server(
+            self._handle, request_factory=self._make_request, handler_cancellation=True
+        )
         self._runner = web.ServerRunner(server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -199,6 +204,7 @@ class MockModelServer:
 
     async def stop(self) -> None:
         """Stop serving; safe to call twice."""
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -303,7 +309,10 @@ class MockModelServer:
         slow = _SLOW.search(text)
         delay = float(slow.group(1)) if slow else self.reply_delay
         if delay:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():  # shutting down: no late answer holds the server open
+                return web.Response(status=503, text="mock model stopping")
         model = str(body.get("model") or "mock-model")
         n = next(self._ids)
         in_tokens = max(1, len(json.dumps(body)) // 4)
