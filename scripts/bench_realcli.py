@@ -46,28 +46,10 @@ from agentbridge.ledger import Ledger
 from agentbridge.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.testing.mock_model import MockModelServer
+from agentbridge.testing.realcli import CODEX_CONFIG, proxy_env
 from agentbridge.tmux import TmuxServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-CODEX_CONFIG = """\
-model = "mock-model"
-model_provider = "mock"
-approval_policy = "never"
-sandbox_mode = "danger-full-access"
-
-[features]
-plugins = false
-remote_plugin = false
-
-[model_providers.mock]
-name = "mock"
-base_url = "{base}/v1"
-env_key = "MOCK_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -109,7 +91,7 @@ def agent_config(
     cli: str, binary: str, mock: MockModelServer, home: Path, cwd: Path
 ) -> AgentConfig:
     """The CLI against the mock (its API and its only proxy), HOME in the bench's tmp."""
-    proxy = {"HTTPS_PROXY": mock.base_url, "HTTP_PROXY": mock.base_url, "NO_PROXY": "127.0.0.1"}
+    proxy = proxy_env(mock.base_url)
     if cli == "claude":
         env = {
             "HOME": str(home),
