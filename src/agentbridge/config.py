@@ -108,12 +108,6 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
 
-    def agent_for(self, channel: str, conversation: str, sender: str = "", text: str = "") -> str:
-        """The agent a message goes to (``routing.route_for``); raises ``Unroutable``."""
-        from agentbridge.routing import route_for
-
-        return route_for(self, channel, conversation, sender, text).agent
-
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
     if isinstance(value, bool) and kind in (int, float, (int, float)):
