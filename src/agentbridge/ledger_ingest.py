@@ -21,7 +21,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
@@ -29,48 +28,24 @@ import aiosqlite
 from agentbridge.ledger_base import (
     IdempotencyConflict,
     IngestResult,
+    IngestRow,
     NewMessage,
     _Conflict,
     _encode_meta,
-    _in_tx,
     _ingest_rows,
     _on_db_thread,
     _record_conflict,
     _run_tx,
     _settle,
+    ingest_row,
+    storable_row,
 )
-from agentbridge.sanitize import SURROGATES, clean_text
 
 T = TypeVar("T")
 log = logging.getLogger("agentbridge.ledger")
 
-
-#: one queued single-message ingest: the message, its meta already encoded, the caller's future
-def storable(item: NewMessage) -> NewMessage:
-    """Every ingest path's text fields as valid Unicode (lone surrogates → U+FFFD).
-
-    Applied here so that no channel can forget it: SQLite cannot store a lone surrogate, and the
-    ``UnicodeEncodeError`` would otherwise reach the sender as a crash (or a 5xx, forever).
-    """
-    fields = (item.channel, item.conversation, item.sender, item.text, item.key or "", item.agent)
-    if not any(SURROGATES.search(f) for f in fields):
-        return item  # the common case: nothing to copy
-    key = None if item.key is None else clean_text(item.key)
-    return replace(
-        item,
-        channel=clean_text(item.channel),
-        conversation=clean_text(item.conversation),
-        sender=clean_text(item.sender),
-        text=clean_text(item.text),
-        key=key,
-        agent=clean_text(item.agent),
-    )
-
-
-_PendingIngest = tuple[
-    NewMessage, "str | None", "asyncio.Future[IngestResult | IdempotencyConflict]"
-]
-_Pair = tuple[NewMessage, "str | None"]
+#: one queued single-message ingest: its row and the caller's future
+_PendingIngest = tuple[IngestRow, "asyncio.Future[IngestResult | IdempotencyConflict]"]
 
 #: commit on the loop thread only while ingest transactions average less than this (seconds)
 INLINE_COMMIT_MAX = 0.002
@@ -106,12 +81,17 @@ class IngestMixin:
 
     _pending_ingests: list[_PendingIngest]
     _ingest_flusher: asyncio.Task[None] | None
+    #: a flush of ``_pending_ingests`` is coming (a leader's, or one scheduled with call_soon)
     _flush_scheduled: bool
     _inline: sqlite3.Connection | None
     _commit_avg: float
     _inline_commits: int
+    _checkpoint: asyncio.Future[None] | None
+    #: the last checkpoint left frames behind (writers were busy): the next one blocks them
+    _wal_behind: bool
     #: the bound on the measured commit time for committing on the loop thread (seconds)
     inline_commit_max: float = INLINE_COMMIT_MAX
+    background_checkpoints: bool = True
 
     if TYPE_CHECKING:
         clock: Callable[[], float]
@@ -127,15 +107,19 @@ class IngestMixin:
         self._inline = inline
         self._commit_avg = math.inf  # unknown: the first commits go to the thread and measure
         self._inline_commits = 0
+        self._checkpoint = None
+        self._wal_behind = False
 
     async def _close_ingest(self) -> None:
-        """Wait until queued ingests committed (their callers get acks); close the loop's
-        connection."""
+        """Wait until queued ingests committed (their callers get acks) and a running
+        checkpoint ended; close the loop's connection."""
         while self._pending_ingests or self._flush_scheduled or self._flushing():
             if self._ingest_flusher is not None and self._flushing():
                 await asyncio.wait([self._ingest_flusher])
             else:
                 await asyncio.sleep(0)  # the scheduled flush runs in the next loop iteration
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
         if self._inline is not None:
             self._inline.close()
             self._inline = None
@@ -155,20 +139,26 @@ class IngestMixin:
 
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
-        item = storable(NewMessage(channel, conversation, sender, text, key, agent, priority, meta))
         # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
         # the group commit it would otherwise share with other producers.
-        meta_json = _encode_meta(meta)
-        future: asyncio.Future[IngestResult | IdempotencyConflict] = (
-            asyncio.get_running_loop().create_future()
+        row = storable_row(
+            channel, conversation, sender, key, text, agent, priority, _encode_meta(meta)
         )
-        self._pending_ingests.append((item, meta_json, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[IngestResult | IdempotencyConflict] = loop.create_future()
+        self._pending_ingests.append((row, future))
         if not self._flush_scheduled and not self._flushing():
-            # not now: producers that are ready in this loop iteration append first and
-            # share the commit
+            # This caller leads the next group commit. Not at once: producers that are ready
+            # in this loop iteration append first and share it. The leader commits in its own
+            # task, so a lone ingest costs one loop iteration and no wake-up of its own.
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
-        result = await future
+            try:
+                await asyncio.sleep(0)
+            except BaseException:  # cancelled: the others' commit (and this row's) still runs
+                loop.call_soon(self._flush_soon)
+                raise
+            self._flush_soon()
+        result = future.result() if future.done() else await future
         if isinstance(result, IdempotencyConflict):
             raise result
         return result
@@ -180,26 +170,26 @@ class IngestMixin:
         """Commit what is pending on the loop thread if that is allowed and the write lock is
         free (callers get their acks without a thread hop), else start the flush task."""
         self._flush_scheduled = False
-        if self._flushing() or not self._pending_ingests:
-            return  # the running flush takes them
         batch = self._pending_ingests
-        results = self._try_inline([(item, meta_json) for item, meta_json, _ in batch])
+        if not batch or self._flushing():
+            return  # the running flush takes them
+        results = self._try_inline([row for row, _ in batch])
         if results is None:
             self._ingest_flusher = asyncio.create_task(self._flush_ingests())
             return
         self._pending_ingests = []
-        self._settle_batch(batch, list(results))
+        self._settle_batch(batch, results)
 
     def _settle_batch(
         self,
         batch: list[_PendingIngest],
-        results: list[IngestResult | IdempotencyConflict | Exception],
+        results: Sequence[IngestResult | IdempotencyConflict | Exception],
     ) -> None:
         """Hand each caller its result (after the commit) and wake the listeners."""
         created: list[int] = []
-        for (_, _, future), result in zip(batch, results, strict=True):
+        for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
-            if isinstance(result, IngestResult) and result.created:
+            if type(result) is IngestResult and result.created:
                 created.append(result.message.id)
         self._notify("message", created)
 
@@ -214,23 +204,23 @@ class IngestMixin:
         try:
             while self._pending_ingests:
                 batch, self._pending_ingests = self._pending_ingests, []
-                pairs = [(item, meta_json) for item, meta_json, _ in batch]
+                rows = [row for row, _ in batch]
                 try:
                     results: list[IngestResult | IdempotencyConflict | Exception] = [
-                        *await self._ingest_tx(pairs)
+                        *await self._ingest_tx(rows)
                     ]
                 except Exception as exc:
                     # the file itself failed (locked past busy_timeout, disk full…): retrying
                     # each ingest alone would only multiply the wait; everyone gets the error
                     if len(batch) == 1 or isinstance(exc, sqlite3.OperationalError):
-                        for _, _, future in batch:
+                        for _, future in batch:
                             _settle(future, exc)
                         batch = []
                         continue
                     results = []
-                    for pair in pairs:
+                    for row in rows:
                         try:
-                            results.extend(await self._ingest_tx([pair]))
+                            results.extend(await self._ingest_tx([row]))
                         except Exception as one_exc:
                             results.append(one_exc)
                 done, batch = batch, []
@@ -239,27 +229,34 @@ class IngestMixin:
                     await asyncio.sleep(0)  # let this batch's callers run before the next fsync
         except BaseException:
             # cancelled (loop shutdown): no caller may wait forever on a flush that is gone
-            for _, _, future in [*batch, *self._pending_ingests]:
+            for _, future in [*batch, *self._pending_ingests]:
                 future.cancel()
             self._pending_ingests = []
             raise
 
-    def _try_inline(self, pairs: Sequence[_Pair]) -> list[IngestResult | _Conflict] | None:
-        """Commit ``pairs`` on the loop thread, or None (nothing written) when commits are
-        slow, a checkpoint is due, another connection holds the write lock, or it failed (the
-        database thread then retries and reports the error to each caller it concerns)."""
+    def _try_inline(self, rows: Sequence[IngestRow]) -> list[IngestResult | _Conflict] | None:
+        """Commit ``rows`` on the loop thread, or None (nothing written) when commits are
+        slow, a blocking checkpoint is due, another connection holds the write lock, or it
+        failed (the database thread then retries and reports the error to each caller it
+        concerns)."""
         inline = self._inline
-        if (
-            inline is None
-            or self._commit_avg >= self.inline_commit_max
-            or self._inline_commits >= CHECKPOINT_EVERY
-        ):
+        if inline is None or self._commit_avg >= self.inline_commit_max:
+            return None
+        if self._inline_commits >= CHECKPOINT_EVERY and not self._checkpoint_in_background():
             return None
         start = time.perf_counter()
         try:
             inline.execute("BEGIN IMMEDIATE")  # busy_timeout 0: never waits
-            out = _in_tx(inline, lambda conn, now: _ingest_rows(conn, now, pairs), self.clock())
-        except Exception as exc:  # rolled back (or never begun)
+            out = _ingest_rows(inline, self.clock(), rows)
+            inline.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may already have rolled back (e.g. SQLITE_FULL): a second ROLLBACK would
+            # raise and hide the real error
+            if inline.in_transaction:
+                inline.execute("ROLLBACK")
+            if not isinstance(exc, Exception):
+                raise
+
             if not (isinstance(exc, sqlite3.OperationalError) and _busy(exc)):
                 log.debug("group commit on the loop thread failed; retrying on the db thread")
             return None
@@ -267,15 +264,42 @@ class IngestMixin:
         self._measured(time.perf_counter() - start)
         return out
 
-    async def _ingest_tx(self, pairs: Sequence[_Pair]) -> list[IngestResult | _Conflict]:
-        """One transaction for ``pairs``: on the loop thread while commits are fast and the
+    def _checkpoint_in_background(self) -> bool:
+        """Start a PASSIVE checkpoint on the database thread while the loop goes on
+        committing; False when the last one ran beside commits (their frames stayed in the
+        WAL, which restarts from its start only once all of it was checkpointed): then the
+        next group commit runs on the thread and checkpoints while no writer appends."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return True  # one at a time; this commit goes on
+        if self._wal_behind or not self.background_checkpoints:
+            return False
+        self._inline_commits = 0
+        conn = self._db._conn
+
+        def run() -> None:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+        self._checkpoint = asyncio.ensure_future(_on_db_thread(self._db, run))
+        self._checkpoint.add_done_callback(self._checkpointed)
+        return True
+
+    def _checkpointed(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # the WAL only grows until the next one; commits are unharmed
+            log.warning("WAL checkpoint failed: %s", exc)
+        self._wal_behind = self._inline_commits > 0
+
+    async def _ingest_tx(self, rows: Sequence[IngestRow]) -> list[IngestResult | _Conflict]:
+        """One transaction for ``rows``: on the loop thread while commits are fast and the
         write lock is free, else on the database thread. Returns after the COMMIT."""
-        inline = self._try_inline(pairs)
+        inline = self._try_inline(rows)
         if inline is not None:
             return inline
 
-        def rows(conn: sqlite3.Connection, now: float) -> list[IngestResult | _Conflict]:
-            return _ingest_rows(conn, now, pairs)
+        def run(conn: sqlite3.Connection, now: float) -> list[IngestResult | _Conflict]:
+            return _ingest_rows(conn, now, rows)
 
         checkpoint = self._inline_commits >= CHECKPOINT_EVERY
         now = self.clock()
@@ -283,7 +307,7 @@ class IngestMixin:
         def on_thread() -> tuple[list[IngestResult | _Conflict], float]:
             conn = self._db._conn
             start = time.perf_counter()
-            out = _run_tx(conn, rows, now)
+            out = _run_tx(conn, run, now)
             elapsed = time.perf_counter() - start
             if checkpoint:  # the loop's commits appended to the WAL: fold it back now
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -292,6 +316,7 @@ class IngestMixin:
         out, elapsed = await _on_db_thread(self._db, on_thread)
         if checkpoint:
             self._inline_commits = 0
+            self._wal_behind = False
         self._measured(elapsed)
         return out
 
@@ -304,11 +329,11 @@ class IngestMixin:
 
         The conflict itself is still recorded (in a transaction of its own), as for ``ingest``.
         """
-        pairs = [(storable(item), _encode_meta(item.meta)) for item in items]
+        rows = [ingest_row(item) for item in items]
 
         def run(conn: sqlite3.Connection, now: float) -> list[IngestResult]:
             out: list[IngestResult] = []
-            for result in _ingest_rows(conn, now, pairs, record_conflicts=False):
+            for result in _ingest_rows(conn, now, rows, record_conflicts=False):
                 if isinstance(result, _Conflict):
                     raise result
                 out.append(result)
