@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentbridge.ledger import Ledger
-from agentbridge.ledger_ingest import CHECKPOINT_EVERY
+from agentbridge.ledger_checkpoint import CHECKPOINT_EVERY
 
 
 def _pragma(conn: sqlite3.Connection, name: str) -> int:

@@ -8,8 +8,11 @@ connection whose busy timeout is 0: if any other connection holds the write lock
 to the database thread at once, so the loop never waits for a lock. A slow or stalled disk (or
 macOS ``F_FULLFSYNC``) lifts the average above the bound and commits go back to the thread.
 Durability is the same on both paths: the same ``synchronous`` setting, and the caller's ack
-follows the COMMIT. WAL checkpoints never run on the loop: every ``CHECKPOINT_EVERY`` inline
-commits one group commit goes to the database thread, which checkpoints after it.
+follows the COMMIT. WAL checkpoints never run on the loop (see ``ledger_checkpoint``).
+
+The caller whose ingest finds no commit coming leads the next one: it yields once (producers
+ready in this loop iteration join the batch), commits in its own task and returns its own
+result with no wake-up; the others' futures are settled after the COMMIT.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from agentbridge.ledger_base import (
     ingest_row,
     storable_row,
 )
+from agentbridge.ledger_checkpoint import WalKeeper
 
 T = TypeVar("T")
 log = logging.getLogger("agentbridge.ledger")
@@ -49,8 +53,6 @@ _PendingIngest = tuple[IngestRow, "asyncio.Future[IngestResult | IdempotencyConf
 
 #: commit on the loop thread only while ingest transactions average less than this (seconds)
 INLINE_COMMIT_MAX = 0.002
-#: inline commits between two checkpoints (~7 WAL pages each: near SQLite's 1,000-page default)
-CHECKPOINT_EVERY = 128
 
 
 def open_inline(path: str, synchronous: str) -> sqlite3.Connection:
@@ -86,12 +88,9 @@ class IngestMixin:
     _inline: sqlite3.Connection | None
     _commit_avg: float
     _inline_commits: int
-    _checkpoint: asyncio.Future[None] | None
-    #: the last checkpoint left frames behind (writers were busy): the next one blocks them
-    _wal_behind: bool
+    _wal: WalKeeper
     #: the bound on the measured commit time for committing on the loop thread (seconds)
     inline_commit_max: float = INLINE_COMMIT_MAX
-    background_checkpoints: bool = True
 
     if TYPE_CHECKING:
         clock: Callable[[], float]
@@ -107,8 +106,7 @@ class IngestMixin:
         self._inline = inline
         self._commit_avg = math.inf  # unknown: the first commits go to the thread and measure
         self._inline_commits = 0
-        self._checkpoint = None
-        self._wal_behind = False
+        self._wal = WalKeeper(self._db)
 
     async def _close_ingest(self) -> None:
         """Wait until queued ingests committed (their callers get acks) and a running
@@ -118,8 +116,7 @@ class IngestMixin:
                 await asyncio.wait([self._ingest_flusher])
             else:
                 await asyncio.sleep(0)  # the scheduled flush runs in the next loop iteration
-        if self._checkpoint is not None:
-            await asyncio.wait([self._checkpoint])
+        await self._wal.close()
         if self._inline is not None:
             self._inline.close()
             self._inline = None
@@ -139,23 +136,23 @@ class IngestMixin:
 
         Raises ``IdempotencyConflict`` (and records it) when the key exists with other text.
         """
-        # Encode here, in the caller's task: a bad ``meta`` must fail this caller only, not
+        # Encoded here, in the caller's task: a bad ``meta`` must fail this caller only, not
         # the group commit it would otherwise share with other producers.
         row = storable_row(
             channel, conversation, sender, key, text, agent, priority, _encode_meta(meta)
         )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[IngestResult | IdempotencyConflict] = loop.create_future()
+        future: asyncio.Future[IngestResult | IdempotencyConflict]
+        future = asyncio.get_running_loop().create_future()
         self._pending_ingests.append((row, future))
-        if not self._flush_scheduled and not self._flushing():
+        flusher = self._ingest_flusher
+        if not self._flush_scheduled and (flusher is None or flusher.done()):
             # This caller leads the next group commit. Not at once: producers that are ready
-            # in this loop iteration append first and share it. The leader commits in its own
-            # task, so a lone ingest costs one loop iteration and no wake-up of its own.
+            # in this loop iteration append first and share it.
             self._flush_scheduled = True
             try:
                 await asyncio.sleep(0)
             except BaseException:  # cancelled: the others' commit (and this row's) still runs
-                loop.call_soon(self._flush_soon)
+                asyncio.get_running_loop().call_soon(self._flush_soon)
                 raise
             self._flush_soon()
         result = future.result() if future.done() else await future
@@ -189,9 +186,10 @@ class IngestMixin:
         created: list[int] = []
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
-            if type(result) is IngestResult and result.created:
+            if result.__class__ is IngestResult and result.created:
                 created.append(result.message.id)
-        self._notify("message", created)
+        if created:
+            self._notify("message", created)
 
     async def _flush_ingests(self) -> None:
         """Group commit: ingests that arrive while a commit is in flight share the next one.
@@ -236,13 +234,11 @@ class IngestMixin:
 
     def _try_inline(self, rows: Sequence[IngestRow]) -> list[IngestResult | _Conflict] | None:
         """Commit ``rows`` on the loop thread, or None (nothing written) when commits are
-        slow, a blocking checkpoint is due, another connection holds the write lock, or it
-        failed (the database thread then retries and reports the error to each caller it
+        slow, the WAL's restart is due, another connection holds the write lock, or it failed
+        (the database thread then retries and reports the error to each caller it
         concerns)."""
         inline = self._inline
-        if inline is None or self._commit_avg >= self.inline_commit_max:
-            return None
-        if self._inline_commits >= CHECKPOINT_EVERY and not self._checkpoint_in_background():
+        if inline is None or self._commit_avg >= self.inline_commit_max or self._wal.restart_due:
             return None
         start = time.perf_counter()
         try:
@@ -256,40 +252,13 @@ class IngestMixin:
                 inline.execute("ROLLBACK")
             if not isinstance(exc, Exception):
                 raise
-
             if not (isinstance(exc, sqlite3.OperationalError) and _busy(exc)):
                 log.debug("group commit on the loop thread failed; retrying on the db thread")
             return None
-        self._inline_commits += 1
         self._measured(time.perf_counter() - start)
+        self._inline_commits += 1
+        self._wal.committed()
         return out
-
-    def _checkpoint_in_background(self) -> bool:
-        """Start a PASSIVE checkpoint on the database thread while the loop goes on
-        committing; False when the last one ran beside commits (their frames stayed in the
-        WAL, which restarts from its start only once all of it was checkpointed): then the
-        next group commit runs on the thread and checkpoints while no writer appends."""
-        if self._checkpoint is not None and not self._checkpoint.done():
-            return True  # one at a time; this commit goes on
-        if self._wal_behind or not self.background_checkpoints:
-            return False
-        self._inline_commits = 0
-        conn = self._db._conn
-
-        def run() -> None:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-        self._checkpoint = asyncio.ensure_future(_on_db_thread(self._db, run))
-        self._checkpoint.add_done_callback(self._checkpointed)
-        return True
-
-    def _checkpointed(self, task: asyncio.Future[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:  # the WAL only grows until the next one; commits are unharmed
-            log.warning("WAL checkpoint failed: %s", exc)
-        self._wal_behind = self._inline_commits > 0
 
     async def _ingest_tx(self, rows: Sequence[IngestRow]) -> list[IngestResult | _Conflict]:
         """One transaction for ``rows``: on the loop thread while commits are fast and the
@@ -301,7 +270,7 @@ class IngestMixin:
         def run(conn: sqlite3.Connection, now: float) -> list[IngestResult | _Conflict]:
             return _ingest_rows(conn, now, rows)
 
-        checkpoint = self._inline_commits >= CHECKPOINT_EVERY
+        wal, restart = self._wal, self._wal.restart_due
         now = self.clock()
 
         def on_thread() -> tuple[list[IngestResult | _Conflict], float]:
@@ -309,14 +278,12 @@ class IngestMixin:
             start = time.perf_counter()
             out = _run_tx(conn, run, now)
             elapsed = time.perf_counter() - start
-            if checkpoint:  # the loop's commits appended to the WAL: fold it back now
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            wal.after_commit_on_thread(conn, restart)
             return out, elapsed
 
         out, elapsed = await _on_db_thread(self._db, on_thread)
-        if checkpoint:
-            self._inline_commits = 0
-            self._wal_behind = False
+        if restart:
+            wal.restarted()
         self._measured(elapsed)
         return out
 
