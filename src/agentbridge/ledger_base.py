@@ -12,17 +12,15 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
-from agentbridge.ledger_replay import find_tombstone
 from agentbridge.migrations import migrate
 from agentbridge.models import Message
-from agentbridge.sanitize import clean_text
 from agentbridge.states import MessageState
 
 log = logging.getLogger("agentbridge.ledger")
@@ -336,144 +334,6 @@ def _record_conflict(conn: sqlite3.Connection, now: float, conflict: _Conflict) 
         detail=f"key {conflict.item.key!r} re-sent with different text"
         + (f" (message {conflict.message_id}, pruned)" if conflict.pruned else ""),
     )
-
-
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (channel, conversation, sender, platform_id, text, text_hash, agent,"
-    " priority, state, meta, created_at, updated_at) SELECT ?,?,?,?,?,?,?,?,'queued',?,?,?"
-    " WHERE NOT EXISTS (SELECT 1 FROM idempotency_tombstones WHERE channel = ? AND idem_key = ?)"
-    " ON CONFLICT (channel, platform_id) DO NOTHING"
-)
-_INSERT_INGEST_EVENT = (
-    "INSERT INTO events (message_id, at, actor, kind, to_state, attempt, detail)"
-    " VALUES (?, ?, ?, 'transition', 'queued', 1, ?)"
-)
-
-#: one message to ingest, as stored: ``(channel, conversation, sender, key, text, agent,
-#: priority, meta_json)`` (a tuple: a lone ingest builds no ``NewMessage``)
-IngestRow = tuple[str, str, str, "str | None", str, str, int, "str | None"]
-
-
-def ingest_row(item: NewMessage) -> IngestRow:
-    """``item`` as an ``IngestRow`` (its meta encoded, its text fields storable)."""
-    return storable_row(
-        item.channel,
-        item.conversation,
-        item.sender,
-        item.key,
-        item.text,
-        item.agent,
-        item.priority,
-        _encode_meta(item.meta),
-    )
-
-
-def storable_row(
-    channel: str,
-    conversation: str,
-    sender: str,
-    key: str | None,
-    text: str,
-    agent: str,
-    priority: int,
-    meta_json: str | None,
-) -> IngestRow:
-    """The row with every text field valid Unicode (lone surrogates → U+FFFD).
-
-    Applied on every ingest path so that no channel can forget it: SQLite cannot store a
-    lone surrogate, and the ``UnicodeEncodeError`` would otherwise reach the sender as a
-    crash (or a 5xx, forever). ASCII, the common case, is checked without a regex.
-    """
-    if not (
-        text.isascii()
-        and channel.isascii()
-        and conversation.isascii()
-        and sender.isascii()
-        and agent.isascii()
-        and (key is None or key.isascii())
-    ):
-        channel, conversation, sender = (
-            clean_text(channel),
-            clean_text(conversation),
-            clean_text(sender),
-        )
-        text, agent = clean_text(text), clean_text(agent)
-        key = None if key is None else clean_text(key)
-    return (channel, conversation, sender, key, text, agent, priority, meta_json)
-
-
-def _new_message_of(row: IngestRow) -> NewMessage:
-    """The ``NewMessage`` of a row, for the rare paths that report on it (conflicts)."""
-    channel, conversation, sender, key, text, agent, priority, meta_json = row
-    meta = json.loads(meta_json) if meta_json else None
-    return NewMessage(channel, conversation, sender, text, key, agent, priority, meta)
-
-
-def _ingest_rows(
-    conn: sqlite3.Connection,
-    now: float,
-    rows: Sequence[IngestRow],
-    *,
-    record_conflicts: bool = True,
-) -> list[IngestResult | _Conflict]:
-    """Insert messages (inside the caller's transaction); conflicts are returned, not raised.
-
-    The insert comes first (``ON CONFLICT DO NOTHING``, and nothing if a tombstone holds the
-    key, checked in the same statement): a new key, the common case, costs one statement, and
-    the tombstone and message lookups run only for a repeated key. A new row's ``Message`` is
-    built from what was inserted (no ``RETURNING`` row to fetch and decode: that was a third
-    of the batch cost), and the batch's event rows go in with one statement.
-    """
-    out: list[IngestResult | _Conflict] = []
-    events: list[tuple[int, float, str, str]] = []
-    execute = conn.execute
-    for row in rows:
-        channel, conversation, sender, key, text, agent, priority, meta_json = row
-        digest = sha256(text.encode("utf-8", "surrogatepass")).hexdigest()  # = text_hash
-        values = (channel, conversation, sender, key, text, digest, agent, priority, meta_json)
-        cursor = execute(_INSERT_MESSAGE, (*values, now, now, channel, key))
-        if cursor.rowcount == 1:
-            mid = cursor.lastrowid
-            assert mid is not None
-            events.append((mid, now, channel, "ingested from " + sender))
-            out.append(_created(Message.queued(mid, now, row)))
-            continue
-        out.append(_existing(conn, now, row, digest, record_conflicts))
-    if len(events) == 1:
-        execute(_INSERT_INGEST_EVENT, events[0])
-    elif events:
-        conn.executemany(_INSERT_INGEST_EVENT, events)
-    return out
-
-
-def _created(message: Message) -> IngestResult:
-    """``IngestResult(message, created=True)`` without the frozen ``__init__``'s setattrs."""
-    result = object.__new__(IngestResult)
-    result.__dict__.update(message=message, created=True)
-    return result
-
-
-def _existing(
-    conn: sqlite3.Connection, now: float, row: IngestRow, digest: str, record_conflicts: bool
-) -> IngestResult | _Conflict:
-    """A repeated key: the stored (or tombstoned) message if the text matches, else a
-    conflict (recorded unless the caller rolls back and records it itself)."""
-    item = _new_message_of(row)
-    grave = find_tombstone(conn, item.channel, item.key)
-    if grave is not None:  # retention pruned this key's message: still a duplicate
-        if grave.text_hash == digest:
-            return IngestResult(grave.as_message(item), created=False)
-        conflict = _Conflict(item, grave.message_id, pruned=True)
-    else:
-        found = conn.execute(
-            "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
-        ).fetchone()
-        if found["text_hash"] == digest:
-            return IngestResult(Message.from_row(found), created=False)
-        conflict = _Conflict(item, found["id"])
-    if record_conflicts:
-        _record_conflict(conn, now, conflict)
-    return conflict
 
 
 def _settle(

@@ -13,7 +13,7 @@ that small checkpoint only (~one fsync of the database file) once per cycle of a
 ``CHECKPOINT_EVERY`` commits, and the WAL file stays near SQLite's default size (~1,000 pages).
 
 Short, even cycles matter on ext4 and the like: a commit that extends the WAL file also has to
-journal the new size (a third more per fsync here), while one that overwrites a recycled WAL does not.
+journal the new size (a third more per fsync here); one that overwrites a recycled WAL not.
 """
 
 from __future__ import annotations

@@ -31,19 +31,16 @@ import aiosqlite
 from agentbridge.ledger_base import (
     IdempotencyConflict,
     IngestResult,
-    IngestRow,
     NewMessage,
     _Conflict,
     _encode_meta,
-    _ingest_rows,
     _on_db_thread,
     _record_conflict,
     _run_tx,
     _settle,
-    ingest_row,
-    storable_row,
 )
 from agentbridge.ledger_checkpoint import WalKeeper
+from agentbridge.ledger_rows import IngestRow, _ingest_rows, ingest_row, storable_row
 
 T = TypeVar("T")
 log = logging.getLogger("agentbridge.ledger")
@@ -183,6 +180,14 @@ class IngestMixin:
         results: Sequence[IngestResult | IdempotencyConflict | Exception],
     ) -> None:
         """Hand each caller its result (after the commit) and wake the listeners."""
+        only = results[0] if len(results) == 1 else None
+        if only.__class__ is IngestResult:  # a lone ingest that created or found its row
+            future = batch[0][1]
+            if not future.done():
+                future.set_result(only)
+            if only.created:
+                self._notify("message", (only.message.id,))
+            return
         created: list[int] = []
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
