@@ -10,12 +10,15 @@ import math
 import sqlite3
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from agentbridge.ledger import Ledger
 from agentbridge.ledger_checkpoint import CHECKPOINT_EVERY
+from agentbridge.ledger_rows import MULTI_MAX
+from agentbridge.models import Message
 
 
 def _pragma(conn: sqlite3.Connection, name: str) -> int:
@@ -101,3 +104,44 @@ async def test_commits_on_the_loop_thread_keep_the_wal_bounded(tmp_path: Path) -
         wal_pages = path.with_name(path.name + "-wal").stat().st_size // 4096
     # no checkpoint would leave ~7 pages per ingest; checkpoints recycle the WAL from its start
     assert wal_pages < n * 7 / 3, f"{wal_pages} WAL pages after {n} ingests"
+
+
+async def test_a_large_group_commit_stores_each_row_as_sent(tmp_path: Path) -> None:
+    # more rows than one multi-row statement takes, every field different per row
+    n = 2 * MULTI_MAX + 5
+    async with await Ledger.open(tmp_path / "l.db") as ledger:
+        await _warm(ledger)  # the batch commits on the loop thread, as under load
+        results = await asyncio.gather(
+            *(
+                ledger.ingest(
+                    f"ch{i % 3}",
+                    f"c{i}",
+                    f"u{i}",
+                    f"text {i}",
+                    key=None if i % 4 == 0 else f"k{i}",
+                    agent=f"a{i % 2}",
+                    priority=i % 5,
+                    meta={"i": i} if i % 3 else None,
+                )
+                for i in range(n)
+            )
+        )
+        assert all(r.created for r in results)
+        assert len({r.message.id for r in results}) == n
+        assert len({r.message.created_at for r in results}) == 1  # one group commit
+        for i, r in enumerate(results):
+            m = r.message
+            assert (m.channel, m.conversation, m.sender, m.text) == (
+                f"ch{i % 3}",
+                f"c{i}",
+                f"u{i}",
+                f"text {i}",
+            )
+            assert (m.agent, m.priority, m.meta) == (f"a{i % 2}", i % 5, {"i": i} if i % 3 else {})
+            assert await ledger.get(m.id) == m
+            # built without ``__init__``: still the very record ``__init__`` would make
+            assert Message(**{f.name: getattr(m, f.name) for f in fields(Message)}) == m
+        trail = await ledger.events_for(results[-1].message.id)
+        assert [(e.kind, e.to_state, e.detail) for e in trail] == [
+            ("transition", "queued", f"ingested from u{n - 1}")
+        ]

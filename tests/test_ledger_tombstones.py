@@ -5,6 +5,7 @@ Real SQLite files in ``tmp_path``; a fake clock moves time past retention.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import ConfigError, parse_config
-from agentbridge.ledger import IdempotencyConflict, Ledger, NewMessage
+from agentbridge.ledger import IdempotencyConflict, IngestResult, Ledger, NewMessage
 from agentbridge.states import MessageState
 from agentbridge.testing.bridge import complete_next
 
@@ -149,3 +150,49 @@ def test_tombstone_days_config() -> None:
     assert parse_config({"ledger": {"tombstone_days": 7}}).ledger.tombstone_days == 7.0
     with pytest.raises(ConfigError, match=r"ledger\.tombstone_days must be > 0"):
         parse_config({"ledger": {"tombstone_days": 0}})
+
+
+async def test_a_group_commit_with_repeated_keys_answers_each_as_alone(
+    ledger: Ledger, clock: Clock, tmp_path: Path
+) -> None:
+    # One group commit (one multi-row insert) holding every kind of repeat: the batch falls
+    # back to one row at a time, and each caller gets what a lone ingest would have got.
+    pruned = await pruned_key(ledger, clock)
+    stored = await ledger.ingest("tg", "c", "u", "stored", key="s-1")
+    calls = [
+        ledger.ingest("tg", "c", "u", "new one", key="n-1"),
+        ledger.ingest("tg", "c", "u", "hi", key="tg-42", agent="demo"),  # tombstoned, same text
+        ledger.ingest("tg", "c", "u", "stored", key="s-1"),  # stored, same text
+        ledger.ingest("tg", "c", "u", "changed", key="s-1"),  # stored, other text
+        ledger.ingest("tg", "c", "u", "twice", key="t-2"),
+        ledger.ingest("tg", "c", "u", "twice", key="t-2"),  # a key twice in one batch
+        ledger.ingest("tg", "c", "u", "no key"),
+        ledger.ingest("tg", "c", "u", "no key"),  # keyless: two messages
+    ]
+    new, grave, same, conflict, twice, again, bare, bare2 = await asyncio.gather(
+        *calls, return_exceptions=True
+    )
+    assert isinstance(conflict, IdempotencyConflict)
+    for r in (new, grave, same, twice, again, bare, bare2):
+        assert isinstance(r, IngestResult)
+    assert isinstance(new, IngestResult) and new.created
+    assert isinstance(grave, IngestResult) and not grave.created
+    assert grave.message.id == pruned
+    assert isinstance(same, IngestResult) and (same.created, same.message) == (
+        False,
+        stored.message,
+    )
+    assert isinstance(twice, IngestResult) and isinstance(again, IngestResult)
+    assert twice.created and not again.created and twice.message == again.message
+    assert isinstance(bare, IngestResult) and isinstance(bare2, IngestResult)
+    assert bare.created and bare2.created and bare.message.id != bare2.message.id
+    for r in (new, twice, bare, bare2):
+        assert isinstance(r, IngestResult) and await ledger.get(r.message.id) == r.message
+    texts = [m.text for m in await ledger.list_messages(channel="tg")]
+    assert texts == ["newer", "stored", "new one", "twice", "no key", "no key"]
+    assert (
+        len(
+            rows(tmp_path / "ledger.db", "SELECT 1 FROM events WHERE kind = 'idempotency_conflict'")
+        )
+        == 1
+    )

@@ -6,11 +6,12 @@ PASSIVE checkpoint runs on the database thread instead, *beside* the loop's comm
 the WAL into the database while the loop goes on committing, so no ingest waits for it.
 
 A checkpoint that ran beside commits leaves their frames behind, and SQLite recycles the WAL
-from its start only once every frame was checkpointed. So after such a checkpoint the next
-group commit runs on the database thread and checkpoints right after it, while no writer of
-this process appends: the few frames left are copied and the WAL starts over. Ingests wait for
-that small checkpoint only (~one fsync of the database file) once per cycle of about
-``CHECKPOINT_EVERY`` commits, and the WAL file stays near SQLite's default size (~1,000 pages).
+from its start only once every frame was checkpointed. Those few frames (at most ``TAIL_MAX``
+commits' worth) are checkpointed on the loop thread as soon as the background one ends: about
+one fsync of the database file, the cost of one more inline commit, once per cycle of about
+``CHECKPOINT_EVERY`` commits. A longer tail (a slow checkpoint) is left to the database thread:
+the next group commit runs there and checkpoints right after it, while no writer of this
+process appends. Either way the WAL starts over and its file stays near SQLite's default size.
 
 Short, even cycles matter on ext4 and the like: a commit that extends the WAL file also has to
 journal the new size (a third more per fsync here); one that overwrites a recycled WAL not.
@@ -30,13 +31,16 @@ log = logging.getLogger("agentbridge.ledger")
 
 #: loop-thread commits between two checkpoints (~7 WAL pages each: near SQLite's 1,000 pages)
 CHECKPOINT_EVERY = 128
+#: the most commits a checkpoint on the loop thread may have to copy (the tail of one cycle)
+TAIL_MAX = 16
 
 
 class WalKeeper:
     """When the WAL that the loop's commits append to is checkpointed, and where."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, inline: sqlite3.Connection | None) -> None:
         self._db = db
+        self._inline = inline
         self.commits = 0  #: loop-thread commits since the last checkpoint began
         self._running: asyncio.Future[None] | None = None
         #: the next group commit must run on the database thread and checkpoint after it
@@ -61,7 +65,25 @@ class WalKeeper:
         exc = task.exception()
         if exc is not None:  # the WAL only grows until the next one; commits are unharmed
             log.warning("WAL checkpoint failed: %s", exc)
-        self.restart_due = self.commits > 0  # commits ran beside it: their frames are left
+        if self.commits == 0:
+            return  # nothing was committed beside it: the next commit recycles the WAL
+        if self.commits <= TAIL_MAX and self._tail_on_loop():
+            self.commits = 0
+            return
+        self.restart_due = True
+
+    def _tail_on_loop(self) -> bool:
+        """Checkpoint the frames committed beside the background checkpoint, on the loop
+        thread (between two commits); False if that did not finish (another checkpointer or
+        a reader held frames)."""
+        if self._inline is None:
+            return False
+        try:
+            busy, frames, done = self._inline.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # closed, busy…: the database thread does it
+            log.debug("WAL checkpoint on the loop thread failed: %s", exc)
+            return False
+        return bool(busy == 0 and frames == done)
 
     def after_commit_on_thread(self, conn: sqlite3.Connection, due: bool) -> None:
         """On the database thread, right after a group commit there: the checkpoint that

@@ -103,7 +103,7 @@ class IngestMixin:
         self._inline = inline
         self._commit_avg = math.inf  # unknown: the first commits go to the thread and measure
         self._inline_commits = 0
-        self._wal = WalKeeper(self._db)
+        self._wal = WalKeeper(self._db, inline)
 
     async def _close_ingest(self) -> None:
         """Wait until queued ingests committed (their callers get acks) and a running
