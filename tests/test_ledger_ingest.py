@@ -17,6 +17,7 @@ import pytest
 
 from agentbridge.ledger import Ledger
 from agentbridge.ledger_checkpoint import CHECKPOINT_EVERY
+from agentbridge.ledger_ingest import LONE_YIELD_EVERY
 from agentbridge.ledger_rows import MULTI_MAX
 from agentbridge.models import Message
 
@@ -145,3 +146,29 @@ async def test_a_large_group_commit_stores_each_row_as_sent(tmp_path: Path) -> N
         assert [(e.kind, e.to_state, e.detail) for e in trail] == [
             ("transition", "queued", f"ingested from u{n - 1}")
         ]
+
+
+async def test_a_sequential_producer_still_lets_the_loop_run(tmp_path: Path) -> None:
+    # One task ingesting back to back commits at once (nobody can be waiting to share its
+    # commit) but still yields at least every LONE_YIELD_EVERY: other tasks keep running.
+    async with await Ledger.open(tmp_path / "l.db") as led:
+        await _warm(led)
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        start = time.monotonic()
+        for i in range(300):
+            await led.ingest("tg", "c", "u", f"m{i}", key=f"m{i}")
+        elapsed = time.monotonic() - start
+        done = True
+        await ticking
+        assert led._lone_task is asyncio.current_task()  # it did take the shortcut
+    # the ticker got a turn at least once per LONE_YIELD_EVERY (plus one commit) of ingesting
+    assert ticks >= min(300, elapsed / (LONE_YIELD_EVERY + 0.01)), (ticks, elapsed)

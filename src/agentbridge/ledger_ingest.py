@@ -12,7 +12,9 @@ follows the COMMIT. WAL checkpoints never run on the loop (see ``ledger_checkpoi
 
 The caller whose ingest finds no commit coming leads the next one: it yields once (producers
 ready in this loop iteration join the batch), commits in its own task and returns its own
-result with no wake-up; the others' futures are settled after the COMMIT.
+result with no wake-up; the others' futures are settled after the COMMIT. A task that was
+alone in its last commit too (a sequential producer: a poller, a bulk import) skips that yield,
+since nobody can be waiting to join, but still yields every ``LONE_YIELD_EVERY``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ log = logging.getLogger("agentbridge.ledger")
 #: one queued single-message ingest: its row and the caller's future
 _PendingIngest = tuple[IngestRow, "asyncio.Future[IngestResult | IdempotencyConflict]"]
 
+#: a sequential producer (one task, alone in each commit) still yields this often (seconds)
+LONE_YIELD_EVERY = 0.001
 #: commit on the loop thread only while ingest transactions average less than this (seconds)
 INLINE_COMMIT_MAX = 0.002
 
@@ -86,6 +90,10 @@ class IngestMixin:
     _commit_avg: float
     _inline_commits: int
     _wal: WalKeeper
+    #: the task that committed alone last time, and until when it may skip the yield
+    _lone_task: asyncio.Task[Any] | None
+    _lone_until: float
+    _last_batch: int  #: ingests in the last group commit
     #: the bound on the measured commit time for committing on the loop thread (seconds)
     inline_commit_max: float = INLINE_COMMIT_MAX
 
@@ -104,6 +112,9 @@ class IngestMixin:
         self._commit_avg = math.inf  # unknown: the first commits go to the thread and measure
         self._inline_commits = 0
         self._wal = WalKeeper(self._db, inline)
+        self._lone_task = None
+        self._lone_until = 0.0
+        self._last_batch = 0
 
     async def _close_ingest(self) -> None:
         """Wait until queued ingests committed (their callers get acks) and a running
@@ -143,15 +154,21 @@ class IngestMixin:
         self._pending_ingests.append((row, future))
         flusher = self._ingest_flusher
         if not self._flush_scheduled and (flusher is None or flusher.done()):
-            # This caller leads the next group commit. Not at once: producers that are ready
-            # in this loop iteration append first and share it.
             self._flush_scheduled = True
-            try:
-                await asyncio.sleep(0)
-            except BaseException:  # cancelled: the others' commit (and this row's) still runs
-                asyncio.get_running_loop().call_soon(self._flush_soon)
-                raise
+            task = asyncio.current_task()
+            if task is not self._lone_task or time.monotonic() > self._lone_until:
+                # This caller leads the next group commit. Not at once: producers that are
+                # ready in this loop iteration append first and share it.
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:  # cancelled: the others' commit (and this row's) runs
+                    asyncio.get_running_loop().call_soon(self._flush_soon)
+                    raise
+                self._lone_until = time.monotonic() + LONE_YIELD_EVERY
             self._flush_soon()
+            # the same task alone in its last commit too: a sequential producer, whose next
+            # ingest commits at once (no other producer can be waiting to join it)
+            self._lone_task = task if self._last_batch == 1 else None
         result = future.result() if future.done() else await future
         if isinstance(result, IdempotencyConflict):
             raise result
@@ -180,6 +197,7 @@ class IngestMixin:
         results: Sequence[IngestResult | IdempotencyConflict | Exception],
     ) -> None:
         """Hand each caller its result (after the commit) and wake the listeners."""
+        self._last_batch = len(batch)
         only = results[0] if len(results) == 1 else None
         if only.__class__ is IngestResult:  # a lone ingest that created or found its row
             future = batch[0][1]
