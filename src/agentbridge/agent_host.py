@@ -158,6 +158,7 @@ class AgentSession:
         self._consumer: asyncio.Task[None] | None = None
         self._transcript_path: Path | None = None
         self._transcript_tail: FileTail | None = None
+        self._launched = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +197,7 @@ class AgentSession:
             self._hook_parser = self.profile.new_hook_parser()
             await self._follow(self.spec.hook_events, self._on_hook_line)
         await self.discover_transcript()
+        self._launched = True
         log.info(
             "agent %s started in tmux pane %s (pid %s)",
             self.agent.name,
@@ -226,12 +228,15 @@ class AgentSession:
             return path
         self._transcript_path = path
         self._parser = self.profile.new_parser()
-        self._transcript_tail = await self._follow(path, self._on_transcript_line)
+        # named only after launch (Codex: at the first turn): all of it is this session's, and
+        # its first lines hold the prompt an interrupt or turn end must be matched to
+        late = self._launched
+        self._transcript_tail = await self._follow(path, self._on_transcript_line, late)
         return path
 
-    async def _follow(self, path: Path, on_line: Any) -> FileTail:
+    async def _follow(self, path: Path, on_line: Any, from_start: bool = False) -> FileTail:
         # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
-        offset = path.stat().st_size if path.exists() else 0
+        offset = path.stat().st_size if path.exists() and not from_start else 0
         # inotify does the work; the size check behind it (watchdog #276) can be unhurried
         tail = FileTail(
             path, on_line, offset=offset, observer=self.observer, reconcile_interval=2.0
@@ -522,7 +527,7 @@ class AgentSession:
             await self.ledger.note(message.id, self.owner, "api_error", event.text[:500])
             flight.finish(TurnOutcome.API_ERROR, event.text)
         elif event.kind == AgentEventKind.TURN_ABORTED:
-            flight.finish(TurnOutcome.ABORTED, "the turn was interrupted in the pane")
+            flight.finish(TurnOutcome.ABORTED, f"the {event.source} records the interrupt")
 
     async def _maybe_heartbeat(self, message: Message) -> None:
         now = time.monotonic()

@@ -220,7 +220,7 @@ class AgentWorker:
             await self._wait_wake(1.0)  # someone is typing, or no box: look again shortly
             return
         if outcome == TurnOutcome.ABORTED:  # a deliberate stop: never replayed
-            await end_interrupted(self.ledger, self.receipts, self.session, message)
+            await end_interrupted(self.ledger, self.receipts, self.session, message, flight.detail)
             return
         if outcome == TurnOutcome.API_ERROR:
             await self._on_api_error(flight)

@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from agentbridge.protocols import ScreenKind
+from agentbridge.agent_host import AgentSession, InFlight, TurnOutcome
+from agentbridge.interrupts import PUT_BACK_DETAIL, prompt_put_back
+from agentbridge.protocols import ScreenKind, ScreenState
 
 if TYPE_CHECKING:
     from agentbridge.dispatcher import AgentWorker
@@ -89,6 +91,7 @@ class HealthMonitor:
         self._kind: ScreenKind | None = None
         self._since = 0.0
         self._count = 0
+        self._put_back: tuple[int, int] | None = None
 
     def nudge(self) -> None:
         """A message is about to go in flight: switch to the fast cadence now."""
@@ -161,6 +164,8 @@ class HealthMonitor:
             self._flight_key, self._kind = key, screen.kind
             self._since, self._count = now, 0
         self._count += 1
+        if self._interrupted_before_answer(session, flight, key, screen):
+            return
         if self._count < 2:
             return  # a screen alone is weak: it must stay up across two checks…
         kind = screen.kind
@@ -176,3 +181,20 @@ class HealthMonitor:
             # …and the agent's own record must have been silent since it appeared: an error
             # left on screen by an earlier turn is not this turn's error
             flight.finish_from_screen(kind, screen.reset_at, screen.detail)
+
+    def _interrupted_before_answer(
+        self, session: AgentSession, flight: InFlight, key: tuple[int, int], screen: ScreenState
+    ) -> bool:
+        """Esc before the first token (Claude records nothing): the prompt back in the box
+        while idle, on two checks in a row (``interrupts.prompt_put_back``). True when acted."""
+        accepted = flight.accepted.is_set()
+        status = session.agent_status() if accepted else None
+        if not prompt_put_back(flight.message, accepted, status, screen):
+            self._put_back = None
+            return False
+        if self._put_back != key:
+            self._put_back = key  # first sight: wait for the next check
+            return False
+        log.info("message %s: the prompt is back in the box, no turn end", key[0])
+        flight.finish(TurnOutcome.ABORTED, PUT_BACK_DETAIL)
+        return True

@@ -209,6 +209,10 @@ class ClaudeCodeProfile:
     default_command: tuple[str, ...] = ("claude",)
     #: whether the CLI accepts ``--resume <id>`` (the fake agent reuses ``--session-id``)
     resume_flag = True
+    #: empties the whole input box in one press (measured on 2.1.197: C-u empties one line, or
+    #: nothing with the cursor at the start; a second Ctrl-C within 800 ms quits: see
+    #: ``interrupts.clear_restored_prompt``)
+    clear_input_key = "C-c"
 
     # -- launch ------------------------------------------------------------------------------
 

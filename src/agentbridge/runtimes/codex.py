@@ -123,6 +123,7 @@ def hook_overrides(hook_events: Path) -> list[str]:
 # --------------------------------------------------------------------------- screens
 
 _ANSWER_MARKS = ("•", "■", "└", "⚠", "◦", "✔", "✗")
+_INTERRUPTED = re.compile(r"■\s+Conversation interrupted\b")
 
 
 def _codex_box_at(lines: list[str]) -> int | None:
@@ -179,7 +180,11 @@ def codex_screen_state(screen: str) -> ScreenState:
             (i for i, ln in enumerate(region) if ln.lstrip().startswith(_ANSWER_MARKS)), len(region)
         )
         answer = "\n".join(ln.strip() for ln in region[start:])
-    errors = "\n".join(ln for ln in answer.split("\n") if ln.startswith("■"))
+    # "■ Conversation interrupted" is Esc, not a fault (the rollout says ``turn_aborted``):
+    # read as an error it would requeue the interrupted message and hold the next one back
+    errors = "\n".join(
+        ln for ln in answer.split("\n") if ln.startswith("■") and not _INTERRUPTED.match(ln)
+    )
     if m := re.search(
         r"usage limit.*?try again (?:at|in) (?P<when>[^.\n]+)", errors, re.IGNORECASE
     ):
