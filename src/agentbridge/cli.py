@@ -357,7 +357,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from agentbridge.plugins import build_plugin_manager
 
     runtimes = build_plugin_manager().runtimes()
+    from agentbridge.preflight import cwd_problem
+
     for agent in config.agents.values():
+        cwd = cwd_problem(config, agent.name)
+        if cwd is not None:
+            report(False, f"agent {agent.name}", cwd.removeprefix("config: "))
         profile = runtimes.get(agent.runtime)
         argv = agent.command or list(getattr(profile, "default_command", ()))
         found = shutil.which(argv[0]) if argv else None

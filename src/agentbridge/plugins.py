@@ -1,7 +1,10 @@
 """Build the one plugin manager of a running bridge: defaults first, then entry points.
 
 Each third-party plugin loads in isolation: one that fails to import, or that implements a
-hook that does not exist (a misspelling), is reported and skipped; the rest load.
+hook that does not exist (a misspelling), is reported and skipped; the rest load. The same
+holds when its ``register_channels`` raises (a bug): its channels are skipped, the others
+start. A ``ConfigError`` from it is the user's to fix, so it stops the bridge, as a duplicate
+channel name does.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 
+class DuplicateChannel(ValueError):
+    """Two plugins registered the same channel name: the bridge cannot pick one."""
+
+
 @dataclass
 class PluginReport:
     """One plugin as ``agentbridge plugins`` shows it."""
@@ -67,15 +74,44 @@ class PluginHost:
         return found
 
     def channels(self, config: Config) -> dict[str, Channel]:
-        """All registered channel objects by name."""
+        """All registered channel objects by name, each plugin's hook called in isolation.
+
+        A ``ConfigError`` or ``DuplicateChannel`` propagates (the bridge refuses to start with
+        its line); any other exception is that plugin's bug: logged (traceback in the log
+        file), the channels it registered dropped, the other plugins' kept.
+        """
+        from agentbridge.config import ConfigError
+
         found: dict[str, Channel] = {}
+        hook = self.pm.hook.register_channels
+        for impl in reversed(hook.get_hookimpls()):  # pluggy's own call order
+            mine: dict[str, Channel] = {}
 
-        def register(channel: Channel) -> None:
-            if channel.name in found:
-                raise ValueError(f"channel {channel.name!r} registered twice")
-            found[channel.name] = channel
+            def register(
+                channel: Channel, mine: dict[str, Channel] = mine, by: str = impl.plugin_name
+            ) -> None:
+                if channel.name in found or channel.name in mine:
+                    raise DuplicateChannel(
+                        f"channel {channel.name!r} registered twice (plugin {by!r} and"
+                        " another): uninstall one of them"
+                    )
+                mine[channel.name] = channel
 
-        self.pm.hook.register_channels(register=register, config=config)
+            given = {"register": register, "config": config}
+            try:
+                impl.function(**{arg: given[arg] for arg in impl.argnames})
+            except (ConfigError, DuplicateChannel):
+                raise
+            except Exception as exc:
+                log.error(
+                    "plugin %s: register_channels failed, its channels are skipped: %s: %s",
+                    impl.plugin_name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=True,
+                )
+                continue
+            found.update(mine)
         return found
 
 

@@ -15,7 +15,7 @@ from agentbridge.config import Config, ConfigError
 from agentbridge.ledger_access import access_problem
 from agentbridge.ledger_base import LedgerError
 
-__all__ = ["PreflightError", "check_up"]
+__all__ = ["PreflightError", "check_up", "cwd_problem"]
 
 
 class PreflightError(Exception):
@@ -29,7 +29,7 @@ def check_up(config: Config, *, console: bool = True) -> None:
     problem = access_problem(config.ledger.path)
     if problem is not None:
         raise LedgerError(problem)
-    from agentbridge.supervisor import SupervisorError, SupervisorLock
+    from agentbridge.supervisor_lock import SupervisorError, SupervisorLock
 
     lock = SupervisorLock(config.ledger.path)
     try:
@@ -37,20 +37,10 @@ def check_up(config: Config, *, console: bool = True) -> None:
     except SupervisorError as exc:
         raise PreflightError(str(exc)) from None
     lock.release()
-    where = f" in {config.path}" if config.path else ""
-    for name, agent in config.agents.items():
-        if agent.cwd is None:
-            continue
-        if not agent.cwd.exists():
-            raise ConfigError(
-                f"config: agents.{name}.cwd {str(agent.cwd)!r} does not exist"
-                f" (create it: mkdir -p {agent.cwd}, or fix agents.{name}.cwd{where})"
-            )
-        if not agent.cwd.is_dir():
-            raise ConfigError(
-                f"config: agents.{name}.cwd {str(agent.cwd)!r} is not a directory"
-                f" (fix agents.{name}.cwd{where})"
-            )
+    for name in config.agents:
+        problem = cwd_problem(config, name)
+        if problem is not None:
+            raise ConfigError(problem)
     http = config.channels.get("http")
     if http is not None:
         from agentbridge.channels.http_auth import parse_settings
@@ -61,10 +51,26 @@ def check_up(config: Config, *, console: bool = True) -> None:
         check_port("console", config.console.host, config.console.port)
 
 
+def cwd_problem(config: Config, name: str) -> str | None:
+    """One line when agent ``name``'s ``cwd`` is missing or not a directory (``up`` and
+    ``doctor`` say the same), else None."""
+    cwd = config.agents[name].cwd
+    if cwd is None or cwd.is_dir():
+        return None
+    where = f" in {config.path}" if config.path else ""
+    if not cwd.exists():
+        return (
+            f"config: agents.{name}.cwd {str(cwd)!r} does not exist"
+            f" (create it: mkdir -p {cwd}, or fix agents.{name}.cwd{where})"
+        )
+    return (
+        f"config: agents.{name}.cwd {str(cwd)!r} is not a directory (fix agents.{name}.cwd{where})"
+    )
+
+
 def check_port(table: str, host: str, port: int) -> None:
-    """Bind ``host:port`` the way the channel will (``SO_REUSEADDR``), then let it go."""
-    if port == 0:
-        return  # any free port
+    """Bind ``host:port`` the way the channel will (``SO_REUSEADDR``), then let it go; port 0
+    (any free port) still checks that ``host`` is an address of this machine."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         socket.create_server((host, port), family=family).close()

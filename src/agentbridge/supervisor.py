@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -19,61 +18,24 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from agentbridge import paths
-from agentbridge.config import Config
+from agentbridge.config import Config, ConfigError
 from agentbridge.control import ControlServer, socket_path
 from agentbridge.crashpoints import crash_point
 from agentbridge.dispatcher import AgentWorker
 from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.logs import FILE_ONLY, setup_logging
 from agentbridge.models import OutboxItem
-from agentbridge.plugins import PluginHost, build_plugin_manager
+from agentbridge.plugins import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.protocols import Channel, ChannelContext
 from agentbridge.receipts import Receipts
 from agentbridge.relay import OutboxRelay
 from agentbridge.routing import route_ingest
+from agentbridge.supervisor_lock import SupervisorError, SupervisorLock
 from agentbridge.tmux import TmuxNotFound, TmuxServer
 
 log = logging.getLogger(__name__)
-
-
-class SupervisorError(Exception):
-    """Startup cannot proceed; ``str()`` is one line for the user."""
-
-
-class SupervisorLock:
-    """An exclusive lock next to the ledger: a second supervisor refuses to start."""
-
-    def __init__(self, ledger_path: Path) -> None:
-        self.path = ledger_path.with_name(ledger_path.name + ".supervisor.lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock or raise ``SupervisorError`` naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise SupervisorError(
-                f"another agentbridge supervisor (pid {holder}) is already running for this"
-                f" ledger ({self.path.with_suffix('')}); stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        """Drop the lock."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                os.close(self._fd)
-            self._fd = None
 
 
 class Supervisor:
@@ -109,24 +71,35 @@ class Supervisor:
     # ------------------------------------------------------------------ startup
 
     async def startup(self) -> None:
-        """Bring everything up; raise ``SupervisorError`` with one readable line on failure."""
+        """Bring everything up; raise ``SupervisorError`` with one readable line on failure.
+
+        Order matters for a refusal: the channels are built (their config validated) before
+        the ledger is opened, and started before any agent may claim a message, so a bad
+        channel config stops ``up`` with the ledger untouched.
+        """
         self.lock.acquire()
         from watchdog.observers import Observer
 
-        self.ledger = await Ledger.open(
-            self.config.ledger.path,
-            synchronous=self.config.ledger.synchronous,
-            max_attempts=self.config.ledger.max_attempts,
-        )
         self.host = self.host or build_plugin_manager()
         for report in self.host.reports:
             if not report.loaded:
                 log.error("plugin %s failed to load: %s", report.name, report.error)
         runtimes = self.host.runtimes()
-        channels = self.host.channels(self.config)
+        try:
+            channels = self.host.channels(self.config)
+        except (ConfigError, DuplicateChannel) as exc:
+            raise SupervisorError(str(exc)) from None
+        for name, agent in self.config.agents.items():
+            if agent.runtime not in runtimes:
+                raise SupervisorError(f"agent {name}: no runtime profile {agent.runtime!r}")
         if not self.console:
             channels.pop("web", None)
         self.channels = channels
+        self.ledger = await Ledger.open(
+            self.config.ledger.path,
+            synchronous=self.config.ledger.synchronous,
+            max_attempts=self.config.ledger.max_attempts,
+        )
         self.receipts = Receipts(self.channels, self.host.pm)
         self.observer = Observer()
         self.observer.daemon = True
@@ -136,12 +109,9 @@ class Supervisor:
         except TmuxNotFound as exc:
             raise SupervisorError(str(exc)) from None
         for name, agent in self.config.agents.items():
-            profile = runtimes.get(agent.runtime)
-            if profile is None:
-                raise SupervisorError(f"agent {name}: no runtime profile {agent.runtime!r}")
             self.workers[name] = AgentWorker(
                 agent=agent,
-                profile=profile,
+                profile=runtimes[agent.runtime],
                 ledger=self.ledger,
                 tmux=self.tmux,
                 config=self.config,
@@ -168,12 +138,12 @@ class Supervisor:
             },
         )
         await self.control.start()
+        for channel in self.channels.values():
+            await self._start_channel(channel)
         for name, worker in self.workers.items():
             self._spawn(f"agent:{name}", worker.run)
         self._spawn("maintenance", self._maintenance)
         self._spawn("wake-detector", self._watch_wakes)
-        for channel in self.channels.values():
-            await self._start_channel(channel)
         # after the channels: its start-up reconcile of replies left `unknown` asks them
         self._spawn("outbox-relay", self.relay.run)
 
@@ -190,6 +160,9 @@ class Supervisor:
         ctx.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             await channel.start(ctx)
+        except ConfigError as exc:  # the user's to fix (a missing token): refuse to run without it
+            log.debug("channel start refused", exc_info=True)
+            raise SupervisorError(str(exc)) from None
         except Exception as exc:  # one broken channel must not take the bridge down
             log.error("channel %s failed to start: %s", channel.name, exc)
             log.debug("channel start failure", exc_info=True)
@@ -431,24 +404,9 @@ class Supervisor:
             await self.shutdown()
 
 
-def setup_logging(config: Config, verbose: bool = False) -> Path:
-    """INFO to stderr and a rotating file under the platform log dir."""
-    log_dir = paths.ensure_private_dir(paths.log_dir())
-    path = log_dir / "agentbridge.log"
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
-    handler.setFormatter(fmt)
-    root.addHandler(handler)
-    for noisy in ("aiosqlite", "watchdog", "libtmux", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return path
-
-
 def run_supervisor(config: Config, open_console: bool = True) -> int:
     """Entry point of ``agentbridge up``; returns the exit code."""
-    log_path = setup_logging(config)
+    log_path = setup_logging()
     supervisor = Supervisor(config, console=open_console and config.console.enabled)
     try:
         asyncio.run(supervisor.serve())
@@ -456,7 +414,7 @@ def run_supervisor(config: Config, open_console: bool = True) -> int:
         print(f"agentbridge: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        log.exception("supervisor failed")
+        log.error("supervisor failed", exc_info=True, extra=FILE_ONLY)
         print(f"agentbridge: {type(exc).__name__}: {exc} (details in {log_path})", file=sys.stderr)
         return 1
     return 0
