@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from agentbridge.injector import text_visible
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.kinds import ReceiptKind
+from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.receipts import Receipts
 from agentbridge.sanitize import sanitize_text
@@ -28,7 +29,7 @@ INTERRUPTED_DETAIL = "interrupted in the agent's pane"
 
 
 async def end_interrupted(
-    ledger: Ledger, receipts: Receipts, session: Any, message: Message
+    ledger: LedgerStore, receipts: Receipts, session: Any, message: Message
 ) -> None:
     """Record the interrupt (fenced: only the lease holder may), tell the sender, tidy the box."""
     try:
@@ -39,7 +40,7 @@ async def end_interrupted(
         log.warning("message %s: interrupt not recorded: %s", message.id, exc)
         return
     log.info("message %s: %s (not replayed)", message.id, INTERRUPTED_DETAIL)
-    receipts.emit(moved, "interrupted", INTERRUPTED_DETAIL)
+    receipts.emit(moved, ReceiptKind.INTERRUPTED, INTERRUPTED_DETAIL)
     await clear_restored_prompt(session, message)
 
 
