@@ -26,7 +26,8 @@ from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.envelope import Envelope, wrap
 from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.kinds import ReceiptKind
+from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
 from agentbridge.sanitize import sanitize_text
@@ -118,14 +119,14 @@ class AgentSession:
         *,
         agent: AgentConfig,
         profile: RuntimeProfile,
-        ledger: Ledger,
+        ledger: LedgerStore,
         tmux: TmuxServer,
         state_dir: Path,
         owner: str,
         injection: InjectionConfig | None = None,
         lease_seconds: float = 600.0,
         observer: Any = None,
-        notify: Callable[[Message, str, str], None] | None = None,
+        notify: Callable[[Message, ReceiptKind, str], None] | None = None,
         reply_command: str | None = None,
     ) -> None:
         self.agent = agent
@@ -395,7 +396,7 @@ class AgentSession:
             await self._ledger_call(
                 self.ledger.mark_submitted(message.id, message.fence, actor=self.owner)
             )
-            self._receipt(flight, "injected")
+            self._receipt(flight, ReceiptKind.INJECTED)
             return
         if result.outcome == InjectionOutcome.PANE_DEAD:
             self.mark_dead("the agent's pane died before the paste")
@@ -415,7 +416,7 @@ class AgentSession:
             await self.tmux.send_key(self.pane_id or "", "C-u")
         await self._release(flight, f"injection {result.outcome}")
 
-    def _receipt(self, flight: InFlight, status: str) -> None:
+    def _receipt(self, flight: InFlight, status: ReceiptKind) -> None:
         """Each receipt once per flight, in order (injected before working)."""
         if status not in flight.receipts:
             flight.receipts.add(status)
@@ -500,8 +501,9 @@ class AgentSession:
         elif event.kind == AgentEventKind.PROMPT_RECORDED:
             if not flight.accepted.is_set():
                 flight.accepted.set()
-                self._receipt(flight, "injected")  # the record can beat the injector's return
-                self._receipt(flight, "working")
+                # the record can beat the injector's return
+                self._receipt(flight, ReceiptKind.INJECTED)
+                self._receipt(flight, ReceiptKind.WORKING)
             await self._ledger_call(
                 self.ledger.mark_accepted(
                     message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"

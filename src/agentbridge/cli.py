@@ -18,7 +18,7 @@ from typing import Any
 from agentbridge import __version__, paths
 from agentbridge.cli_input import add_global_flags, field_arg, text_arg
 from agentbridge.config import DEFAULT_CONFIG_TEXT, Config, ConfigError, load_config
-from agentbridge.ledger import IdempotencyConflict, Ledger, LedgerError
+from agentbridge.ledger_store import IdempotencyConflict, LedgerError, LedgerStore, open_ledger
 from agentbridge.migrations import SchemaTooNew
 from agentbridge.models import Message
 from agentbridge.preflight import PreflightError
@@ -40,8 +40,8 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(Path(args.config).expanduser() if args.config else None)
 
 
-async def _open_ledger(config: Config) -> Ledger:
-    return await Ledger.open(
+async def _open_ledger(config: Config) -> LedgerStore:
+    return await open_ledger(
         config.ledger.path,
         synchronous=config.ledger.synchronous,
         max_attempts=config.ledger.max_attempts,
@@ -49,7 +49,7 @@ async def _open_ledger(config: Config) -> Ledger:
 
 
 def _with_ledger(
-    fn: Callable[[argparse.Namespace, Config, Ledger], Awaitable[int]],
+    fn: Callable[[argparse.Namespace, Config, LedgerStore], Awaitable[int]],
 ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = _config(args)
@@ -96,7 +96,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 @_with_ledger
-async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_send(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """Ingest a message through the local channel; print its id once it is durable."""
     text = text_arg(args.text)
     if not text.strip():
@@ -132,7 +132,7 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
 
 
 @_with_ledger
-async def cmd_messages(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_messages(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """List messages."""
     if args.state and args.state not in {s.value for s in MessageState}:
         states = ", ".join(s.value for s in MessageState)
@@ -179,7 +179,7 @@ def _show_text(message: Message, events: list[Any], replies: list[Any]) -> None:
 
 
 @_with_ledger
-async def cmd_show(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_show(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """One message, its history and its reply."""
     message = await ledger.get(args.id)
     events = await ledger.events_for(args.id)
@@ -195,7 +195,7 @@ async def cmd_show(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
 
 
 @_with_ledger
-async def cmd_wait(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_wait(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """Wait until a message is completed, failed, quarantined or interrupted; print the reply."""
     deadline = time.monotonic() + args.timeout if args.timeout else None
     while True:
@@ -219,13 +219,13 @@ async def cmd_wait(args: argparse.Namespace, config: Config, ledger: Ledger) -> 
 
 
 @_with_ledger
-async def cmd_reply(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_reply(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """An agent (or a script) queues an extra reply to a message's conversation."""
     text = text_arg(args.text)
     message = await ledger.get(args.id)
     key = f"agent-reply:{message.id}:{args.key}" if args.key else None
     if key is None:
-        from agentbridge.ledger import text_hash
+        from agentbridge.ledger_store import text_hash
 
         key = f"agent-reply:{message.id}:{text_hash(text)[:16]}"
     try:
@@ -247,7 +247,7 @@ async def cmd_reply(args: argparse.Namespace, config: Config, ledger: Ledger) ->
 
 
 @_with_ledger
-async def cmd_quarantine(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_quarantine(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """List, requeue or drop quarantined messages."""
     if args.action == "list":
         rows = await ledger.list_messages(state="quarantined")
@@ -272,7 +272,7 @@ async def cmd_quarantine(args: argparse.Namespace, config: Config, ledger: Ledge
 
 
 @_with_ledger
-async def cmd_outbox(args: argparse.Namespace, config: Config, ledger: Ledger) -> int:
+async def cmd_outbox(args: argparse.Namespace, config: Config, ledger: LedgerStore) -> int:
     """List replies; resend one (``retry``: e.g. an ``unknown`` one you checked did not
     arrive) or close an ``unknown`` one you saw arrive (``sent``)."""
     if args.action in ("retry", "sent"):

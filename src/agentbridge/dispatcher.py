@@ -26,7 +26,8 @@ from agentbridge.config import AgentConfig, Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
 from agentbridge.interrupts import end_interrupted
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.kinds import ReceiptKind, WaitKind
+from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.protocols import RuntimeProfile, ScreenKind
 from agentbridge.receipts import Receipts
@@ -79,7 +80,7 @@ class AgentWorker:
         *,
         agent: AgentConfig,
         profile: RuntimeProfile,
-        ledger: Ledger,
+        ledger: LedgerStore,
         tmux: TmuxServer,
         config: Config,
         receipts: Receipts,
@@ -102,7 +103,7 @@ class AgentWorker:
         self.breaker = CrashLoopBreaker(agent.max_restarts, agent.restart_window)
         self.restart_count = 0
         self.busy_restarting = False
-        self.waiting_for: str | None = None
+        self.waiting_for: WaitKind | None = None
         self.waiting_until: float | None = None
         self.monitor = HealthMonitor(self)
         self._generation = itertools.count(1)
@@ -126,7 +127,7 @@ class AgentWorker:
             self.session.mark_dead(reason)
         self.wake.set()
 
-    def enter_waiting(self, why: str, detail: str, until: float | None = None) -> None:
+    def enter_waiting(self, why: WaitKind, detail: str, until: float | None = None) -> None:
         """Rate limit / permission prompt: stop dispatching, tell the senders, never restart."""
         first = self.waiting_for != why
         self.waiting_for, self.waiting_until = why, until
@@ -135,9 +136,9 @@ class AgentWorker:
             log.warning("agent %s: waiting: %s", self.agent.name, detail)
             flight = self.session.current if self.session else None
             if flight is not None:
-                self.receipts.emit(flight.message, "waiting", detail)
+                self.receipts.emit(flight.message, ReceiptKind.WAITING, detail)
 
-    def leave_waiting(self, why: str) -> None:
+    def leave_waiting(self, why: WaitKind) -> None:
         """The wait is over."""
         if self.waiting_for == why:
             self.waiting_for = self.waiting_until = None
@@ -178,17 +179,17 @@ class AgentWorker:
         if self.health == AgentHealth.DEGRADED:
             await self._wait_wake(5)
             return
-        if self.waiting_for == "rate_limit" and self.waiting_until is not None:
+        if self.waiting_for == WaitKind.RATE_LIMIT and self.waiting_until is not None:
             remaining = self.waiting_until - time.monotonic()
             if remaining > 0:
                 await self._wait_wake(min(remaining, 5))
                 return
-            self.leave_waiting("rate_limit")
+            self.leave_waiting(WaitKind.RATE_LIMIT)
         session = self.session
         if session is None or session.ended:
             self.request_restart("no live session")
             return
-        if self.waiting_for == "permission":
+        if self.waiting_for == WaitKind.PERMISSION:
             await self._wait_wake(1)
             return
         message = await self.ledger.claim_next(
@@ -216,7 +217,7 @@ class AgentWorker:
         if outcome == TurnOutcome.COMPLETED:
             return
         if outcome == TurnOutcome.NOT_DELIVERED:
-            self.receipts.emit(message, "waiting", flight.detail)
+            self.receipts.emit(message, ReceiptKind.WAITING, flight.detail)
             await self._wait_wake(1.0)  # someone is typing, or no box: look again shortly
             return
         if outcome == TurnOutcome.ABORTED:  # a deliberate stop: never replayed
@@ -252,8 +253,8 @@ class AgentWorker:
             wait = self.agent.rate_limit_recheck if wait is None or wait <= 0 else wait
             until_text = time.strftime("%H:%M", time.localtime(time.time() + wait))
             detail = f"rate-limited until {until_text}"
-            self.enter_waiting("rate_limit", detail, until=time.monotonic() + wait)
-            self.receipts.emit(message, "waiting", detail)
+            self.enter_waiting(WaitKind.RATE_LIMIT, detail, until=time.monotonic() + wait)
+            self.receipts.emit(message, ReceiptKind.WAITING, detail)
             await self._requeue(message, detail, enforce_limit=False)
         elif kind == ScreenKind.CONTEXT_FULL:
             await self._requeue(message, "the agent's context was full; starting fresh")
@@ -276,11 +277,11 @@ class AgentWorker:
             log.warning("message %s: requeue refused: %s", message.id, exc)
             return
         if moved.state == "quarantined":
-            self.receipts.emit(moved, "failed", moved.reason or "quarantined")
+            self.receipts.emit(moved, ReceiptKind.FAILED, moved.reason or "quarantined")
 
     # ------------------------------------------------------------------ sessions
 
-    def _notify(self, message: Message, status: str, detail: str) -> None:
+    def _notify(self, message: Message, status: ReceiptKind, detail: str) -> None:
         self.receipts.emit(message, status, detail)
 
     async def _start_session(self, resume: bool) -> bool:
@@ -346,7 +347,9 @@ class AgentWorker:
                 for queued in await self.ledger.list_messages(
                     state="queued", agent=self.agent.name
                 ):
-                    self.receipts.emit(queued, "waiting", f"agent {self.agent.name} is degraded")
+                    self.receipts.emit(
+                        queued, ReceiptKind.WAITING, f"agent {self.agent.name} is degraded"
+                    )
                 return
             delay = self.breaker.backoff()
             if delay:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from agentbridge.agent_host import AgentSession, InFlight, TurnOutcome
 from agentbridge.interrupts import PUT_BACK_DETAIL, prompt_put_back
+from agentbridge.kinds import WaitKind
 from agentbridge.protocols import ScreenKind, ScreenState
 
 if TYPE_CHECKING:
@@ -137,9 +138,9 @@ class HealthMonitor:
         status = session.agent_status() if flight is not None or worker.waiting_for else None
         if status == "waiting":
             session.last_progress = now  # a person must answer: not a hang
-            worker.enter_waiting("permission", "the agent asks for permission in its pane")
-        elif worker.waiting_for == "permission" and status in ("busy", "idle"):
-            worker.leave_waiting("permission")
+            worker.enter_waiting(WaitKind.PERMISSION, "the agent asks for permission in its pane")
+        elif worker.waiting_for == WaitKind.PERMISSION and status in ("busy", "idle"):
+            worker.leave_waiting(WaitKind.PERMISSION)
         if flight is not None and status != "waiting":
             stalled = now - session.last_progress
             if stalled > worker.agent.progress_timeout:
@@ -171,7 +172,9 @@ class HealthMonitor:
         kind = screen.kind
         if kind == ScreenKind.PERMISSION_PROMPT:
             session.last_progress = now
-            self.worker.enter_waiting("permission", "the agent asks for permission in its pane")
+            self.worker.enter_waiting(
+                WaitKind.PERMISSION, "the agent asks for permission in its pane"
+            )
         elif kind == ScreenKind.LOGIN_REQUIRED:
             self.worker.degrade("the agent CLI needs a login: run it once by hand")
         elif (

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentbridge.ledger import Ledger
+    from agentbridge.ledger_store import LedgerStore
     from agentbridge.models import Message
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def sweep(cwd: Path, keep: Iterable[int]) -> list[int]:
     return gone
 
 
-async def discard_after_turn(ledger: Ledger, cwd: Path, message: Message) -> None:
+async def discard_after_turn(ledger: LedgerStore, cwd: Path, message: Message) -> None:
     """The turn is over (completed, failed, interrupted, released, or the session died): the
     file goes, unless another holder already runs a newer lease of the message. A requeued
     message gets its file written again when it is claimed next."""
@@ -133,10 +133,10 @@ async def discard_after_turn(ledger: Ledger, cwd: Path, message: Message) -> Non
     discard(cwd, message.id)
 
 
-async def sweep_stale(ledger: Ledger, cwd: Path) -> list[int]:
+async def sweep_stale(ledger: LedgerStore, cwd: Path) -> list[int]:
     """Delete the files of messages no longer in flight (a crash left them behind). Messages
     in flight elsewhere keep theirs: agents may share one cwd."""
-    from agentbridge.ledger import NotFound
+    from agentbridge.ledger_store import NotFound
 
     keep = []
     for mid in pending_ids(cwd):

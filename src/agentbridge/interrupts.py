@@ -28,7 +28,8 @@ import time
 from typing import Any
 
 from agentbridge.injector import text_visible
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.kinds import ReceiptKind
+from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.protocols import ScreenKind, ScreenState
 from agentbridge.receipts import Receipts
@@ -73,7 +74,7 @@ def prompt_put_back(
 
 
 async def end_interrupted(
-    ledger: Ledger, receipts: Receipts, session: Any, message: Message, evidence: str = ""
+    ledger: LedgerStore, receipts: Receipts, session: Any, message: Message, evidence: str = ""
 ) -> None:
     """Record the interrupt (fenced: only the lease holder may), tell the sender, tidy the box."""
     try:
@@ -86,7 +87,7 @@ async def end_interrupted(
         log.warning("message %s: interrupt not recorded: %s", message.id, exc)
         return
     log.info("message %s: %s (not replayed)", message.id, INTERRUPTED_DETAIL)
-    receipts.emit(moved, "interrupted", INTERRUPTED_DETAIL)
+    receipts.emit(moved, ReceiptKind.INTERRUPTED, INTERRUPTED_DETAIL)
     await clear_restored_prompt(session, message)
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import aiosqlite
 
+from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger_access import access_problem, open_problem
 from agentbridge.ledger_base import (
     IN_FLIGHT_SQL,
@@ -68,7 +69,7 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
         self.path = path
         self.clock = clock
         self.max_attempts = max_attempts
-        self._listeners: list[Callable[[str, int], None]] = []
+        self._listeners: list[ChangeListener] = []
         self._init_ingest(inline)
 
     # ------------------------------------------------------------------ lifecycle
@@ -122,11 +123,11 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def on_change(self, listener: Callable[[str, int], None]) -> Callable[[], None]:
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(kind, id)`` after every committed change; returns an unsubscribe.
 
-        ``kind`` is ``"message"`` or ``"outbox"``. This is how the dispatcher and relay wake at
-        once on an ingest instead of polling.
+        ``kind`` is a ``ChangeKind`` (message or outbox). This is how the dispatcher and relay
+        wake at once on an ingest instead of polling.
         """
         self._listeners.append(listener)
 
@@ -137,10 +138,11 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
         return unsubscribe
 
     def _notify(self, kind: str, ids: Iterable[int]) -> None:
+        change = ChangeKind(kind)  # the mixins say "message" / "outbox"
         for ident in ids:
             for listener in list(self._listeners):
                 try:
-                    listener(kind, ident)
+                    listener(change, ident)
                 except Exception:  # a listener's bug must not undo a committed write
                     log.exception("ledger listener failed")
 

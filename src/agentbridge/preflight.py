@@ -13,7 +13,7 @@ import socket
 
 from agentbridge.config import Config, ConfigError
 from agentbridge.ledger_access import access_problem
-from agentbridge.ledger_base import LedgerError
+from agentbridge.ledger_store import LedgerError
 
 __all__ = ["PreflightError", "check_up", "cwd_problem"]
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from agentbridge.kinds import ReceiptKind
+
 if TYPE_CHECKING:
     from agentbridge.agent_events import AgentEvent, TranscriptParser
     from agentbridge.config import AgentConfig
-    from agentbridge.ledger import IngestResult
+    from agentbridge.ledger_store import ChannelLedger, IngestResult
     from agentbridge.models import OutboxItem
 
 
@@ -80,12 +82,32 @@ class Receipt:
     message_id: int
     channel: str
     conversation: str
-    status: str  # queued | injected | working | replied | failed | waiting | interrupted
+    status: ReceiptKind  # a StrEnum: compares equal to its bare string ("waiting")
     detail: str = ""
     platform_message_id: str | None = None
 
 
-Ingest = Callable[..., Awaitable["IngestResult"]]
+class Ingest(Protocol):
+    """The bridge's ``ctx.ingest``: route, commit, return; the return is the ingress ack."""
+
+    async def __call__(
+        self,
+        conversation: str,
+        sender: str,
+        text: str,
+        key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        priority: int = 0,
+        agent: str | None = None,
+    ) -> IngestResult:
+        """Store one inbound message of this channel; ``agent`` skips routing (schedules).
+
+        Idempotent on ``key`` (the platform's message id): a redelivery returns the stored row
+        with ``created=False``; the same key with other text raises ``IdempotencyConflict``.
+        """
+        ...
+
+
 StatusSnapshot = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -95,8 +117,9 @@ class ChannelContext:
 
     ``ingest(conversation, sender, text, key=None, meta=None, priority=0)`` is the one way in:
     it routes to the right agent, commits, and returns an ``IngestResult``; only after it returns
-    may the channel tell its platform "received". ``ledger`` is the bridge's ``Ledger`` for reads
-    (message state, replies, ``events_since`` for live views) and human actions (requeue, drop).
+    may the channel tell its platform "received". ``ledger`` is the part of the bridge's ledger a
+    channel may use (``ChannelLedger``: message state, replies, ``events_since`` and
+    ``on_change`` for live views, nonces, and a human's requeue or drop).
     ``status()`` returns the live snapshot ``agentbridge status --json`` prints.
     """
 
@@ -104,7 +127,7 @@ class ChannelContext:
     config: dict[str, Any]
     ingest: Ingest
     state_dir: Path
-    ledger: Any = None
+    ledger: ChannelLedger | None = None
     status: StatusSnapshot | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -222,3 +245,23 @@ class RuntimeProfile(Protocol):
 
     def screen_state(self, screen: str, spec: LaunchSpec | None = None) -> ScreenState:
         """Read the screen: fallback evidence for readiness, idleness and known fault screens."""
+
+
+__all__ = [
+    "Channel",
+    "ChannelContext",
+    "ChannelLimits",
+    "DeliveryError",
+    "ErrorClass",
+    "HookParser",
+    "Ingest",
+    "LaunchSpec",
+    "Receipt",
+    "ReceiptKind",
+    "Reconciled",
+    "ReconcilingChannel",
+    "RuntimeProfile",
+    "ScreenKind",
+    "ScreenState",
+    "StatusSnapshot",
+]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pluggy
 
+from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Message
 from agentbridge.protocols import Channel, Receipt
 
@@ -28,7 +29,7 @@ class Receipts:
         self.pm = pm
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def emit(self, message: Message, status: str, detail: str = "") -> None:
+    def emit(self, message: Message, status: ReceiptKind, detail: str = "") -> None:
         """Fire and forget; never raises."""
         receipt = Receipt(
             message_id=message.id,

@@ -17,7 +17,8 @@ from typing import Any
 
 from agentbridge.agent_events import AgentEventKind
 from agentbridge.interrupts import INTERRUPTED_DETAIL
-from agentbridge.ledger import Ledger, LedgerError
+from agentbridge.kinds import ReceiptKind
+from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.protocols import RuntimeProfile
 from agentbridge.states import MessageState
@@ -102,7 +103,7 @@ class RecoveryReport:
 
 
 async def recover_victims(
-    ledger: Ledger,
+    ledger: LedgerStore,
     victims: list[Message],
     evidence: Evidence,
     reason: str,
@@ -130,7 +131,7 @@ async def recover_victims(
                     "message %s: the transcript shows it interrupted (not replayed)", victim.id
                 )
                 if receipts is not None:
-                    receipts.emit(moved, "interrupted", INTERRUPTED_DETAIL)
+                    receipts.emit(moved, ReceiptKind.INTERRUPTED, INTERRUPTED_DETAIL)
                 continue
             if key in evidence.completed:
                 await ledger.complete(
@@ -153,7 +154,7 @@ async def recover_victims(
             quarantined.append(victim.id)
             log.warning("message %s: quarantined: %s", victim.id, moved.reason)
             if receipts is not None:
-                receipts.emit(victim, "failed", "quarantined after repeated failures")
+                receipts.emit(victim, ReceiptKind.FAILED, "quarantined after repeated failures")
         else:
             replayed.append(victim.id)
             log.info(

@@ -25,9 +25,7 @@ import pluggy
 
 from agentbridge.config import OutboxConfig
 from agentbridge.crashpoints import crash_point
-from agentbridge.ledger import Ledger
-from agentbridge.ledger_base import NotFound
-from agentbridge.ledger_outbox import backoff_delay
+from agentbridge.ledger_store import LedgerStore, NotFound, backoff_delay
 from agentbridge.models import OutboxItem
 from agentbridge.protocols import Channel, DeliveryError, ErrorClass, ReconcilingChannel
 
@@ -100,7 +98,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerStore,
         channels: Mapping[str, Channel],
         config: OutboxConfig,
         pm: pluggy.PluginManager | None = None,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from agentbridge import inbox
 from agentbridge.envelope import format_envelope
 from agentbridge.injector import InjectionOutcome, Injector, InjectorConfig
+from agentbridge.kinds import ReceiptKind
 from agentbridge.protocols import ScreenKind
 from agentbridge.sanitize import sanitize_text
 
@@ -119,8 +120,8 @@ async def run_weak_turn(session: AgentSession, flight: InFlight) -> None:
             message.id, message.fence, owner, detail=f"{WEAK}: the text left the input line"
         )
     )
-    session._receipt(flight, "injected")
-    session._receipt(flight, "working")
+    session._receipt(flight, ReceiptKind.INJECTED)
+    session._receipt(flight, ReceiptKind.WORKING)
     marker = f"[agentbridge message={message.id} "
     previous = ""
     while flight.outcome is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentbridge.config import Config
 from agentbridge.control import request
-from agentbridge.ledger import Ledger
+from agentbridge.ledger_store import open_ledger
 
 
 async def collect(config: Config) -> dict[str, Any]:
@@ -17,7 +17,7 @@ async def collect(config: Config) -> dict[str, Any]:
     if live is not None and live.get("ok"):
         live.pop("ok", None)
         return live
-    ledger = await Ledger.open(config.ledger.path, synchronous=config.ledger.synchronous)
+    ledger = await open_ledger(config.ledger.path, synchronous=config.ledger.synchronous)
     try:
         stats = await ledger.stats()
     finally:

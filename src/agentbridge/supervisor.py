@@ -24,11 +24,12 @@ from agentbridge.config import Config, ConfigError
 from agentbridge.control import ControlServer, socket_path
 from agentbridge.crashpoints import crash_point
 from agentbridge.dispatcher import AgentWorker
-from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.kinds import ChangeKind, ReceiptKind
+from agentbridge.ledger_store import IngestResult, LedgerStore, open_ledger
 from agentbridge.logs import FILE_ONLY, setup_logging
 from agentbridge.models import OutboxItem
 from agentbridge.plugins import DuplicateChannel, PluginHost, build_plugin_manager
-from agentbridge.protocols import Channel, ChannelContext
+from agentbridge.protocols import Channel, ChannelContext, Ingest
 from agentbridge.receipts import Receipts
 from agentbridge.relay import OutboxRelay
 from agentbridge.routing import route_ingest
@@ -53,7 +54,7 @@ class Supervisor:
         self.host = plugin_host
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lock = SupervisorLock(config.ledger.path)
-        self.ledger: Ledger | None = None
+        self.ledger: LedgerStore | None = None
         self.workers: dict[str, AgentWorker] = {}
         self.channels: dict[str, Channel] = {}
         self.started_channels: list[Channel] = []
@@ -95,7 +96,7 @@ class Supervisor:
         if not self.console:
             channels.pop("web", None)
         self.channels = channels
-        self.ledger = await Ledger.open(
+        self.ledger = await open_ledger(
             self.config.ledger.path,
             synchronous=self.config.ledger.synchronous,
             max_attempts=self.config.ledger.max_attempts,
@@ -172,7 +173,7 @@ class Supervisor:
         if url:
             print(f"agentbridge: {channel.name} at {url}", file=sys.stderr, flush=True)
 
-    def _ingest_for(self, channel: str) -> Callable[..., Awaitable[IngestResult]]:
+    def _ingest_for(self, channel: str) -> Ingest:
         async def ingest(
             conversation: str,
             sender: str,
@@ -198,7 +199,7 @@ class Supervisor:
             )
             crash_point("after_ingest")
             if result.created:
-                self.receipts.emit(result.message, "queued")
+                self.receipts.emit(result.message, ReceiptKind.QUEUED)
             return result
 
         return ingest
@@ -223,24 +224,28 @@ class Supervisor:
 
     # ------------------------------------------------------------------ events
 
-    def _on_ledger_change(self, kind: str, ident: int) -> None:
-        if kind == "outbox" and self.relay is not None:
+    def _on_ledger_change(self, kind: ChangeKind, ident: int) -> None:
+        if kind == ChangeKind.OUTBOX and self.relay is not None:
             self.relay.poke()
-        elif kind == "message":
+        elif kind == ChangeKind.MESSAGE:
             for worker in self.workers.values():
                 worker.poke()
 
     def _on_reply_sent(self, item: OutboxItem) -> None:
         if item.message_id is not None:
-            asyncio.get_running_loop().create_task(self._receipt_for(item.message_id, "replied"))
+            asyncio.get_running_loop().create_task(
+                self._receipt_for(item.message_id, ReceiptKind.REPLIED)
+            )
 
     def _on_reply_failed(self, item: OutboxItem, error: str) -> None:
         if item.message_id is not None:
             asyncio.get_running_loop().create_task(
-                self._receipt_for(item.message_id, "failed", f"reply not delivered: {error}")
+                self._receipt_for(
+                    item.message_id, ReceiptKind.FAILED, f"reply not delivered: {error}"
+                )
             )
 
-    async def _receipt_for(self, message_id: int, status: str, detail: str = "") -> None:
+    async def _receipt_for(self, message_id: int, status: ReceiptKind, detail: str = "") -> None:
         assert self.ledger is not None and self.receipts is not None
         with contextlib.suppress(Exception):
             self.receipts.emit(await self.ledger.get(message_id), status, detail)

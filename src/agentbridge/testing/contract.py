@@ -34,6 +34,7 @@ import pytest
 import pytest_asyncio
 
 from agentbridge.config import OutboxConfig
+from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Message, OutboxItem
 from agentbridge.protocols import (
     Channel,
@@ -343,7 +344,7 @@ class ChannelContract:
         self, harness: ChannelHarness, bridge: ContractBridge
     ) -> None:
         """Receipts are best effort: a platform hiccup there must not break the pipeline."""
-        for status in ("queued", "injected", "working", "replied", "failed", "waiting"):
+        for status in ReceiptKind:  # every kind, "interrupted" included
             await harness.channel.receipt(
                 Receipt(1, harness.channel.name, self.conversation, status, platform_message_id="1")
             )
