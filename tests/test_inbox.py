@@ -97,9 +97,9 @@ def test_leftover_inbox_files_are_swept_at_session_start(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("length", [999, 1000, 1001])
 def test_paste_limit_boundary(tmp_path: Path, length: int) -> None:
-    from agentbridge.agent_host import build_prompt
     from agentbridge.models import Message
     from agentbridge.states import MessageState
+    from agentbridge.turn import build_prompt
 
     message = Message(
         id=7, channel="local", conversation="c", sender="alice", platform_id=None,

@@ -432,7 +432,15 @@ async def test_connect_to_no_server_fails_cleanly(tmp_path: Path) -> None:
     server = TmuxServer(f"abtest-{uuid.uuid4().hex[:10]}")
     with pytest.raises(Exception, match="did not start"):
         await ControlClient.connect(
-            [server.tmux_bin, "-f", "/dev/null", "-L", server.socket_name, "-S", "/nonexistent/x"],
+            [
+                server.tmux_bin,
+                "-f",
+                "/dev/null",
+                "-L",
+                server.socket_name,
+                "-S",
+                str(tmp_path / "no-such-dir" / "x"),
+            ],
             server._env,
             timeout=2,
         )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,91 +22,26 @@ from agentbridge import inbox
 from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.config import AgentConfig, InjectionConfig
 from agentbridge.crashpoints import crash_point
-from agentbridge.envelope import Envelope, wrap
-from agentbridge.injector import InjectionOutcome, InjectionResult, Injector, InjectorConfig
+from agentbridge.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.kinds import ReceiptKind
 from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
-from agentbridge.sanitize import sanitize_text
 from agentbridge.screen_turn import run_weak_turn
 from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
+from agentbridge.turn import (
+    InFlight,
+    TurnOutcome,
+    build_prompt,
+    paste_limit,
+)
 
 log = logging.getLogger(__name__)
-
-#: a third-party profile without ``paste_limit``: the smaller of the two measured CLIs' limits
-DEFAULT_PASTE_LIMIT = 1_000_000
 
 
 class AgentCommandNotFound(Exception):
     """The agent's CLI is not installed where its PATH looks: restarting cannot help."""
-
-
-class TurnOutcome(enum.StrEnum):
-    """How the turn of the message in flight ended, as far as this session knows."""
-
-    COMPLETED = "completed"
-    API_ERROR = "api_error"
-    ABORTED = "aborted"
-    NOT_DELIVERED = "not_delivered"  # released: nothing reached the agent
-    SESSION_ENDED = "session_ended"  # the agent died or was stopped: a victim
-
-
-@dataclass
-class InFlight:
-    """The one message this session is working on."""
-
-    message: Message
-    envelope: Envelope
-    accepted: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    outcome: TurnOutcome | None = None
-    detail: str = ""
-    injection: InjectionResult | None = None
-
-    screen: ScreenKind | None = None
-    reset_at: str | None = None
-    receipts: set[str] = field(default_factory=set)
-
-    def finish(self, outcome: TurnOutcome, detail: str = "") -> None:
-        """First finisher wins; later evidence is ignored."""
-        if self.outcome is None:
-            self.outcome, self.detail = outcome, detail
-            self.done.set()
-
-    def finish_from_screen(self, kind: ScreenKind, reset_at: str | None, detail: str) -> None:
-        """A confirmed fault screen ended the turn (the transcript may say nothing)."""
-        if self.screen is None:
-            self.screen, self.reset_at = kind, reset_at
-        self.finish(TurnOutcome.API_ERROR, detail or str(kind))
-
-
-def paste_limit(profile: RuntimeProfile, injection: InjectionConfig) -> int:
-    """The longest body pasted whole: the config's override, else the profile's measured one."""
-    if injection.spill_threshold is not None:
-        return injection.spill_threshold
-    return int(getattr(profile, "paste_limit", DEFAULT_PASTE_LIMIT))
-
-
-def build_prompt(
-    message: Message, cwd: Path, limit: int, reply_command: str | None = None
-) -> tuple[str, Envelope]:
-    """The envelope header plus the sanitized body, pasted whole up to ``limit`` characters;
-    a longer body goes to a 0600 file under the agent's cwd and the prompt points to it."""
-    envelope = Envelope(
-        message_id=message.id,
-        attempt=message.attempt,
-        channel=message.channel,
-        sender=message.sender,
-        resent=message.attempt > 1,
-    )
-    body = sanitize_text(message.text)
-    if len(body) > limit:
-        inbox.write(cwd, message.id, body)
-        body = inbox.pointer(message.id, len(body))
-    hint = f'extra replies: {reply_command} reply {message.id} "TEXT"' if reply_command else None
-    return wrap(envelope, body, hint), envelope
 
 
 class AgentSession:
@@ -373,7 +306,7 @@ class AgentSession:
                 flight.finish(TurnOutcome.SESSION_ENDED, "agent gone before injection")
                 return False
             if time.monotonic() > deadline:
-                await self._release(flight, "agent did not become idle")
+                await self.release(flight, "agent did not become idle")
                 return False
             await asyncio.sleep(0.01)  # the agent just finished a turn: it is idle in ms
         return True
@@ -393,14 +326,14 @@ class AgentSession:
             result.timings,
         )
         if result.outcome in (InjectionOutcome.ACCEPTED, InjectionOutcome.SUBMITTED_UNVERIFIED):
-            await self._ledger_call(
+            await self.ledger_call(
                 self.ledger.mark_submitted(message.id, message.fence, actor=self.owner)
             )
-            self._receipt(flight, ReceiptKind.INJECTED)
+            self.receipt(flight, ReceiptKind.INJECTED)
             return
         if result.outcome == InjectionOutcome.PANE_DEAD:
             self.mark_dead("the agent's pane died before the paste")
-            await self._release(flight, "the agent died before the message was pasted")
+            await self.release(flight, "the agent died before the message was pasted")
             return
         if result.outcome in (InjectionOutcome.BOX_NOT_EMPTY, InjectionOutcome.BOX_NOT_FOUND):
             why = (
@@ -408,29 +341,29 @@ class AgentSession:
                 if result.outcome == InjectionOutcome.BOX_NOT_EMPTY
                 else "no input box on screen"
             )
-            await self._release(flight, why)
+            await self.release(flight, why)
             return
         # PASTE_NOT_VISIBLE / NOT_SUBMITTED: our own text may sit in the box: clear it (it is
         # ours, checked by the injector), then give the message back without an attempt.
         with contextlib.suppress(Exception):
             await self.tmux.send_key(self.pane_id or "", "C-u")
-        await self._release(flight, f"injection {result.outcome}")
+        await self.release(flight, f"injection {result.outcome}")
 
-    def _receipt(self, flight: InFlight, status: ReceiptKind) -> None:
+    def receipt(self, flight: InFlight, status: ReceiptKind) -> None:
         """Each receipt once per flight, in order (injected before working)."""
         if status not in flight.receipts:
             flight.receipts.add(status)
             self.notify(flight.message, status, "")
 
-    async def _release(self, flight: InFlight, why: str) -> None:
+    async def release(self, flight: InFlight, why: str) -> None:
         message = flight.message
         log.warning("message %s: released (%s)", message.id, why)
-        await self._ledger_call(
+        await self.ledger_call(
             self.ledger.release(message.id, message.fence, why, actor=self.owner)
         )
         flight.finish(TurnOutcome.NOT_DELIVERED, why)
 
-    async def _ledger_call(self, call: Any) -> Any:
+    async def ledger_call(self, call: Any) -> Any:
         try:
             return await call
         except LedgerError as exc:  # stale fence etc.: recorded by the ledger; we stop acting
@@ -502,9 +435,9 @@ class AgentSession:
             if not flight.accepted.is_set():
                 flight.accepted.set()
                 # the record can beat the injector's return
-                self._receipt(flight, ReceiptKind.INJECTED)
-                self._receipt(flight, ReceiptKind.WORKING)
-            await self._ledger_call(
+                self.receipt(flight, ReceiptKind.INJECTED)
+                self.receipt(flight, ReceiptKind.WORKING)
+            await self.ledger_call(
                 self.ledger.mark_accepted(
                     message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
                 )
@@ -513,7 +446,7 @@ class AgentSession:
         elif event.kind == AgentEventKind.TURN_COMPLETED:
             flight.accepted.set()
             crash_point("before_complete")
-            done = await self._ledger_call(
+            done = await self.ledger_call(
                 self.ledger.complete(
                     message.id,
                     message.fence,
@@ -536,9 +469,7 @@ class AgentSession:
         if now - self.last_heartbeat < self.lease_seconds / 4:
             return
         self.last_heartbeat = now
-        await self._ledger_call(
-            self.ledger.heartbeat(message.id, message.fence, self.lease_seconds)
-        )
+        await self.ledger_call(self.ledger.heartbeat(message.id, message.fence, self.lease_seconds))
 
 
 def _is_zombie(pid: int) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge import paths
-from agentbridge.agent_host import AgentCommandNotFound, AgentSession, InFlight, TurnOutcome
+from agentbridge.agent_host import AgentCommandNotFound, AgentSession
 from agentbridge.config import AgentConfig, Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
@@ -33,6 +33,7 @@ from agentbridge.protocols import RuntimeProfile, ScreenKind
 from agentbridge.receipts import Receipts
 from agentbridge.recovery import read_evidence, recover_victims
 from agentbridge.tmux import TmuxServer
+from agentbridge.turn import InFlight, TurnOutcome
 
 log = logging.getLogger(__name__)
 

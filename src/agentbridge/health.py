@@ -16,15 +16,29 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from agentbridge.agent_host import AgentSession, InFlight, TurnOutcome
+from agentbridge.agent_host import AgentSession
+from agentbridge.config import AgentConfig
 from agentbridge.interrupts import PUT_BACK_DETAIL, prompt_put_back
 from agentbridge.kinds import WaitKind
 from agentbridge.protocols import ScreenKind, ScreenState
+from agentbridge.turn import InFlight, TurnOutcome
 
-if TYPE_CHECKING:
-    from agentbridge.dispatcher import AgentWorker
+
+class AgentWorker(Protocol):
+    """What the monitor needs of the dispatcher's worker (so health never imports it)."""
+
+    agent: AgentConfig
+    session: AgentSession | None
+    busy_restarting: bool
+    waiting_for: WaitKind | None
+
+    def request_restart(self, reason: str, resume: bool | None = None) -> None: ...
+    def enter_waiting(self, why: WaitKind, detail: str, until: float | None = None) -> None: ...
+    def leave_waiting(self, why: WaitKind) -> None: ...
+    def degrade(self, detail: str) -> None: ...
+
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import aiosqlite
 from agentbridge.ledger_replay import find_tombstone
 from agentbridge.migrations import migrate
 from agentbridge.models import Message
+from agentbridge.models import NewMessage as NewMessage
 from agentbridge.states import MessageState
 
 log = logging.getLogger("agentbridge.ledger")
@@ -68,20 +69,6 @@ class IngestResult:
 
     message: Message
     created: bool
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    """One message for ``ingest_many``."""
-
-    channel: str
-    conversation: str
-    sender: str
-    text: str
-    key: str | None = None
-    agent: str = "default"
-    priority: int = 0
-    meta: dict[str, Any] | None = None
 
 
 def text_hash(text: str) -> str:

@@ -13,11 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from agentbridge.models import Message
+from agentbridge.models import Message, NewMessage
 from agentbridge.states import MessageState
-
-if TYPE_CHECKING:
-    from agentbridge.ledger_base import NewMessage
 
 T = TypeVar("T")
 

@@ -15,17 +15,37 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from agentbridge import inbox
+from agentbridge.config import InjectionConfig
 from agentbridge.envelope import format_envelope
 from agentbridge.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.kinds import ReceiptKind
-from agentbridge.protocols import ScreenKind
+from agentbridge.ledger_store import LedgerStore
+from agentbridge.protocols import LaunchSpec, RuntimeProfile, ScreenKind
 from agentbridge.sanitize import sanitize_text
+from agentbridge.tmux import TmuxServer
+from agentbridge.turn import InFlight, TurnOutcome, paste_limit
 
-if TYPE_CHECKING:
-    from agentbridge.agent_host import AgentSession, InFlight
+
+class AgentSession(Protocol):
+    """What a screen-only turn needs of the session host (``agent_host.AgentSession``)."""
+
+    profile: RuntimeProfile
+    injection: InjectionConfig
+    spec: LaunchSpec | None
+    pane_id: str | None
+    tmux: TmuxServer
+    ledger: LedgerStore
+    owner: str
+    last_progress: float
+
+    def alive(self) -> bool: ...
+    def receipt(self, flight: InFlight, status: ReceiptKind) -> None: ...
+    async def release(self, flight: InFlight, why: str) -> None: ...
+    async def ledger_call(self, call: Any) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +78,6 @@ def input_reader(prompt: str) -> Callable[[str], str | None]:
 def single_line_prompt(session: AgentSession, flight: InFlight) -> str:
     """Envelope and body on one line; a body with a newline (or a long one) goes to the same
     0600 inbox file under the agent's cwd as a long message of any runtime."""
-    from agentbridge.agent_host import paste_limit
 
     message = flight.message
     body = sanitize_text(message.text)
@@ -90,13 +109,12 @@ def reply_from(screen: str, marker: str, sent: str) -> str:
 
 async def run_weak_turn(session: AgentSession, flight: InFlight) -> None:
     """Paste one line, press Enter, then wait for the prompt to come back and settle."""
-    from agentbridge.agent_host import TurnOutcome
 
     assert session.pane_id is not None
     message = flight.message
     screen = await session.tmux.capture(session.pane_id)
     if session.profile.screen_state(screen, session.spec).kind != ScreenKind.READY:
-        await session._release(flight, "the program is not at its prompt")
+        await session.release(flight, "the program is not at its prompt")
         return
     injector = Injector(
         session.tmux,
@@ -111,17 +129,17 @@ async def run_weak_turn(session: AgentSession, flight: InFlight) -> None:
     if result.outcome != InjectionOutcome.SUBMITTED_UNVERIFIED:
         if result.outcome in (InjectionOutcome.PASTE_NOT_VISIBLE, InjectionOutcome.NOT_SUBMITTED):
             await session.tmux.send_key(session.pane_id, "C-u")  # our own text: clear it
-        await session._release(flight, f"injection {result.outcome}")
+        await session.release(flight, f"injection {result.outcome}")
         return
     owner = session.owner
-    await session._ledger_call(session.ledger.mark_submitted(message.id, message.fence, owner))
-    await session._ledger_call(
+    await session.ledger_call(session.ledger.mark_submitted(message.id, message.fence, owner))
+    await session.ledger_call(
         session.ledger.mark_accepted(
             message.id, message.fence, owner, detail=f"{WEAK}: the text left the input line"
         )
     )
-    session._receipt(flight, ReceiptKind.INJECTED)
-    session._receipt(flight, ReceiptKind.WORKING)
+    session.receipt(flight, ReceiptKind.INJECTED)
+    session.receipt(flight, ReceiptKind.WORKING)
     marker = f"[agentbridge message={message.id} "
     previous = ""
     while flight.outcome is None:
@@ -137,7 +155,7 @@ async def run_weak_turn(session: AgentSession, flight: InFlight) -> None:
         state = session.profile.screen_state(text, session.spec)
         if state.kind == ScreenKind.READY and marker in text:
             reply = reply_from(text, marker, sent)
-            done = await session._ledger_call(
+            done = await session.ledger_call(
                 session.ledger.complete(
                     message.id,
                     message.fence,
