@@ -301,6 +301,36 @@ def test_hook_parser_matches_stop_to_prompt_envelope() -> None:
     assert hp.feed_line(json.dumps(hook("SessionStart", source="startup"))) == []
 
 
+def test_hook_parser_holds_a_stop_recorded_before_its_prompt() -> None:
+    """Async hooks run concurrently: a fast turn's Stop can land before its own prompt's record.
+    It must wait for that record, never take the previous turn's envelope."""
+    hp = ClaudeHookParser()
+    hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV, "first"), prompt_id="p1"))
+    assert hp.feed(hook("Stop", prompt_id="p1", last_assistant_message="one"))[0].envelope == ENV
+    assert hp.feed(hook("Stop", prompt_id="p2", last_assistant_message="two")) == []
+    assert hp.feed(hook("StopFailure", prompt_id="p3", error="overloaded")) == []
+    ev = hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV2, "second"), prompt_id="p2"))
+    assert [(e.kind, e.envelope, e.text) for e in ev] == [
+        (K.PROMPT_RECORDED, ENV2, wrap(ENV2, "second")),
+        (K.TURN_COMPLETED, ENV2, "two"),
+    ]
+    env3 = Envelope(44, 2, "local", "carol", False)
+    ev = hp.feed(hook("UserPromptSubmit", prompt=wrap(env3, "third"), prompt_id="p3"))
+    assert [(e.kind, e.envelope) for e in ev] == [(K.PROMPT_RECORDED, env3), (K.API_ERROR, env3)]
+    assert ev[1].text == "overloaded"
+    # held once: a later record of the same prompt does not replay the Stop
+    again = hp.feed(hook("UserPromptSubmit", prompt=wrap(env3, "third"), prompt_id="p3"))
+    assert [e.kind for e in again] == [K.PROMPT_RECORDED]
+    # a Stop without a prompt id (older CLIs) still means the session's current prompt
+    assert hp.feed(hook("Stop", last_assistant_message="x"))[0].envelope == env3
+    small = ClaudeHookParser(max_prompts=2)
+    for n in range(5):
+        small.feed(hook("Stop", prompt_id=f"q{n}"))
+    assert small.feed(hook("UserPromptSubmit", prompt="hand", prompt_id="q0")) == [
+        AgentEvent(K.PROMPT_RECORDED, None, "hand", "hook", SID)
+    ]  # the oldest held Stops were dropped: bounded memory
+
+
 def test_stateless_hook_helper() -> None:
     ev = parse_claude_hook(hook("UserPromptSubmit", prompt="typed by hand", prompt_id="p"))
     assert ev[0].kind == K.PROMPT_RECORDED and ev[0].envelope is None

@@ -75,6 +75,8 @@ def read_evidence(
         try:
             with hook_log.open(encoding="utf-8", errors="replace") as handle:
                 for line in handle:
+                    if not line.endswith("\n"):
+                        break  # a relay still writing its record (one write, not yet whole)
                     try:
                         record = json.loads(line)
                     except ValueError:

@@ -295,12 +295,12 @@ class ClaudeCodeProfile:
                 data = common.load_json(cwd / given)
         hooks = data.get("hooks")
         hooks = hooks if isinstance(hooks, dict) else {}
-        # Not async, although a blocking UserPromptSubmit hook costs 30–90 ms before the model
-        # request: async hooks of one turn run concurrently, and the shell relay's record is
-        # more than one write(), so two records interleaved into corrupt lines (evidence lost;
-        # seen in scripts/bench_agent_host.py). Blocking hooks run one after the other.
+        # async: a blocking UserPromptSubmit hook costs 30–90 ms before the model request (the
+        # relay only records, it never answers). Async hooks of one turn run concurrently: the
+        # relay lands each record with one write(2) (hook_relay.shell_command), and the hook
+        # parser takes a Stop recorded before its own UserPromptSubmit.
         command = common.hook_command(hook_events)
-        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=False)
+        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=True)
         if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
         path = state_dir / SETTINGS_FILE

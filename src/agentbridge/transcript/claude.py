@@ -327,16 +327,23 @@ class ClaudeHookParser:
 
     A ``Stop`` payload carries ``prompt_id`` but not the prompt, so the envelope of each
     ``UserPromptSubmit`` is remembered by prompt id (and as the session's current prompt).
+
+    Async hooks run concurrently, so a turn's ``Stop`` can be recorded before its own
+    ``UserPromptSubmit`` (a fast model, a slow relay). A ``Stop`` whose prompt id is not known
+    yet is therefore held, and reported right after that prompt's record; it never falls back
+    to the current prompt, which would be the previous turn's.
     """
 
     max_prompts: int = 256
     corrupt_lines: int = 0
     _by_prompt: dict[str, Envelope | None] = field(default_factory=dict)
     _current: dict[str, Envelope | None] = field(default_factory=dict)
+    _held: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self._by_prompt.clear()
         self._current.clear()
+        self._held.clear()
 
     def feed_line(self, line: str) -> list[AgentEvent]:
         """One line of the relay's events file (the host tails it like a transcript)."""
@@ -374,21 +381,32 @@ class ClaudeHookParser:
                 while len(self._by_prompt) > self.max_prompts:
                     del self._by_prompt[next(iter(self._by_prompt))]
             self._current[skey] = env
-            return [AgentEvent(K.PROMPT_RECORDED, env, prompt, "hook", sid)]
+            events = [AgentEvent(K.PROMPT_RECORDED, env, prompt, "hook", sid)]
+            for held_name, held in self._held.pop(pid, []) if pid is not None else []:
+                events.append(_turn_end(held_name, held, env, sid))
+            return events
         if name in ("Stop", "StopFailure"):
             # kept, not popped: a second Stop (stop_hook_active) must carry the same envelope
-            if pid is not None and pid in self._by_prompt:
-                env = self._by_prompt[pid]
-            else:
-                env = self._current.get(skey)
-            if name == "Stop":
-                text = payload.get("last_assistant_message")
-                text = text if isinstance(text, str) else ""
-                return [AgentEvent(K.TURN_COMPLETED, env, text, "hook", sid)]
-            return [AgentEvent(K.API_ERROR, env, _error_text(payload), "hook", sid)]
+            if pid is not None and pid not in self._by_prompt:
+                self._held.setdefault(pid, []).append((name, payload))
+                while len(self._held) > self.max_prompts:
+                    del self._held[next(iter(self._held))]
+                return []
+            env = self._by_prompt[pid] if pid is not None else self._current.get(skey)
+            return [_turn_end(name, payload, env, sid)]
         if name in ("PreToolUse", "PostToolUse", "SubagentStop"):
             return [AgentEvent(K.PROGRESS, self._current.get(skey), "", "hook", sid)]
         return []  # SessionStart, Notification, SessionEnd…: not turn evidence
+
+
+def _turn_end(
+    name: str, payload: dict[str, Any], env: Envelope | None, sid: str | None
+) -> AgentEvent:
+    """A ``Stop`` (the turn's answer) or ``StopFailure`` (an API error) record as its event."""
+    if name == "StopFailure":
+        return AgentEvent(K.API_ERROR, env, _error_text(payload), "hook", sid)
+    text = payload.get("last_assistant_message")
+    return AgentEvent(K.TURN_COMPLETED, env, text if isinstance(text, str) else "", "hook", sid)
 
 
 def _error_text(payload: dict[str, Any]) -> str:
