@@ -350,8 +350,10 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
             b_marker = f"bridge-{i}-{uuid.uuid4().hex[:8]}"
             mid = await bridge.ingest(f"hello {b_marker}, 2 + 2?")
             await bridge.poke()
-            ev = await bridge.wait_done(mid)
+            # the model request first (an in-process check, as for the direct send): polling
+            # the ledger meanwhile would take CPU from the CLI being measured
             b_seen = await wait_seen(mock, b_marker)
+            ev = await bridge.wait_done(mid)
             await asyncio.sleep(args.gap)
             if i < args.warmup:
                 continue

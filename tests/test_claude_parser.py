@@ -327,8 +327,37 @@ def test_hook_parser_holds_a_stop_recorded_before_its_prompt() -> None:
     for n in range(5):
         small.feed(hook("Stop", prompt_id=f"q{n}"))
     assert small.feed(hook("UserPromptSubmit", prompt="hand", prompt_id="q0")) == [
-        AgentEvent(K.PROMPT_RECORDED, None, "hand", "hook", SID)
+        AgentEvent(K.PROMPT_RECORDED, None, "hand", "hook", SID, "q0")
     ]  # the oldest held Stops were dropped: bounded memory
+
+
+def test_hook_parser_learns_prompts_from_the_transcript() -> None:
+    """Claude's relay has no UserPromptSubmit hook: the transcript's prompt line (its
+    ``promptId``) tells the hook parser which envelope a Stop belongs to, whichever is first."""
+    transcript, hp = ClaudeTranscriptParser(), ClaudeHookParser()
+    first, second = user(wrap(ENV, "one")), user(wrap(ENV2, "two"))
+    pid1, pid2 = json.loads(first)["promptId"], json.loads(second)["promptId"]
+
+    def from_transcript(line: str) -> list[AgentEvent]:
+        events = transcript.feed(line)
+        return [e for ev in events for e in [ev, *hp.learn(ev)]]
+
+    recorded = from_transcript(first)
+    assert [(e.kind, e.envelope, e.prompt_id) for e in recorded] == [(K.PROMPT_RECORDED, ENV, pid1)]
+    stop = hp.feed(hook("Stop", prompt_id=pid1, last_assistant_message="one!"))
+    assert [(e.kind, e.envelope, e.text, e.source) for e in stop] == [
+        (K.TURN_COMPLETED, ENV, "one!", "hook")
+    ]
+    # the Stop of a fast turn before the transcript's flush: held, then released after it
+    assert hp.feed(hook("Stop", prompt_id=pid2, last_assistant_message="two!")) == []
+    out = from_transcript(second)
+    assert [(e.kind, e.envelope, e.source) for e in out] == [
+        (K.TURN_ABORTED, ENV, "transcript"),  # the transcript never ended turn one
+        (K.PROMPT_RECORDED, ENV2, "transcript"),
+        (K.TURN_COMPLETED, ENV2, "hook"),
+    ]
+    assert out[-1].text == "two!"
+    assert hp.learn(out[-1]) == [] and hp.learn(out[0]) == []  # only prompt records teach
 
 
 def test_stateless_hook_helper() -> None:
