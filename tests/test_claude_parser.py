@@ -651,3 +651,20 @@ def test_reset_forgets_held_lines() -> None:
     feed(p, A, E)
     p.reset()
     assert feed(p, P) == [(K.PROMPT_RECORDED, ENV, PROMPT)]
+
+
+def test_recovery_evidence_from_a_stop_hook_and_the_transcripts_prompt(tmp_path: Path) -> None:
+    """A turn whose end reached the hook log but not (yet) the transcript still counts as
+    completed after a crash: the transcript's prompt line names the Stop's envelope. A record
+    a relay is still writing (no newline yet) is not a corrupt line."""
+    from agentbridge.recovery import read_evidence
+    from agentbridge.runtimes import ClaudeCodeProfile
+
+    transcript, hook_log = tmp_path / "t.jsonl", tmp_path / "hooks.jsonl"
+    prompt = user(wrap(ENV, "hi"))
+    transcript.write_text(prompt + "\n")
+    stop = hook("Stop", prompt_id=json.loads(prompt)["promptId"], last_assistant_message="ok!")
+    hook_log.write_text(json.dumps(stop["payload"]) + "\n" + '{"hook_event_name": "St')
+    evidence = read_evidence(ClaudeCodeProfile(), transcript, hook_log)
+    assert evidence.completed == {(42, 1): "ok!"}
+    assert evidence.recorded == {(42, 1)} and evidence.corrupt_lines == 0
