@@ -16,6 +16,10 @@ event), to the moment the mock model received the request holding that message. 
 ``--burst`` messages ingested together into the idle bridge agent, first ingest → last
 completion (all answered).
 
+The bridge's time is split at its injection (from the host's ``injection`` log line): ingest →
+injecting → text visible → Enter → model request, next to the direct driver's start → Enter →
+request, so a gap shows where it is (``--direct-hooks``: the direct CLI keeps the relay hooks).
+
 Usage: .venv/bin/python scripts/bench_realcli.py [--messages 20] [--burst 5] [--cli claude,codex]
 """
 
@@ -119,25 +123,25 @@ class Direct:
         self.profile = profile
         self.spec = profile.prepare(agent, state, resume=False)
         argv = list(self.spec.argv)
-        if hooks:
-            pass
-        elif isinstance(profile, ClaudeCodeProfile):  # our --settings file, minus the hooks
+        self.argv = argv if hooks else self._without_hooks(argv)
+        self.tmux = TmuxServer(f"abdirect-{uuid.uuid4().hex[:8]}")
+        self.pane = ""
+        self.pid: int | None = None
+
+    def _without_hooks(self, argv: list[str]) -> list[str]:
+        if isinstance(self.profile, ClaudeCodeProfile):  # our --settings file, minus the hooks
             settings = Path(argv[argv.index("--settings") + 1])
             data = json.loads(settings.read_text())
             data.pop("hooks", None)
             settings.write_text(json.dumps(data))
-        else:  # drop the ``-c hooks.<Event>=…`` overrides
-            keep: list[str] = []
-            for arg in argv:
-                if arg.startswith("hooks.") and keep and keep[-1] == "-c":
-                    keep.pop()
-                    continue
-                keep.append(arg)
-            argv = keep
-        self.argv = argv
-        self.tmux = TmuxServer(f"abdirect-{uuid.uuid4().hex[:8]}")
-        self.pane = ""
-        self.pid: int | None = None
+            return argv
+        keep: list[str] = []  # drop the ``-c hooks.<Event>=…`` overrides
+        for arg in argv:
+            if arg.startswith("hooks.") and keep and keep[-1] == "-c":
+                keep.pop()
+                continue
+            keep.append(arg)
+        return keep
 
     def box(self, screen: str) -> str | None:
         return self.profile.screen_state(screen, self.spec).input_text
