@@ -71,9 +71,10 @@ def test_claude_seeding_merges_and_is_idempotent(tmp_path: Path) -> None:
     assert json.loads(user_settings.read_text()) == settings  # the user's file is not touched
     assert ours.stat().st_mode & 0o777 == 0o600
     hooks = json.loads(ours.read_text())["hooks"]
-    assert sorted(hooks) == ["Stop", "StopFailure", "UserPromptSubmit"]
-    for event in ("UserPromptSubmit", "Stop", "StopFailure"):
+    assert sorted(hooks) == ["Stop", "StopFailure"]  # no UserPromptSubmit: its cost (HOOK_EVENTS)
+    for event in ("Stop", "StopFailure"):
         assert len(hooks[event]) == 1 and _ours({event: hooks[event]})
+        assert hooks[event][0]["hooks"][0]["async"] is True
         assert str(tmp_path / "state" / "hooks.jsonl") in json.dumps(hooks[event])
 
 

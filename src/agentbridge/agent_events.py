@@ -41,6 +41,9 @@ class AgentEvent:
     text: str = ""
     source: str = "transcript"  # "transcript" | "hook" | "screen"
     session_id: str | None = None
+    #: the CLI's own id of the prompt (Claude's ``promptId``), on ``PROMPT_RECORDED`` when known:
+    #: how a hook parser whose turn ends name the prompt only by id finds the envelope
+    prompt_id: str | None = None
 
 
 class TranscriptParser(Protocol):

@@ -26,7 +26,14 @@ from agentbridge.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.kinds import ReceiptKind
 from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
-from agentbridge.protocols import HookParser, LaunchSpec, RuntimeProfile, ScreenKind, ScreenState
+from agentbridge.protocols import (
+    HookParser,
+    LaunchSpec,
+    PromptLearner,
+    RuntimeProfile,
+    ScreenKind,
+    ScreenState,
+)
 from agentbridge.screen_turn import run_weak_turn
 from agentbridge.tmux import TmuxServer
 from agentbridge.transcript.tail import FileTail
@@ -380,8 +387,12 @@ class AgentSession:
         before = self._parser.corrupt_lines
         events = self._parser.feed(line)
         self.corrupt_lines += self._parser.corrupt_lines - before
+        learner = self._hook_parser
         for event in events:
             self._events.put_nowait(event)
+            if isinstance(learner, PromptLearner):
+                for held in learner.learn(event):  # a Stop hook that came before this prompt
+                    self._events.put_nowait(held)
         self.last_progress = time.monotonic()
 
     def _on_hook_line(self, line: str) -> None:

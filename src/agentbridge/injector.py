@@ -83,7 +83,7 @@ class InjectorConfig:
     visible_timeout: float = 3.0  #: how long the pasted text may take to show
     verify_timeout: float = 1.0  #: per Enter: how long to wait for the agent's record
     max_enters: int = 3  #: total Enter presses allowed
-    poll_interval: float = 0.005  #: screen polling period (a capture costs ~0.1 ms in control mode)
+    poll_interval: float = 0.002  #: screen polling period (a capture costs ~0.3 ms in control mode)
 
 
 @dataclass(frozen=True)

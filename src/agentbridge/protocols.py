@@ -217,6 +217,17 @@ class HookParser(Protocol):
 
 
 @runtime_checkable
+class PromptLearner(Protocol):
+    """A hook parser that also learns prompts from the transcript (optional): Claude's relay
+    has no ``UserPromptSubmit`` hook (it costs every message ~20 ms before the model request,
+    even async), so a ``Stop`` names its prompt only by id, and the transcript's prompt
+    record says which envelope that id carries."""
+
+    def learn(self, event: AgentEvent) -> list[AgentEvent]:
+        """Take one transcript event; returns hook events it completes (held turn ends)."""
+
+
+@runtime_checkable
 class RuntimeProfile(Protocol):
     """How a kind of agent CLI is launched, injected into and read back."""
 

@@ -20,7 +20,7 @@ from agentbridge.interrupts import INTERRUPTED_DETAIL
 from agentbridge.kinds import ReceiptKind
 from agentbridge.ledger_store import LedgerError, LedgerStore
 from agentbridge.models import Message
-from agentbridge.protocols import RuntimeProfile
+from agentbridge.protocols import PromptLearner, RuntimeProfile
 from agentbridge.states import MessageState
 
 log = logging.getLogger(__name__)
@@ -61,21 +61,28 @@ def read_evidence(
             elif kind == AgentEventKind.TURN_ABORTED:
                 evidence.aborted.add(key)
 
+    hook_parser = profile.new_hook_parser() if hook_log is not None else None
+    learner = hook_parser if isinstance(hook_parser, PromptLearner) else None
     if transcript is not None and transcript.exists():
         parser = profile.new_parser()
         try:
             with transcript.open(encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     if line.endswith("\n"):
-                        take(list(parser.feed(line.rstrip("\n"))))
+                        events = parser.feed(line.rstrip("\n"))
+                        take(list(events))
+                        if learner is not None:  # the hook log is read next: nothing is held
+                            for event in events:
+                                learner.learn(event)
         except OSError as exc:
             log.warning("cannot read transcript %s for reconcile: %s", transcript, exc)
         evidence.corrupt_lines += parser.corrupt_lines
-    hook_parser = profile.new_hook_parser() if hook_log is not None else None
     if hook_parser is not None and hook_log is not None and hook_log.exists():
         try:
             with hook_log.open(encoding="utf-8", errors="replace") as handle:
                 for line in handle:
+                    if not line.endswith("\n"):
+                        break  # a relay still writing its record (one write, not yet whole)
                     try:
                         record = json.loads(line)
                     except ValueError:

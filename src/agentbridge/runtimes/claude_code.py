@@ -5,7 +5,7 @@ Why each piece (details: ``shared/notes/agent-clis.md``):
 - Seeds ``.claude.json`` (onboarding done, this cwd trusted), merged into whatever the user
   already has, so no first-run screen blocks the pane: in the agent's ``env.CLAUDE_CONFIG_DIR``
   when set, else in ``<agent HOME>``.
-- Hooks (UserPromptSubmit, Stop, StopFailure → the hook relay) go into the agent's own
+- Hooks (Stop, StopFailure → the hook relay, async; see ``HOOK_EVENTS``) go into the agent's own
   ``<state_dir>/claude-settings.json`` (0600), passed with ``--settings``; the user's
   ``settings.json`` is never written. Measured on 2.1.197: hooks given with ``--settings`` fire,
   the user's own ``settings.json`` hooks still fire alongside them (merged, not replaced; an
@@ -37,7 +37,12 @@ from agentbridge.runtimes import common
 
 __all__ = ["ClaudeCodeProfile", "claude_box", "claude_project_dir_name", "claude_screen_state"]
 
-HOOK_EVENTS = ["UserPromptSubmit", "Stop", "StopFailure"]
+#: No ``UserPromptSubmit``: Claude runs it before the model request, and spawning the relay
+#: cost every message 15–45 ms there even async (bench_realcli: bridge 1.3–1.5x the direct
+#: driver with it, ~1.1x without). The transcript's prompt line (~110 ms after Enter, whatever
+#: the model's speed) is the acceptance record instead, and teaches the hook parser the
+#: envelope a ``Stop``'s ``prompt_id`` names (``ClaudeHookParser.learn``).
+HOOK_EVENTS = ["Stop", "StopFailure"]
 #: the agent's own settings file in its state dir, passed with ``--settings``
 SETTINGS_FILE = "claude-settings.json"
 SETTINGS_FLAG = "--settings"
@@ -299,12 +304,11 @@ class ClaudeCodeProfile:
                 data = common.load_json(cwd / given)
         hooks = data.get("hooks")
         hooks = hooks if isinstance(hooks, dict) else {}
-        # Not async, although a blocking UserPromptSubmit hook costs 30–90 ms before the model
-        # request: async hooks of one turn run concurrently, and the shell relay's record is
-        # more than one write(), so two records interleaved into corrupt lines (evidence lost;
-        # seen in scripts/bench_agent_host.py). Blocking hooks run one after the other.
+        # async: the relay only records, it never answers, so the turn need not wait for it.
+        # Async relays may run at once: each lands its record with one write(2)
+        # (hook_relay.shell_command), and the hook parser takes a Stop before its prompt.
         command = common.hook_command(hook_events)
-        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=False)
+        data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=True)
         if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
         path = state_dir / SETTINGS_FILE

@@ -70,6 +70,7 @@ class _Line:
     digest: int
     text: str = ""
     msg_id: str | None = None
+    prompt_id: str | None = None  #: ``promptId`` of a prompt line (hook ``prompt_id``)
 
 
 def _prompt_text(content: Any) -> str | None:
@@ -155,7 +156,7 @@ def _line(rec: dict[str, Any]) -> _Line:
     key = json.dumps([rec["type"], rec.get("subtype"), rec.get("message")], default=str)
     parent = _str(rec.get("parentUuid")) or _str(rec.get("logicalParentUuid"))
     sid, uuid = _str(rec.get("sessionId")), _str(rec.get("uuid"))
-    return _Line(kind, sid, uuid, parent, hash(key), text, msg_id)
+    return _Line(kind, sid, uuid, parent, hash(key), text, msg_id, _str(rec.get("promptId")))
 
 
 class ClaudeTranscriptParser:
@@ -275,14 +276,16 @@ class ClaudeTranscriptParser:
         sid = item.sid
         if item.kind == _PROMPT:
             envelope, current = parse_envelope(item.text), self._current
+            recorded = AgentEvent(
+                K.PROMPT_RECORDED, envelope, item.text, "transcript", sid, item.prompt_id
+            )
             if envelope is not None and current is not None and current.envelope == envelope:
                 # the same prompt written again (Claude rewinds a rate-limited prompt): the turn
                 # goes on; only Esc or another prompt interrupts it
-                return [_ev(K.PROMPT_RECORDED, envelope, item.text, sid)], current
+                return [recorded], current
             events = self._abort(current, sid)
-            turn = self._current = _Turn(envelope=envelope)
-            events.append(_ev(K.PROMPT_RECORDED, turn.envelope, item.text, sid))
-            return events, turn
+            self._current = _Turn(envelope=envelope)
+            return [*events, recorded], self._current
         env = turn.envelope if turn is not None else None
         if turn is not None and turn.done:  # a late line of a finished turn: its events are out
             return [_ev(K.PROGRESS, env, "", sid)], turn
@@ -327,16 +330,39 @@ class ClaudeHookParser:
 
     A ``Stop`` payload carries ``prompt_id`` but not the prompt, so the envelope of each
     ``UserPromptSubmit`` is remembered by prompt id (and as the session's current prompt).
+
+    Claude's relay installs no ``UserPromptSubmit`` hook (its cost, ~20 ms before every model
+    request, even async): the host hands the transcript's prompt records to :meth:`learn`
+    instead. Either way a turn's ``Stop`` can come first (async hooks, a fast model, the
+    transcript's ~100 ms flush), so a ``Stop`` whose prompt id is not known yet is held and
+    reported right after that prompt's record; it never falls back to the current prompt,
+    which would be the previous turn's.
     """
 
     max_prompts: int = 256
     corrupt_lines: int = 0
     _by_prompt: dict[str, Envelope | None] = field(default_factory=dict)
     _current: dict[str, Envelope | None] = field(default_factory=dict)
+    _held: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self._by_prompt.clear()
         self._current.clear()
+        self._held.clear()
+
+    def learn(self, event: AgentEvent) -> list[AgentEvent]:
+        """A transcript event: a prompt record with its id names that prompt's envelope (what a
+        ``UserPromptSubmit`` hook would); returns the turn ends held for it."""
+        if event.kind != K.PROMPT_RECORDED or event.prompt_id is None:
+            return []
+        return self._remember(event.prompt_id, event.envelope, event.session_id)
+
+    def _remember(self, pid: str, env: Envelope | None, sid: str | None) -> list[AgentEvent]:
+        self._by_prompt[pid] = env
+        while len(self._by_prompt) > self.max_prompts:
+            del self._by_prompt[next(iter(self._by_prompt))]
+        self._current[sid or ""] = env
+        return [_turn_end(name, held, env, sid) for name, held in self._held.pop(pid, [])]
 
     def feed_line(self, line: str) -> list[AgentEvent]:
         """One line of the relay's events file (the host tails it like a transcript)."""
@@ -369,26 +395,33 @@ class ClaudeHookParser:
                 self.corrupt_lines += 1
                 return []
             env = parse_envelope(prompt)
-            if pid is not None:
-                self._by_prompt[pid] = env
-                while len(self._by_prompt) > self.max_prompts:
-                    del self._by_prompt[next(iter(self._by_prompt))]
-            self._current[skey] = env
-            return [AgentEvent(K.PROMPT_RECORDED, env, prompt, "hook", sid)]
+            recorded = AgentEvent(K.PROMPT_RECORDED, env, prompt, "hook", sid, pid)
+            if pid is None:
+                self._current[skey] = env
+                return [recorded]
+            return [recorded, *self._remember(pid, env, sid)]
         if name in ("Stop", "StopFailure"):
             # kept, not popped: a second Stop (stop_hook_active) must carry the same envelope
-            if pid is not None and pid in self._by_prompt:
-                env = self._by_prompt[pid]
-            else:
-                env = self._current.get(skey)
-            if name == "Stop":
-                text = payload.get("last_assistant_message")
-                text = text if isinstance(text, str) else ""
-                return [AgentEvent(K.TURN_COMPLETED, env, text, "hook", sid)]
-            return [AgentEvent(K.API_ERROR, env, _error_text(payload), "hook", sid)]
+            if pid is not None and pid not in self._by_prompt:
+                self._held.setdefault(pid, []).append((name, payload))
+                while len(self._held) > self.max_prompts:
+                    del self._held[next(iter(self._held))]
+                return []
+            env = self._by_prompt[pid] if pid is not None else self._current.get(skey)
+            return [_turn_end(name, payload, env, sid)]
         if name in ("PreToolUse", "PostToolUse", "SubagentStop"):
             return [AgentEvent(K.PROGRESS, self._current.get(skey), "", "hook", sid)]
         return []  # SessionStart, Notification, SessionEnd…: not turn evidence
+
+
+def _turn_end(
+    name: str, payload: dict[str, Any], env: Envelope | None, sid: str | None
+) -> AgentEvent:
+    """A ``Stop`` (the turn's answer) or ``StopFailure`` (an API error) record as its event."""
+    if name == "StopFailure":
+        return AgentEvent(K.API_ERROR, env, _error_text(payload), "hook", sid)
+    text = payload.get("last_assistant_message")
+    return AgentEvent(K.TURN_COMPLETED, env, text if isinstance(text, str) else "", "hook", sid)
 
 
 def _error_text(payload: dict[str, Any]) -> str:
