@@ -43,17 +43,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agentbridge.agent.injector import text_visible
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig, load_config
-from agentbridge.control import request
-from agentbridge.dispatcher import reply_command
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.injector import text_visible
-from agentbridge.ledger import Ledger
-from agentbridge.protocols import RuntimeProfile, ScreenKind
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
+from agentbridge.supervisor.control import request
+from agentbridge.supervisor.dispatcher import reply_command
 from agentbridge.testing.mock_model import MockModelServer
 from agentbridge.testing.realcli import CODEX_CONFIG, proxy_env
-from agentbridge.tmux import TmuxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

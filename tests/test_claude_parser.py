@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from agentbridge.agent_events import AgentEvent
-from agentbridge.agent_events import AgentEventKind as K
+from agentbridge.agent.tail import FileTail
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.testing import async_wait_until
-from agentbridge.transcript import claude as claude_module
-from agentbridge.transcript.claude import (
+from agentbridge.events import AgentEvent
+from agentbridge.events import AgentEventKind as K
+from agentbridge.runtimes.claude import transcript as claude_module
+from agentbridge.runtimes.claude.transcript import (
     ClaudeHookParser,
     ClaudeTranscriptParser,
     parse_claude_hook,
 )
-from agentbridge.transcript.tail import FileTail
+from agentbridge.testing import async_wait_until
 
 SID = "6f1c2d3e-0000-4000-8000-000000000001"
 ENV = Envelope(42, 1, "local", "alice", False)
@@ -657,8 +657,8 @@ def test_recovery_evidence_from_a_stop_hook_and_the_transcripts_prompt(tmp_path:
     """A turn whose end reached the hook log but not (yet) the transcript still counts as
     completed after a crash: the transcript's prompt line names the Stop's envelope. A record
     a relay is still writing (no newline yet) is not a corrupt line."""
-    from agentbridge.recovery import read_evidence
     from agentbridge.runtimes import ClaudeCodeProfile
+    from agentbridge.supervisor.recovery import read_evidence
 
     transcript, hook_log = tmp_path / "t.jsonl", tmp_path / "hooks.jsonl"
     prompt = user(wrap(ENV, "hi"))

@@ -85,11 +85,11 @@ def test_imports_nothing_heavy() -> None:
 
 async def test_relay_file_tailed_into_hook_events(tmp_path: Path) -> None:
     """What the host does: relay subprocesses append, FileTail + ClaudeHookParser read."""
-    from agentbridge.agent_events import AgentEvent, AgentEventKind
+    from agentbridge.agent.tail import FileTail
     from agentbridge.envelope import Envelope, wrap
+    from agentbridge.events import AgentEvent, AgentEventKind
+    from agentbridge.runtimes.claude.transcript import ClaudeHookParser
     from agentbridge.testing import async_wait_until
-    from agentbridge.transcript.claude import ClaudeHookParser
-    from agentbridge.transcript.tail import FileTail
 
     target = tmp_path / "hooks" / "events.jsonl"
     env = Envelope(9, 1, "local", "alice", False)
@@ -164,11 +164,11 @@ async def test_shell_relay_turns_tailed_whole_in_any_order(tmp_path: Path) -> No
     """What the host sees with async hooks: each turn's UserPromptSubmit and Stop relays run
     at once (Stop often first), next to the other turns'; FileTail + ClaudeHookParser still
     see every prompt and every completion with its own envelope and answer."""
-    from agentbridge.agent_events import AgentEvent, AgentEventKind
+    from agentbridge.agent.tail import FileTail
     from agentbridge.envelope import Envelope, wrap
+    from agentbridge.events import AgentEvent, AgentEventKind
+    from agentbridge.runtimes.claude.transcript import ClaudeHookParser
     from agentbridge.testing import async_wait_until
-    from agentbridge.transcript.claude import ClaudeHookParser
-    from agentbridge.transcript.tail import FileTail
 
     target = tmp_path / "hooks.jsonl"
     parser = ClaudeHookParser()

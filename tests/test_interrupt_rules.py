@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.interrupts import prompt_put_back
 from agentbridge.models import Message
-from agentbridge.protocols import ScreenKind, ScreenState
+from agentbridge.plugin.protocols import ScreenKind, ScreenState
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.states import MessageState
+from agentbridge.supervisor.interrupts import prompt_put_back
 
 SCREENS = Path(__file__).parent / "data" / "screens"
 BORDER = "─" * 60
@@ -123,8 +123,8 @@ def test_codex_rollout_of_an_interrupted_turn_read_from_its_start() -> None:
     the prompt (how the bridge tailed a rollout it found late) it carries none and matched no
     message: why a transcript first seen after launch is now read from its start.
     """
-    from agentbridge.agent_events import AgentEventKind as K
-    from agentbridge.transcript.codex import CodexTranscriptParser
+    from agentbridge.events import AgentEventKind as K
+    from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
 
     lines = (Path(__file__).parent / "data" / "codex" / "interrupted_then_next.jsonl").read_text()
     rows = lines.splitlines()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.ledger_store import LedgerStore, open_ledger
+from agentbridge.ledger.store import LedgerStore, open_ledger
 from agentbridge.testing.ledger_contract import LedgerStoreContract, ManualClock, StoreFactory
 
 #: backend name → (the test's private directory → how to name its database)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.ledger import Ledger
-from agentbridge.ledger_ingest import CHECKPOINT_EVERY
+from agentbridge.ledger.ingest import CHECKPOINT_EVERY
+from agentbridge.ledger.sqlite import Ledger
 
 
 def _pragma(conn: sqlite3.Connection, name: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import ConfigError, parse_config
-from agentbridge.ledger import IdempotencyConflict, Ledger, NewMessage
+from agentbridge.ledger.sqlite import IdempotencyConflict, Ledger, NewMessage
 from agentbridge.states import MessageState
 from agentbridge.testing.bridge import complete_next
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from agentbridge.testing import async_wait_until, wait_until
-from agentbridge.tmux import CONTROL_ENV, TmuxError, TmuxServer
-from agentbridge.tmux_control import (
+from agentbridge.agent.control_mode import (
     CONTROL_SESSION_PREFIX,
     ControlClient,
     ControlUncertain,
     command_line,
 )
+from agentbridge.agent.tmux import CONTROL_ENV, TmuxError, TmuxServer
+from agentbridge.testing import async_wait_until, wait_until
 
 RECORDER = r"""
 import os, sys, tty

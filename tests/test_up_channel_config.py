@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import ConfigError, parse_config
-from agentbridge.hookspecs import hookimpl
-from agentbridge.plugins import DuplicateChannel, build_plugin_manager
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.manager import DuplicateChannel, build_plugin_manager
 from bridge_harness import Bridge
 from test_bad_input import digest, ledger_messages, one_line, run, seeded, socket_name, write_config
 from test_plugins_and_cli import GOOD
 
 NO_CONSOLE = "[console]\nenabled = false\n"
 EXPLODING = """
-from agentbridge.hookspecs import hookimpl
+from agentbridge.plugin.hookspecs import hookimpl
 
 @hookimpl
 def register_channels(register, config):

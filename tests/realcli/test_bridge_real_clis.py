@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.agent_events import AgentEventKind
+from agentbridge.events import AgentEventKind
+from agentbridge.runtimes.claude.transcript import ClaudeHookParser, ClaudeTranscriptParser
 from agentbridge.testing.mock_model import MockModelServer
-from agentbridge.transcript.claude import ClaudeHookParser, ClaudeTranscriptParser
 from bridge_harness import Bridge
 
 from .conftest import AgentClis

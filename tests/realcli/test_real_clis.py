@@ -23,18 +23,18 @@ from typing import Any
 
 import pytest
 
-from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
+from agentbridge.agent.injector import InjectionOutcome, Injector
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig
 from agentbridge.envelope import Envelope, wrap
+from agentbridge.events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.hook_relay import normalize
-from agentbridge.injector import InjectionOutcome, Injector
-from agentbridge.protocols import LaunchSpec, PromptLearner, RuntimeProfile, ScreenKind
+from agentbridge.plugin.protocols import LaunchSpec, PromptLearner, RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.mock_model import MockModelServer, answer_for
 from agentbridge.testing.realcli import CODEX_CONFIG
-from agentbridge.tmux import TmuxServer
 
 from .conftest import AgentClis
 

@@ -29,14 +29,14 @@ from agentbridge.channels.http_auth import (
     parse_settings,
 )
 from agentbridge.config import Config
-from agentbridge.hookspecs import hookimpl
 from agentbridge.kinds import ChangeKind
-from agentbridge.ledger_store import IdempotencyConflict, NotFound
+from agentbridge.ledger.store import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
-from agentbridge.routing import Unroutable
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
 from agentbridge.sanitize import clean_text
 from agentbridge.states import TERMINAL, MessageState
+from agentbridge.supervisor.routing import Unroutable
 
 log = logging.getLogger(__name__)
 

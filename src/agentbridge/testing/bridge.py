@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentbridge.ledger_store import IngestResult, LedgerStore, open_ledger
+from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import Message
-from agentbridge.protocols import ChannelContext
+from agentbridge.plugin.protocols import ChannelContext
 
 
 @dataclass

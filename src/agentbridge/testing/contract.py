@@ -34,9 +34,10 @@ import pytest
 import pytest_asyncio
 
 from agentbridge.config import OutboxConfig
+from agentbridge.delivery.relay import OutboxRelay, chunk_text, classify
 from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import (
+from agentbridge.plugin.protocols import (
     Channel,
     ChannelContext,
     ChannelLimits,
@@ -44,7 +45,6 @@ from agentbridge.protocols import (
     Receipt,
     ReconcilingChannel,
 )
-from agentbridge.relay import OutboxRelay, chunk_text, classify
 from agentbridge.states import OutboxState
 from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
 

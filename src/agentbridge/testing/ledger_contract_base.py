@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pytest
 import pytest_asyncio
 
-from agentbridge.ledger_store import LedgerStore
+from agentbridge.ledger.store import LedgerStore
 from agentbridge.models import Message
 
 #: the lease every contract claim asks for (seconds)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from agentbridge.ledger_store import (
+from agentbridge.ledger.store import (
     IdempotencyConflict,
     IllegalTransition,
     LedgerStore,

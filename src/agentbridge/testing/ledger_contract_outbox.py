@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentbridge.kinds import ChangeKind
-from agentbridge.ledger_store import (
+from agentbridge.ledger.store import (
     IdempotencyConflict,
     IllegalTransition,
     LedgerStore,

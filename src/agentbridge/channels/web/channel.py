@@ -29,7 +29,7 @@ from agentbridge.channels.web.security import (
 from agentbridge.channels.web.sse import EventStreams, Notifier
 from agentbridge.config import ConsoleConfig
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from agentbridge.models import Event
 
 if TYPE_CHECKING:
     from agentbridge.kinds import ChangeKind
-    from agentbridge.ledger_store import ChannelLedger
+    from agentbridge.ledger.store import ChannelLedger
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class EventStreams:
         return "".join(out).encode()
 
     async def _message(self, message_id: int) -> dict[str, Any] | None:
-        from agentbridge.ledger_store import NotFound
+        from agentbridge.ledger.store import NotFound
 
         try:
             message = await self.ledger.get(message_id)

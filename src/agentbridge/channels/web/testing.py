@@ -14,8 +14,8 @@ from typing import Any
 
 from agentbridge.channels.web.channel import WebChannel
 from agentbridge.config import ConsoleConfig
-from agentbridge.ledger_store import IngestResult, LedgerStore
-from agentbridge.protocols import ChannelContext
+from agentbridge.ledger.store import IngestResult, LedgerStore
+from agentbridge.plugin.protocols import ChannelContext
 
 #: what ``chromium.launch(args=…)`` needs to run headless in a container without a profile
 CHROMIUM_ARGS = [
