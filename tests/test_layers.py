@@ -147,3 +147,18 @@ def test_module_is_at_most_450_lines(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     limit = OVER_LIMIT.get(str(path.relative_to(SRC)), MAX_LINES)
     assert lines <= limit, f"{path.relative_to(SRC)}: {lines} lines"
+
+
+def test_old_plugin_import_paths_still_resolve() -> None:
+    """Plugins written before the move import these paths; they must get the same objects."""
+    from agentbridge import hookspecs, protocols
+    from agentbridge.ledger import IngestResult, Ledger
+    from agentbridge.ledger.sqlite import Ledger as SqliteLedger
+    from agentbridge.ledger.store import IngestResult as StoreIngestResult
+    from agentbridge.plugin import hookspecs as new_hookspecs
+    from agentbridge.plugin import protocols as new_protocols
+
+    assert hookspecs.hookimpl is new_hookspecs.hookimpl
+    for name in ("Channel", "ChannelContext", "DeliveryError", "ErrorClass"):
+        assert getattr(protocols, name) is getattr(new_protocols, name)
+    assert Ledger is SqliteLedger and IngestResult is StoreIngestResult
