@@ -96,6 +96,7 @@ class AgentSession:
         self._tails: list[FileTail] = []
         self._parser: TranscriptParser | None = None
         self._hook_parser: HookParser | None = None
+        self._learner: PromptLearner | None = None  # the hook parser, when it learns prompts
         self._consumer: asyncio.Task[None] | None = None
         self._transcript_path: Path | None = None
         self._transcript_tail: FileTail | None = None
@@ -136,6 +137,8 @@ class AgentSession:
         )
         if self.spec.hook_events is not None:
             self._hook_parser = self.profile.new_hook_parser()
+            if isinstance(self._hook_parser, PromptLearner):
+                self._learner = self._hook_parser
             await self._follow(self.spec.hook_events, self._on_hook_line)
         await self.discover_transcript()
         self._launched = True
@@ -387,10 +390,10 @@ class AgentSession:
         before = self._parser.corrupt_lines
         events = self._parser.feed(line)
         self.corrupt_lines += self._parser.corrupt_lines - before
-        learner = self._hook_parser
+        learner = self._learner
         for event in events:
             self._events.put_nowait(event)
-            if isinstance(learner, PromptLearner):
+            if learner is not None:
                 for held in learner.learn(event):  # a Stop hook that came before this prompt
                     self._events.put_nowait(held)
         self.last_progress = time.monotonic()
