@@ -23,11 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
-from agentbridge.agent_host import AgentSession
+from agentbridge.agent.host import AgentSession
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.runtimes.demo import DemoProfile
-from agentbridge.tmux import TmuxServer
 
 
 class SizeWatch(threading.Thread):

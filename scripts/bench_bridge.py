@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge.config import load_config
-from agentbridge.control import request
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.supervisor.control import request
 
 
 def pct(values: list[float], q: float) -> float:

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agentbridge.injector import Injector, InjectorConfig, claude_input_box
+from agentbridge.agent.injector import Injector, InjectorConfig, claude_input_box
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.testing import async_wait_until
-from agentbridge.tmux import TmuxServer
 
 SINK = (
     "import os,sys,tty\ntty.setraw(0)\nos.write(1,b'\\x1b[?2004h')\nwhile os.read(0,1<<16): pass\n"

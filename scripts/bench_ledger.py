@@ -24,8 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agentbridge.ledger import Ledger, NewMessage
-from agentbridge.ledger_base import _configure, text_hash
+from agentbridge.ledger.base import _configure, text_hash
+from agentbridge.ledger.sqlite import Ledger, NewMessage
 
 GOAL_SEQUENTIAL_RATIO = 0.8  # sequential ingest / floor, synchronous=FULL
 GOAL_CONCURRENT8 = 10_000  # msgs/s, 8 producers, synchronous=FULL

@@ -16,15 +16,21 @@ event), to the moment the mock model received the request holding that message. 
 ``--burst`` messages ingested together into the idle bridge agent, first ingest → last
 completion (all answered).
 
+The bridge's time is split at its injection (from the host's ``injection`` log line): ingest →
+injecting → text visible → Enter → model request, next to the direct driver's start → Enter →
+request, so a gap shows where it is (``--direct-hooks``: the direct CLI keeps the relay hooks).
+
 Usage: .venv/bin/python scripts/bench_realcli.py [--messages 20] [--burst 5] [--cli claude,codex]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -37,17 +43,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agentbridge.agent.injector import text_visible
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig, load_config
-from agentbridge.control import request
-from agentbridge.dispatcher import reply_command
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.injector import text_visible
-from agentbridge.ledger import Ledger
-from agentbridge.protocols import RuntimeProfile, ScreenKind
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
+from agentbridge.supervisor.control import request
+from agentbridge.supervisor.dispatcher import reply_command
 from agentbridge.testing.mock_model import MockModelServer
 from agentbridge.testing.realcli import CODEX_CONFIG, proxy_env
-from agentbridge.tmux import TmuxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,27 +116,32 @@ def agent_config(
 class Direct:
     """The floor: the CLI in a pane of our own, no hooks, driven by the minimal recipe."""
 
-    def __init__(self, profile: RuntimeProfile, agent: AgentConfig, state: Path) -> None:
+    def __init__(
+        self, profile: RuntimeProfile, agent: AgentConfig, state: Path, hooks: bool = False
+    ) -> None:
+        """``hooks``: keep the bridge's relay hooks (a diagnostic: what do they cost?)."""
         self.profile = profile
         self.spec = profile.prepare(agent, state, resume=False)
         argv = list(self.spec.argv)
-        if isinstance(profile, ClaudeCodeProfile):  # our --settings file, minus the hooks
+        self.argv = argv if hooks else self._without_hooks(argv)
+        self.tmux = TmuxServer(f"abdirect-{uuid.uuid4().hex[:8]}")
+        self.pane = ""
+        self.pid: int | None = None
+
+    def _without_hooks(self, argv: list[str]) -> list[str]:
+        if isinstance(self.profile, ClaudeCodeProfile):  # our --settings file, minus the hooks
             settings = Path(argv[argv.index("--settings") + 1])
             data = json.loads(settings.read_text())
             data.pop("hooks", None)
             settings.write_text(json.dumps(data))
-        else:  # drop the ``-c hooks.<Event>=…`` overrides
-            keep: list[str] = []
-            for arg in argv:
-                if arg.startswith("hooks.") and keep and keep[-1] == "-c":
-                    keep.pop()
-                    continue
-                keep.append(arg)
-            argv = keep
-        self.argv = argv
-        self.tmux = TmuxServer(f"abdirect-{uuid.uuid4().hex[:8]}")
-        self.pane = ""
-        self.pid: int | None = None
+            return argv
+        keep: list[str] = []  # drop the ``-c hooks.<Event>=…`` overrides
+        for arg in argv:
+            if arg.startswith("hooks.") and keep and keep[-1] == "-c":
+                keep.pop()
+                continue
+            keep.append(arg)
+        return keep
 
     def box(self, screen: str) -> str | None:
         return self.profile.screen_state(screen, self.spec).input_text
@@ -278,6 +289,37 @@ async def wait_seen(mock: MockThread, marker: str, timeout: float = 20) -> float
     return at
 
 
+_INJECTION = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*: message (\d+): injection \S+ "
+    r"after \d+ Enter\(s\) (\{.*\})$"
+)
+
+
+def injection_times(log_lines: list[str]) -> dict[int, tuple[float, float, float]]:
+    """Message id → wall times of its injection's start, text visible and last Enter, from the
+    host's ``injection`` log lines (logged at the injection's end, timings in ms from its start;
+    the log's clock has ms resolution)."""
+    out: dict[int, tuple[float, float, float]] = {}
+    for entry in log_lines:
+        m = _INJECTION.match(entry)
+        if m is None:
+            continue
+        try:
+            timings = ast.literal_eval(m.group(4))
+        except (ValueError, SyntaxError):
+            continue
+        enters = [v for k, v in timings.items() if k.startswith("enter")]
+        if not enters or "total" not in timings:
+            continue
+        logged = (
+            time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+        )
+        start = logged - timings["total"] / 1000
+        visible = start + timings.get("visible", 0.0) / 1000
+        out[int(m.group(3))] = (start, visible, start + max(enters) / 1000)
+    return out
+
+
 def line(name: str, values: list[float]) -> str:
     return (
         f"  {name:<28} p50 {statistics.median(values):7.1f} ms   p95 {pct(values, 95):7.1f} ms"
@@ -288,14 +330,17 @@ def line(name: str, values: list[float]) -> str:
 async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: Any) -> None:
     profile: RuntimeProfile = ClaudeCodeProfile() if cli == "claude" else CodexProfile()
     agent = agent_config(cli, binary, mock.server, root / "home", root / "work-bridge")
-    direct = Direct(profile, replace(agent, cwd=root / "work-direct"), root / "direct-state")
+    direct_agent = replace(agent, cwd=root / "work-direct")
+    direct = Direct(profile, direct_agent, root / "direct-state", args.direct_hooks)
     bridge = BridgeUp(root, agent)
     await direct.start()
     await bridge.start()
     d_ms: list[float] = []
     b_ms: list[float] = []
     d_enter: list[float] = []
+    d_to_enter: list[float] = []
     stages: dict[str, list[float]] = {"claimed": [], "submitted": [], "accepted": []}
+    b_sends: list[tuple[int, float, float]] = []  # (message id, queued, model request)
     try:
         for i in range(args.messages + args.warmup):
             marker = f"direct-{i}-{uuid.uuid4().hex[:8]}"
@@ -309,14 +354,18 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
             b_marker = f"bridge-{i}-{uuid.uuid4().hex[:8]}"
             mid = await bridge.ingest(f"hello {b_marker}, 2 + 2?")
             await bridge.poke()
-            ev = await bridge.wait_done(mid)
+            # the model request first (an in-process check, as for the direct send): polling
+            # the ledger meanwhile would take CPU from the CLI being measured
             b_seen = await wait_seen(mock, b_marker)
+            ev = await bridge.wait_done(mid)
             await asyncio.sleep(args.gap)
             if i < args.warmup:
                 continue
             d_ms.append((seen - t0) * 1000)
             d_enter.append((seen - t_enter) * 1000)
+            d_to_enter.append((t_enter - t0) * 1000)
             b_ms.append((b_seen - ev["queued"]) * 1000)
+            b_sends.append((mid, ev["queued"], b_seen))
             for stage in stages:
                 if stage in ev:
                     stages[stage].append((ev[stage] - ev["queued"]) * 1000)
@@ -332,15 +381,27 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
     finally:
         await direct.stop()
         await bridge.stop()
-        if args.log:
-            log = bridge.home / ".local/state/agentbridge/log/agentbridge.log"
-            for entry in log.read_text().splitlines()[-args.log :]:
-                print("    log:", entry[:300])
+        log = bridge.home / ".local/state/agentbridge/log/agentbridge.log"
+        log_lines = log.read_text().splitlines() if log.exists() else []
+        for entry in log_lines[-args.log :] if args.log else []:
+            print("    log:", entry[:300])
+    injections = injection_times(log_lines)
+    known = [(injections[m], q, s) for m, q, s in b_sends if m in injections]
+    to_start = [(inj[0] - q) * 1000 for inj, q, _ in known]
+    to_visible = [(inj[1] - inj[0]) * 1000 for inj, _, _ in known]
+    to_enter = [(inj[2] - q) * 1000 for inj, q, _ in known]
+    enter_to = [(s - inj[2]) * 1000 for inj, _, s in known]
     ratio = statistics.median(b_ms) / statistics.median(d_ms)
     print(f"{profile.name}: send → model request")
     print(line("direct (paste, visible, Enter)", d_ms))
+    print(line("  direct start → Enter", d_to_enter))
     print(line("  direct Enter → request", d_enter))
     print(line("bridge (ingest → request)", b_ms))
+    if to_enter:
+        print(line("  bridge ingest → injecting", to_start))
+        print(line("  bridge injecting → visible", to_visible))
+        print(line("  bridge ingest → Enter", to_enter))
+        print(line("  bridge Enter → request", enter_to))
     print(f"  ratio bridge/direct p50 {ratio:.2f}x   p95 {pct(b_ms, 95) / pct(d_ms, 95):.2f}x")
     for stage, values in stages.items():
         if values:
@@ -360,6 +421,11 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=3)
     parser.add_argument("--gap", type=float, default=0.3, help="idle seconds between sends")
     parser.add_argument("--cli", default="claude,codex")
+    parser.add_argument(
+        "--direct-hooks",
+        action="store_true",
+        help="diagnostic: the direct CLI keeps the bridge's relay hooks (what do they cost?)",
+    )
     parser.add_argument("--log", type=int, default=0, help="print the bridge log's last N lines")
     args = parser.parse_args()
     out = subprocess.run(

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentbridge.transcript.tail import FileTail
+from agentbridge.agent.tail import FileTail
 
 
 def pct(values: list[float], p: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 
 from agentbridge.channels.web import WebChannel
 from agentbridge.channels.web.testing import CHROMIUM_ARGS, running_console
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.testing import wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,15 +20,15 @@ import time
 import uuid
 from pathlib import Path
 
+from agentbridge.agent.injector import Injector, InjectorConfig
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.injector import Injector, InjectorConfig
-from agentbridge.protocols import ScreenKind
+from agentbridge.plugin.protocols import ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.mock_model import MockModelServer
 from agentbridge.testing.realcli import claude_agent, codex_agent
-from agentbridge.tmux import TmuxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [1000, 4000, 8000, 16000, 32000, 64000, 100_000, 200_000, 400_000, 800_000, 1_600_000]

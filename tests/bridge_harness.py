@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge.config import load_config
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import Message
 from agentbridge.testing import wait_until
 

@@ -16,7 +16,7 @@ import contextlib
 import random
 import sys
 
-from agentbridge.ledger import Ledger, LedgerError, NewMessage
+from agentbridge.ledger.sqlite import Ledger, LedgerError, NewMessage
 from agentbridge.models import Message
 
 CONVERSATIONS = [f"conv{i}" for i in range(6)]

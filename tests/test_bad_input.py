@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.ledger import Ledger, NewMessage
+from agentbridge.ledger.sqlite import Ledger, NewMessage
 
 CLI = [sys.executable, "-m", "agentbridge.cli"]
 
@@ -250,7 +250,7 @@ def test_read_only_ledger_is_one_line_naming_it(
 
 
 def test_a_second_up_says_already_running_before_any_port(tmp_path: Path) -> None:
-    from agentbridge.supervisor import SupervisorLock
+    from agentbridge.supervisor.up import SupervisorLock
 
     with listening() as port:
         config = write_config(tmp_path, f"[console]\nport = {port}\n")

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from agentbridge.agent_events import AgentEvent
-from agentbridge.agent_events import AgentEventKind as K
+from agentbridge.agent.tail import FileTail
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.testing import async_wait_until
-from agentbridge.transcript import claude as claude_module
-from agentbridge.transcript.claude import (
+from agentbridge.events import AgentEvent
+from agentbridge.events import AgentEventKind as K
+from agentbridge.runtimes.claude import transcript as claude_module
+from agentbridge.runtimes.claude.transcript import (
     ClaudeHookParser,
     ClaudeTranscriptParser,
     parse_claude_hook,
 )
-from agentbridge.transcript.tail import FileTail
+from agentbridge.testing import async_wait_until
 
 SID = "6f1c2d3e-0000-4000-8000-000000000001"
 ENV = Envelope(42, 1, "local", "alice", False)
@@ -299,6 +299,65 @@ def test_hook_parser_matches_stop_to_prompt_envelope() -> None:
     assert hp.feed(hook("Notification", notification_type="idle_prompt")) == []
     assert hp.feed_line("not json") == [] and hp.corrupt_lines == 1
     assert hp.feed_line(json.dumps(hook("SessionStart", source="startup"))) == []
+
+
+def test_hook_parser_holds_a_stop_recorded_before_its_prompt() -> None:
+    """Async hooks run concurrently: a fast turn's Stop can land before its own prompt's record.
+    It must wait for that record, never take the previous turn's envelope."""
+    hp = ClaudeHookParser()
+    hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV, "first"), prompt_id="p1"))
+    assert hp.feed(hook("Stop", prompt_id="p1", last_assistant_message="one"))[0].envelope == ENV
+    assert hp.feed(hook("Stop", prompt_id="p2", last_assistant_message="two")) == []
+    assert hp.feed(hook("StopFailure", prompt_id="p3", error="overloaded")) == []
+    ev = hp.feed(hook("UserPromptSubmit", prompt=wrap(ENV2, "second"), prompt_id="p2"))
+    assert [(e.kind, e.envelope, e.text) for e in ev] == [
+        (K.PROMPT_RECORDED, ENV2, wrap(ENV2, "second")),
+        (K.TURN_COMPLETED, ENV2, "two"),
+    ]
+    env3 = Envelope(44, 2, "local", "carol", False)
+    ev = hp.feed(hook("UserPromptSubmit", prompt=wrap(env3, "third"), prompt_id="p3"))
+    assert [(e.kind, e.envelope) for e in ev] == [(K.PROMPT_RECORDED, env3), (K.API_ERROR, env3)]
+    assert ev[1].text == "overloaded"
+    # held once: a later record of the same prompt does not replay the Stop
+    again = hp.feed(hook("UserPromptSubmit", prompt=wrap(env3, "third"), prompt_id="p3"))
+    assert [e.kind for e in again] == [K.PROMPT_RECORDED]
+    # a Stop without a prompt id (older CLIs) still means the session's current prompt
+    assert hp.feed(hook("Stop", last_assistant_message="x"))[0].envelope == env3
+    small = ClaudeHookParser(max_prompts=2)
+    for n in range(5):
+        small.feed(hook("Stop", prompt_id=f"q{n}"))
+    assert small.feed(hook("UserPromptSubmit", prompt="hand", prompt_id="q0")) == [
+        AgentEvent(K.PROMPT_RECORDED, None, "hand", "hook", SID, "q0")
+    ]  # the oldest held Stops were dropped: bounded memory
+
+
+def test_hook_parser_learns_prompts_from_the_transcript() -> None:
+    """Claude's relay has no UserPromptSubmit hook: the transcript's prompt line (its
+    ``promptId``) tells the hook parser which envelope a Stop belongs to, whichever is first."""
+    transcript, hp = ClaudeTranscriptParser(), ClaudeHookParser()
+    first, second = user(wrap(ENV, "one")), user(wrap(ENV2, "two"))
+    pid1, pid2 = json.loads(first)["promptId"], json.loads(second)["promptId"]
+
+    def from_transcript(line: str) -> list[AgentEvent]:
+        events = transcript.feed(line)
+        return [e for ev in events for e in [ev, *hp.learn(ev)]]
+
+    recorded = from_transcript(first)
+    assert [(e.kind, e.envelope, e.prompt_id) for e in recorded] == [(K.PROMPT_RECORDED, ENV, pid1)]
+    stop = hp.feed(hook("Stop", prompt_id=pid1, last_assistant_message="one!"))
+    assert [(e.kind, e.envelope, e.text, e.source) for e in stop] == [
+        (K.TURN_COMPLETED, ENV, "one!", "hook")
+    ]
+    # the Stop of a fast turn before the transcript's flush: held, then released after it
+    assert hp.feed(hook("Stop", prompt_id=pid2, last_assistant_message="two!")) == []
+    out = from_transcript(second)
+    assert [(e.kind, e.envelope, e.source) for e in out] == [
+        (K.TURN_ABORTED, ENV, "transcript"),  # the transcript never ended turn one
+        (K.PROMPT_RECORDED, ENV2, "transcript"),
+        (K.TURN_COMPLETED, ENV2, "hook"),
+    ]
+    assert out[-1].text == "two!"
+    assert hp.learn(out[-1]) == [] and hp.learn(out[0]) == []  # only prompt records teach
 
 
 def test_stateless_hook_helper() -> None:
@@ -592,3 +651,20 @@ def test_reset_forgets_held_lines() -> None:
     feed(p, A, E)
     p.reset()
     assert feed(p, P) == [(K.PROMPT_RECORDED, ENV, PROMPT)]
+
+
+def test_recovery_evidence_from_a_stop_hook_and_the_transcripts_prompt(tmp_path: Path) -> None:
+    """A turn whose end reached the hook log but not (yet) the transcript still counts as
+    completed after a crash: the transcript's prompt line names the Stop's envelope. A record
+    a relay is still writing (no newline yet) is not a corrupt line."""
+    from agentbridge.runtimes import ClaudeCodeProfile
+    from agentbridge.supervisor.recovery import read_evidence
+
+    transcript, hook_log = tmp_path / "t.jsonl", tmp_path / "hooks.jsonl"
+    prompt = user(wrap(ENV, "hi"))
+    transcript.write_text(prompt + "\n")
+    stop = hook("Stop", prompt_id=json.loads(prompt)["promptId"], last_assistant_message="ok!")
+    hook_log.write_text(json.dumps(stop["payload"]) + "\n" + '{"hook_event_name": "St')
+    evidence = read_evidence(ClaudeCodeProfile(), transcript, hook_log)
+    assert evidence.completed == {(42, 1): "ok!"}
+    assert evidence.recorded == {(42, 1)} and evidence.corrupt_lines == 0

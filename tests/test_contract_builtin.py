@@ -9,7 +9,7 @@ import pytest
 
 from agentbridge.channels.http_api import HttpApiChannel
 from agentbridge.channels.local import LocalChannel
-from agentbridge.protocols import ChannelContext
+from agentbridge.plugin.protocols import ChannelContext
 from agentbridge.testing.contract import ChannelContract, HarnessBase
 
 

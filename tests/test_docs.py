@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge import hookspecs
+from agentbridge.plugin import hookspecs
 
 PLUGINS_MD = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 #: a ``##`` heading that is one snake_case word names a hook; others are prose sections
@@ -16,7 +16,7 @@ HOOK_HEADING = re.compile(r"^## ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 def hook_names() -> dict[str, inspect.Signature]:
-    """Every hookspec in ``agentbridge.hookspecs`` and its signature."""
+    """Every hookspec in ``agentbridge.plugin.hookspecs`` and its signature."""
     marker = f"{hookspecs.PROJECT}_spec"
     return {
         name: inspect.signature(fn)

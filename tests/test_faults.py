@@ -154,7 +154,7 @@ def test_simulated_wake_runs_one_recovery(tmp_path: Path) -> None:
         assert answer.returncode == 0
         import asyncio
 
-        from agentbridge.control import request
+        from agentbridge.supervisor.control import request
 
         reply = asyncio.run(request(bridge.config, "simulate-wake", slept=120))
         assert reply is not None and reply["wakes"] == 1

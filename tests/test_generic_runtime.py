@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig
-from agentbridge.protocols import LaunchSpec, ScreenKind
+from agentbridge.plugin.protocols import LaunchSpec, ScreenKind
 from agentbridge.runtimes import GenericProfile
 from agentbridge.testing import async_wait_until
-from agentbridge.tmux import TmuxServer
 
 #: A tiny REPL. ``wait FILE`` works until FILE exists (a busy program whose end the test
 #: controls); any other line is answered ``you said: <line>``. The prompt is its argument.

@@ -18,7 +18,7 @@ import pytest
 from agentbridge.channels.http_api import HttpApiChannel, register_channels
 from agentbridge.channels.http_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from agentbridge.config import ConfigError, parse_config
-from agentbridge.protocols import Channel
+from agentbridge.plugin.protocols import Channel
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
 

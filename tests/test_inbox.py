@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from agentbridge import inbox
+from agentbridge.agent import inbox
 from bridge_harness import default_agents, running_bridge, wait_for
 
 LONG = "".join(f"line {i:05d} " + "y" * 80 + "\n" for i in range(30)) + "END-OF-LONG-MESSAGE"
@@ -97,7 +97,7 @@ def test_leftover_inbox_files_are_swept_at_session_start(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("length", [999, 1000, 1001])
 def test_paste_limit_boundary(tmp_path: Path, length: int) -> None:
-    from agentbridge.agent_host import build_prompt
+    from agentbridge.agent.turn import build_prompt
     from agentbridge.models import Message
     from agentbridge.states import MessageState
 

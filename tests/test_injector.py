@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentbridge.fakeagent.transcript_writer import project_dir_name
-from agentbridge.injector import (
+from agentbridge.agent.injector import (
     InjectionOutcome,
     Injector,
     InjectorConfig,
@@ -28,9 +27,10 @@ from agentbridge.injector import (
     strip_escapes,
     text_visible,
 )
+from agentbridge.agent.tmux import TmuxServer
+from agentbridge.fakeagent.transcript_writer import project_dir_name
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
-from agentbridge.tmux import TmuxServer
 
 PASTE_START = b"\x1b[200~"
 

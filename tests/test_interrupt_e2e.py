@@ -48,6 +48,27 @@ def test_escape_ends_the_message_interrupted_and_it_is_not_rerun(tmp_path: Path)
         assert "interrupted" in bridge.cli("messages", "--state", "interrupted").stdout
 
 
+def test_an_interrupt_that_leaves_no_record_is_read_from_the_box(tmp_path: Path) -> None:
+    """``#fake:rewind``: Esc writes nothing (Claude Code before the answer's first token); the
+    prompt back in the box while idle ends the message ``interrupted``, and says so."""
+    with running_bridge(tmp_path) as bridge:
+        mid = bridge.send("a long job #fake:slow=60 #fake:rewind")
+        bridge.wait_state(mid, "accepted")
+        wait_for(lambda: transcript_prompts(bridge, mid) == [1], what="attempt 1 recorded")
+        press_escape(bridge)
+        msg = bridge.wait_state(mid, "interrupted", "queued", timeout=20)
+        assert msg.state == "interrupted" and msg.attempt == 1
+        notes = [e["detail"] for e in bridge.events(mid) if e["kind"] == "interrupt_evidence"]
+        assert len(notes) == 1 and "put it back into its input box" in notes[0]
+        nxt = bridge.send("after the silent interrupt")  # the box was cleared (Ctrl-C)
+        done = bridge.wait_state(nxt, "completed", timeout=30)
+        assert done.reply == "echo: after the silent interrupt"
+        assert transcript_prompts(bridge, mid) == [1]
+        assert not any(
+            "Request interrupted" in p.read_text() for p in bridge.state_dir.rglob("*.jsonl")
+        )
+
+
 def test_an_interrupt_while_the_bridge_was_down_is_not_replayed(tmp_path: Path) -> None:
     bridge = Bridge(tmp_path)
     try:

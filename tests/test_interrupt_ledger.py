@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from agentbridge.envelope import Envelope, wrap
-from agentbridge.ledger import IllegalTransition, Ledger, StaleLease
+from agentbridge.ledger.sqlite import IllegalTransition, Ledger, StaleLease
 from agentbridge.models import Message
-from agentbridge.recovery import read_evidence, recover_victims
 from agentbridge.runtimes.demo import DemoProfile
 from agentbridge.states import TERMINAL, MessageState
+from agentbridge.supervisor.recovery import read_evidence, recover_victims
 
 
 class Clock:

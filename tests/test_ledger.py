@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from agentbridge.ledger import (
+from agentbridge.ledger.migrations import SCHEMA_VERSION, SchemaTooNew
+from agentbridge.ledger.sqlite import (
     IdempotencyConflict,
     IllegalTransition,
     Ledger,
@@ -27,7 +28,6 @@ from agentbridge.ledger import (
     NotFound,
     StaleLease,
 )
-from agentbridge.migrations import SCHEMA_VERSION, SchemaTooNew
 from agentbridge.states import MessageState
 
 
@@ -338,7 +338,7 @@ async def test_two_connections_racing_never_claim_the_same_message(tmp_path: Pat
 CLAIMER = textwrap.dedent(
     """
     import asyncio, sys
-    from agentbridge.ledger import Ledger
+    from agentbridge.ledger.sqlite import Ledger
 
     async def main() -> None:
         led = await Ledger.open(sys.argv[1])

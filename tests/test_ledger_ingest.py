@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.ledger import Ledger
-from agentbridge.ledger_checkpoint import CHECKPOINT_EVERY
-from agentbridge.ledger_ingest import LONE_YIELD_EVERY
-from agentbridge.ledger_rows import MULTI_MAX
+from agentbridge.ledger.checkpoint import CHECKPOINT_EVERY
+from agentbridge.ledger.ingest import LONE_YIELD_EVERY
+from agentbridge.ledger.rows import MULTI_MAX
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import Message
 
 

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.states import IN_FLIGHT, MessageState
 
 CHILD = Path(__file__).with_name("ledger_kill9_child.py")

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentbridge.ledger import IdempotencyConflict, IllegalTransition, Ledger, NotFound
-from agentbridge.ledger_outbox import DEFAULT_BACKOFF, backoff_delay
+from agentbridge.ledger.outbox import DEFAULT_BACKOFF, backoff_delay
+from agentbridge.ledger.sqlite import IdempotencyConflict, IllegalTransition, Ledger, NotFound
 from agentbridge.states import OutboxState
 
 

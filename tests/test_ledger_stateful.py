@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from agentbridge.ledger import IdempotencyConflict, IllegalTransition, Ledger, StaleLease
+from agentbridge.ledger.sqlite import IdempotencyConflict, IllegalTransition, Ledger, StaleLease
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MessageState
 

@@ -154,7 +154,7 @@ def test_mock_reads_an_inbox_file_in_chunks_then_answers() -> None:
 
 
 def test_spill_threshold_overrides_the_profiles_paste_limit() -> None:
-    from agentbridge.agent_host import paste_limit
+    from agentbridge.agent.turn import paste_limit
     from agentbridge.config import InjectionConfig, parse_config
     from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

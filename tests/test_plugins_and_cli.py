@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 GOOD = """
-from agentbridge.hookspecs import hookimpl
+from agentbridge.plugin.hookspecs import hookimpl
 from agentbridge.channels.local import LocalChannel
 
 class Echo(LocalChannel):
@@ -24,7 +24,7 @@ def register_channels(register, config):
 """
 BROKEN = "raise ImportError('this plugin is broken on purpose')\n"
 MISSPELT = """
-from agentbridge.hookspecs import hookimpl
+from agentbridge.plugin.hookspecs import hookimpl
 
 @hookimpl
 def register_channel(register, config):  # misspelt: the hook is register_channels
@@ -94,7 +94,7 @@ def test_plugin_allow_list(tmp_path: Path) -> None:
 
 
 def test_one_plugin_manager_per_build_and_runtimes_registered() -> None:
-    from agentbridge.plugins import build_plugin_manager
+    from agentbridge.plugin.manager import build_plugin_manager
 
     first, second = build_plugin_manager(), build_plugin_manager()
     assert first.pm is not second.pm

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import OutboxConfig
-from agentbridge.ledger import Ledger
-from agentbridge.migrations import MIGRATIONS, SCHEMA_VERSION, _split
+from agentbridge.delivery.relay import OutboxRelay, chunk_text, classify
+from agentbridge.ledger.migrations import MIGRATIONS, SCHEMA_VERSION, _split
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import (
+from agentbridge.plugin.protocols import (
     ChannelContext,
     ChannelLimits,
     DeliveryError,
     ErrorClass,
     Receipt,
 )
-from agentbridge.relay import OutboxRelay, chunk_text, classify
 from agentbridge.testing import async_wait_until
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import OutboxConfig
-from agentbridge.ledger import IllegalTransition, Ledger
+from agentbridge.delivery.relay import OutboxRelay
+from agentbridge.ledger.sqlite import IllegalTransition, Ledger
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import (
+from agentbridge.plugin.protocols import (
     Channel,
     ChannelContext,
     ChannelLimits,
@@ -26,7 +27,6 @@ from agentbridge.protocols import (
     Reconciled,
     ReconcilingChannel,
 )
-from agentbridge.relay import OutboxRelay
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import Route
-from agentbridge.routing import Unroutable, route_message
+from agentbridge.supervisor.routing import Unroutable, route_message
 from bridge_harness import Bridge, default_agents
 from test_faults import transcript_prompts
 

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from agentbridge.agent_events import AgentEventKind
 from agentbridge.config import AgentConfig
-from agentbridge.protocols import RuntimeProfile, ScreenKind
+from agentbridge.events import AgentEventKind
+from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile, DemoProfile, GenericProfile
-from agentbridge.runtimes.claude_code import claude_project_dir_name
-from agentbridge.runtimes.codex import toml_upsert
+from agentbridge.runtimes.claude.profile import claude_project_dir_name
+from agentbridge.runtimes.codex.profile import toml_upsert
+from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
 from agentbridge.runtimes.common import hook_command
 from agentbridge.runtimes.generic import DEFAULT_READY
 from agentbridge.testing.mock_model import answer_for
-from agentbridge.transcript.codex import CodexTranscriptParser
 
 DATA = Path(__file__).parent / "data"
 USER_HOOK = {"hooks": [{"type": "command", "command": "echo mine"}]}
@@ -71,9 +71,10 @@ def test_claude_seeding_merges_and_is_idempotent(tmp_path: Path) -> None:
     assert json.loads(user_settings.read_text()) == settings  # the user's file is not touched
     assert ours.stat().st_mode & 0o777 == 0o600
     hooks = json.loads(ours.read_text())["hooks"]
-    assert sorted(hooks) == ["Stop", "StopFailure", "UserPromptSubmit"]
-    for event in ("UserPromptSubmit", "Stop", "StopFailure"):
+    assert sorted(hooks) == ["Stop", "StopFailure"]  # no UserPromptSubmit: its cost (HOOK_EVENTS)
+    for event in ("Stop", "StopFailure"):
         assert len(hooks[event]) == 1 and _ours({event: hooks[event]})
+        assert hooks[event][0]["hooks"][0]["async"] is True
         assert str(tmp_path / "state" / "hooks.jsonl") in json.dumps(hooks[event])
 
 
@@ -303,7 +304,7 @@ def test_codex_parser_counts_corrupt_lines() -> None:
 
 
 def test_claude_parser_on_real_lines() -> None:
-    claude = pytest.importorskip("agentbridge.transcript.claude")
+    claude = pytest.importorskip("agentbridge.runtimes.claude.transcript")
     parser = claude.ClaudeTranscriptParser()
     events = []
     for line in (DATA / "claude" / "multi_turn_errors_resume.jsonl").read_text().splitlines():
@@ -321,7 +322,7 @@ def test_claude_parser_on_real_lines() -> None:
 def test_claude_parser_first_flush_out_of_order() -> None:
     """Captured from the real CLI: the first flush wrote the assistant line before the user line
     (other runs: the turn end too), so the turn's answer must be found via ``parentUuid``."""
-    from agentbridge.transcript.claude import ClaudeTranscriptParser
+    from agentbridge.runtimes.claude.transcript import ClaudeTranscriptParser
 
     parser = ClaudeTranscriptParser()
     events = []

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import parse_config
-from agentbridge.plugins import build_plugin_manager
-from agentbridge.scaffold import scaffold_channel
+from agentbridge.plugin.manager import build_plugin_manager
+from agentbridge.plugin.scaffold import scaffold_channel
 
 
 def run_its_tests(root: Path) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from agentbridge.channels.scheduler import (
 )
 from agentbridge.config import ConfigError, parse_config
 from agentbridge.models import Message
-from agentbridge.protocols import Channel
+from agentbridge.plugin.protocols import Channel
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.bridge import ContractBridge, contract_bridge
 

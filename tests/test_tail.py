@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from watchdog.observers import Observer
 
+from agentbridge.agent.tail import FileTail, newest_matching
 from agentbridge.testing import async_wait_until
-from agentbridge.transcript.tail import FileTail, newest_matching
 
 
 class Sink:

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentbridge.agent.control_mode import CONTROL_SESSION_PREFIX
+from agentbridge.agent.tmux import TmuxError, TmuxNotFound, TmuxServer, minimal_env
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until, wait_until
-from agentbridge.tmux import TmuxError, TmuxNotFound, TmuxServer, minimal_env
-from agentbridge.tmux_control import CONTROL_SESSION_PREFIX
 
 # A pane program that puts its tty in raw mode, asks for bracketed paste, and appends every byte
 # it reads to a log: the log is exactly what tmux wrote into the pane.

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from agentbridge.testing import async_wait_until, wait_until
-from agentbridge.tmux import CONTROL_ENV, TmuxError, TmuxServer
-from agentbridge.tmux_control import (
+from agentbridge.agent.control_mode import (
     CONTROL_SESSION_PREFIX,
     ControlClient,
     ControlUncertain,
     command_line,
 )
+from agentbridge.agent.tmux import CONTROL_ENV, TmuxError, TmuxServer
+from agentbridge.testing import async_wait_until, wait_until
 
 RECORDER = r"""
 import os, sys, tty
@@ -432,7 +432,15 @@ async def test_connect_to_no_server_fails_cleanly(tmp_path: Path) -> None:
     server = TmuxServer(f"abtest-{uuid.uuid4().hex[:10]}")
     with pytest.raises(Exception, match="did not start"):
         await ControlClient.connect(
-            [server.tmux_bin, "-f", "/dev/null", "-L", server.socket_name, "-S", "/nonexistent/x"],
+            [
+                server.tmux_bin,
+                "-f",
+                "/dev/null",
+                "-L",
+                server.socket_name,
+                "-S",
+                str(tmp_path / "no-such-dir" / "x"),
+            ],
             server._env,
             timeout=2,
         )

@@ -7,8 +7,8 @@ import contextlib
 
 import pytest
 
+from agentbridge.supervisor.wake import SystemClock, WakeDetector
 from agentbridge.testing import async_wait_until
-from agentbridge.wake import SystemClock, WakeDetector
 
 
 class FakeClock:

@@ -23,9 +23,9 @@ import pytest
 from agentbridge.channels.web import WebChannel
 from agentbridge.channels.web.testing import CHROMIUM_ARGS, running_console
 from agentbridge.config import ConsoleConfig, parse_config
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import Message
-from agentbridge.protocols import ChannelContext
+from agentbridge.plugin.protocols import ChannelContext
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.contract import ChannelContract, HarnessBase
 
@@ -316,7 +316,7 @@ async def test_chat_stream_skips_other_conversations_but_moves_the_cursor(
 async def test_waiting_receipt_is_pushed_without_an_id(
     http: aiohttp.ClientSession, console: WebChannel
 ) -> None:
-    from agentbridge.protocols import Receipt
+    from agentbridge.plugin.protocols import Receipt
 
     sent = await send(http, "hi", "k-w", conversation="c1")
     async with http.get("/api/events", params={"conversation": "c1"}) as r:

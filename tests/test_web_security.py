@@ -17,7 +17,7 @@ import pytest
 from agentbridge.channels.web import WebChannel
 from agentbridge.channels.web.testing import running_console
 from agentbridge.config import ConsoleConfig
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 
 
 @pytest.fixture

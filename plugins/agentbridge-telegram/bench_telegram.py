@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agentbridge.ledger import IngestResult, Ledger
-from agentbridge.protocols import ChannelContext
+from agentbridge.ledger.sqlite import IngestResult, Ledger
+from agentbridge.plugin.protocols import ChannelContext
 
 from agentbridge_telegram import TelegramChannel, parse_settings
 from agentbridge_telegram.testing import FakeBotApi

@@ -3,7 +3,8 @@
 Installed as the agent CLI's hook command. It must never break or slow the agent: stdlib only
 (this package's ``__init__`` is tiny on purpose), nothing on stdout (Claude Code reads a hook's
 stdout), exit 0 whatever happens. One ``O_APPEND`` write per record keeps concurrent relays'
-lines whole; the host tails FILE with the same ``FileTail`` as transcripts.
+lines whole (here and in :func:`shell_command`, the one agents really run); the host tails FILE
+with the same ``FileTail`` as transcripts.
 """
 
 from __future__ import annotations
@@ -16,18 +17,32 @@ import time
 
 MAX_STDIN = 16 * 1024 * 1024
 MARK = "agentbridge.hook_relay"
+#: The largest record the shell relay lands in one write(2): above the model API's own request
+#: size limit (a prompt bigger than this can never be sent), so no turn's record is ever split.
+MAX_RECORD = 64 * 1024 * 1024
 
 
 def shell_command(path: str) -> str:
-    """The hook command agents run: a POSIX shell one-liner, ~2 ms instead of ~18 ms for a
+    """The hook command agents run: a POSIX shell one-liner, ~3 ms instead of ~18 ms for a
     Python start. A hook delays the agent's turn (``UserPromptSubmit`` runs before the prompt
     is processed), so its cost is latency every message pays.
+
+    Why ``dd``: hooks may run concurrently (Claude's ``async`` hooks of one turn do), and
+    ``tr`` writes a record in 4 KiB pieces (plus ``echo``'s newline), which concurrent relays
+    interleaved into corrupt lines. ``dd`` with ``obs`` ≠ ``ibs`` collects its whole input
+    (up to ``obs`` = :data:`MAX_RECORD`) and writes it once to the ``O_APPEND`` file: one
+    write(2) per record, which POSIX makes atomic against other writes to a regular file, of
+    any size (tested with 5 MB records; the reader keeps a partly written line). Only POSIX
+    ``dd`` operands (GNU and BSD/macOS ``dd`` both reblock like this); stats go to /dev/null.
 
     JSON never holds a raw newline inside a string, so deleting newlines turns any payload into
     one line; the trailing comment is the marker that finds our entries in a settings file.
     """
     quoted = "'" + path.replace("'", "'\\''") + "'"
-    return f"umask 077; {{ tr -d '\\n'; echo; }} >> {quoted} # {MARK}"
+    return (
+        f"umask 077; {{ tr -d '\\n'; echo; }} | dd ibs=65536 obs={MAX_RECORD} 2>/dev/null"
+        f" >> {quoted} # {MARK}"
+    )
 
 
 def normalize(record: object) -> dict[str, object] | None:

@@ -185,3 +185,17 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One message for ``ingest_many``."""
+
+    channel: str
+    conversation: str
+    sender: str
+    text: str
+    key: str | None = None
+    agent: str = "default"
+    priority: int = 0
+    meta: dict[str, Any] | None = None

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.testing.mock_model import MockModelServer
-from agentbridge.tmux import TmuxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,9 @@
 Both CLIs answer through the mock model on 127.0.0.1 (also their only proxy). 24 messages go to
 each agent through the local channel — short, multi-line, unicode, 3 KB, 10 KB (pasted whole:
 far under both CLIs' measured paste limits) — and every one must reach ``completed`` with
-exactly the mock's answer to that prompt captured as its reply. Long messages (12 kB, 100 kB,
-pasted and through the inbox file): ``test_long_messages.py``.
+exactly the mock's answer to that prompt captured as its reply (Claude's: also in its own
+async ``Stop`` hook record, the turns back to back). Long messages
+(12 kB, 100 kB, pasted and through the inbox file): ``test_long_messages.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.events import AgentEventKind
+from agentbridge.runtimes.claude.transcript import ClaudeHookParser, ClaudeTranscriptParser
 from agentbridge.testing.mock_model import MockModelServer
 from bridge_harness import Bridge
 
@@ -110,6 +113,23 @@ def test_bridge_drives_real_claude_and_codex(
             assert asked, f"the model never saw message {mid} ({agent})"
             assert msg.reply == asked[-1].answer, (agent, mid, msg.reply)
             assert msg.attempt == 1
+        # Claude's relay hooks run async and the messages went in back to back (turns and
+        # relays overlap): each message still has its own whole Stop record, which names its
+        # prompt by id only; the transcript's prompt lines say which envelope that is.
+        hooks = ClaudeHookParser()
+        for path in (home / ".claude" / "projects").glob("*/*.jsonl"):
+            transcript = ClaudeTranscriptParser()
+            for line in path.read_text().splitlines():
+                for event in transcript.feed(line):
+                    hooks.learn(event)
+        hook_log = bridge.state_dir / "agents" / "claude" / "hooks.jsonl"
+        seen = [e for line in hook_log.read_text().splitlines() for e in hooks.feed_line(line)]
+        assert hooks.corrupt_lines == 0
+        for agent, mid in sent:
+            if agent == "claude":
+                mine = [e for e in seen if e.envelope is not None and e.envelope.message_id == mid]
+                stops = [e.text for e in mine if e.kind == AgentEventKind.TURN_COMPLETED]
+                assert stops == [bridge.message(mid).reply], (mid, stops)
         status = bridge.status()
         for agent in ("claude", "codex"):
             assert status["agents"][agent]["restarts"] == 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agentbridge import inbox
+from agentbridge.agent import inbox
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing.mock_model import MockModelServer
 from agentbridge.testing.realcli import claude_agent, codex_agent

@@ -23,18 +23,18 @@ from typing import Any
 
 import pytest
 
-from agentbridge.agent_events import AgentEvent, AgentEventKind, TranscriptParser
+from agentbridge.agent.injector import InjectionOutcome, Injector
+from agentbridge.agent.tmux import TmuxServer
 from agentbridge.config import AgentConfig
 from agentbridge.envelope import Envelope, wrap
+from agentbridge.events import AgentEvent, AgentEventKind, TranscriptParser
 from agentbridge.hook_relay import normalize
-from agentbridge.injector import InjectionOutcome, Injector
-from agentbridge.protocols import LaunchSpec, RuntimeProfile, ScreenKind
+from agentbridge.plugin.protocols import LaunchSpec, PromptLearner, RuntimeProfile, ScreenKind
 from agentbridge.runtimes import ClaudeCodeProfile, CodexProfile
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.mock_model import MockModelServer, answer_for
 from agentbridge.testing.realcli import CODEX_CONFIG
-from agentbridge.tmux import TmuxServer
 
 from .conftest import AgentClis
 
@@ -71,6 +71,9 @@ class TranscriptReader:
         self.path: Path | None = None
         self._offset = 0
         self._partial = b""
+        #: the hook reader this transcript teaches its prompts (what the host does: Claude's
+        #: relay has no UserPromptSubmit hook, a Stop names its prompt by id only)
+        self.teaches: TranscriptReader | None = None
 
     def pump(self, pane_pid: int | None) -> list[AgentEvent]:
         """Read what is new; return all events so far."""
@@ -93,7 +96,11 @@ class TranscriptReader:
                 record = normalize(json.loads(line)) if line.strip() else None
                 self.events += self.parser.feed(record) if record is not None else []
             else:
-                self.events += self.parser.feed(line)
+                events = self.parser.feed(line)
+                self.events += events
+                pupil = self.teaches
+                if pupil is not None and isinstance(pupil.parser, PromptLearner):
+                    pupil.events += [h for e in events for h in pupil.parser.learn(e)]
         return self.events
 
     def find(self, kind: AgentEventKind, message_id: int) -> AgentEvent | None:
@@ -124,6 +131,7 @@ class Session:
         self.name = name or profile.name.replace("-", "")
         self.reader = TranscriptReader(profile, spec)
         self.hooks = TranscriptReader(profile, spec, hooks=True)
+        self.reader.teaches = self.hooks
         self.pane = ""
         self.pid: int | None = None
         self.ready_ms = 0.0
@@ -411,7 +419,7 @@ async def _two_agents_one_config_dir(
         for session in sessions:
             ours = _hook_records(session.spec.hook_events)
             assert {r["cwd"] for r in ours} == {str(session.spec.cwd)}, ours
-            assert any(r.get("hook_event_name") == "UserPromptSubmit" for r in ours)
+            assert any(r.get("hook_event_name") == "Stop" for r in ours)
 
         async def user_hooks_fired() -> bool:
             cwds = {r["cwd"] for r in _hook_records(user_log) if r["hook_event_name"] == "Stop"}

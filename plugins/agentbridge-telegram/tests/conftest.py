@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentbridge.ledger import Ledger
-from agentbridge.protocols import ChannelContext
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.protocols import ChannelContext
 
 from agentbridge_telegram import TelegramChannel, parse_settings
 from agentbridge_telegram.testing import FakeBotApi

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.ledger.sqlite import IngestResult, Ledger
 
 ALICE = 111  # allowed
 MALLORY = 999  # not allowed

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentbridge.ledger import IngestResult, Ledger
-from agentbridge.plugins import build_plugin_manager
+from agentbridge.ledger.sqlite import IngestResult, Ledger
+from agentbridge.plugin.manager import build_plugin_manager
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, MALLORY, ledger_ingest
 

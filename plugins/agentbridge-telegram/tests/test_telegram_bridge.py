@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from agentbridge.config import OutboxConfig
-from agentbridge.ledger import Ledger
-from agentbridge.protocols import ChannelContext, ErrorClass
-from agentbridge.relay import OutboxRelay
+from agentbridge.delivery.relay import OutboxRelay
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.protocols import ChannelContext, ErrorClass
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
 from agentbridge.testing.contract import ChannelContract, HarnessBase

@@ -7,9 +7,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from agentbridge.ledger import Ledger
+from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import DeliveryError, ErrorClass, Receipt
+from agentbridge.plugin.protocols import DeliveryError, ErrorClass, Receipt
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT
 

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from agentbridge.config import OutboxConfig
-from agentbridge.ledger import Ledger
-from agentbridge.protocols import DeliveryError, ErrorClass
-from agentbridge.relay import OutboxRelay
+from agentbridge.delivery.relay import OutboxRelay
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.protocols import DeliveryError, ErrorClass
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
 from telegram_helpers import CHAT

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from agentbridge.config import ConfigError, parse_config
-from agentbridge.ledger import Ledger
-from agentbridge.plugins import build_plugin_manager
-from agentbridge.protocols import Channel, ChannelContext, DeliveryError
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.plugin.manager import build_plugin_manager
+from agentbridge.plugin.protocols import Channel, ChannelContext, DeliveryError
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, ledger_ingest
 

@@ -29,13 +29,14 @@ from agentbridge.channels.http_auth import (
     parse_settings,
 )
 from agentbridge.config import Config
-from agentbridge.hookspecs import hookimpl
-from agentbridge.ledger import IdempotencyConflict, NotFound
+from agentbridge.kinds import ChangeKind
+from agentbridge.ledger.store import IdempotencyConflict, NotFound
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
-from agentbridge.routing import Unroutable
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
 from agentbridge.sanitize import clean_text
 from agentbridge.states import TERMINAL, MessageState
+from agentbridge.supervisor.routing import Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,9 @@ class HttpApiChannel:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _changed(self, kind: str, ident: int) -> None:
+    def _changed(self, kind: ChangeKind, ident: int) -> None:
         """Ledger listener: wake the long-polls and streams watching this message."""
-        if kind == "message":
+        if kind == ChangeKind.MESSAGE:
             for event in self._waiters.get(ident, ()):
                 event.set()
 
@@ -248,7 +249,7 @@ class HttpApiChannel:
         cred: Credential = request[_CREDENTIAL]
         fields = {"conversation": "default", "sender": cred.default_sender, "key": None}
         for field, default in fields.items():
-            value = data.get(field, default)
+            value = default if data.get(field) is None else data[field]  # null: the default
             if value is not None and (not isinstance(value, str) or not value):
                 return _error(400, f"'{field}' must be a non-empty string")
             fields[field] = None if value is None else clean_text(value)
@@ -258,8 +259,8 @@ class HttpApiChannel:
         if header_key is not None and fields["key"] is not None and header_key != fields["key"]:
             return _error(400, "Idempotency-Key header and body 'key' differ")
         key = header_key or fields["key"]
-        sender = fields["sender"]
-        assert sender is not None
+        sender, conversation = fields["sender"], fields["conversation"]
+        assert sender is not None and conversation is not None
         if not cred.allows(sender):
             # the sender is the identity an agent sees: a credential speaks only for its own
             log.warning(
@@ -275,7 +276,7 @@ class HttpApiChannel:
             )
         try:
             result = await self._ctx.ingest(
-                conversation=fields["conversation"],
+                conversation=conversation,
                 sender=sender,
                 text=text,
                 key=key,
@@ -303,7 +304,7 @@ class HttpApiChannel:
         except ValueError:
             return _error(400, "'wait' must be a number of seconds")
         wait = min(max(wait, 0.0), self.settings.max_wait)
-        assert self._ctx is not None
+        assert self._ctx is not None and self._ctx.ledger is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         with self._watch(msg.id) as event:
@@ -319,7 +320,7 @@ class HttpApiChannel:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: one ``state`` event per change, closed after a final state."""
         msg = await self._message(request)
-        assert self._ctx is not None
+        assert self._ctx is not None and self._ctx.ledger is not None
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )

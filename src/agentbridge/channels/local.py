@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agentbridge.config import Config
-from agentbridge.hookspecs import hookimpl
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
 
 
 class LocalChannel:

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from agentbridge.config import Config, ConfigError
-from agentbridge.hookspecs import hookimpl
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel, ChannelContext, ChannelLimits, ErrorClass, Receipt
 
 log = logging.getLogger(__name__)
 

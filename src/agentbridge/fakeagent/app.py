@@ -235,10 +235,12 @@ class FakeAgent:
             self._status("idle")
 
     def _interrupt(self) -> None:
-        """Esc while busy: Claude's interrupt line, no turn end or Stop hook, prompt back in box."""
+        """Esc while busy: Claude's interrupt line (none with ``#fake:rewind``), no turn end or
+        Stop hook, the prompt back in the box."""
         turn = self.turn
         assert turn is not None
-        self.transcript.interrupted()
+        if not turn.faults.rewind:
+            self.transcript.interrupted()
         self.transcript.flush()
         self.turn = None
         for text in reversed(self.queue):

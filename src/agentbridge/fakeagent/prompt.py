@@ -13,7 +13,7 @@ _ENVELOPE = re.compile(
     r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\](?: \([^\n]*\))?\s*$"
 )
 _DIRECTIVE = re.compile(
-    r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|slow=(\d+(?:\.\d+)?))"
+    r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|rewind|slow=(\d+(?:\.\d+)?))"
     r"(?:@(\d+))?"
 )
 _SWALLOW = re.compile(r"#fake:swallow=(\d+)")
@@ -31,6 +31,8 @@ class Faults:
     permission: bool = False
     slow: float | None = None
     api_error: str | None = None  # one of API_ERRORS
+    #: Esc writes nothing, as Claude Code 2.1.197 before the answer's first token
+    rewind: bool = False
 
     def merge(self, other: Faults) -> Faults:
         """Combine two sets of directives (prompt + FAKE_AGENT_FAULT)."""
@@ -40,6 +42,7 @@ class Faults:
             permission=self.permission or other.permission,
             slow=self.slow if self.slow is not None else other.slow,
             api_error=self.api_error or other.api_error,
+            rewind=self.rewind or other.rewind,
         )
 
 
@@ -69,6 +72,8 @@ def parse_faults(text: str) -> Faults:
             faults.hang = True
         elif name == "permission":
             faults.permission = True
+        elif name == "rewind":
+            faults.rewind = True
         elif faults.api_error is None:
             faults.api_error = name
     return faults

@@ -20,7 +20,7 @@ MODEL = "fake-model"
 def project_dir_name(cwd: str) -> str:
     """Claude's project folder name, computed exactly as the real CLI does (every character
     that is not a letter or digit becomes ``-``; long paths get Claude's hash suffix)."""
-    from agentbridge.runtimes.claude_code import claude_project_dir_name
+    from agentbridge.runtimes.claude.profile import claude_project_dir_name
 
     return claude_project_dir_name(cwd)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentbridge.runtimes.claude_code import ClaudeCodeProfile
-from agentbridge.runtimes.codex import CodexProfile
+from agentbridge.runtimes.claude.profile import ClaudeCodeProfile
+from agentbridge.runtimes.codex.profile import CodexProfile
 from agentbridge.runtimes.demo import DemoProfile
 from agentbridge.runtimes.generic import GenericProfile
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from agentbridge.config import AgentConfig
-from agentbridge.protocols import LaunchSpec
-from agentbridge.runtimes.claude_code import ClaudeCodeProfile
+from agentbridge.plugin.protocols import LaunchSpec
+from agentbridge.runtimes.claude.profile import ClaudeCodeProfile
 
 __all__ = ["DemoProfile"]
 

@@ -14,9 +14,9 @@ import functools
 import re
 from pathlib import Path
 
-from agentbridge.agent_events import AgentEvent, TranscriptParser
 from agentbridge.config import AgentConfig
-from agentbridge.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
+from agentbridge.events import AgentEvent, TranscriptParser
+from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 
 __all__ = ["GenericProfile", "NullParser"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentbridge.ledger import IngestResult, Ledger
+from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import Message
-from agentbridge.protocols import ChannelContext
+from agentbridge.plugin.protocols import ChannelContext
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ContractBridge:
     commit returned; ``fail_ingest`` makes the next ingests raise, as a full disk would.
     """
 
-    ledger: Ledger
+    ledger: LedgerStore
     ctx: ChannelContext
     commits: list[tuple[str | None, float]] = field(default_factory=list)
     fail_ingest: bool = False
@@ -45,7 +45,7 @@ async def contract_bridge(
 
     ``ingest`` has the supervisor's signature (``agent=`` overrides routing, as schedules do).
     """
-    ledger = await Ledger.open(state_dir / "contract-ledger.db")
+    ledger = await open_ledger(state_dir / "contract-ledger.db")
     bridge: ContractBridge | None = None
 
     async def ingest(
@@ -88,7 +88,7 @@ async def contract_bridge(
 
 
 async def complete_next(
-    ledger: Ledger, reply: str, *, agent: str = "demo", owner: str = "contract"
+    ledger: LedgerStore, reply: str, *, agent: str = "demo", owner: str = "contract"
 ) -> Message:
     """Play the agent's part through the real ledger API: claim, submit, accept, complete."""
     msg = await ledger.claim_next(agent, owner, 60.0)

@@ -34,8 +34,10 @@ import pytest
 import pytest_asyncio
 
 from agentbridge.config import OutboxConfig
+from agentbridge.delivery.relay import OutboxRelay, chunk_text, classify
+from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Message, OutboxItem
-from agentbridge.protocols import (
+from agentbridge.plugin.protocols import (
     Channel,
     ChannelContext,
     ChannelLimits,
@@ -43,7 +45,6 @@ from agentbridge.protocols import (
     Receipt,
     ReconcilingChannel,
 )
-from agentbridge.relay import OutboxRelay, chunk_text, classify
 from agentbridge.states import OutboxState
 from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
 
@@ -343,7 +344,7 @@ class ChannelContract:
         self, harness: ChannelHarness, bridge: ContractBridge
     ) -> None:
         """Receipts are best effort: a platform hiccup there must not break the pipeline."""
-        for status in ("queued", "injected", "working", "replied", "failed", "waiting"):
+        for status in ReceiptKind:  # every kind, "interrupted" included
             await harness.channel.receipt(
                 Receipt(1, harness.channel.name, self.conversation, status, platform_message_id="1")
             )

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["CHUNK_LINES", "INBOX_FILE", "ReadStep", "chunk_lines", "next_read"]
 
-#: the file a long message's pointer names (``agentbridge.inbox``)
+#: the file a long message's pointer names (``agentbridge.agent.inbox``)
 INBOX_FILE = re.compile(r"\.agentbridge/inbox/\d+\.md")
 #: lines per read: under Codex's output cap (100-char lines) and Claude's Read token limit
 CHUNK_LINES = {"Read": 500, "exec_command": 40}

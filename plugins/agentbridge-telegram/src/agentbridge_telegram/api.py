@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from agentbridge.protocols import DeliveryError, ErrorClass
+from agentbridge.plugin.protocols import DeliveryError, ErrorClass
 
 _TOKEN_SHAPE = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 

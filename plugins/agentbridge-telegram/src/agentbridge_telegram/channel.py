@@ -16,10 +16,10 @@ from collections import OrderedDict
 from typing import Any
 
 from agentbridge.config import ConfigError
-from agentbridge.ledger import IdempotencyConflict
+from agentbridge.ledger.sqlite import IdempotencyConflict
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
-from agentbridge.routing import Unroutable
+from agentbridge.plugin.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.supervisor.routing import Unroutable
 
 from agentbridge_telegram import webhook
 from agentbridge_telegram.api import (

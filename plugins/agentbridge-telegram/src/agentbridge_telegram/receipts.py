@@ -17,7 +17,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from agentbridge.protocols import Receipt
+from agentbridge.plugin.protocols import Receipt
 
 from agentbridge_telegram.api import BotApi, get_logger
 

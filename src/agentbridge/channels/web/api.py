@@ -18,7 +18,8 @@ from aiohttp import web
 
 from agentbridge.channels.web.sse import Notifier
 from agentbridge.channels.web.views import event_view, message_view, outbox_view
-from agentbridge.protocols import ChannelContext
+from agentbridge.ledger.store import ChannelLedger
+from agentbridge.plugin.protocols import ChannelContext
 from agentbridge.sanitize import clean_text
 
 MAX_TEXT = 500_000
@@ -48,7 +49,8 @@ class ConsoleApi:
 
     def __init__(self, ctx: ChannelContext, notifier: Notifier, channel: str) -> None:
         self.ctx = ctx
-        self.ledger: Any = ctx.ledger
+        assert ctx.ledger is not None, "the console needs ctx.ledger"
+        self.ledger: ChannelLedger = ctx.ledger
         self.notifier = notifier
         self.channel = channel
         self.ingest_takes_agent = _accepts_agent(ctx.ingest)
@@ -138,7 +140,7 @@ class ConsoleApi:
 
     async def message(self, request: web.Request) -> web.Response:
         """One message with its whole audit trail."""
-        from agentbridge.ledger import NotFound
+        from agentbridge.ledger.store import NotFound
 
         try:
             found = await self.ledger.get(int(request.match_info["id"]))
@@ -152,7 +154,7 @@ class ConsoleApi:
 
     async def send(self, request: web.Request) -> web.Response:
         """Ingest one message; the client's uuid key makes a retried POST the same message."""
-        from agentbridge.ledger import IdempotencyConflict
+        from agentbridge.ledger.store import IdempotencyConflict
 
         if request.content_type != "application/json":
             return web.json_response({"error": "send JSON"}, status=415)
@@ -182,7 +184,7 @@ class ConsoleApi:
             kwargs["meta"]["agent"] = agent
             if self.ingest_takes_agent:
                 kwargs["agent"] = agent
-        from agentbridge.routing import Unroutable
+        from agentbridge.supervisor.routing import Unroutable
 
         try:
             result = await self.ctx.ingest(conversation, "web", text, **kwargs)
@@ -205,7 +207,7 @@ class ConsoleApi:
         return await self._human(request, "drop")
 
     async def _human(self, request: web.Request, action: str) -> web.Response:
-        from agentbridge.ledger import IllegalTransition, NotFound
+        from agentbridge.ledger.store import IllegalTransition, NotFound
 
         message_id = int(request.match_info["id"])
         try:

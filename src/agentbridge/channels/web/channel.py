@@ -29,7 +29,7 @@ from agentbridge.channels.web.security import (
 from agentbridge.channels.web.sse import EventStreams, Notifier
 from agentbridge.config import ConsoleConfig
 from agentbridge.models import OutboxItem
-from agentbridge.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class WebChannel:
         return f"web-{item.id}"
 
     async def _wake_when_settled(self, outbox_id: int, timeout: float = 5.0) -> None:
-        if self.ctx is None or self._notifier is None:
+        if self.ctx is None or self.ctx.ledger is None or self._notifier is None:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agentbridge.config import Config
-from agentbridge.hookspecs import hookimpl
-from agentbridge.protocols import Channel
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel
 
 
 @hookimpl

@@ -19,12 +19,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from agentbridge.channels.web.views import event_view, message_view
 from agentbridge.models import Event
+
+if TYPE_CHECKING:
+    from agentbridge.kinds import ChangeKind
+    from agentbridge.ledger.store import ChannelLedger
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ BATCH = 500
 class Notifier:
     """Wakes every open stream on a ledger change, and knows the newest event id (head)."""
 
-    def __init__(self, ledger: Any) -> None:
+    def __init__(self, ledger: ChannelLedger) -> None:
         self.ledger = ledger
         self.head = 0
         self._waiters: set[asyncio.Event] = set()
@@ -56,7 +60,7 @@ class Notifier:
             self._unsubscribe = None
         self.wake()
 
-    def _on_change(self, kind: str, ident: int) -> None:
+    def _on_change(self, kind: ChangeKind, ident: int) -> None:
         self.wake()
 
     def wake(self) -> None:
@@ -83,7 +87,7 @@ class Notifier:
             self.head = max(self.head, events[-1].id)
 
 
-async def _find_head(ledger: Any) -> int:
+async def _find_head(ledger: ChannelLedger) -> int:
     """The largest event id, using only ``events_since(x, limit=1)`` (is there an id > x?)."""
 
     async def beyond(x: int) -> bool:
@@ -143,7 +147,7 @@ class StreamFilter:
 class EventStreams:
     """The ``GET /api/events`` handler and the set of open streams."""
 
-    def __init__(self, ledger: Any, notifier: Notifier, channel: str) -> None:
+    def __init__(self, ledger: ChannelLedger, notifier: Notifier, channel: str) -> None:
         self.ledger = ledger
         self.notifier = notifier
         self.channel = channel
@@ -238,7 +242,7 @@ class EventStreams:
         return "".join(out).encode()
 
     async def _message(self, message_id: int) -> dict[str, Any] | None:
-        from agentbridge.ledger import NotFound
+        from agentbridge.ledger.store import NotFound
 
         try:
             message = await self.ledger.get(message_id)

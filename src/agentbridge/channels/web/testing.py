@@ -14,7 +14,8 @@ from typing import Any
 
 from agentbridge.channels.web.channel import WebChannel
 from agentbridge.config import ConsoleConfig
-from agentbridge.protocols import ChannelContext
+from agentbridge.ledger.store import IngestResult, LedgerStore
+from agentbridge.plugin.protocols import ChannelContext
 
 #: what ``chromium.launch(args=…)`` needs to run headless in a container without a profile
 CHROMIUM_ARGS = [
@@ -30,7 +31,7 @@ CHROMIUM_ARGS = [
 
 
 def standalone_context(
-    ledger: Any, state_dir: Path, agent: str = "demo", channel: str = "web"
+    ledger: LedgerStore, state_dir: Path, agent: str = "demo", channel: str = "web"
 ) -> ChannelContext:
     """A ``ChannelContext`` whose ingest stores for ``agent`` and whose status reads stats."""
     default_agent = agent
@@ -43,7 +44,7 @@ def standalone_context(
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         agent: str | None = None,
-    ) -> Any:
+    ) -> IngestResult:
         return await ledger.ingest(
             channel,
             conversation,
@@ -88,7 +89,7 @@ def standalone_context(
 
 @asynccontextmanager
 async def running_console(
-    ledger: Any,
+    ledger: LedgerStore,
     state_dir: Path,
     agent: str = "demo",
     console: ConsoleConfig | None = None,

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Event, Message, OutboxItem
 from agentbridge.states import MessageState, OutboxState
 
-RECEIPTS = ("queued", "injected", "working", "replied", "failed", "waiting", "interrupted")
+RECEIPTS = frozenset(ReceiptKind)
 
 _UNSETTLED = frozenset({OutboxState.PENDING, OutboxState.SENDING})
 _UNDELIVERED = frozenset({OutboxState.FAILED, OutboxState.UNKNOWN, OutboxState.EXPIRED})

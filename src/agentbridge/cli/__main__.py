@@ -1,0 +1,7 @@
+"""``python -m agentbridge.cli``."""
+
+import sys
+
+from agentbridge.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,318 @@
+"""The outbox relay: sends write-ahead replies through their channels, at most once.
+
+Event-driven (woken by the ledger when a reply is queued), it reserves each attempt in the
+ledger before calling the platform, chunks to the channel's declared limit, honours
+``retry_after``, classifies errors (hook → channel → built-in rules), backs off 5 s / 25 s /
+2 min / 10 min with jitter, stops at the retry cap, and expires rows past their TTL.
+
+Only an error that proves the platform did not act is retried. A send whose outcome is
+unknown (the answer was lost after the request went out) ends ``unknown``: never resent
+blindly; a channel that can look it up reconciles it, otherwise a human decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import pluggy
+
+from agentbridge.config import OutboxConfig
+from agentbridge.crashpoints import crash_point
+from agentbridge.ledger.store import LedgerStore, NotFound, backoff_delay
+from agentbridge.models import OutboxItem
+from agentbridge.plugin.protocols import Channel, DeliveryError, ErrorClass, ReconcilingChannel
+
+log = logging.getLogger(__name__)
+
+#: errors that will not get better by retrying (conservative: anything else is transient)
+PERMANENT_PATTERNS = re.compile(
+    r"chat not found|user not found|bot was blocked|bot was kicked|forbidden|chat_id is empty|"
+    r"no conversation reference|ambiguous.*recipient|user is deactivated|unknown channel",
+    re.IGNORECASE,
+)
+#: built-in exceptions that prove the request never left (refused, DNS): safe to retry
+NOT_SENT: tuple[type[BaseException], ...] = (ConnectionRefusedError, socket.gaierror)
+#: how long one ``reconcile`` may take, and how often rows still in doubt are asked again
+RECONCILE_TIMEOUT = 30.0
+RECONCILE_EVERY = 30.0
+
+
+def chunk_text(text: str, limit: int) -> list[str]:
+    """Split a reply into parts of at most ``limit`` characters, at line breaks when possible."""
+    if limit <= 0 or len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = rest.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        parts.append(rest[:cut])
+        rest = rest[cut:].lstrip("\n") if cut < len(rest) else ""
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+def classify(
+    error: BaseException, channel: Channel | None, pm: pluggy.PluginManager | None
+) -> tuple[ErrorClass, float | None]:
+    """(class, retry_after): the plugin hook first, then the channel, then the built-in rules.
+
+    Built in: a ``DeliveryError`` says its own class (a "transient" one whose text names a
+    permanent condition is permanent); any other exception is permanent by its text,
+    transient only if it proves nothing was sent (``NOT_SENT``), and otherwise ``unknown``.
+    """
+    retry_after = error.retry_after if isinstance(error, DeliveryError) else None
+    if pm is not None and channel is not None:
+        answer = pm.hook.classify_delivery_error(channel=channel.name, error=error)
+        if answer is not None:
+            return ErrorClass(answer), retry_after
+    if isinstance(error, DeliveryError) and error.error_class != ErrorClass.TRANSIENT:
+        return error.error_class, retry_after
+    if channel is not None and not isinstance(error, DeliveryError):
+        try:
+            answer = channel.classify_error(error)
+        except Exception:
+            answer = None
+        if answer is not None:
+            return ErrorClass(answer), retry_after
+    if PERMANENT_PATTERNS.search(str(error)):
+        return ErrorClass.PERMANENT, retry_after
+    if isinstance(error, (DeliveryError, *NOT_SENT)):
+        return ErrorClass.TRANSIENT, retry_after
+    return ErrorClass.UNKNOWN, retry_after
+
+
+class OutboxRelay:
+    """Delivers due outbox rows; one instance per supervisor."""
+
+    def __init__(
+        self,
+        ledger: LedgerStore,
+        channels: Mapping[str, Channel],
+        config: OutboxConfig,
+        pm: pluggy.PluginManager | None = None,
+        on_sent: Callable[[OutboxItem], None] | None = None,
+        on_failed: Callable[[OutboxItem, str], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.channels = channels
+        self.config = config
+        self.pm = pm
+        self.on_sent = on_sent
+        self.on_failed = on_failed
+        self.wake = asyncio.Event()
+        #: unknown rows a channel could not reconcile yet (its lookup failed): asked again
+        self._in_doubt: set[int] = set()
+        self.reconcile_every = RECONCILE_EVERY
+
+    def poke(self) -> None:
+        """Something may be due now."""
+        self.wake.set()
+
+    async def startup(self) -> int:
+        """Rows a dead bridge left ``sending`` become ``unknown`` (never resent blindly)."""
+        unknown = await self.ledger.recover_sending()
+        for item in unknown:
+            log.warning(
+                "reply %s (message %s) state unknown after a crash while sending;"
+                " not resent: check the platform, then `agentbridge outbox retry %s`"
+                " (resend) or `agentbridge outbox sent %s` (it arrived)",
+                item.id,
+                item.message_id,
+                item.id,
+                item.id,
+            )
+        # every unknown row, old or new, of a channel that can look it up is asked once
+        for item in await self.ledger.list_replies(state="unknown"):
+            if isinstance(self.channels.get(item.channel), ReconcilingChannel):
+                self._in_doubt.add(item.id)
+        return len(unknown)
+
+    async def run(self) -> None:
+        """Deliver forever: drain what is due, then sleep until woken or the next due time."""
+        await self.startup()
+        drain_deadline = time.monotonic() + self.config.drain_budget_seconds
+        last_expire = 0.0
+        last_reconcile = 0.0
+        while True:
+            if time.monotonic() - last_expire > 60:
+                last_expire = time.monotonic()
+                expired = await self.ledger.expire_replies()
+                if expired:
+                    log.warning("%d replies expired before they could be sent", expired)
+            if self._in_doubt and time.monotonic() - last_reconcile > self.reconcile_every:
+                last_reconcile = time.monotonic()
+                await self.reconcile_in_doubt()
+            self.wake.clear()
+            item = await self.ledger.claim_due_reply()
+            if item is not None:
+                await self.deliver(item)
+                if time.monotonic() > drain_deadline:
+                    await asyncio.sleep(0)  # after the startup budget: stay fair to the loop
+                continue
+            due = await self.ledger.next_reply_due_at()
+            timeout = 30.0 if due is None else max(0.01, min(30.0, due - self.ledger.clock()))
+            if self._in_doubt:
+                timeout = min(timeout, self.reconcile_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """One reserved attempt (``sending`` already committed): call the platform, record."""
+        channel = self.channels.get(item.channel)
+        if channel is None:
+            await self.ledger.mark_failed(item.id, f"no channel {item.channel!r} is configured")
+            if self.on_failed:
+                self.on_failed(item, "channel not configured")
+            return
+        crash_point("during_send")
+        parts = chunk_text(item.text, channel.limits.max_message_length)
+        platform_ids: list[str | None] = [item.platform_message_id]
+        chunk = item
+        try:
+            for index in range(item.parts_sent, len(parts)):
+                # parts_sent tells the channel which part this is (0 = the reply's first)
+                chunk = replace(item, text=parts[index], parts_sent=index)
+                platform_id = await channel.deliver(chunk)
+                platform_ids.append(platform_id)
+                if len(parts) > 1:  # record progress: a retry must not resend earlier parts
+                    await self.ledger.mark_part_sent(item.id, index + 1, platform_id)
+        except Exception as exc:
+            await self._failed_attempt(item, channel, exc, chunk, len(parts))
+            return
+        first = next((pid for pid in platform_ids if pid), None)
+        sent = await self.ledger.mark_sent(item.id, first)
+        log.info(
+            "message %s: reply %s sent via %s (%s part(s))",
+            item.message_id,
+            item.id,
+            item.channel,
+            len(parts),
+        )
+        if self.on_sent:
+            self.on_sent(sent)
+
+    async def _failed_attempt(
+        self, item: OutboxItem, channel: Channel, exc: Exception, chunk: OutboxItem, parts: int
+    ) -> None:
+        error_class, retry_after = classify(exc, channel, self.pm)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        if error_class == ErrorClass.UNKNOWN:
+            await self._unknown(item, channel, error, chunk, parts)
+            return
+        if error_class == ErrorClass.PERMANENT:
+            await self.ledger.mark_failed(item.id, f"permanent: {error}")
+        elif item.attempts >= self.config.max_retries:
+            await self.ledger.mark_failed(
+                item.id, f"gave up after {item.attempts} attempts: {error}"
+            )
+        else:
+            delay = (
+                retry_after
+                if retry_after is not None
+                else backoff_delay(item.attempts, self.config.backoff)
+            )
+            log.info(
+                "message %s: reply %s failed (%s), retry in %.1fs",
+                item.message_id,
+                item.id,
+                error,
+                delay,
+            )
+            await self.ledger.mark_retry(item.id, error, delay)
+            return
+        log.warning("message %s: reply %s failed for good: %s", item.message_id, item.id, error)
+        if self.on_failed:
+            self.on_failed(item, error)
+
+    async def _unknown(
+        self, item: OutboxItem, channel: Channel, error: str, chunk: OutboxItem, parts: int
+    ) -> None:
+        """The platform may have the part: never resend it blindly; reconcile or surface."""
+        part = f"part {chunk.parts_sent + 1}/{parts}: " if parts > 1 else ""
+        await self.ledger.mark_unknown(
+            item.id, f"outcome unknown, not resent: {part}{error}", error=error
+        )
+        if (
+            isinstance(channel, ReconcilingChannel)
+            and await self._reconcile(channel, chunk, parts) is not None
+        ):
+            return
+        log.warning(
+            "message %s: reply %s to %s:%s may or may not have arrived (%s%s); not resent."
+            " Check the chat, then `agentbridge outbox retry %s` (resend) or"
+            " `agentbridge outbox sent %s` (it arrived)",
+            item.message_id,
+            item.id,
+            item.channel,
+            item.conversation,
+            part,
+            error,
+            item.id,
+            item.id,
+        )
+
+    async def _reconcile(
+        self, channel: ReconcilingChannel, chunk: OutboxItem, parts: int
+    ) -> bool | None:
+        """Ask the channel whether the part in doubt landed; act on a definite answer.
+
+        Returns True (landed), False (provably not: resent from that part) or None (cannot
+        tell: the row stays ``unknown``; asked again later only if the lookup itself failed).
+        """
+        try:
+            found = await asyncio.wait_for(channel.reconcile(chunk), RECONCILE_TIMEOUT)
+        except Exception as exc:
+            log.info("reply %s: reconcile failed, will ask again: %s", chunk.id, exc)
+            self._in_doubt.add(chunk.id)
+            return None
+        self._in_doubt.discard(chunk.id)
+        if found.landed is None:
+            return None
+        index = chunk.parts_sent
+        if found.landed and index + 1 >= parts:
+            first = chunk.platform_message_id or found.platform_message_id
+            sent = await self.ledger.mark_landed(chunk.id, first, actor="reconcile")
+            log.info("reply %s: reconciled, it arrived", chunk.id)
+            if self.on_sent:
+                self.on_sent(sent)
+            return True
+        resume_at = index + 1 if found.landed else index
+        first = found.platform_message_id if found.landed and index == 0 else None
+        await self.ledger.resume_reply(chunk.id, resume_at, first)
+        log.info(
+            "reply %s: reconciled, part %d %s; sending from part %d",
+            chunk.id,
+            index + 1,
+            "arrived" if found.landed else "never arrived",
+            resume_at + 1,
+        )
+        return found.landed
+
+    async def reconcile_in_doubt(self) -> None:
+        """Ask again about unknown rows whose reconcile could not reach the platform."""
+        for outbox_id in sorted(self._in_doubt):
+            self._in_doubt.discard(outbox_id)
+            try:
+                item = await self.ledger.get_reply(outbox_id)
+            except NotFound:
+                continue
+            channel = self.channels.get(item.channel)
+            if item.state != "unknown" or not isinstance(channel, ReconcilingChannel):
+                continue  # decided meanwhile (a human, another path)
+            parts = chunk_text(item.text, channel.limits.max_message_length)
+            index = min(item.parts_sent, len(parts) - 1)
+            await self._reconcile(
+                channel, replace(item, text=parts[index], parts_sent=index), parts=len(parts)
+            )
