@@ -200,6 +200,55 @@ async def test_swallowed_enter_is_pressed_again_never_repasted(agent: Agent) -> 
     assert log.endswith(b"\x1b[201~\r\r")
 
 
+async def test_a_swallowed_enter_on_an_unchanged_screen_is_pressed_again_early(
+    agent: Agent,
+) -> None:
+    # Nothing on screen moved after the Enter: the agent did not react, so the re-press comes
+    # after retry_after, not after the (here huge) verify_timeout; still one paste, one prompt.
+    cfg = InjectorConfig(verify_timeout=10.0, retry_after=0.3)
+    inj = Injector(agent.server, agent.pane, config=cfg)
+    text = "early retry #fake:swallow=1"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 2
+    assert 300 <= result.timings["enter2"] - result.timings["enter1"] < 5000, result.timings
+    assert agent.prompts() == [text]
+    log = agent.byte_log.read_bytes()
+    assert log.count(PASTE_START) == 1 and log.endswith(b"\x1b[201~\r\r")
+
+
+async def test_only_the_first_re_press_is_early(agent: Agent) -> None:
+    cfg = InjectorConfig(verify_timeout=1.0, retry_after=0.2)
+    inj = Injector(agent.server, agent.pane, config=cfg)
+    text = "two lost enters #fake:swallow=2"
+    result = await inj.inject(text, agent.recorded(text))
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 3
+    assert result.timings["enter2"] - result.timings["enter1"] < 1000, result.timings
+    assert result.timings["enter3"] - result.timings["enter2"] >= 1000, result.timings
+    assert agent.prompts() == [text]
+
+
+async def test_a_taken_enter_with_a_slow_record_is_never_pressed_again(agent: Agent) -> None:
+    # The box empties at once but the record comes 1.5 s later: one Enter, however long.
+    cfg = InjectorConfig(verify_timeout=3.0, retry_after=0.1)
+    inj = Injector(agent.server, agent.pane, config=cfg)
+    text = "slow record"
+    late = asyncio.Event()
+
+    async def record_late() -> None:
+        await agent.recorded(text).wait()
+        await asyncio.sleep(1.5)  # the agent's record lagging, not a wait for a result
+        late.set()
+
+    task = asyncio.get_running_loop().create_task(record_late())
+    result = await inj.inject(text, late)
+    await task
+    assert result.outcome is InjectionOutcome.ACCEPTED, result
+    assert result.enter_presses == 1
+    assert agent.byte_log.read_bytes().endswith(b"\x1b[201~\r")
+
+
 async def test_leftover_text_is_not_clobbered(agent: Agent) -> None:
     # A human typed into the box (send-keys -l is the test's stand-in for a keyboard).
     await agent.server.run("send-keys", "-t", agent.pane, "-l", "half-typed")

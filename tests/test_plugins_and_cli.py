@@ -167,6 +167,13 @@ def test_send_messages_show_json_shape(tmp_path: Path) -> None:
     assert bad_state.returncode == 2 and "unknown state" in bad_state.stderr
 
 
+def test_messages_help_lists_every_state(tmp_path: Path) -> None:
+    shown = " ".join(run(tmp_path, "messages", "--help").stdout.split())
+    assert "queued, claimed, submitted, accepted, completed, failed, quarantined, interrupted" in (
+        shown
+    )
+
+
 def test_status_without_a_supervisor(tmp_path: Path) -> None:
     run(tmp_path, "send", "hello")
     status = json.loads(run(tmp_path, "status", "--json").stdout)

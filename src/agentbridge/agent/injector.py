@@ -6,6 +6,12 @@ input box → Enter as its own command, at once → verify acceptance from the a
 if not accepted and the text is still in the box, Enter again (never re-paste; an unconditional
 second Enter costs ~400 ms per turn).
 
+The first re-press may come early: when the whole screen is still exactly as it was before the
+Enter ``retry_after`` later (the text in the box, no spinner, no redraw at all) the agent did not
+react, so waiting out ``verify_timeout`` only delays the message. Any change on screen (the box
+cleared, a newline, a busy line) means the full window. A second Enter can only submit what is in
+the box, so even a mistaken early one never submits twice; later re-presses wait the full window.
+
 Why Enter follows visibility and no fixed delay: Claude Code swallows an Enter that reaches it
 while it is still taking in the paste (paste and Enter in one tmux command: 1 of 8 swallowed);
 once the pasted text is drawn the paste is over, and an Enter right then was taken every time
@@ -82,6 +88,8 @@ class InjectorConfig:
     settle: float = 0.0
     visible_timeout: float = 3.0  #: how long the pasted text may take to show
     verify_timeout: float = 1.0  #: per Enter: how long to wait for the agent's record
+    #: the first re-press, when the screen has not changed at all since before the Enter
+    retry_after: float = 0.3
     max_enters: int = 3  #: total Enter presses allowed
     poll_interval: float = 0.002  #: screen polling period (a capture costs ~0.3 ms in control mode)
 
@@ -288,20 +296,17 @@ class Injector:
 
         presses = 0
         while True:
+            before = await self.tmux.capture(self.pane_id, escapes=self.escapes)
             await self.tmux.send_enter(self.pane_id)
             crash_point("after_enter")
             presses += 1
             mark(f"enter{presses}")
-            if accepted is not None:
-                if await self._wait_accepted(accepted, cfg.verify_timeout):
-                    mark("accepted")
-                    mark("total")
-                    return InjectionResult(InjectionOutcome.ACCEPTED, presses, timings, None)
-                box = await self.read_box()
-            else:
-                box = await self._wait_box(
-                    lambda b: b is None or not text_visible(b, clean), cfg.verify_timeout
-                )
+            early = cfg.retry_after if presses == 1 else None
+            taken, box = await self._after_enter(clean, accepted, before, early)
+            if taken:
+                mark("accepted")
+                mark("total")
+                return InjectionResult(InjectionOutcome.ACCEPTED, presses, timings, None)
             still_there = box is not None and text_visible(box, clean)
             if not still_there:
                 break
@@ -316,6 +321,34 @@ class Injector:
             return InjectionResult(InjectionOutcome.ACCEPTED, presses, timings, box)
         mark("total")
         return InjectionResult(InjectionOutcome.SUBMITTED_UNVERIFIED, presses, timings, box)
+
+    async def _after_enter(
+        self, clean: str, accepted: AcceptSignal | None, before: str, early: float | None
+    ) -> tuple[bool, str | None]:
+        """(accepted, last box) once the record shows the prompt, the text left the box, the
+        screen stayed exactly ``before`` for ``early`` seconds (no reaction), or at
+        ``verify_timeout``. With a record, a text that left the box still waits for it."""
+        start = time.monotonic()
+        deadline = start + self.config.verify_timeout
+        unchanged = early is not None
+        while True:
+            if accepted is not None and await self._accepted_now(accepted):
+                return True, None
+            screen = await self.tmux.capture(self.pane_id, escapes=self.escapes)
+            box = self.input_box(screen)
+            now = time.monotonic()
+            if box is None or not text_visible(box, clean):
+                if accepted is None:
+                    return False, box
+                taken = await self._wait_accepted(accepted, max(0.0, deadline - now))
+                return taken, None if taken else await self.read_box()
+            unchanged = unchanged and screen == before
+            if (early is not None and unchanged and now - start >= early) or now >= deadline:
+                return False, box
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def _accepted_now(self, accepted: AcceptSignal) -> bool:
+        return accepted.is_set() if isinstance(accepted, asyncio.Event) else await accepted()
 
     async def _wait_box(self, done: Callable[[str | None], bool], within: float) -> str | None:
         """Poll the input box until ``done(box)`` or the deadline; return the last box read."""

@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reply)
 
     p = sub.add_parser("messages", help="list messages")
-    p.add_argument("--state")
+    states = ", ".join(s.value for s in MessageState)
+    p.add_argument("--state", help=f"only messages in this state ({states})")
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_messages)
