@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.kinds import ChangeKind, DocumentedStrEnum, ReceiptKind, WaitKind, markdown_table
 from agentbridge.plugin import hookspecs
 
 PLUGINS_MD = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
@@ -57,3 +58,13 @@ def test_every_argument_is_documented(hook: str) -> None:
 def test_every_documented_hook_exists() -> None:
     unknown = set(sections()) - set(hook_names())
     assert not unknown, f"docs/plugins.md documents hooks that do not exist: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("kinds", [ReceiptKind, WaitKind, ChangeKind], ids=lambda k: k.__name__)
+def test_kind_tables_match_the_enums(kinds: type[DocumentedStrEnum]) -> None:
+    """Each kind enum's table (value, member docstring) is in docs/plugins.md as generated."""
+    assert all(member.__doc__ for member in kinds), f"a {kinds.__name__} member has no docstring"
+    table = markdown_table(kinds)
+    assert table in PLUGINS_MD.read_text(encoding="utf-8"), (
+        f"docs/plugins.md: the {kinds.__name__} table is stale; paste\n{table}"
+    )

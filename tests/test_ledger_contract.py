@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.ledger.store import LedgerStore, open_ledger
+from agentbridge.ledger.store import LedgerError, LedgerStore, open_ledger
 from agentbridge.testing.ledger_contract import LedgerStoreContract, ManualClock, StoreFactory
 
 #: backend name → (the test's private directory → how to name its database)
@@ -33,3 +33,47 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactor
 
 class TestLedgerStore(LedgerStoreContract):
     """Every contract test, once per backend."""
+
+
+# ---------------------------------------------------------------------- open_ledger(url)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda p: p,  # a Path
+        lambda p: str(p),  # a bare path
+        lambda p: f"sqlite://{p}",  # sqlite:///abs/path
+        lambda p: f"sqlite:///{p}",  # SQLAlchemy's four slashes
+        lambda p: f"SQLite://{p}",
+    ],
+)
+async def test_every_sqlite_spelling_opens_the_same_file(
+    tmp_path: Path, spelling: Callable[[Path], str | Path]
+) -> None:
+    path = tmp_path / "same.db"
+    first = await open_ledger(path)
+    try:
+        msg = (await first.ingest("ch", "c", "s", "hi", key="k")).message
+    finally:
+        await first.close()
+    store = await open_ledger(spelling(path))
+    try:
+        assert (await store.ingest("ch", "c", "s", "hi", key="k")).message.id == msg.id
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://bridge:s3cret@db.internal/ledger", "postgres://u:s3cret@h/d"]
+)
+async def test_postgresql_is_refused_without_echoing_the_url(url: str, tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="not available yet") as refused:
+        await open_ledger(url)
+    assert "s3cret" not in str(refused.value) and "db.internal" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["mysql://h/d", "sqlite://", "sqlite:///"])
+async def test_unknown_or_empty_urls_are_one_line_errors(url: str) -> None:
+    with pytest.raises(LedgerError, match="ledger: "):
+        await open_ledger(url)

@@ -31,7 +31,7 @@ class ReceiptKind(DocumentedStrEnum):
     WORKING = "working", "the agent's own record shows it took the prompt; its turn runs"
     REPLIED = "replied", "the reply reached the sender's platform"
     FAILED = "failed", "gave up (quarantined, attempts ran out, or the reply was not delivered)"
-    WAITING = "waiting", "held up, not lost: a rate limit, a permission prompt, someone typing"
+    WAITING = "waiting", "held up, not lost: a rate limit, a permission prompt, a busy input box"
     INTERRUPTED = "interrupted", "someone stopped its turn in the agent's pane; not retried"
 
 
