@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import aiosqlite
 
 from agentbridge.ledger.migrations import migrate
+from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.models import NewMessage as NewMessage
 from agentbridge.states import MessageState
@@ -180,7 +181,7 @@ def _get(conn: sqlite3.Connection, message_id: int) -> Message:
     row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
     if row is None:
         raise NotFound(f"no message {message_id}")
-    return Message.from_row(row)
+    return message_from_row(row)
 
 
 def _refuse(
@@ -260,7 +261,7 @@ def _requeue(
         attempt=attempt,
         detail=detail,
     )
-    return Message.from_row(row)
+    return message_from_row(row)
 
 
 def _set_state(
@@ -290,7 +291,7 @@ def _set_state(
         attempt=current.attempt,
         detail=detail,
     )
-    return Message.from_row(row)
+    return message_from_row(row)
 
 
 class _Conflict(IdempotencyConflict):

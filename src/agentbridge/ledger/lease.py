@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, _illegal, _rank, _refuse, insert_event
+from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message, OutboxItem
 from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, TERMINAL, MessageState
@@ -78,7 +79,7 @@ class LeaseMixin:
                 " WHERE id = ? AND state = 'queued' RETURNING *",
                 (owner, now + lease_seconds, now, now, row["id"]),
             ).fetchone()
-            msg = Message.from_row(claimed)
+            msg = message_from_row(claimed)
             insert_event(
                 conn,
                 now,
@@ -108,7 +109,7 @@ class LeaseMixin:
             ).fetchone()
             if row is None:
                 _refuse(conn, now, message_id, fence, "heartbeat", None)
-            return Message.from_row(row)
+            return message_from_row(row)
 
         return await self._tx(run)
 
@@ -206,7 +207,7 @@ class LeaseMixin:
                 attempt=current.attempt,
                 detail=detail,
             )
-            msg = Message.from_row(row)
+            msg = message_from_row(row)
             if to == MessageState.COMPLETED and queue_reply and reply:
                 item = self._enqueue_in_tx(
                     conn,

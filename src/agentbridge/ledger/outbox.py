@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from agentbridge.ledger.records import outbox_from_row
 from agentbridge.ledger.unknown import UnknownRepliesMixin
 from agentbridge.models import OutboxItem
 from agentbridge.sanitize import clean_text
@@ -82,7 +83,7 @@ class OutboxMixin(UnknownRepliesMixin):
                 raise _CommitThenRaise(
                     IdempotencyConflict(f"reply key {key!r} already used with different text")
                 )
-            return OutboxItem.from_row(row)
+            return outbox_from_row(row)
         row = conn.execute(
             "INSERT INTO outbox (message_id, channel, conversation, text, text_hash, idem_key,"
             " reply_to, state, scheduled_at, expires_at, created_at, updated_at)"
@@ -111,7 +112,7 @@ class OutboxMixin(UnknownRepliesMixin):
             to_state="pending",
             detail=f"key={key}",
         )
-        return OutboxItem.from_row(row)
+        return outbox_from_row(row)
 
     async def enqueue_reply(
         self,
@@ -167,7 +168,7 @@ class OutboxMixin(UnknownRepliesMixin):
             at = self.clock() if now is None else now
             sql, params = _due_query(at, channels)
             row = conn.execute(sql.replace("SELECT id", "SELECT *", 1), params).fetchone()
-            return OutboxItem.from_row(row) if row else None
+            return outbox_from_row(row) if row else None
 
         return await self._read(run)
 
@@ -241,7 +242,7 @@ class OutboxMixin(UnknownRepliesMixin):
                 attempt=row["attempts"],
                 detail=f"part {parts_sent} sent ({platform_message_id})",
             )
-            return OutboxItem.from_row(row)
+            return outbox_from_row(row)
 
         return await self._tx(run)
 
@@ -316,7 +317,7 @@ class OutboxMixin(UnknownRepliesMixin):
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no outbox row {outbox_id}")
-            return OutboxItem.from_row(row)
+            return outbox_from_row(row)
 
         return await self._read(run)
 
@@ -336,7 +337,7 @@ class OutboxMixin(UnknownRepliesMixin):
 
         def run(conn: sqlite3.Connection) -> list[OutboxItem]:
             return [
-                OutboxItem.from_row(r)
+                outbox_from_row(r)
                 for r in conn.execute(
                     f"SELECT * FROM outbox {where} ORDER BY id LIMIT ?", [*params, limit]
                 )
@@ -396,7 +397,7 @@ class OutboxMixin(UnknownRepliesMixin):
             attempt=row["attempts"],
             detail=detail,
         )
-        return OutboxItem.from_row(row)
+        return outbox_from_row(row)
 
 
 def _due_query(at: float, channels: Sequence[str] | None) -> tuple[str, list[object]]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentbridge.ledger.base import IN_FLIGHT_SQL, _get
+from agentbridge.ledger.records import event_from_row, message_from_row
 from agentbridge.ledger.replay import DEFAULT_TOMBSTONE_SECONDS, bury
 from agentbridge.models import Event, Message
 
@@ -37,7 +38,7 @@ class ReadMixin:
             row = conn.execute(
                 "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (channel, key)
             ).fetchone()
-            return Message.from_row(row) if row else None
+            return message_from_row(row) if row else None
 
         return await self._read(run)
 
@@ -65,7 +66,7 @@ class ReadMixin:
         sql = f"SELECT * FROM (SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?) ORDER BY id"
 
         def run(conn: sqlite3.Connection) -> list[Message]:
-            return [Message.from_row(r) for r in conn.execute(sql, [*params, limit])]
+            return [message_from_row(r) for r in conn.execute(sql, [*params, limit])]
 
         return await self._read(run)
 
@@ -78,7 +79,7 @@ class ReadMixin:
                 " (SELECT id FROM outbox WHERE message_id = ?) ORDER BY id",
                 (message_id, message_id),
             )
-            return [Event.from_row(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._read(run)
 
@@ -89,7 +90,7 @@ class ReadMixin:
             rows = conn.execute(
                 "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
             )
-            return [Event.from_row(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._read(run)
 

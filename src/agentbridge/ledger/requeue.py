@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, _illegal, _refuse, _requeue, _set_state
+from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
@@ -52,7 +53,7 @@ class RequeueMixin:
         sql = f"SELECT * FROM messages WHERE {' AND '.join(clauses)} ORDER BY id"
 
         def run(conn: sqlite3.Connection) -> list[Message]:
-            return [Message.from_row(r) for r in conn.execute(sql, params)]
+            return [message_from_row(r) for r in conn.execute(sql, params)]
 
         return await self._read(run)
 
