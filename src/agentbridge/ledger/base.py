@@ -100,6 +100,42 @@ def insert_event(
 # ---------------------------------------------------------------------- helpers (db thread)
 
 
+def where(*tests: tuple[str, object], always: str = "") -> tuple[str, list[object]]:
+    """A ``WHERE`` clause of the tests whose value is not None (``("agent = ?", agent)``),
+    ANDed with ``always``; "" when nothing is tested. Values only ever travel as parameters."""
+    clauses = [always] if always else []
+    params: list[object] = []
+    for test, value in tests:
+        if value is not None:
+            clauses.append(test)
+            params.append(value)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def transition_event(
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    current: Message,
+    to: str,
+    detail: str,
+    *,
+    attempt: int | None = None,
+) -> None:
+    """The audit row of ``current`` (the row before the move) going to state ``to``."""
+    insert_event(
+        conn,
+        now,
+        actor,
+        "transition",
+        message_id=current.id,
+        from_state=current.state,
+        to_state=to,
+        attempt=current.attempt if attempt is None else attempt,
+        detail=detail,
+    )
+
+
 async def _on_db_thread(db: aiosqlite.Connection, fn: Callable[[], T]) -> T:
     """Run ``fn`` on aiosqlite's connection thread: one hop for a whole transaction.
 
@@ -250,17 +286,7 @@ def _requeue(
         " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
         (attempt, now, current.id),
     ).fetchone()
-    insert_event(
-        conn,
-        now,
-        actor,
-        "transition",
-        message_id=current.id,
-        from_state=current.state,
-        to_state=MessageState.QUEUED,
-        attempt=attempt,
-        detail=detail,
-    )
+    transition_event(conn, now, actor, current, MessageState.QUEUED, detail, attempt=attempt)
     return message_from_row(row)
 
 
@@ -280,17 +306,7 @@ def _set_state(
         " lease_expires_at = NULL, fence = fence + ? WHERE id = ? RETURNING *",
         (to, reason, now, 1 if bump_fence else 0, current.id),
     ).fetchone()
-    insert_event(
-        conn,
-        now,
-        actor,
-        "transition",
-        message_id=current.id,
-        from_state=current.state,
-        to_state=to,
-        attempt=current.attempt,
-        detail=detail,
-    )
+    transition_event(conn, now, actor, current, to, detail)
     return message_from_row(row)
 
 

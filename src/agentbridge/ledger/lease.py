@@ -8,37 +8,26 @@ recorded). Each method is one transaction of ``Ledger`` (see ``agentbridge.ledge
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
 
-from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, _illegal, _rank, _refuse, insert_event
+from agentbridge.ledger.base import (
+    IN_FLIGHT_SQL,
+    _get,
+    _illegal,
+    _rank,
+    _refuse,
+    insert_event,
+    transition_event,
+)
+from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.outbox_rows import insert_reply
 from agentbridge.ledger.records import message_from_row
-from agentbridge.models import Message, OutboxItem
+from agentbridge.models import Message
 from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, TERMINAL, MessageState
 
-T = TypeVar("T")
 
-
-class LeaseMixin:
+class LeaseMixin(LedgerCore):
     """Claim, heartbeat and fenced transition methods of ``Ledger``."""
-
-    if TYPE_CHECKING:
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
-        def _enqueue_in_tx(
-            self,
-            conn: sqlite3.Connection,
-            now: float,
-            *,
-            channel: str,
-            conversation: str,
-            text: str,
-            key: str,
-            message_id: int | None = None,
-            reply_to: str | None = None,
-        ) -> OutboxItem: ...
 
     async def claim_next(
         self,
@@ -196,20 +185,10 @@ class LeaseMixin:
                 " WHERE id = ? AND fence = ? RETURNING *",
                 (to, now, reply, reason, terminal, terminal, message_id, fence),
             ).fetchone()
-            insert_event(
-                conn,
-                now,
-                actor,
-                "transition",
-                message_id=message_id,
-                from_state=current.state,
-                to_state=to,
-                attempt=current.attempt,
-                detail=detail,
-            )
+            transition_event(conn, now, actor, current, to, detail)
             msg = message_from_row(row)
             if to == MessageState.COMPLETED and queue_reply and reply:
-                item = self._enqueue_in_tx(
+                item = insert_reply(
                     conn,
                     now,
                     channel=msg.channel,

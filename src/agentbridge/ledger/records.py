@@ -42,6 +42,7 @@ def _build(cls: type[_T], names: tuple[str, ...], values: tuple[Any, ...]) -> _T
 
 
 _MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
+_OUTBOX_FIELDS = tuple(f.name for f in fields(OutboxItem))
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
@@ -91,25 +92,10 @@ def queued_message(
 
 
 def outbox_from_row(row: Row) -> OutboxItem:
-    """An ``OutboxItem`` from an ``outbox`` row."""
-    return OutboxItem(
-        id=row["id"],
-        message_id=row["message_id"],
-        channel=row["channel"],
-        conversation=row["conversation"],
-        text=row["text"],
-        idem_key=row["idem_key"],
-        reply_to=row["reply_to"],
-        state=OutboxState(row["state"]),
-        attempts=row["attempts"],
-        scheduled_at=row["scheduled_at"],
-        expires_at=row["expires_at"],
-        platform_message_id=row["platform_message_id"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        parts_sent=row["parts_sent"],
-    )
+    """An ``OutboxItem`` from an ``outbox`` row (by field name, as events)."""
+    values = {name: row[name] for name in _OUTBOX_FIELDS}
+    values["state"] = OutboxState(values["state"])
+    return OutboxItem(**values)
 
 
 def event_from_row(row: Row) -> Event:

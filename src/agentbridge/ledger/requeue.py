@@ -8,26 +8,24 @@ method is one transaction of ``Ledger`` (see ``agentbridge.ledger.sqlite``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
 
-from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, _illegal, _refuse, _requeue, _set_state
+from agentbridge.ledger.base import (
+    IN_FLIGHT_SQL,
+    _get,
+    _illegal,
+    _refuse,
+    _requeue,
+    _set_state,
+    where,
+)
+from agentbridge.ledger.core import LedgerCore
 from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
-T = TypeVar("T")
 
-
-class RequeueMixin:
+class RequeueMixin(LedgerCore):
     """Recovery and human-decision methods of ``Ledger``."""
-
-    if TYPE_CHECKING:
-        max_attempts: int
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
 
     async def victims(
         self,
@@ -39,18 +37,13 @@ class RequeueMixin:
 
         Returned in original order (oldest first): that is the replay order.
         """
-        clauses: list[str] = [f"state IN {IN_FLIGHT_SQL}"]
-        params: list[object] = []
-        if owner is not None:
-            clauses.append("lease_owner = ?")
-            params.append(owner)
-        if agent is not None:
-            clauses.append("agent = ?")
-            params.append(agent)
-        if expired_before is not None:
-            clauses.append("lease_expires_at < ?")
-            params.append(expired_before)
-        sql = f"SELECT * FROM messages WHERE {' AND '.join(clauses)} ORDER BY id"
+        test, params = where(
+            ("lease_owner = ?", owner),
+            ("agent = ?", agent),
+            ("lease_expires_at < ?", expired_before),
+            always=f"state IN {IN_FLIGHT_SQL}",
+        )
+        sql = f"SELECT * FROM messages {test} ORDER BY id"
 
         def run(conn: sqlite3.Connection) -> list[Message]:
             return [message_from_row(r) for r in conn.execute(sql, params)]

@@ -12,13 +12,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import aiosqlite
 
-from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.access import access_problem, open_problem
 from agentbridge.ledger.base import (
     IdempotencyConflict,
@@ -30,7 +28,6 @@ from agentbridge.ledger.base import (
     StaleLease,
     _configure,
     _on_db_thread,
-    _run_tx,
     insert_event,
     text_hash,
 )
@@ -42,15 +39,14 @@ from agentbridge.ledger.replay import ReplayMixin
 from agentbridge.ledger.requeue import RequeueMixin
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, RequeueMixin):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``.
 
     Its methods live by job in the mixins: ingest, read, outbox, replay guard, lease
-    (claim and fenced transitions), requeue (recovery and human moves); here: opening,
-    the transaction runners and change notification.
+    (claim and fenced transitions), requeue (recovery and human moves), over
+    ``LedgerCore`` (the transaction runners, change notification); here: opening, closing.
     """
 
     def __init__(
@@ -62,11 +58,7 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, Reque
         max_attempts: int = 3,
         inline: sqlite3.Connection | None = None,
     ) -> None:
-        self._db = db
-        self.path = path
-        self.clock = clock
-        self.max_attempts = max_attempts
-        self._listeners: list[ChangeListener] = []
+        super().__init__(db, path, clock, max_attempts)
         self._init_ingest(inline)
 
     # ------------------------------------------------------------------ lifecycle
@@ -119,52 +111,6 @@ class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, Reque
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener(kind, id)`` after every committed change; returns an unsubscribe.
-
-        ``kind`` is a ``ChangeKind`` (message or outbox). This is how the dispatcher and relay
-        wake at once on an ingest instead of polling.
-        """
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:  # idempotent: shutdown paths may call it twice
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def _notify(self, kind: str, ids: Iterable[int]) -> None:
-        change = ChangeKind(kind)  # the mixins say "message" / "outbox"
-        for ident in ids:
-            for listener in list(self._listeners):
-                try:
-                    listener(change, ident)
-                except Exception:  # a listener's bug must not undo a committed write
-                    log.exception("ledger listener failed")
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
-        """Run ``fn(conn, now)`` in one write transaction on the connection thread."""
-        now = self.clock()
-        return await _on_db_thread(self._db, lambda: _run_tx(self._db._conn, fn, now))
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``fn(conn)`` on the connection thread, in one snapshot.
-
-        A deferred transaction makes multi-statement reads (``stats``) consistent with each
-        other even while another process writes.
-        """
-
-        def run() -> T:
-            conn = self._db._conn
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-        return await _on_db_thread(self._db, run)
 
     # ------------------------------------------------------------------ audit
 

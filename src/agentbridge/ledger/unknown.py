@@ -10,45 +10,22 @@ part; provably not there: ``pending`` again); otherwise a human decides
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
 
+from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.outbox_rows import move_reply
 from agentbridge.models import OutboxItem
 from agentbridge.states import OutboxState
 
-T = TypeVar("T")
 
-
-class UnknownRepliesMixin:
+class UnknownRepliesMixin(LedgerCore):
     """The ``unknown`` part of the outbox methods of ``Ledger``."""
-
-    if TYPE_CHECKING:
-
-        def _move(
-            self,
-            conn: sqlite3.Connection,
-            now: float,
-            outbox_id: int,
-            to: OutboxState,
-            detail: str,
-            *,
-            attempts_delta: int = 0,
-            error: str | None = None,
-            scheduled_at: float | None = None,
-            platform_message_id: str | None = None,
-            only_from: OutboxState | None = None,
-            parts_sent: int | None = None,
-        ) -> OutboxItem: ...
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
 
     async def mark_unknown(
         self, outbox_id: int, detail: str = "outcome unknown", error: str | None = None
     ) -> OutboxItem:
         """The reserved send's outcome cannot be known (its answer was lost): never resend."""
         item = await self._tx(
-            lambda conn, now: self._move(
+            lambda conn, now: move_reply(
                 conn,
                 now,
                 outbox_id,
@@ -67,7 +44,7 @@ class UnknownRepliesMixin:
         def run(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
             ids = [r["id"] for r in conn.execute("SELECT id FROM outbox WHERE state = 'sending'")]
             return [
-                self._move(
+                move_reply(
                     conn,
                     now,
                     i,
@@ -92,7 +69,7 @@ class UnknownRepliesMixin:
         (resume at it). Refused unless the row is ``unknown``.
         """
         item = await self._tx(
-            lambda conn, now: self._move(
+            lambda conn, now: move_reply(
                 conn,
                 now,
                 outbox_id,
@@ -112,7 +89,7 @@ class UnknownRepliesMixin:
     ) -> OutboxItem:
         """An ``unknown`` reply did arrive (a reconcile found it, or a human saw it): ``sent``."""
         item = await self._tx(
-            lambda conn, now: self._move(
+            lambda conn, now: move_reply(
                 conn,
                 now,
                 outbox_id,
