@@ -126,18 +126,12 @@ class OutboxMixin(UnknownRepliesMixin):
 
     async def mark_sent(self, outbox_id: int, platform_message_id: str | None) -> OutboxItem:
         """The platform accepted the reply."""
-        item = await self._tx(
-            lambda conn, now: move_reply(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.SENT,
-                f"platform id {platform_message_id}",
-                platform_message_id=platform_message_id,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.SENT,
+            f"platform id {platform_message_id}",
+            platform_message_id=platform_message_id,
         )
-        self._notify("outbox", [outbox_id])  # live views show "replied" at once
-        return item
 
     async def mark_part_sent(
         self, outbox_id: int, parts_sent: int, platform_message_id: str | None
@@ -176,45 +170,24 @@ class OutboxMixin(UnknownRepliesMixin):
         that already failed for good or whose outcome is unknown (``retry_reply`` is the
         deliberate way back).
         """
-        item = await self._tx(
-            lambda conn, now: move_reply(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.PENDING,
-                f"retry in {delay:.1f}s: {error}",
-                error=error,
-                scheduled_at=now + delay,
-                only_from=OutboxState.SENDING,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.PENDING,
+            f"retry in {delay:.1f}s: {error}",
+            error=error,
+            scheduled_in=delay,
+            only_from=OutboxState.SENDING,
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
     async def mark_failed(self, outbox_id: int, error: str) -> OutboxItem:
         """A permanent failure, or retries exhausted."""
-        item = await self._tx(
-            lambda conn, now: move_reply(
-                conn, now, outbox_id, OutboxState.FAILED, error, error=error
-            )
-        )
-        self._notify("outbox", [outbox_id])
-        return item
+        return await self._move_reply(outbox_id, OutboxState.FAILED, error, error=error)
 
     async def retry_reply(self, outbox_id: int, actor: str = "human") -> OutboxItem:
         """A human (or a reconcile that proved it never arrived) asks to send again."""
-        item = await self._tx(
-            lambda conn, now: move_reply(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.PENDING,
-                f"resend requested by {actor}",
-                scheduled_at=now,
-            )
+        return await self._move_reply(
+            outbox_id, OutboxState.PENDING, f"resend requested by {actor}", scheduled_in=0
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
     async def expire_replies(self) -> int:
         """Pending replies past their time to live become ``expired``."""

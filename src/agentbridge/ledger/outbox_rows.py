@@ -7,6 +7,7 @@ Plain functions on a connection (nothing here awaits), shared by the outbox meth
 from __future__ import annotations
 
 import sqlite3
+from typing import TypedDict, Unpack
 
 from agentbridge.ledger.base import (
     IdempotencyConflict,
@@ -16,14 +17,26 @@ from agentbridge.ledger.base import (
     insert_event,
     text_hash,
 )
+from agentbridge.ledger.core import LedgerCore
 from agentbridge.ledger.records import outbox_from_row
 from agentbridge.models import OutboxItem
 from agentbridge.states import OUTBOX_TRANSITIONS, OutboxState
 
-__all__ = ["DEFAULT_TTL", "insert_reply", "move_reply"]
+__all__ = ["DEFAULT_TTL", "ReplyChanges", "ReplyMover", "insert_reply", "move_reply"]
 
 #: how long a reply may wait for delivery before it expires (seconds)
 DEFAULT_TTL = 86400.0
+
+
+class ReplyChanges(TypedDict, total=False):
+    """What an outbox move changes besides the state (left out: kept as it is)."""
+
+    attempts_delta: int  #: attempts + this (a reserved send: 1)
+    error: str | None  #: the last error, for reports
+    scheduled_in: float  #: due again this many seconds after the move
+    platform_message_id: str | None
+    only_from: OutboxState  #: refuse the move unless the row is in this state
+    parts_sent: int
 
 
 def insert_reply(
@@ -95,16 +108,12 @@ def move_reply(
     outbox_id: int,
     to: OutboxState,
     detail: str,
-    *,
-    attempts_delta: int = 0,
-    error: str | None = None,
-    scheduled_at: float | None = None,
-    platform_message_id: str | None = None,
-    only_from: OutboxState | None = None,
-    parts_sent: int | None = None,
+    **changes: Unpack[ReplyChanges],
 ) -> OutboxItem:
     """Move outbox row ``outbox_id`` to ``to`` (only from ``only_from`` when given), with its
     audit event; raises ``NotFound`` / ``IllegalTransition``."""
+    only_from = changes.get("only_from")
+    scheduled_in = changes.get("scheduled_in")
     row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
     if row is None:
         raise NotFound(f"no outbox row {outbox_id}")
@@ -118,12 +127,12 @@ def move_reply(
         " parts_sent = COALESCE(?, parts_sent) WHERE id = ? RETURNING *",
         (
             to,
-            attempts_delta,
+            changes.get("attempts_delta", 0),
             now,
-            error,
-            scheduled_at,
-            platform_message_id,
-            parts_sent,
+            changes.get("error"),
+            None if scheduled_in is None else now + scheduled_in,
+            changes.get("platform_message_id"),
+            changes.get("parts_sent"),
             outbox_id,
         ),
     ).fetchone()
@@ -140,3 +149,16 @@ def move_reply(
         detail=detail,
     )
     return outbox_from_row(row)
+
+
+class ReplyMover(LedgerCore):
+    """The outbox methods' common step: one move as its own transaction, listeners told."""
+
+    async def _move_reply(
+        self, outbox_id: int, to: OutboxState, detail: str, **changes: Unpack[ReplyChanges]
+    ) -> OutboxItem:
+        item = await self._tx(
+            lambda conn, now: move_reply(conn, now, outbox_id, to, detail, **changes)
+        )
+        self._notify("outbox", [outbox_id])
+        return item
