@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agentbridge.agent.injector import Injector, InjectorConfig, claude_input_box
+from agentbridge.agent.injector import Injector, InjectorConfig
 from agentbridge.agent.tmux import TmuxServer
+from agentbridge.runtimes.claude.profile import claude_box
 from agentbridge.testing import async_wait_until
 
 SINK = (
@@ -59,7 +60,7 @@ async def bench(n: int, cwd: Path, control: bool) -> None:
         agent_env = {**env, "HOME": str(cwd), "CLAUDE_CONFIG_DIR": str(cwd / "claude")}
         argv = [sys.executable, "-m", "agentbridge.fakeagent", "--reply-delay", "0"]
         apane = await server.new_session("agent", argv, agent_env, cwd)
-        inj = Injector(server, apane, claude_input_box, InjectorConfig())
+        inj = Injector(server, apane, claude_box, InjectorConfig())
 
         async def box_empty() -> bool:
             return await inj.read_box() == ""

@@ -22,13 +22,11 @@ from agentbridge.agent.injector import (
     InjectionOutcome,
     Injector,
     InjectorConfig,
-    claude_input_box,
-    codex_input_box,
-    strip_escapes,
     text_visible,
 )
 from agentbridge.agent.tmux import TmuxServer
 from agentbridge.fakeagent.transcript_writer import project_dir_name
+from agentbridge.runtimes.claude.profile import claude_box
 from agentbridge.sanitize import sanitize_text
 from agentbridge.testing import async_wait_until
 
@@ -90,7 +88,7 @@ class Agent:
         return event
 
     async def box(self) -> str | None:
-        return claude_input_box(await self.server.capture(self.pane))
+        return claude_box(await self.server.capture(self.pane))
 
 
 _tasks: set[asyncio.Task[None]] = set()
@@ -152,7 +150,7 @@ FAST = InjectorConfig(verify_timeout=0.5, visible_timeout=3.0)
 
 
 async def test_accepted_with_one_enter(agent: Agent) -> None:
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     text = "[agentbridge message=1 attempt=1 channel=local sender=alice]\nhello there"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -165,7 +163,7 @@ async def test_accepted_with_one_enter(agent: Agent) -> None:
 
 async def test_enter_follows_visibility_without_a_fixed_wait(agent: Agent) -> None:
     # The old injector slept 100 ms after the text showed; nothing stands between them now.
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     text = "enter at once"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -177,7 +175,7 @@ async def test_enter_follows_visibility_without_a_fixed_wait(agent: Agent) -> No
 async def test_slow_paste_enter_waits_for_the_text(agent: Agent) -> None:
     # The agent takes 400 ms to take the paste in and swallows any Enter before that: the one
     # Enter comes after the text shows, however long that takes, and is taken.
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     text = "a slow paste"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -189,7 +187,7 @@ async def test_slow_paste_enter_waits_for_the_text(agent: Agent) -> None:
 async def test_swallowed_enter_is_pressed_again_never_repasted(agent: Agent) -> None:
     # The fake agent loses the first Enter for this text (the rare swallowed Enter, on demand).
     cfg = InjectorConfig(verify_timeout=0.4)
-    inj = Injector(agent.server, agent.pane, config=cfg)
+    inj = Injector(agent.server, agent.pane, claude_box, config=cfg)
     text = "swallowed enter test #fake:swallow=1"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -206,7 +204,7 @@ async def test_a_swallowed_enter_on_an_unchanged_screen_is_pressed_again_early(
     # Nothing on screen moved after the Enter: the agent did not react, so the re-press comes
     # after retry_after, not after the (here huge) verify_timeout; still one paste, one prompt.
     cfg = InjectorConfig(verify_timeout=10.0, retry_after=0.3)
-    inj = Injector(agent.server, agent.pane, config=cfg)
+    inj = Injector(agent.server, agent.pane, claude_box, config=cfg)
     text = "early retry #fake:swallow=1"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -219,7 +217,7 @@ async def test_a_swallowed_enter_on_an_unchanged_screen_is_pressed_again_early(
 
 async def test_only_the_first_re_press_is_early(agent: Agent) -> None:
     cfg = InjectorConfig(verify_timeout=1.0, retry_after=0.2)
-    inj = Injector(agent.server, agent.pane, config=cfg)
+    inj = Injector(agent.server, agent.pane, claude_box, config=cfg)
     text = "two lost enters #fake:swallow=2"
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
@@ -232,7 +230,7 @@ async def test_only_the_first_re_press_is_early(agent: Agent) -> None:
 async def test_a_taken_enter_with_a_slow_record_is_never_pressed_again(agent: Agent) -> None:
     # The box empties at once but the record comes 1.5 s later: one Enter, however long.
     cfg = InjectorConfig(verify_timeout=3.0, retry_after=0.1)
-    inj = Injector(agent.server, agent.pane, config=cfg)
+    inj = Injector(agent.server, agent.pane, claude_box, config=cfg)
     text = "slow record"
     late = asyncio.Event()
 
@@ -257,7 +255,7 @@ async def test_leftover_text_is_not_clobbered(agent: Agent) -> None:
         return await agent.box() == "half-typed"
 
     await async_wait_until(typed, what="typed text in box")
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     result = await inj.inject("from the bridge", agent.recorded("from the bridge"))
     assert result.outcome is InjectionOutcome.BOX_NOT_EMPTY
     assert result.enter_presses == 0 and result.box == "half-typed"
@@ -271,7 +269,7 @@ async def test_leftover_text_is_not_clobbered(agent: Agent) -> None:
 async def test_multiline_is_one_prompt(agent: Agent, lines: int) -> None:
     # 3 lines show in the box as text, 12 as Claude's "[Pasted text #1 +11 lines]".
     text = "\n".join(f"line {i}: Enter ; $HOME #{{x}}" for i in range(lines))
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     result = await inj.inject(text, agent.recorded(text))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
     assert agent.prompts() == [text]
@@ -280,7 +278,7 @@ async def test_multiline_is_one_prompt(agent: Agent, lines: int) -> None:
 async def test_hostile_text_arrives_as_text(agent: Agent) -> None:
     raw = "a\x1b[201~\rC-c\x9b201~\x00 Enter; $HOME #{pane_id} 😀 שלום\r\nend"
     clean = sanitize_text(raw)
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     result = await inj.inject(raw, agent.recorded(clean))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
     assert agent.prompts() == [clean]
@@ -289,7 +287,7 @@ async def test_hostile_text_arrives_as_text(agent: Agent) -> None:
 
 
 async def test_predicate_and_no_signal(agent: Agent) -> None:
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
 
     async def seen() -> bool:
         return "via predicate" in agent.prompts()
@@ -317,7 +315,7 @@ async def test_stuck_box_bounded_enters(server: TmuxServer, tmp_path: Path) -> N
     )
 
     async def ready() -> bool:
-        return claude_input_box(await server.capture(pane)) == ""
+        return claude_box(await server.capture(pane)) == ""
 
     await async_wait_until(ready, what="stuck box drawn")
     cfg = InjectorConfig(settle=0.01, verify_timeout=0.15, max_enters=3)
@@ -325,7 +323,7 @@ async def test_stuck_box_bounded_enters(server: TmuxServer, tmp_path: Path) -> N
     async def never() -> bool:
         return False
 
-    result = await Injector(server, pane, config=cfg).inject("stays here", never)
+    result = await Injector(server, pane, claude_box, config=cfg).inject("stays here", never)
     assert result.outcome is InjectionOutcome.NOT_SUBMITTED
     assert result.enter_presses == 3
     assert log.read_bytes() == b"\x1b[200~stays here\x1b[201~\r\r\r"  # pasted once, 3 Enters
@@ -333,7 +331,7 @@ async def test_stuck_box_bounded_enters(server: TmuxServer, tmp_path: Path) -> N
 
 async def test_no_box_no_paste(server: TmuxServer, tmp_path: Path) -> None:
     pane = await server.new_session("plain", ["sleep", "60"], {"PATH": os.environ["PATH"]}, "/")
-    result = await Injector(server, pane, config=FAST).inject("hello", None)
+    result = await Injector(server, pane, claude_box, config=FAST).inject("hello", None)
     assert result.outcome is InjectionOutcome.BOX_NOT_FOUND
     _, out, _ = await server.run("list-buffers")
     assert out == ""
@@ -341,27 +339,10 @@ async def test_no_box_no_paste(server: TmuxServer, tmp_path: Path) -> None:
 
 async def test_empty_message_refused(agent: Agent) -> None:
     with pytest.raises(ValueError):
-        await Injector(agent.server, agent.pane).inject("\x1b\x00 \n", None)
+        await Injector(agent.server, agent.pane, claude_box).inject("\x1b\x00 \n", None)
 
 
-# -- screen readers ----------------------------------------------------------------------------
-
-
-def test_claude_input_box_reader() -> None:
-    border = "─" * 20
-    assert claude_input_box(f"hist\n{border}\n❯\u00a0\n{border}\n  ? for shortcuts") == ""
-    screen = f"{border}\n❯\u00a0first line that wr\naps\n  second\n{border}\n  ? for shortcuts"
-    assert claude_input_box(screen) == "first line that wr\naps\nsecond"
-    assert claude_input_box(f"{border}\n❯\u00a0a\n  \n  b\n{border}") == "a\n\nb"
-    assert claude_input_box("Do you want to proceed?\n❯ 1. Yes\n  2. No") is None
-    assert claude_input_box("") is None
-
-
-def test_codex_input_box_reader() -> None:
-    screen = "› Explain this\n  and that\n\n  ? for shortcuts   100% context left"
-    assert codex_input_box(screen) == "Explain this\nand that"
-    assert codex_input_box("› \n\n  footer") == ""
-    assert codex_input_box("no composer") is None
+# -- text visibility ---------------------------------------------------------------------------
 
 
 def test_text_visible() -> None:
@@ -381,7 +362,7 @@ async def test_dead_pane_gets_nothing(server: TmuxServer, tmp_path: Path) -> Non
         return not await server.pane_alive(pane)
 
     await async_wait_until(dead, what="pane dies")
-    result = await Injector(server, pane, config=FAST).inject("hello", None)
+    result = await Injector(server, pane, claude_box, config=FAST).inject("hello", None)
     assert result.outcome is InjectionOutcome.PANE_DEAD
     _, out, _ = await server.run("list-buffers")
     assert out == ""
@@ -394,7 +375,7 @@ async def test_clear_box_and_stale_event(agent: Agent) -> None:
         return await agent.box() == "leftover"
 
     await async_wait_until(typed, what="typed text in box")
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     assert await inj.clear_box()
     assert await agent.box() == ""
     stale = asyncio.Event()
@@ -402,18 +383,6 @@ async def test_clear_box_and_stale_event(agent: Agent) -> None:
     with pytest.raises(ValueError, match="already set"):
         await inj.inject("hello", stale)
     assert PASTE_START not in agent.byte_log.read_bytes()
-
-
-def test_escaped_screens_drop_dim_placeholders() -> None:
-    # Codex 0.169's empty composer, as `capture-pane -e` shows it.
-    codex = "\x1b[1m›\x1b[0m\x1b[39m\x1b[49m \x1b[2mAsk Codex to do anything\x1b[0m\n\n  footer"
-    assert codex_input_box(codex) == ""
-    assert codex_input_box("\x1b[1m›\x1b[0m real text\n\n  footer") == "real text"
-    # Claude Code 2.1.197's empty box: the cursor is a reverse-video cell.
-    assert claude_input_box("─────\n\x1b[39m❯\xa0\x1b[7m \x1b[0m\n─────") == ""
-    # 38;2;R;G;B colour parameters are not "dim".
-    assert strip_escapes("\x1b[38;2;2;2;2mkept\x1b[2mgone\x1b[22m back") == "kept back"
-    assert strip_escapes("plain") == "plain"
 
 
 #: every invisible format character (Unicode category Cf) this Python knows
@@ -433,7 +402,7 @@ async def test_format_characters_never_reach_the_pane(agent: Agent) -> None:
     raw = "x".join(_ALL_CF) + " if a == \u202e\u2066admin\u2069 👩\u200d💻 🏴\U000e0067\U000e0062"
     raw += "\U000e0065\U000e006e\U000e0067\U000e007f end"
     clean = sanitize_text(raw)
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     result = await inj.inject(raw, agent.recorded(clean))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
     assert agent.prompts() == [clean]
@@ -461,7 +430,7 @@ async def test_no_format_character_reaches_the_pane_byte_log(agent: Agent, text:
     """Property, through real tmux: nothing of category Cf except ZWJ/ZWNJ/flag tags arrives."""
     raw = f"m{uuid.uuid4().hex[:8]} {text}"  # never empty after sanitizing; one prompt each
     clean = sanitize_text(raw)
-    inj = Injector(agent.server, agent.pane, config=FAST)
+    inj = Injector(agent.server, agent.pane, claude_box, config=FAST)
     result = await inj.inject(raw, agent.recorded(clean))
     assert result.outcome is InjectionOutcome.ACCEPTED, result
     assert agent.prompts()[-1] == clean

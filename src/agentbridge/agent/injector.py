@@ -44,13 +44,12 @@ __all__ = [
     "Injector",
     "InjectorConfig",
     "InputBoxReader",
-    "claude_input_box",
-    "codex_input_box",
-    "strip_escapes",
     "text_visible",
 ]
 
 #: Reads the input box from a captured screen: its text ("" = empty), or None = no box found.
+#: Each runtime owns its reader (``RuntimeProfile.screen_state(...).input_text``): the injector
+#: knows no CLI's screen.
 InputBoxReader = Callable[[str], "str | None"]
 #: The agent's own record of the prompt: an Event the caller sets, or an awaitable predicate.
 AcceptSignal = asyncio.Event | Callable[[], Awaitable[bool]]
@@ -109,87 +108,6 @@ class InjectionResult:
         return self.outcome in (InjectionOutcome.ACCEPTED, InjectionOutcome.SUBMITTED_UNVERIFIED)
 
 
-_CSI = re.compile(r"\x1b\[([0-9;:?]*)([@-~])")
-
-
-def _sgr_dim(params: str, dim: bool) -> bool:
-    """Dim state after one SGR sequence (skips 38/48/58 colour sub-parameters)."""
-    parts = params.replace(":", ";").split(";")
-    i = 0
-    while i < len(parts):
-        p = parts[i]
-        if p in ("", "0", "22"):
-            dim = False
-        elif p == "2":
-            dim = True
-        elif p in ("38", "48", "58") and i + 1 < len(parts):
-            i += 2 if parts[i + 1] == "5" else 4 if parts[i + 1] == "2" else 0
-        i += 1
-    return dim
-
-
-def strip_escapes(screen: str, drop_dim: bool = True) -> str:
-    """Plain text of a ``capture-pane -e`` screen; dimmed text dropped when ``drop_dim``.
-
-    Why: both CLIs draw a dimmed suggestion ("Ask Codex to do anything") in an empty box; only
-    the attributes tell it from typed text.
-    """
-    if "\x1b" not in screen:
-        return screen
-    out: list[str] = []
-    dim = False
-    pos = 0
-    for m in _CSI.finditer(screen):
-        if not (dim and drop_dim):
-            out.append(screen[pos : m.start()])
-        else:
-            out.append("".join(c for c in screen[pos : m.start()] if c == "\n"))
-        if m.group(2) == "m":
-            dim = _sgr_dim(m.group(1), dim)
-        pos = m.end()
-    tail = screen[pos:]
-    out.append("".join(c for c in tail if c == "\n") if dim and drop_dim else tail)
-    return "".join(out).replace("\x1b", "")
-
-
-def _box_after_prompt(screen: str, prompts: tuple[str, ...], stop_at_blank: bool) -> str | None:
-    """The text after the last line starting with one of ``prompts``, with continuation lines.
-
-    Continuation lines run until a ``─`` border line (or a blank line if ``stop_at_blank``).
-    Accepts plain or ``capture-pane -e`` screens (dimmed placeholder text is not box text).
-    """
-    lines = strip_escapes(screen).split("\n")
-    for i in range(len(lines) - 1, -1, -1):
-        line = lines[i]
-        # A bare prompt char counts too: captures trim trailing spaces (NBSP is kept, but an
-        # escaped capture may end the line right after the prompt character).
-        prefix = next((p for p in prompts if line.startswith(p) or line == p[:-1]), None)
-        if prefix is None:
-            continue
-        parts = [line[len(prefix) :]]
-        for line in lines[i + 1 :]:
-            if line.lstrip().startswith("─") or (stop_at_blank and not line.strip()):
-                break
-            parts.append(line.strip())
-        return "\n".join(parts).strip()
-    return None
-
-
-def claude_input_box(screen: str) -> str | None:
-    """Claude Code's input box: the ``❯\\u00a0`` line and the lines under it down to the border.
-
-    Only the no-break-space form counts: a permission dialog's ``❯ 1. Yes`` is not a box.
-    """
-    return _box_after_prompt(screen, ("❯\u00a0",), stop_at_blank=False)
-
-
-def codex_input_box(screen: str) -> str | None:
-    """Codex's composer: the ``› `` line and its indented lines, up to the blank line above the
-    footer. Needs an escaped capture to tell the dimmed placeholder ("Ask Codex to do anything")
-    from text. Caveat: a blank line inside a multi-line draft ends the box early."""
-    return _box_after_prompt(screen, ("›\u00a0", "› "), stop_at_blank=True)
-
-
 def _squash(text: str) -> str:
     return _WS.sub("", text)
 
@@ -219,7 +137,7 @@ class Injector:
         self,
         tmux: TmuxServer,
         pane_id: str,
-        input_box: InputBoxReader = claude_input_box,
+        input_box: InputBoxReader,
         config: InjectorConfig | None = None,
         escapes: bool = True,
     ) -> None:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import aiosqlite
 
 from agentbridge.ledger.migrations import migrate
+from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.models import NewMessage as NewMessage
 from agentbridge.states import MessageState
@@ -97,6 +98,42 @@ def insert_event(
 
 
 # ---------------------------------------------------------------------- helpers (db thread)
+
+
+def where(*tests: tuple[str, object], always: str = "") -> tuple[str, list[object]]:
+    """A ``WHERE`` clause of the tests whose value is not None (``("agent = ?", agent)``),
+    ANDed with ``always``; "" when nothing is tested. Values only ever travel as parameters."""
+    clauses = [always] if always else []
+    params: list[object] = []
+    for test, value in tests:
+        if value is not None:
+            clauses.append(test)
+            params.append(value)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def transition_event(
+    conn: sqlite3.Connection,
+    now: float,
+    actor: str,
+    current: Message,
+    to: str,
+    detail: str,
+    *,
+    attempt: int | None = None,
+) -> None:
+    """The audit row of ``current`` (the row before the move) going to state ``to``."""
+    insert_event(
+        conn,
+        now,
+        actor,
+        "transition",
+        message_id=current.id,
+        from_state=current.state,
+        to_state=to,
+        attempt=current.attempt if attempt is None else attempt,
+        detail=detail,
+    )
 
 
 async def _on_db_thread(db: aiosqlite.Connection, fn: Callable[[], T]) -> T:
@@ -180,7 +217,7 @@ def _get(conn: sqlite3.Connection, message_id: int) -> Message:
     row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
     if row is None:
         raise NotFound(f"no message {message_id}")
-    return Message.from_row(row)
+    return message_from_row(row)
 
 
 def _refuse(
@@ -249,18 +286,8 @@ def _requeue(
         " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
         (attempt, now, current.id),
     ).fetchone()
-    insert_event(
-        conn,
-        now,
-        actor,
-        "transition",
-        message_id=current.id,
-        from_state=current.state,
-        to_state=MessageState.QUEUED,
-        attempt=attempt,
-        detail=detail,
-    )
-    return Message.from_row(row)
+    transition_event(conn, now, actor, current, MessageState.QUEUED, detail, attempt=attempt)
+    return message_from_row(row)
 
 
 def _set_state(
@@ -279,18 +306,8 @@ def _set_state(
         " lease_expires_at = NULL, fence = fence + ? WHERE id = ? RETURNING *",
         (to, reason, now, 1 if bump_fence else 0, current.id),
     ).fetchone()
-    insert_event(
-        conn,
-        now,
-        actor,
-        "transition",
-        message_id=current.id,
-        from_state=current.state,
-        to_state=to,
-        attempt=current.attempt,
-        detail=detail,
-    )
-    return Message.from_row(row)
+    transition_event(conn, now, actor, current, to, detail)
+    return message_from_row(row)
 
 
 class _Conflict(IdempotencyConflict):

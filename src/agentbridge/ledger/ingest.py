@@ -25,10 +25,8 @@ import math
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import aiosqlite
+from collections.abc import Sequence
+from typing import Any
 
 from agentbridge.ledger.base import (
     IdempotencyConflict,
@@ -42,9 +40,9 @@ from agentbridge.ledger.base import (
     _settle,
 )
 from agentbridge.ledger.checkpoint import WalKeeper
+from agentbridge.ledger.core import LedgerCore
 from agentbridge.ledger.rows import IngestRow, _ingest_rows, ingest_row, storable_row
 
-T = TypeVar("T")
 log = logging.getLogger("agentbridge.ledger.sqlite")
 
 #: one queued single-message ingest: its row and the caller's future
@@ -79,7 +77,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-class IngestMixin:
+class IngestMixin(LedgerCore):
     """Ingest methods of ``Ledger`` (kept apart so each file has one job)."""
 
     _pending_ingests: list[_PendingIngest]
@@ -96,13 +94,6 @@ class IngestMixin:
     _last_batch: int  #: ingests in the last group commit
     #: the bound on the measured commit time for committing on the loop thread (seconds)
     inline_commit_max: float = INLINE_COMMIT_MAX
-
-    if TYPE_CHECKING:
-        clock: Callable[[], float]
-        _db: aiosqlite.Connection
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
 
     def _init_ingest(self, inline: sqlite3.Connection | None) -> None:
         self._pending_ingests = []

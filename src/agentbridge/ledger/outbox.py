@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Sequence
 
+from agentbridge.ledger.base import where
+from agentbridge.ledger.outbox_rows import DEFAULT_TTL, insert_reply, move_reply
+from agentbridge.ledger.records import outbox_from_row
 from agentbridge.ledger.unknown import UnknownRepliesMixin
 from agentbridge.models import OutboxItem
 from agentbridge.sanitize import clean_text
 from agentbridge.states import OutboxState
 
-T = TypeVar("T")
-
 DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 25.0, 120.0, 600.0)
-DEFAULT_TTL = 86400.0
 
 
 def backoff_delay(
@@ -38,81 +37,6 @@ def backoff_delay(
 class OutboxMixin(UnknownRepliesMixin):
     """Outbox methods of ``Ledger`` (kept apart so each file has one job)."""
 
-    if TYPE_CHECKING:
-        clock: Callable[[], float]
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
-
-    def _enqueue_in_tx(
-        self,
-        conn: sqlite3.Connection,
-        now: float,
-        *,
-        channel: str,
-        conversation: str,
-        text: str,
-        key: str,
-        message_id: int | None = None,
-        reply_to: str | None = None,
-        scheduled_at: float | None = None,
-        ttl: float = DEFAULT_TTL,
-    ) -> OutboxItem:
-        from agentbridge.ledger.base import (
-            IdempotencyConflict,
-            _CommitThenRaise,
-            insert_event,
-            text_hash,
-        )
-
-        digest = text_hash(text)
-        row = conn.execute("SELECT * FROM outbox WHERE idem_key = ?", (key,)).fetchone()
-        if row is not None:
-            if row["text_hash"] != digest:
-                insert_event(
-                    conn,
-                    now,
-                    "outbox",
-                    "idempotency_conflict",
-                    message_id=row["message_id"],
-                    outbox_id=row["id"],
-                    detail=f"reply key {key!r} re-sent with different text",
-                )
-                raise _CommitThenRaise(
-                    IdempotencyConflict(f"reply key {key!r} already used with different text")
-                )
-            return OutboxItem.from_row(row)
-        row = conn.execute(
-            "INSERT INTO outbox (message_id, channel, conversation, text, text_hash, idem_key,"
-            " reply_to, state, scheduled_at, expires_at, created_at, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,'pending',?,?,?,?) RETURNING *",
-            (
-                message_id,
-                channel,
-                conversation,
-                text,
-                digest,
-                key,
-                reply_to,
-                scheduled_at if scheduled_at is not None else now,
-                now + ttl,
-                now,
-                now,
-            ),
-        ).fetchone()
-        insert_event(
-            conn,
-            now,
-            "outbox",
-            "reply_queued",
-            message_id=message_id,
-            outbox_id=row["id"],
-            to_state="pending",
-            detail=f"key={key}",
-        )
-        return OutboxItem.from_row(row)
-
     async def enqueue_reply(
         self,
         channel: str,
@@ -126,7 +50,7 @@ class OutboxMixin(UnknownRepliesMixin):
     ) -> OutboxItem:
         """Write a reply ahead of sending; the same key returns the existing row (no resend)."""
         item = await self._tx(
-            lambda conn, now: self._enqueue_in_tx(
+            lambda conn, now: insert_reply(
                 conn,
                 now,
                 channel=channel,
@@ -152,7 +76,7 @@ class OutboxMixin(UnknownRepliesMixin):
             row = conn.execute(sql, params).fetchone()
             if row is None:
                 return None
-            return self._move(
+            return move_reply(
                 conn, tx_now, row["id"], OutboxState.SENDING, "send attempt", attempts_delta=1
             )
 
@@ -167,7 +91,7 @@ class OutboxMixin(UnknownRepliesMixin):
             at = self.clock() if now is None else now
             sql, params = _due_query(at, channels)
             row = conn.execute(sql.replace("SELECT id", "SELECT *", 1), params).fetchone()
-            return OutboxItem.from_row(row) if row else None
+            return outbox_from_row(row) if row else None
 
         return await self._read(run)
 
@@ -178,7 +102,7 @@ class OutboxMixin(UnknownRepliesMixin):
         reserve it, and an ``unknown`` row is never resent without a decision.
         """
         return await self._tx(
-            lambda conn, now: self._move(
+            lambda conn, now: move_reply(
                 conn,
                 now,
                 outbox_id,
@@ -202,18 +126,12 @@ class OutboxMixin(UnknownRepliesMixin):
 
     async def mark_sent(self, outbox_id: int, platform_message_id: str | None) -> OutboxItem:
         """The platform accepted the reply."""
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.SENT,
-                f"platform id {platform_message_id}",
-                platform_message_id=platform_message_id,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.SENT,
+            f"platform id {platform_message_id}",
+            platform_message_id=platform_message_id,
         )
-        self._notify("outbox", [outbox_id])  # live views show "replied" at once
-        return item
 
     async def mark_part_sent(
         self, outbox_id: int, parts_sent: int, platform_message_id: str | None
@@ -241,7 +159,7 @@ class OutboxMixin(UnknownRepliesMixin):
                 attempt=row["attempts"],
                 detail=f"part {parts_sent} sent ({platform_message_id})",
             )
-            return OutboxItem.from_row(row)
+            return outbox_from_row(row)
 
         return await self._tx(run)
 
@@ -252,45 +170,24 @@ class OutboxMixin(UnknownRepliesMixin):
         that already failed for good or whose outcome is unknown (``retry_reply`` is the
         deliberate way back).
         """
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.PENDING,
-                f"retry in {delay:.1f}s: {error}",
-                error=error,
-                scheduled_at=now + delay,
-                only_from=OutboxState.SENDING,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.PENDING,
+            f"retry in {delay:.1f}s: {error}",
+            error=error,
+            scheduled_in=delay,
+            only_from=OutboxState.SENDING,
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
     async def mark_failed(self, outbox_id: int, error: str) -> OutboxItem:
         """A permanent failure, or retries exhausted."""
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn, now, outbox_id, OutboxState.FAILED, error, error=error
-            )
-        )
-        self._notify("outbox", [outbox_id])
-        return item
+        return await self._move_reply(outbox_id, OutboxState.FAILED, error, error=error)
 
     async def retry_reply(self, outbox_id: int, actor: str = "human") -> OutboxItem:
         """A human (or a reconcile that proved it never arrived) asks to send again."""
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.PENDING,
-                f"resend requested by {actor}",
-                scheduled_at=now,
-            )
+        return await self._move_reply(
+            outbox_id, OutboxState.PENDING, f"resend requested by {actor}", scheduled_in=0
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
     async def expire_replies(self) -> int:
         """Pending replies past their time to live become ``expired``."""
@@ -303,7 +200,7 @@ class OutboxMixin(UnknownRepliesMixin):
                 )
             ]
             for i in ids:
-                self._move(conn, now, i, OutboxState.EXPIRED, "time to live ran out")
+                move_reply(conn, now, i, OutboxState.EXPIRED, "time to live ran out")
             return len(ids)
 
         return await self._tx(run)
@@ -316,7 +213,7 @@ class OutboxMixin(UnknownRepliesMixin):
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no outbox row {outbox_id}")
-            return OutboxItem.from_row(row)
+            return outbox_from_row(row)
 
         return await self._read(run)
 
@@ -324,79 +221,17 @@ class OutboxMixin(UnknownRepliesMixin):
         self, state: str | None = None, message_id: int | None = None, limit: int = 1000
     ) -> list[OutboxItem]:
         """Outbox rows, oldest first."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        if message_id is not None:
-            clauses.append("message_id = ?")
-            params.append(message_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        test, params = where(("state = ?", state), ("message_id = ?", message_id))
 
         def run(conn: sqlite3.Connection) -> list[OutboxItem]:
             return [
-                OutboxItem.from_row(r)
+                outbox_from_row(r)
                 for r in conn.execute(
-                    f"SELECT * FROM outbox {where} ORDER BY id LIMIT ?", [*params, limit]
+                    f"SELECT * FROM outbox {test} ORDER BY id LIMIT ?", [*params, limit]
                 )
             ]
 
         return await self._read(run)
-
-    def _move(
-        self,
-        conn: sqlite3.Connection,
-        now: float,
-        outbox_id: int,
-        to: OutboxState,
-        detail: str,
-        *,
-        attempts_delta: int = 0,
-        error: str | None = None,
-        scheduled_at: float | None = None,
-        platform_message_id: str | None = None,
-        only_from: OutboxState | None = None,
-        parts_sent: int | None = None,
-    ) -> OutboxItem:
-        from agentbridge.ledger.base import IllegalTransition, NotFound, insert_event
-        from agentbridge.states import OUTBOX_TRANSITIONS
-
-        row = conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no outbox row {outbox_id}")
-        current = OutboxState(row["state"])
-        if to not in OUTBOX_TRANSITIONS[current] or only_from not in (None, current):
-            raise IllegalTransition(f"outbox {outbox_id}: {current} -> {to}")
-        row = conn.execute(
-            "UPDATE outbox SET state = ?, attempts = attempts + ?, updated_at = ?,"
-            " last_error = COALESCE(?, last_error), scheduled_at = COALESCE(?, scheduled_at),"
-            " platform_message_id = COALESCE(?, platform_message_id),"
-            " parts_sent = COALESCE(?, parts_sent) WHERE id = ? RETURNING *",
-            (
-                to,
-                attempts_delta,
-                now,
-                error,
-                scheduled_at,
-                platform_message_id,
-                parts_sent,
-                outbox_id,
-            ),
-        ).fetchone()
-        insert_event(
-            conn,
-            now,
-            "outbox",
-            "outbox",
-            message_id=row["message_id"],
-            outbox_id=outbox_id,
-            from_state=current,
-            to_state=to,
-            attempt=row["attempts"],
-            detail=detail,
-        )
-        return OutboxItem.from_row(row)
 
 
 def _due_query(at: float, channels: Sequence[str] | None) -> tuple[str, list[object]]:
@@ -409,4 +244,4 @@ def _due_query(at: float, channels: Sequence[str] | None) -> tuple[str, list[obj
     return sql + " ORDER BY scheduled_at, id LIMIT 1", params
 
 
-__all__ = ["DEFAULT_BACKOFF", "OutboxMixin", "backoff_delay"]
+__all__ = ["DEFAULT_BACKOFF", "DEFAULT_TTL", "OutboxMixin", "backoff_delay"]

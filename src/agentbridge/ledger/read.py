@@ -7,24 +7,17 @@ Reads run on the connection thread in one snapshot; none of them takes the write
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from agentbridge.ledger.base import IN_FLIGHT_SQL, _get
+from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, where
+from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.records import event_from_row, message_from_row
 from agentbridge.ledger.replay import DEFAULT_TOMBSTONE_SECONDS, bury
 from agentbridge.models import Event, Message
 
-T = TypeVar("T")
 
-
-class ReadMixin:
+class ReadMixin(LedgerCore):
     """Read methods of ``Ledger``."""
-
-    if TYPE_CHECKING:
-        clock: Callable[[], float]
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def get(self, message_id: int) -> Message:
         """One message; raises ``NotFound``."""
@@ -37,7 +30,7 @@ class ReadMixin:
             row = conn.execute(
                 "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (channel, key)
             ).fetchone()
-            return Message.from_row(row) if row else None
+            return message_from_row(row) if row else None
 
         return await self._read(run)
 
@@ -50,22 +43,16 @@ class ReadMixin:
         channel: str | None = None,
     ) -> list[Message]:
         """Messages, newest last; filters are exact matches."""
-        clauses: list[str] = []
-        params: list[object] = []
-        for column, value in (
-            ("state", state),
-            ("agent", agent),
-            ("conversation", conversation),
-            ("channel", channel),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM (SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?) ORDER BY id"
+        test, params = where(
+            ("state = ?", state),
+            ("agent = ?", agent),
+            ("conversation = ?", conversation),
+            ("channel = ?", channel),
+        )
+        sql = f"SELECT * FROM (SELECT * FROM messages {test} ORDER BY id DESC LIMIT ?) ORDER BY id"
 
         def run(conn: sqlite3.Connection) -> list[Message]:
-            return [Message.from_row(r) for r in conn.execute(sql, [*params, limit])]
+            return [message_from_row(r) for r in conn.execute(sql, [*params, limit])]
 
         return await self._read(run)
 
@@ -78,7 +65,7 @@ class ReadMixin:
                 " (SELECT id FROM outbox WHERE message_id = ?) ORDER BY id",
                 (message_id, message_id),
             )
-            return [Event.from_row(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._read(run)
 
@@ -89,7 +76,7 @@ class ReadMixin:
             rows = conn.execute(
                 "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
             )
-            return [Event.from_row(r) for r in rows]
+            return [event_from_row(r) for r in rows]
 
         return await self._read(run)
 
@@ -104,16 +91,7 @@ class ReadMixin:
                 " FROM messages WHERE state NOT IN ('completed', 'failed', 'interrupted')"
                 " GROUP BY agent, state"
             ):
-                entry = agents.setdefault(
-                    row["agent"],
-                    {
-                        "queued": 0,
-                        "in_flight": 0,
-                        "quarantined": 0,
-                        "stale": 0,
-                        "oldest_queued_age": None,
-                    },
-                )
+                entry = agents.setdefault(row["agent"], _agent_counts())
                 if row["state"] == "queued":
                     entry["queued"] = row["n"]
                     entry["oldest_queued_age"] = round(now - row["oldest"], 3)
@@ -126,17 +104,7 @@ class ReadMixin:
                 " AND lease_expires_at < ? GROUP BY agent",
                 (now,),
             ):
-                agents.setdefault(
-                    row["agent"],
-                    {
-                        "queued": 0,
-                        "in_flight": 0,
-                        "quarantined": 0,
-                        "stale": 0,
-                        "oldest_queued_age": None,
-                    },
-                )
-                agents[row["agent"]]["stale"] = row["n"]
+                agents.setdefault(row["agent"], _agent_counts())["stale"] = row["n"]
             states = {
                 r["state"]: r["n"]
                 for r in conn.execute("SELECT state, COUNT(*) AS n FROM messages GROUP BY state")
@@ -188,3 +156,8 @@ class ReadMixin:
             return messages, replies
 
         return await self._tx(run)
+
+
+def _agent_counts() -> dict[str, Any]:
+    """One agent's line of ``stats`` before any row is counted."""
+    return {"queued": 0, "in_flight": 0, "quarantined": 0, "stale": 0, "oldest_queued_age": None}

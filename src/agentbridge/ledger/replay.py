@@ -9,14 +9,11 @@ message that retention pruned, so a platform that redelivers late is still told 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
 
+from agentbridge.ledger.core import LedgerCore
 from agentbridge.models import Message, NewMessage
 from agentbridge.states import MessageState
-
-T = TypeVar("T")
 
 #: how long a pruned key still counts as a duplicate, when the caller does not say
 DEFAULT_TOMBSTONE_SECONDS = 90 * 86400.0
@@ -88,12 +85,8 @@ def bury(
     conn.execute("DELETE FROM seen_nonces WHERE expires_at < ?", (now,))
 
 
-class ReplayMixin:
+class ReplayMixin(LedgerCore):
     """Nonce method of ``Ledger``."""
-
-    if TYPE_CHECKING:
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
 
     async def claim_nonce(self, scope: str, nonce: str, expires_at: float) -> bool:
         """Record ``nonce`` as used until ``expires_at``; False when it was already used.

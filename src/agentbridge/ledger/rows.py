@@ -23,6 +23,7 @@ from agentbridge.ledger.base import (
     _encode_meta,
     _record_conflict,
 )
+from agentbridge.ledger.records import message_from_row, queued_message
 from agentbridge.ledger.replay import find_tombstone
 from agentbridge.models import Message
 from agentbridge.sanitize import clean_text
@@ -170,7 +171,7 @@ def _ingest_rows(
         mid = cursor.lastrowid
         assert mid is not None
         conn.execute(_INSERT_INGEST_EVENT, (mid, now, channel, "ingested from " + sender))
-        return [_created(Message.queued(mid, now, row))]
+        return [_created(queued_message(mid, now, row))]
     out: list[IngestResult | _Conflict] = []
     events: list[object] = [now]
     for start in range(0, len(rows), MULTI_MAX):
@@ -179,7 +180,7 @@ def _ingest_rows(
         if ids is not None:
             for mid, row in zip(ids, chunk, strict=True):
                 events += (mid, row[0], "ingested from " + row[2])
-                out.append(_created(Message.queued(mid, now, row)))
+                out.append(_created(queued_message(mid, now, row)))
             continue
         for row in chunk:
             out.append(_one(conn, now, row, events, record_conflicts))
@@ -204,7 +205,7 @@ def _one(
         mid = cursor.lastrowid
         assert mid is not None
         events += (mid, channel, "ingested from " + sender)
-        return _created(Message.queued(mid, now, row))
+        return _created(queued_message(mid, now, row))
     return _existing(conn, now, row, digest, record_conflicts)
 
 
@@ -250,7 +251,7 @@ def _existing(
             "SELECT * FROM messages WHERE channel = ? AND platform_id = ?", (item.channel, item.key)
         ).fetchone()
         if found["text_hash"] == digest:
-            return IngestResult(Message.from_row(found), created=False)
+            return IngestResult(message_from_row(found), created=False)
         conflict = _Conflict(item, found["id"])
     if record_conflicts:
         _record_conflict(conn, now, conflict)

@@ -10,56 +10,22 @@ part; provably not there: ``pending`` again); otherwise a human decides
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
 
+from agentbridge.ledger.outbox_rows import ReplyMover, move_reply
 from agentbridge.models import OutboxItem
 from agentbridge.states import OutboxState
 
-T = TypeVar("T")
 
-
-class UnknownRepliesMixin:
+class UnknownRepliesMixin(ReplyMover):
     """The ``unknown`` part of the outbox methods of ``Ledger``."""
-
-    if TYPE_CHECKING:
-
-        def _move(
-            self,
-            conn: sqlite3.Connection,
-            now: float,
-            outbox_id: int,
-            to: OutboxState,
-            detail: str,
-            *,
-            attempts_delta: int = 0,
-            error: str | None = None,
-            scheduled_at: float | None = None,
-            platform_message_id: str | None = None,
-            only_from: OutboxState | None = None,
-            parts_sent: int | None = None,
-        ) -> OutboxItem: ...
-
-        async def _tx(self, fn: Callable[[sqlite3.Connection, float], T]) -> T: ...
-        def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
 
     async def mark_unknown(
         self, outbox_id: int, detail: str = "outcome unknown", error: str | None = None
     ) -> OutboxItem:
         """The reserved send's outcome cannot be known (its answer was lost): never resend."""
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.UNKNOWN,
-                detail,
-                error=error,
-                only_from=OutboxState.SENDING,
-            )
+        return await self._move_reply(
+            outbox_id, OutboxState.UNKNOWN, detail, error=error, only_from=OutboxState.SENDING
         )
-        self._notify("outbox", [outbox_id])  # live views show it needs attention
-        return item
 
     async def recover_sending(self) -> list[OutboxItem]:
         """At startup: every row left ``sending`` by a dead bridge becomes ``unknown``."""
@@ -67,7 +33,7 @@ class UnknownRepliesMixin:
         def run(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
             ids = [r["id"] for r in conn.execute("SELECT id FROM outbox WHERE state = 'sending'")]
             return [
-                self._move(
+                move_reply(
                     conn,
                     now,
                     i,
@@ -91,39 +57,27 @@ class UnknownRepliesMixin:
         For a reconcile: the part in doubt landed (resume after it) or provably did not
         (resume at it). Refused unless the row is ``unknown``.
         """
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.PENDING,
-                f"{actor}: resume at part {parts_sent + 1}",
-                scheduled_at=now,
-                platform_message_id=platform_message_id,
-                only_from=OutboxState.UNKNOWN,
-                parts_sent=parts_sent,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.PENDING,
+            f"{actor}: resume at part {parts_sent + 1}",
+            scheduled_in=0,
+            platform_message_id=platform_message_id,
+            only_from=OutboxState.UNKNOWN,
+            parts_sent=parts_sent,
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
     async def mark_landed(
         self, outbox_id: int, platform_message_id: str | None = None, actor: str = "human"
     ) -> OutboxItem:
         """An ``unknown`` reply did arrive (a reconcile found it, or a human saw it): ``sent``."""
-        item = await self._tx(
-            lambda conn, now: self._move(
-                conn,
-                now,
-                outbox_id,
-                OutboxState.SENT,
-                f"{actor}: it arrived",
-                platform_message_id=platform_message_id,
-                only_from=OutboxState.UNKNOWN,
-            )
+        return await self._move_reply(
+            outbox_id,
+            OutboxState.SENT,
+            f"{actor}: it arrived",
+            platform_message_id=platform_message_id,
+            only_from=OutboxState.UNKNOWN,
         )
-        self._notify("outbox", [outbox_id])
-        return item
 
 
 __all__ = ["UnknownRepliesMixin"]

@@ -209,6 +209,16 @@ class ScreenState:
     reset_at: str | None = None  # as printed by the CLI, e.g. "3:45pm"
 
 
+class ErrorText(Protocol):
+    """A CLI's words for its faults: what an API-error record's text names, when a limit ends."""
+
+    def classify(self, text: str) -> tuple[ScreenKind, str | None]:
+        """Rate limited (with the reset time as printed), context full, else API error."""
+
+    def seconds_until_reset(self, reset_at: str | None) -> float | None:
+        """Seconds until a reset time as the CLI prints it; None when unreadable."""
+
+
 class HookParser(Protocol):
     """Stateful: maps hook records (``{"event", "payload"}``) to events of the right turn."""
 
@@ -239,6 +249,11 @@ class RuntimeProfile(Protocol):
     #: ``injection.spill_threshold`` in the config overrides it
     paste_limit: int
 
+    @property
+    def error_text(self) -> ErrorText:
+        """The CLI's words for its faults (a class attribute will do); a profile without it
+        gets the plain-words default, ``agentbridge.runtimes.errors.GENERIC``."""
+
     def prepare(self, agent: AgentConfig, state_dir: Path, resume: bool) -> LaunchSpec:
         """Seed config files and hooks (idempotent, merging) and say how to launch."""
 
@@ -264,6 +279,7 @@ __all__ = [
     "ChannelLimits",
     "DeliveryError",
     "ErrorClass",
+    "ErrorText",
     "HookParser",
     "Ingest",
     "LaunchSpec",

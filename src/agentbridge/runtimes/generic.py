@@ -18,6 +18,7 @@ from agentbridge.config import AgentConfig
 from agentbridge.events import AgentEvent, TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
+from agentbridge.runtimes.errors import GENERIC
 
 __all__ = ["GenericProfile", "NullParser"]
 
@@ -50,6 +51,7 @@ class GenericProfile:
     strong_completion = False
     #: one line only (a pane without bracketed paste); multi-line text always goes to a file
     paste_limit = 2000
+    error_text = GENERIC
 
     def __init__(self, ready_pattern: str | None = None) -> None:
         self.default_pattern = ready_pattern or DEFAULT_READY

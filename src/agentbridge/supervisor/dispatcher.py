@@ -13,7 +13,6 @@ import contextlib
 import enum
 import itertools
 import logging
-import re
 import shlex
 import sys
 import time
@@ -31,7 +30,8 @@ from agentbridge.kinds import ReceiptKind, WaitKind
 from agentbridge.ledger.store import LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
-from agentbridge.supervisor.health import CrashLoopBreaker, HealthMonitor, seconds_until_reset
+from agentbridge.runtimes.errors import error_text_of
+from agentbridge.supervisor.health import CrashLoopBreaker, HealthMonitor
 from agentbridge.supervisor.interrupts import end_interrupted
 from agentbridge.supervisor.recovery import read_evidence, recover_victims
 
@@ -39,22 +39,6 @@ log = logging.getLogger(__name__)
 
 
 ERROR_SCREENS = (ScreenKind.RATE_LIMITED, ScreenKind.CONTEXT_FULL, ScreenKind.API_ERROR)
-_RESETS = re.compile(r"resets?\s+(?:at\s+)?([0-9:]+\s*[ap]m[^\n]*)", re.IGNORECASE)
-
-
-def classify_error_text(text: str) -> tuple[ScreenKind, str | None]:
-    """What an API error's own text says: rate limit (with its reset time), context full…"""
-    lowered = text.lower()
-    if (
-        "rate_limit" in lowered
-        or "rate limit" in lowered
-        or ("limit" in lowered and "reset" in lowered)
-    ):
-        match = _RESETS.search(text)
-        return ScreenKind.RATE_LIMITED, match.group(1) if match else None
-    if "context" in lowered and any(w in lowered for w in ("limit", "full", "too long")):
-        return ScreenKind.CONTEXT_FULL, None
-    return ScreenKind.API_ERROR, None
 
 
 def reply_command(config: Config) -> str:
@@ -246,11 +230,12 @@ class AgentWorker:
                 break
             else:
                 await asyncio.sleep(0.1)
+        words = error_text_of(self.profile)  # the runtime's own words for its faults
         if kind is None:
-            kind, reset_at = classify_error_text(flight.detail)
+            kind, reset_at = words.classify(flight.detail)
         message = flight.message
         if kind == ScreenKind.RATE_LIMITED:
-            wait = seconds_until_reset(reset_at)
+            wait = words.seconds_until_reset(reset_at)
             wait = self.agent.rate_limit_recheck if wait is None or wait <= 0 else wait
             until_text = time.strftime("%H:%M", time.localtime(time.time() + wait))
             detail = f"rate-limited until {until_text}"

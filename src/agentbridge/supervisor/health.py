@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -41,27 +39,6 @@ class AgentWorker(Protocol):
 
 
 log = logging.getLogger(__name__)
-
-_RESET = re.compile(r"(\d{1,2})(?::(\d{2}))?\s*([ap]m)", re.IGNORECASE)
-
-
-def seconds_until_reset(reset_at: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds until a CLI's "resets 3:45pm" time (local time; tomorrow if already past).
-
-    None when the text holds no time we can read.
-    """
-    if not reset_at:
-        return None
-    match = _RESET.search(reset_at)
-    if match is None:
-        return None
-    hour = int(match[1]) % 12 + (12 if match[3].lower() == "pm" else 0)
-    minute = int(match[2] or 0)
-    now = now or dt.datetime.now()
-    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if target <= now - dt.timedelta(minutes=1):
-        target += dt.timedelta(days=1)
-    return max(0.0, (target - now).total_seconds())
 
 
 class CrashLoopBreaker:

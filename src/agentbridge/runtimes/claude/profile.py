@@ -34,6 +34,7 @@ from agentbridge.config import AgentConfig
 from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
+from agentbridge.runtimes.claude.errors import CLAUDE_ERRORS
 
 __all__ = ["ClaudeCodeProfile", "claude_box", "claude_project_dir_name", "claude_screen_state"]
 
@@ -210,6 +211,7 @@ class ClaudeCodeProfile:
     #: Claude Code 2.1.197 delivered pastes of up to 12.8 M chars intact; 3.2 M in 0.53 s, 6.4 M
     #: in 1.2 s (``scripts/measure_paste_limit.py``, docs/runtimes.md)
     paste_limit = 3_200_000
+    error_text = CLAUDE_ERRORS
     #: argv used when the agent's config has no ``command``
     default_command: tuple[str, ...] = ("claude",)
     #: whether the CLI accepts ``--resume <id>`` (the fake agent reuses ``--session-id``)

@@ -36,6 +36,7 @@ from agentbridge.config import AgentConfig
 from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
+from agentbridge.runtimes.codex.errors import CODEX_ERRORS
 from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
 
 __all__ = ["CodexProfile", "codex_box", "codex_screen_state", "hook_overrides", "toml_upsert"]
@@ -227,6 +228,7 @@ class CodexProfile:
     #: 1,048,576 characters ("Message exceeds the maximum length"): room for the envelope
     #: (``scripts/measure_paste_limit.py``, docs/runtimes.md)
     paste_limit = 1_000_000
+    error_text = CODEX_ERRORS
     default_command: tuple[str, ...] = ("codex",)
 
     def __init__(self) -> None:
