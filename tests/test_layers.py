@@ -34,7 +34,6 @@ MAX_LINES = 450
 OVER_LIMIT = {
     "agent/host.py": 495,
     "agent/tmux.py": 556,
-    "cli/app.py": 540,
     "ledger/sqlite.py": 518,
 }
 
