@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentbridge.config import Config
+from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import LedgerError, LedgerStore, text_hash
 from agentbridge.supervisor.control import Handler
 
@@ -129,7 +130,8 @@ async def run_op(
     try:
         return {"ok": True, **(await op(ledger, config, request))}
     except (LedgerError, BadRequest) as exc:
-        return {"ok": False, "error": str(exc), "error_kind": type(exc).__name__}
+        kind = next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+        return {"ok": False, "error": str(exc), "error_kind": kind}  # the public class's name
 
 
 def handlers(ledger: LedgerStore, config: Config) -> dict[str, Handler]:
@@ -146,6 +148,8 @@ def handlers(ledger: LedgerStore, config: Config) -> dict[str, Handler]:
                 if answer["ok"]
                 else f"refused ({answer['error_kind']})",
             )
+            if answer["ok"]:
+                crash_point("after_control_write")
             return answer
 
         return handle
