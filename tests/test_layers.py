@@ -33,7 +33,6 @@ MAX_LINES = 450
 #: modules still over the limit when the move landed: they may shrink, never grow (to be split)
 OVER_LIMIT = {
     "agent/host.py": 495,
-    "cli/app.py": 540,
 }
 
 

@@ -19,6 +19,7 @@ POINTS = (
     "before_complete",  # the turn ended in the transcript, completion not yet recorded
     "after_outbox_row",  # completion + reply row committed, nothing sent
     "during_send",  # the send attempt is reserved (sending), the platform not yet answered
+    "after_control_write",  # a CLI write committed by the supervisor, its answer not yet sent
 )
 
 
