@@ -32,7 +32,6 @@ ROOT_LIMIT = 12  # "no more than a dozen modules left at the package root"
 MAX_LINES = 450
 #: modules still over the limit when the move landed: they may shrink, never grow (to be split)
 OVER_LIMIT = {
-    "agent/host.py": 495,
     "agent/tmux.py": 556,
     "cli/app.py": 540,
     "ledger/sqlite.py": 518,
