@@ -3,6 +3,13 @@
 Kept apart from the session host (``agent/host.py``: launch, inject, stop) because this is the
 half that decides what the ledger records: a prompt seen → ``accepted``, its turn end seen →
 ``completed`` with the reply, an interrupt or API error → the flight ends for the caller.
+
+Why the queue can look behind its head: with a fast model the prompt line and the turn end
+arrive in one write (Claude Code batches them, the fake agent too), and committing ``accepted``
+and then ``completed`` is two fsyncs, one after the other, before the reply can go out. When the
+turn end of the same attempt is already queued behind the prompt, the completion commit alone
+records both (``completed`` may follow ``claimed`` or ``submitted``): bench_agent_host's turn end
+→ completion went 4.1–5.1 → 2.0–2.5 ms p50 with it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from agentbridge.agent.turn import InFlight, TurnOutcome
@@ -26,9 +34,37 @@ if TYPE_CHECKING:
 
     from agentbridge.config import AgentConfig
 
-__all__ = ["EvidenceMixin"]
+__all__ = ["EvidenceMixin", "EvidenceQueue"]
 
 log = logging.getLogger(__name__)
+
+
+class EvidenceQueue:
+    """Agent events in arrival order, for one consumer that may look at what waits behind."""
+
+    def __init__(self) -> None:
+        self._items: deque[AgentEvent] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, event: AgentEvent) -> None:
+        self._items.append(event)
+        self._ready.set()
+
+    async def get(self) -> AgentEvent:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def turn_end_queued(self, message_id: int, attempt: int) -> bool:
+        """The turn end of this attempt is already waiting (it came in the prompt's read)."""
+        return any(
+            event.kind == AgentEventKind.TURN_COMPLETED
+            and event.envelope is not None
+            and event.envelope.message_id == message_id
+            and event.envelope.attempt == attempt
+            for event in self._items
+        )
 
 
 class EvidenceMixin:
@@ -43,10 +79,13 @@ class EvidenceMixin:
     last_heartbeat: float
     human_turns: int
     corrupt_lines: int
-    _events: asyncio.Queue[AgentEvent]
+    _events: EvidenceQueue
     _parser: TranscriptParser | None
     _hook_parser: HookParser | None
     _learner: PromptLearner | None  #: the hook parser, when it learns prompts
+    #: (message id, attempt, where the prompt was seen) whose ``accepted`` rides in its
+    #: completion commit (prompt and turn end came in one read)
+    _accept_rides: tuple[int, int, str] | None = None
 
     if TYPE_CHECKING:
         notify: Callable[[Message, ReceiptKind, str], None]
@@ -86,10 +125,10 @@ class EvidenceMixin:
         self.corrupt_lines += self._parser.corrupt_lines - before
         learner = self._learner
         for event in events:
-            self._events.put_nowait(event)
+            self._events.put(event)
             if learner is not None:
                 for held in learner.learn(event):  # a Stop hook that came before this prompt
-                    self._events.put_nowait(held)
+                    self._events.put(held)
         self.last_progress = time.monotonic()
 
     def _on_hook_line(self, line: str) -> None:
@@ -103,7 +142,7 @@ class EvidenceMixin:
             return
         if isinstance(record, dict):
             for event in self._hook_parser.feed(record):
-                self._events.put_nowait(event)
+                self._events.put(event)
         self.last_progress = time.monotonic()
 
     # ------------------------------------------------------------------ applying
@@ -146,13 +185,13 @@ class EvidenceMixin:
         elif event.kind == AgentEventKind.TURN_COMPLETED:
             flight.accepted.set()
             crash_point("before_complete")
+            detail = f"turn end seen in {event.source}"
+            rides = self._accept_rides
+            if rides is not None and rides[:2] == (message.id, message.attempt):
+                detail += f" (the prompt with it, in the {rides[2]})"
             done = await self.ledger_call(
                 self.ledger.complete(
-                    message.id,
-                    message.fence,
-                    event.text,
-                    actor=self.owner,
-                    detail=f"turn end seen in {event.source}",
+                    message.id, message.fence, event.text, actor=self.owner, detail=detail
                 )
             )
             if done is not None:
@@ -165,19 +204,23 @@ class EvidenceMixin:
             flight.finish(TurnOutcome.ABORTED, f"the {event.source} records the interrupt")
 
     async def _accept(self, flight: InFlight, event: AgentEvent) -> None:
-        """The prompt is in the agent's record: ``accepted``."""
+        """The prompt is in the agent's record: ``accepted``, unless its turn end is already
+        queued (then the completion commit records both: one fsync, not two)."""
         message = flight.message
         if not flight.accepted.is_set():
             flight.accepted.set()
             # the record can beat the injector's return
             self.receipt(flight, ReceiptKind.INJECTED)
             self.receipt(flight, ReceiptKind.WORKING)
-        await self.ledger_call(
-            self.ledger.mark_accepted(
-                message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
+        if self._events.turn_end_queued(message.id, message.attempt):
+            self._accept_rides = (message.id, message.attempt, event.source)
+        else:
+            await self.ledger_call(
+                self.ledger.mark_accepted(
+                    message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
+                )
             )
-        )
-        crash_point("after_accept")
+        crash_point("after_accept")  # the boundary is the same; its record may ride with completion
 
     async def _maybe_heartbeat(self, message: Message) -> None:
         now = time.monotonic()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge.agent import inbox
-from agentbridge.agent.evidence import EvidenceMixin
+from agentbridge.agent.evidence import EvidenceMixin, EvidenceQueue
 from agentbridge.agent.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.agent.screen_turn import run_weak_turn
 from agentbridge.agent.tail import FileTail
@@ -30,7 +30,7 @@ from agentbridge.agent.turn import (
     paste_limit,
 )
 from agentbridge.config import AgentConfig, InjectionConfig
-from agentbridge.events import AgentEvent, TranscriptParser
+from agentbridge.events import TranscriptParser
 from agentbridge.kinds import ReceiptKind
 from agentbridge.ledger.store import LedgerStore
 from agentbridge.models import Message
@@ -94,7 +94,7 @@ class AgentSession(EvidenceMixin):
         self.human_turns = 0
         self.corrupt_lines = 0
         self.ended = False
-        self._events: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        self._events = EvidenceQueue()
         self._tails: list[FileTail] = []
         self._parser: TranscriptParser | None = None
         self._hook_parser: HookParser | None = None
