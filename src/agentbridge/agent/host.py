@@ -103,6 +103,7 @@ class AgentSession(EvidenceMixin):
         self._transcript_path: Path | None = None
         self._transcript_tail: FileTail | None = None
         self._launched = False
+        self._finder: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +181,20 @@ class AgentSession(EvidenceMixin):
         self._transcript_tail = await self._follow(path, self._on_transcript_line, late)
         return path
 
+    async def _find_transcript(self, flight: InFlight, within: float = 30.0) -> None:
+        """Look for a transcript the CLI names only at the first turn (Codex's rollout) every
+        20 ms while this first message waits for its record, not at health's 1 s pace: with
+        no prompt hook, the transcript's prompt line is the acceptance record."""
+        deadline = time.monotonic() + within
+        try:
+            while self._transcript_tail is None and not flight.done.is_set() and not self.ended:
+                await self.discover_transcript()
+                if self._transcript_tail is not None or time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.02)
+        finally:
+            self._finder = None
+
     async def _follow(self, path: Path, on_line: Any, from_start: bool = False) -> FileTail:
         # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
         offset = path.stat().st_size if path.exists() and not from_start else 0
@@ -201,6 +216,8 @@ class AgentSession(EvidenceMixin):
             with contextlib.suppress(Exception):
                 await tail.stop()
         self._tails.clear()
+        if self._finder is not None:
+            self._finder.cancel()
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -328,6 +345,8 @@ class AgentSession(EvidenceMixin):
         message = flight.message
         if not await self._wait_idle(flight, idle_timeout):
             return
+        if self._transcript_tail is None and self._finder is None:
+            self._finder = asyncio.create_task(self._find_transcript(flight))
         result = await self.injector.inject(prompt, flight.accepted)
         flight.injection = result
         log.info(

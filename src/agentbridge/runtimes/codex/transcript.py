@@ -5,6 +5,10 @@ Why these lines (measured on Codex 0.169.0): each line is ``{"timestamp", "ordin
 after injected ``<environment_context>`` blocks) → ``response_item`` role assistant →
 ``event_msg task_complete`` (``last_agent_message``; an ``error`` object instead when the turn
 ended in an API error). ``turn_aborted`` marks an interrupt. Lines are flushed one by one.
+
+The prompt record carries the ``turn_id`` of ``task_started`` as its ``prompt_id``: the relay has
+no ``UserPromptSubmit`` hook (``runtimes/codex/hooks.py``), so this line is the acceptance
+record and tells the hook parser which envelope a ``Stop`` of that turn belongs to.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ class CodexTranscriptParser:
     def _event_msg(self, sub: str, payload: dict[str, Any]) -> list[AgentEvent]:
         if sub == "task_started":
             self._envelope = None
-            self._turn_id = payload.get("turn_id")
+            turn_id = payload.get("turn_id")
+            self._turn_id = turn_id if isinstance(turn_id, str) else None
             self._prompted = False
             self._errored = False
             return []
@@ -145,11 +150,14 @@ class CodexTranscriptParser:
             text = codex_user_text(payload.get("content"))
             if not text:
                 return []
-            if not self._prompted:  # a message merged into a running turn keeps its envelope
+            # the turn's opening prompt names the turn (its ``turn_id``, which Codex's Stop
+            # hook carries); a message merged into a running turn keeps the first envelope
+            turn_id = None if self._prompted else self._turn_id
+            if not self._prompted:
                 self._envelope = parse_envelope(text)
                 self._prompted = True
             return [AgentEvent(AgentEventKind.PROMPT_RECORDED, parse_envelope(text), text,
-                               "transcript", self.session_id)]  # fmt: skip
+                               "transcript", self.session_id, turn_id)]  # fmt: skip
         if sub == "message" and payload.get("role") == "assistant":
             text = _output_text(payload.get("content"))
             return [self._event(AgentEventKind.ASSISTANT_TEXT, text)] if text else []
