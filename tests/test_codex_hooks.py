@@ -78,3 +78,38 @@ def test_a_stop_is_matched_by_turn_id_whether_it_comes_before_or_after_the_promp
     # a Stop of a turn no prompt line named (Codex's hidden title thread): held, not guessed
     assert parser.feed(_stop("01a2088c-0000-7000-8000-000000000000", "a title")) == []
     assert parser.corrupt_lines == 0
+
+
+def _line(kind: str, payload: dict[str, Any]) -> str:
+    return json.dumps({"timestamp": "2026-12-07T10:54:41.250Z", "type": kind, "payload": payload})
+
+
+def _user(text: str) -> str:
+    content = [{"type": "input_text", "text": text}]
+    return _line("response_item", {"type": "message", "role": "user", "content": content})
+
+
+def test_a_message_merged_after_an_early_stop_gets_the_rest_of_the_turn() -> None:
+    """As seen in a bench_realcli burst: message 40's Stop came before Codex closed the task,
+    message 41 was pasted into that window and merged; Codex fired Stop again, then closed."""
+    turn = "01a25024-3a45-73f1-ab3f-8bd1aa7b8189"
+    transcript, hooks = CodexTranscriptParser(), CodexHookParser()
+
+    def read(*lines: str) -> list[AgentEvent]:
+        events = [e for line in lines for e in transcript.feed(line)]
+        return events + [h for e in events for h in hooks.learn(e)]
+
+    def ids(events: list[AgentEvent]) -> list[tuple[AgentEventKind, int | None]]:
+        return [(e.kind, e.envelope.message_id if e.envelope else None) for e in events]
+
+    start = _line("event_msg", {"type": "task_started", "turn_id": turn})
+    first = read(start, _user("[agentbridge message=40 attempt=1 channel=local sender=bench]\na"))
+    assert ids(first) == [(K.PROMPT_RECORDED, 40)]
+    assert ids(hooks.feed(_stop(turn, "answer a"))) == [(K.TURN_COMPLETED, 40)]  # early Stop
+    human = read(_user("typed by a person in the pane"))  # merged text without an envelope
+    assert ids(human) == [(K.PROMPT_RECORDED, None)] and human[0].prompt_id is None
+    merged = read(_user("[agentbridge message=41 attempt=1 channel=local sender=bench]\nb"))
+    assert ids(merged) == [(K.PROMPT_RECORDED, 41)] and merged[0].prompt_id == turn
+    assert ids(hooks.feed(_stop(turn, "answer b"))) == [(K.TURN_COMPLETED, 41)]
+    end = read(_line("event_msg", {"type": "task_complete", "turn_id": turn}))
+    assert ids(end) == [(K.TURN_COMPLETED, 41)]

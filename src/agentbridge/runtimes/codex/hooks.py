@@ -8,6 +8,11 @@ one, ~80–160 ms after Enter), and its turn's ``task_started`` ``turn_id`` — 
 hook payloads carry — tells this parser which envelope a ``Stop`` of that turn belongs to
 (``PromptLearner.learn``). A ``Stop`` recorded before its turn's prompt line was read (a rollout
 named only at the first turn, read late) is held until then.
+
+Codex fires ``Stop`` before it closes the task (``task_complete`` comes a few ms later), and the
+host may paste the next message into that window: Codex then merges it into the same turn and
+fires ``Stop`` again. The merged prompt line re-teaches the turn id, so that second ``Stop`` (and
+the rollout's turn end) complete the newer message (bench_realcli bursts: ~1 in 100 messages).
 """
 
 from __future__ import annotations

@@ -150,13 +150,17 @@ class CodexTranscriptParser:
             text = codex_user_text(payload.get("content"))
             if not text:
                 return []
-            # the turn's opening prompt names the turn (its ``turn_id``, which Codex's Stop
-            # hook carries); a message merged into a running turn keeps the first envelope
-            turn_id = None if self._prompted else self._turn_id
-            if not self._prompted:
-                self._envelope = parse_envelope(text)
-                self._prompted = True
-            return [AgentEvent(AgentEventKind.PROMPT_RECORDED, parse_envelope(text), text,
+            # A prompt names its turn (the ``turn_id`` Codex's Stop hook carries). Text merged
+            # into a running turn: a person's (no envelope) leaves the turn to the message it
+            # serves; one of ours was pasted after the last message's early Stop (the turn not
+            # yet closed), so the rest of the turn and its end are that newer message's.
+            envelope = parse_envelope(text)
+            merged = self._prompted
+            if not merged or envelope is not None:
+                self._envelope = envelope
+            self._prompted = True
+            turn_id = self._turn_id if not merged or envelope is not None else None
+            return [AgentEvent(AgentEventKind.PROMPT_RECORDED, envelope, text,
                                "transcript", self.session_id, turn_id)]  # fmt: skip
         if sub == "message" and payload.get("role") == "assistant":
             text = _output_text(payload.get("content"))
