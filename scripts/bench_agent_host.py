@@ -101,6 +101,7 @@ async def main(count: int) -> None:
     hook_watch.start()
     to_paste: list[float] = []
     to_complete: list[float] = []
+    released: list[str] = []
     try:
         for i in range(count + 5):
             await ledger.ingest("local", "bench", "bench", f"ping {i}", agent="bench")
@@ -114,6 +115,14 @@ async def main(count: int) -> None:
             if t_watch:
                 t_watch.start()
             flight = await session.run_message(msg)
+            while flight.outcome is not None and flight.outcome.value == "not_delivered":
+                # the fake agent repaints by clearing the screen: a box check that lands
+                # mid-repaint finds no box and gives the message back, as it must; try again
+                released.append(flight.detail)
+                msg = await ledger.claim_next("bench", session.owner)
+                assert msg is not None
+                claimed_at = time.time()
+                flight = await session.run_message(msg)
             assert flight.outcome is not None and flight.outcome.value == "completed", flight
             events = await ledger.events_for(msg.id)
             completed_at = next(e.at for e in events if e.to_state == "completed")
@@ -122,7 +131,7 @@ async def main(count: int) -> None:
                 transcript = session._transcript_path
                 t_watch = SizeWatch(transcript) if transcript else None
             completion = next(e for e in events if e.to_state == "completed")
-            watch = hook_watch if "hook" in completion.detail else t_watch
+            watch = hook_watch if "turn end seen in hook" in completion.detail else t_watch
             if t_watch is not None:
                 t_watch.stop = True
             base = t_size if watch is t_watch else 0
@@ -154,6 +163,8 @@ async def main(count: int) -> None:
 
     print(line("claim committed → paste bytes at the agent", to_paste))
     print(line("turn-end evidence written → completion committed", to_complete))
+    if released:
+        print(f"({len(released)} injection(s) given back and retried: {sorted(set(released))})")
 
 
 if __name__ == "__main__":

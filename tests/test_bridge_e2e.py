@@ -26,18 +26,22 @@ def test_send_wait_reply_and_history(tmp_path: Path) -> None:
             for e in bridge.events(first)
             if e["kind"] == "transition"
         ]
-        assert history == [
-            (None, "queued"),
-            ("queued", "claimed"),
-            ("claimed", "submitted"),
-            ("submitted", "accepted"),
-            ("accepted", "completed"),
-        ] or history == [
-            (None, "queued"),
-            ("queued", "claimed"),
-            ("claimed", "accepted"),
-            ("accepted", "completed"),
-        ]
+        start = [(None, "queued"), ("queued", "claimed")]
+        assert history in (
+            [
+                *start,
+                ("claimed", "submitted"),
+                ("submitted", "accepted"),
+                ("accepted", "completed"),
+            ],
+            [*start, ("claimed", "accepted"), ("accepted", "completed")],
+            # prompt and turn end in one read (the demo answers at once): one commit for both
+            [*start, ("claimed", "submitted"), ("submitted", "completed")],
+            [*start, ("claimed", "completed")],
+        ), history
+        completion = next(e for e in bridge.events(first) if e.get("to_state") == "completed")
+        if ("submitted", "accepted") not in history and ("claimed", "accepted") not in history:
+            assert completion["detail"].endswith("(the prompt with it, in the transcript)")
         # the reply went through the outbox to the local channel
         wait_for(
             lambda: bridge.cli("outbox", "--json").stdout.count('"sent"') == 2,

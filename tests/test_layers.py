@@ -31,9 +31,7 @@ COMPAT = {"agentbridge.hookspecs", "agentbridge.protocols"}  # old plugin-API pa
 ROOT_LIMIT = 12  # "no more than a dozen modules left at the package root"
 MAX_LINES = 450
 #: modules still over the limit when the move landed: they may shrink, never grow (to be split)
-OVER_LIMIT = {
-    "agent/host.py": 495,
-}
+OVER_LIMIT = {}
 
 
 def module_name(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge.agent import inbox
+from agentbridge.agent.evidence import EvidenceMixin, EvidenceQueue
 from agentbridge.agent.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.agent.screen_turn import run_weak_turn
 from agentbridge.agent.tail import FileTail
@@ -30,10 +30,9 @@ from agentbridge.agent.turn import (
     paste_limit,
 )
 from agentbridge.config import AgentConfig, InjectionConfig
-from agentbridge.crashpoints import crash_point
-from agentbridge.events import AgentEvent, AgentEventKind, TranscriptParser
+from agentbridge.events import TranscriptParser
 from agentbridge.kinds import ReceiptKind
-from agentbridge.ledger.store import LedgerError, LedgerStore
+from agentbridge.ledger.store import LedgerStore
 from agentbridge.models import Message
 from agentbridge.plugin.protocols import (
     HookParser,
@@ -51,8 +50,11 @@ class AgentCommandNotFound(Exception):
     """The agent's CLI is not installed where its PATH looks: restarting cannot help."""
 
 
-class AgentSession:
-    """One incarnation of one agent in tmux. A restart makes a new ``AgentSession``."""
+class AgentSession(EvidenceMixin):
+    """One incarnation of one agent in tmux. A restart makes a new ``AgentSession``.
+
+    What its evidence makes the ledger record: ``agent/evidence.py`` (``EvidenceMixin``).
+    """
 
     def __init__(
         self,
@@ -92,7 +94,7 @@ class AgentSession:
         self.human_turns = 0
         self.corrupt_lines = 0
         self.ended = False
-        self._events: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        self._events = EvidenceQueue()
         self._tails: list[FileTail] = []
         self._parser: TranscriptParser | None = None
         self._hook_parser: HookParser | None = None
@@ -101,6 +103,7 @@ class AgentSession:
         self._transcript_path: Path | None = None
         self._transcript_tail: FileTail | None = None
         self._launched = False
+        self._finder: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,6 +181,20 @@ class AgentSession:
         self._transcript_tail = await self._follow(path, self._on_transcript_line, late)
         return path
 
+    async def _find_transcript(self, flight: InFlight, within: float = 30.0) -> None:
+        """Look for a transcript the CLI names only at the first turn (Codex's rollout) every
+        20 ms while this first message waits for its record, not at health's 1 s pace: with
+        no prompt hook, the transcript's prompt line is the acceptance record."""
+        deadline = time.monotonic() + within
+        try:
+            while self._transcript_tail is None and not flight.done.is_set() and not self.ended:
+                await self.discover_transcript()
+                if self._transcript_tail is not None or time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.02)
+        finally:
+            self._finder = None
+
     async def _follow(self, path: Path, on_line: Any, from_start: bool = False) -> FileTail:
         # Start at the current end: earlier turns belong to earlier sessions (reconciled apart).
         offset = path.stat().st_size if path.exists() and not from_start else 0
@@ -199,6 +216,8 @@ class AgentSession:
             with contextlib.suppress(Exception):
                 await tail.stop()
         self._tails.clear()
+        if self._finder is not None:
+            self._finder.cancel()
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -326,6 +345,8 @@ class AgentSession:
         message = flight.message
         if not await self._wait_idle(flight, idle_timeout):
             return
+        if self._transcript_tail is None and self._finder is None:
+            self._finder = asyncio.create_task(self._find_transcript(flight))
         result = await self.injector.inject(prompt, flight.accepted)
         flight.injection = result
         log.info(
@@ -358,132 +379,6 @@ class AgentSession:
         with contextlib.suppress(Exception):
             await self.tmux.send_key(self.pane_id or "", "C-u")
         await self.release(flight, f"injection {result.outcome}")
-
-    def receipt(self, flight: InFlight, status: ReceiptKind) -> None:
-        """Each receipt once per flight, in order (injected before working)."""
-        if status not in flight.receipts:
-            flight.receipts.add(status)
-            self.notify(flight.message, status, "")
-
-    async def release(self, flight: InFlight, why: str) -> None:
-        message = flight.message
-        log.warning("message %s: released (%s)", message.id, why)
-        await self.ledger_call(
-            self.ledger.release(message.id, message.fence, why, actor=self.owner)
-        )
-        flight.finish(TurnOutcome.NOT_DELIVERED, why)
-
-    async def ledger_call(self, call: Any) -> Any:
-        try:
-            return await call
-        except LedgerError as exc:  # stale fence etc.: recorded by the ledger; we stop acting
-            log.warning("ledger refused: %s", exc)
-            if self.current is not None:
-                self.current.finish(TurnOutcome.SESSION_ENDED, f"ledger refused: {exc}")
-            return None
-
-    # ------------------------------------------------------------------ evidence
-
-    def _on_transcript_line(self, line: str) -> None:
-        if self._parser is None:
-            return
-        before = self._parser.corrupt_lines
-        events = self._parser.feed(line)
-        self.corrupt_lines += self._parser.corrupt_lines - before
-        learner = self._learner
-        for event in events:
-            self._events.put_nowait(event)
-            if learner is not None:
-                for held in learner.learn(event):  # a Stop hook that came before this prompt
-                    self._events.put_nowait(held)
-        self.last_progress = time.monotonic()
-
-    def _on_hook_line(self, line: str) -> None:
-        if self._hook_parser is None:
-            return
-        try:
-            record = json.loads(line)
-        except ValueError:
-            self.corrupt_lines += 1
-            log.warning("agent %s: corrupt hook record skipped", self.agent.name)
-            return
-        if isinstance(record, dict):
-            for event in self._hook_parser.feed(record):
-                self._events.put_nowait(event)
-        self.last_progress = time.monotonic()
-
-    async def _consume_events(self) -> None:
-        """Apply events in arrival order (accept before complete), one at a time."""
-        while True:
-            event = await self._events.get()
-            try:
-                await self._apply(event)
-            except Exception:
-                log.exception("agent %s: applying %s failed", self.agent.name, event.kind)
-
-    async def _apply(self, event: AgentEvent) -> None:
-        flight = self.current
-        env = event.envelope
-        if env is None:
-            if event.kind == AgentEventKind.PROMPT_RECORDED:
-                self.human_turns += 1
-                log.info("agent %s: a turn the bridge did not inject (ignored)", self.agent.name)
-            return
-        if (
-            flight is None
-            or env.message_id != flight.message.id
-            or env.attempt != (flight.message.attempt)
-        ):
-            log.debug(  # duplicates of evidence already applied (hook first, transcript later)
-                "agent %s: %s for message %s attempt %s is not in flight here (ignored)",
-                self.agent.name,
-                event.kind,
-                env.message_id,
-                env.attempt,
-            )
-            return
-        message = flight.message
-        if event.kind in (AgentEventKind.ASSISTANT_TEXT, AgentEventKind.PROGRESS):
-            await self._maybe_heartbeat(message)
-        elif event.kind == AgentEventKind.PROMPT_RECORDED:
-            if not flight.accepted.is_set():
-                flight.accepted.set()
-                # the record can beat the injector's return
-                self.receipt(flight, ReceiptKind.INJECTED)
-                self.receipt(flight, ReceiptKind.WORKING)
-            await self.ledger_call(
-                self.ledger.mark_accepted(
-                    message.id, message.fence, actor=self.owner, detail=f"seen in {event.source}"
-                )
-            )
-            crash_point("after_accept")
-        elif event.kind == AgentEventKind.TURN_COMPLETED:
-            flight.accepted.set()
-            crash_point("before_complete")
-            done = await self.ledger_call(
-                self.ledger.complete(
-                    message.id,
-                    message.fence,
-                    event.text,
-                    actor=self.owner,
-                    detail=f"turn end seen in {event.source}",
-                )
-            )
-            if done is not None:
-                crash_point("after_outbox_row")
-                flight.finish(TurnOutcome.COMPLETED)
-        elif event.kind == AgentEventKind.API_ERROR:
-            await self.ledger.note(message.id, self.owner, "api_error", event.text[:500])
-            flight.finish(TurnOutcome.API_ERROR, event.text)
-        elif event.kind == AgentEventKind.TURN_ABORTED:
-            flight.finish(TurnOutcome.ABORTED, f"the {event.source} records the interrupt")
-
-    async def _maybe_heartbeat(self, message: Message) -> None:
-        now = time.monotonic()
-        if now - self.last_heartbeat < self.lease_seconds / 4:
-            return
-        self.last_heartbeat = now
-        await self.ledger_call(self.ledger.heartbeat(message.id, message.fence, self.lease_seconds))
 
 
 def _is_zombie(pid: int) -> bool:

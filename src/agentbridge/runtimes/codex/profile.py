@@ -8,7 +8,9 @@ Why each piece (details: ``shared/notes/agent-clis.md``):
   (else an app-server daemon outlives ``tmux kill-session``), ``[analytics] enabled = false``
   (if unset) and ``[projects."<cwd>"] trust_level = "trusted"``. Model and provider stay the
   user's choice.
-- Hooks: our relay goes on the command line as config overrides,
+- Hooks: only ``Stop`` (no ``UserPromptSubmit``: its cost before every model request; the
+  rollout's user line is the acceptance record, see ``runtimes/codex/hooks.py``). Our relay goes
+  on the command line as config overrides,
   ``-c 'hooks.<Event>=[{hooks=[{type="command",command="…"}]}]'`` (Codex's "session flags"
   layer), never into the user's ``$CODEX_HOME/hooks.json``. Measured on 0.169.0: these hooks
   fire, the user's own ``hooks.json`` and ``config.toml`` ``[hooks]`` still fire alongside them,
@@ -37,11 +39,11 @@ from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 from agentbridge.runtimes.codex.errors import CODEX_ERRORS
+from agentbridge.runtimes.codex.hooks import HOOK_EVENTS, CodexHookParser
 from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
 
 __all__ = ["CodexProfile", "codex_box", "codex_screen_state", "hook_overrides", "toml_upsert"]
 
-HOOK_EVENTS = ["UserPromptSubmit", "Stop"]
 BYPASS_HOOK_TRUST = "--dangerously-bypass-hook-trust"
 PLACEHOLDERS = ("Ask Codex to do anything", "Ask a follow-up question")
 
@@ -308,10 +310,8 @@ class CodexProfile:
         return CodexTranscriptParser()
 
     def new_hook_parser(self) -> HookParser | None:
-        """Hook records carry the prompt and ``turn_id``; Claude's hook parser reads them too."""
-        from agentbridge.runtimes.claude.transcript import ClaudeHookParser
-
-        parser: HookParser = ClaudeHookParser()
+        """Hook records carry ``turn_id``; the rollout's prompt lines teach it its envelope."""
+        parser: HookParser = CodexHookParser()
         return parser
 
     def agent_status(self, spec: LaunchSpec, pane_pid: int | None) -> str | None:

@@ -5,6 +5,10 @@ Why these lines (measured on Codex 0.169.0): each line is ``{"timestamp", "ordin
 after injected ``<environment_context>`` blocks) → ``response_item`` role assistant →
 ``event_msg task_complete`` (``last_agent_message``; an ``error`` object instead when the turn
 ended in an API error). ``turn_aborted`` marks an interrupt. Lines are flushed one by one.
+
+The prompt record carries the ``turn_id`` of ``task_started`` as its ``prompt_id``: the relay has
+no ``UserPromptSubmit`` hook (``runtimes/codex/hooks.py``), so this line is the acceptance
+record and tells the hook parser which envelope a ``Stop`` of that turn belongs to.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ class CodexTranscriptParser:
     def _event_msg(self, sub: str, payload: dict[str, Any]) -> list[AgentEvent]:
         if sub == "task_started":
             self._envelope = None
-            self._turn_id = payload.get("turn_id")
+            turn_id = payload.get("turn_id")
+            self._turn_id = turn_id if isinstance(turn_id, str) else None
             self._prompted = False
             self._errored = False
             return []
@@ -145,11 +150,18 @@ class CodexTranscriptParser:
             text = codex_user_text(payload.get("content"))
             if not text:
                 return []
-            if not self._prompted:  # a message merged into a running turn keeps its envelope
-                self._envelope = parse_envelope(text)
-                self._prompted = True
-            return [AgentEvent(AgentEventKind.PROMPT_RECORDED, parse_envelope(text), text,
-                               "transcript", self.session_id)]  # fmt: skip
+            # A prompt names its turn (the ``turn_id`` Codex's Stop hook carries). Text merged
+            # into a running turn: a person's (no envelope) leaves the turn to the message it
+            # serves; one of ours was pasted after the last message's early Stop (the turn not
+            # yet closed), so the rest of the turn and its end are that newer message's.
+            envelope = parse_envelope(text)
+            merged = self._prompted
+            if not merged or envelope is not None:
+                self._envelope = envelope
+            self._prompted = True
+            turn_id = self._turn_id if not merged or envelope is not None else None
+            return [AgentEvent(AgentEventKind.PROMPT_RECORDED, envelope, text,
+                               "transcript", self.session_id, turn_id)]  # fmt: skip
         if sub == "message" and payload.get("role") == "assistant":
             text = _output_text(payload.get("content"))
             return [self._event(AgentEventKind.ASSISTANT_TEXT, text)] if text else []
