@@ -19,6 +19,7 @@ POINTS = (
     "before_complete",  # the turn ended in the transcript, completion not yet recorded
     "after_outbox_row",  # completion + reply row committed, nothing sent
     "during_send",  # the send attempt is reserved (sending), the platform not yet answered
+    "before_command",  # a chat command is claimed from its lane, not yet handled
 )
 
 

@@ -101,12 +101,12 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: LedgerStore
     text = text_arg(args.text)
     if not text.strip():
         raise CliError("refusing to send an empty message")
-    agent = args.agent
-    if agent is None:  # routes pick it (and strip an @mention)
-        from agentbridge.supervisor.routing import Unroutable, route_for
+    from agentbridge.supervisor.commands import Unroutable, command_lane, route_choice
 
+    agent = args.agent
+    if agent is None:  # routes pick it (and strip an @mention); a /use choice applies
         try:
-            decision = route_for(config, args.channel, args.conversation, args.sender, text)
+            decision = route_choice(config, args.channel, args.conversation, args.sender, text)
         except Unroutable as exc:
             raise CliError(str(exc)) from exc
         agent, text = decision.agent, decision.text
@@ -119,7 +119,7 @@ async def cmd_send(args: argparse.Namespace, config: Config, ledger: LedgerStore
             field_arg(args.sender),
             text,
             key=None if args.key is None else field_arg(args.key),
-            agent=agent,
+            **command_lane(text, agent),  # a chat command goes to the supervisor's lane
             priority=1 if args.control else 0,
         )
     except IdempotencyConflict as exc:
