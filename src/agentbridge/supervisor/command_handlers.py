@@ -164,15 +164,13 @@ async def _pending_new(ctx: CommandContext, msg: Message) -> Message | None:
     recent = await ctx.ledger.list_messages(
         agent=COMMAND_LANE, conversation=msg.conversation, channel=msg.channel, limit=50
     )
-    for earlier in reversed([m for m in recent if m.id < msg.id]):
+    for earlier in reversed([m for m in recent if m.id < msg.id and m.sender == msg.sender]):
         command = parse_command(earlier.text)
         if command is None or command.name != "new" or earlier.state != MessageState.COMPLETED:
             continue
         if command.args.lower() == "confirm":
             return None  # already confirmed: a new /new is needed
-        if earlier.sender == msg.sender and msg.created_at - earlier.created_at <= CONFIRM_WINDOW:
-            return earlier
-        return None
+        return earlier if msg.created_at - earlier.created_at <= CONFIRM_WINDOW else None
     return None
 
 
