@@ -75,10 +75,16 @@ def test_commands_from_agentbridge_send(tmp_path: Path) -> None:
         assert "is running: use /stop" in answer(bridge, bridge.send(f"/cancel {long}"))
 
         stopped_text = f"stopped: message {long} ended interrupted (it is not re-run)"
-        assert answer(bridge, bridge.send("/stop")) == stopped_text
+        stop = bridge.send("/stop")
+        assert answer(bridge, stop) == stopped_text
         stopped = bridge.message(long)
         assert stopped.state == "interrupted" and stopped.attempt == 1
         assert "stop_requested" in [e["kind"] for e in bridge.events(long)]
+        notes = [e["detail"] for e in bridge.events(stop) if e["kind"] == "command"]
+        # (a lone Esc read as the start of an escape sequence is pressed again: 1 to 3 presses)
+        assert len(notes) == 1 and re.fullmatch(
+            f"/stop: message {long} interrupted after [123] Esc", notes[0]
+        ), notes
         assert answer(bridge, bridge.send("/stop")) == "agent demo: nothing is running"
 
         # /retry: an interrupted message is queued again (and stopped again here); a failed

@@ -133,11 +133,13 @@ async def status(ctx: CommandContext, msg: Message, cmd: Command, agent: str) ->
     worker, running = _flight(ctx, agent)
     if worker is None:
         return Answer(f"agent {agent}: not running in this bridge", "no such worker")
-    queued = await ctx.ledger.list_messages(state="queued", agent=agent)
+    counts = (await ctx.ledger.stats())["agents"].get(agent, {})
     lines = [f"agent {agent} ({worker.agent.runtime}): {worker.health}"]
     now = ctx.ledger.clock()
-    oldest = f", oldest {_age(now - queued[0].created_at)}" if queued else ""
-    lines.append(f"queue: {len(queued)} queued{oldest}")
+    age = counts.get("oldest_queued_age")
+    oldest = f", oldest {_age(age)}" if age is not None else ""
+    held = f", {counts['quarantined']} quarantined" if counts.get("quarantined") else ""
+    lines.append(f"queue: {counts.get('queued', 0)} queued{oldest}{held}")
     if running is not None:
         claimed = [
             e.at
