@@ -140,7 +140,8 @@ def _http_bridge(tmp_path: Path) -> tuple[Bridge, str]:
         {"agent": "main"},
     ]
     agents = {name: default_agents()["demo"] for name in ("main", "reviewer")}
-    bridge = Bridge(tmp_path, agents=agents, extra={"routes": routes, "channels": {"http": http}})
+    extra = {"routes": routes, "channels": {"http": http}}
+    bridge = Bridge(tmp_path, agents=agents, extra=extra, console=True)
     return bridge, token.read_text().strip()
 
 
@@ -188,6 +189,19 @@ def test_commands_over_http_with_use_surviving_a_restart(tmp_path: Path) -> None
         _, stopped = reply_of("/stop")
         assert stopped == f"stopped: message {long} ended interrupted (it is not re-run)"
         assert bridge.message(long).state == "interrupted"
+
+        # the console's chat with one agent: the command is about that agent
+        console = wait_for(
+            lambda: re.findall(
+                r"agentbridge: web at (http://127\.0\.0\.1:\d+)", bridge.log_path.read_text()
+            ),
+            what="the console url",
+        )[-1]
+        console_token = (bridge.state_dir / "channels/web/console.token").read_text().strip()
+        body = {"text": "/status", "agent": "main", "conversation": "c", "key": "console-status"}
+        code, sent = call("POST", console + "/api/send", console_token, body)
+        assert code == 200, sent
+        assert answer(bridge, int(sent["message"]["id"])).startswith("agent main (demo): ")
 
         bridge.stop()  # the choice is durable
         size = bridge.log_path.stat().st_size
