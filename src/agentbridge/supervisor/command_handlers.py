@@ -2,9 +2,10 @@
 
 Rules the handlers keep:
 
-- ``/stop`` presses only our fixed Escape key in the pane (never message text), then waits
-  until the ledger shows the turn ended (``interrupted``, by the dispatcher's own interrupt
-  path). A lone Esc can be read as the start of an escape sequence, so it is pressed again
+- ``/stop`` presses only our fixed Escape key in the pane (never message text), once the
+  message is pasted (a ``claimed`` one is waited for: Esc at an idle prompt stops nothing),
+  then waits until the ledger shows the turn ended (``interrupted``, by the dispatcher's own
+  interrupt path). A lone Esc can be read as the start of an escape sequence, so it is pressed again
   (at most :data:`STOP_PRESSES` times, :data:`STOP_REPRESS` s apart) while that same turn is
   still in flight and the agent says it is busy: a second Esc at an idle Claude would open its
   rewind menu. It stops the agent's current turn, whichever conversation sent it.
@@ -39,7 +40,7 @@ from agentbridge.supervisor.commands import (
     reachable,
     route_choice,
 )
-from agentbridge.supervisor.dispatcher import AgentWorker
+from agentbridge.supervisor.dispatcher import AgentHealth, AgentWorker
 
 STOP_TIMEOUT = 20.0
 STOP_REPRESS = 3.0
@@ -105,12 +106,17 @@ async def stop(ctx: CommandContext, msg: Message, cmd: Command, agent: str) -> A
             break
         now = time.monotonic()
         same_turn = session.current is not None and session.current.message.id == running.id
-        if same_turn and (
-            presses == 0
-            or (
-                presses < STOP_PRESSES
-                and now - last_press >= STOP_REPRESS
-                and session.agent_status() in (None, "busy")
+        started = current.state != MessageState.CLAIMED  # pasted: there is a turn to stop
+        if (
+            same_turn
+            and started
+            and (
+                presses == 0
+                or (
+                    presses < STOP_PRESSES
+                    and now - last_press >= STOP_REPRESS
+                    and session.agent_status() in (None, "busy")
+                )
             )
         ):
             await session.tmux.send_key(session.pane_id or "", "Escape")  # a fixed key only
@@ -195,7 +201,9 @@ async def new(ctx: CommandContext, msg: Message, cmd: Command, agent: str) -> An
             f"no /new of yours within {CONFIRM_WINDOW:.0f} s to confirm: send /new first",
             "nothing to confirm",
         )
-    worker.breaker.reset()  # a person asked: not a crash loop
+    worker.breaker.reset()  # a person asked: not a crash loop (and it lifts "degraded")
+    if worker.health == AgentHealth.DEGRADED:
+        worker.health = AgentHealth.RESTARTING
     worker.request_restart(f"/new by {msg.sender}", resume=False, after_turn=True)
     after = f" once message {running.id} has finished" if running is not None else " now"
     return Answer(
