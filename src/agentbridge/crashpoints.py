@@ -20,6 +20,7 @@ POINTS = (
     "after_outbox_row",  # completion + reply row committed, nothing sent
     "during_send",  # the send attempt is reserved (sending), the platform not yet answered
     "after_control_write",  # a CLI write committed by the supervisor, its answer not yet sent
+    "before_command",  # a chat command is claimed from its lane, not yet handled
 )
 
 

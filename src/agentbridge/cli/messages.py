@@ -41,11 +41,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     if not text.strip():
         raise CliError("refusing to send an empty message")
     agent = args.agent
-    if agent is None:  # routes pick it (and strip an @mention)
-        from agentbridge.supervisor.routing import Unroutable, route_for
+    if agent is None:  # routes pick it (and strip an @mention); a /use choice applies
+        from agentbridge.supervisor.commands import Unroutable, route_choice
 
         try:
-            decision = route_for(config, args.channel, args.conversation, args.sender, text)
+            decision = route_choice(config, args.channel, args.conversation, args.sender, text)
         except Unroutable as exc:
             raise CliError(str(exc)) from exc
         agent, text = decision.agent, decision.text

@@ -18,6 +18,7 @@ from typing import Any
 from agentbridge.config import Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import LedgerError, LedgerStore, text_hash
+from agentbridge.supervisor.commands import command_lane
 from agentbridge.supervisor.control import Handler
 
 __all__ = ["IDEMPOTENT", "OPS", "BadRequest", "handlers", "retry_safe", "run_op"]
@@ -54,13 +55,14 @@ async def _send(ledger: LedgerStore, config: Config, request: dict[str, Any]) ->
     agent = _text(request, "agent")
     if agent not in config.agents:
         raise BadRequest(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
+    text = _text(request, "text")
     result = await ledger.ingest(
         _text(request, "channel"),
         _text(request, "conversation"),
         _text(request, "sender"),
-        _text(request, "text"),
+        text,
         key=_optional_text(request, "key"),
-        agent=agent,
+        **command_lane(text, agent),  # a chat command goes to the supervisor's lane
         priority=_int(request, "priority") if "priority" in request else 0,
     )
     return {"message": result.message.to_json(), "created": result.created}

@@ -103,12 +103,15 @@ class AgentWorker:
         """A message may be waiting: look now."""
         self.wake.set()
 
-    def request_restart(self, reason: str, resume: bool | None = None) -> None:
-        """Health or a human asks for a restart; the dispatch loop performs it."""
+    def request_restart(
+        self, reason: str, resume: bool | None = None, *, after_turn: bool = False
+    ) -> None:
+        """Health or a human asks for a restart; the dispatch loop performs it (``after_turn``,
+        for ``/new``: once the message in flight has ended, so that nothing is cut off)."""
         if self._restart_reason is None:
             self._restart_reason = reason
             self._restart_resume = self.agent.resume if resume is None else resume
-        if self.session is not None and self.session.current is not None:
+        if not after_turn and self.session is not None and self.session.current is not None:
             self.session.mark_dead(reason)
         self.wake.set()
 

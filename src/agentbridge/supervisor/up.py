@@ -29,6 +29,7 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Channel, ChannelContext, Ingest
+from agentbridge.supervisor import command_center
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
@@ -203,7 +204,7 @@ class Supervisor:
                 self.receipts.emit(result.message, ReceiptKind.QUEUED)
             return result
 
-        return ingest
+        return command_center.wrap(self, channel, ingest)  # chat commands: /stop, /status…
 
     def _spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """A named long-lived task, restarted (after a pause) if it ever crashes."""
