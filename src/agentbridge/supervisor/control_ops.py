@@ -55,11 +55,12 @@ async def _send(ledger: LedgerStore, config: Config, request: dict[str, Any]) ->
     agent = _text(request, "agent")
     if agent not in config.agents:
         raise BadRequest(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
-    text = _text(request, "text")
+    channel, conversation = _text(request, "channel"), _text(request, "conversation")
+    sender, text = _text(request, "sender"), _text(request, "text")
     result = await ledger.ingest(
-        _text(request, "channel"),
-        _text(request, "conversation"),
-        _text(request, "sender"),
+        channel,
+        conversation,
+        sender,
         text,
         key=_optional_text(request, "key"),
         **command_lane(text, agent),  # a chat command goes to the supervisor's lane
