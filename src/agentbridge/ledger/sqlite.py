@@ -1,5 +1,4 @@
-"""The durable ledger: every inbound message, its lease, the outbox and the audit trail.
-
+"""The durable ledger: messages, leases, outbox, audit trail (permission prompts: a mixin).
 Each public method is one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) run as a single
 function on aiosqlite's connection thread, so a transition and its event row commit together
 and cost one thread hop. A method returns only after its commit: the return of ``ingest`` is
@@ -43,6 +42,7 @@ from agentbridge.ledger.base import (
 )
 from agentbridge.ledger.ingest import IngestMixin, open_inline
 from agentbridge.ledger.outbox import OutboxMixin
+from agentbridge.ledger.permissions import PermissionMixin
 from agentbridge.ledger.read import ReadMixin
 from agentbridge.ledger.replay import ReplayMixin
 from agentbridge.models import Message
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin):
+class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, PermissionMixin):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``."""
 
     def __init__(
