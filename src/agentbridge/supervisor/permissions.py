@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.agent.permission_hook import POINTER
 from agentbridge.ledger.store import IngestResult, LedgerStore, NotFound, PermissionState
@@ -28,7 +28,14 @@ from agentbridge.states import IN_FLIGHT
 
 if TYPE_CHECKING:
     from agentbridge.config import Config
-    from agentbridge.supervisor.up import Supervisor
+
+
+class Supervisor(Protocol):
+    """What the relay needs of ``supervisor.up.Supervisor`` (no import: up.py imports us)."""
+
+    config: Config
+    ledger: LedgerStore | None
+
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
+from agentbridge.runtimes.permission_hooks import codex_permission_override
 
 __all__ = ["CodexProfile", "codex_box", "codex_screen_state", "hook_overrides", "toml_upsert"]
 
@@ -248,6 +249,7 @@ class CodexProfile:
         if BYPASS_HOOK_TRUST not in argv:
             argv.append(BYPASS_HOOK_TRUST)
         argv += hook_overrides(hook_events)
+        argv += codex_permission_override(state_dir, agent.name)
         session_id = None
         if resume and (previous := self._latest_rollout(home, cwd, 0.0)) is not None:
             session_id = str(_session_meta(previous).get("id") or "") or None
