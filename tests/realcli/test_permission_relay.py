@@ -2,7 +2,7 @@
 
 The mock model answers ``#mock:tool=<cmd>`` with a shell tool call (Claude ``Bash``, Codex
 ``exec_command``); with permissions on (Claude's default mode; Codex ``approval_policy =
-"untrusted"``) the CLI runs our blocking ``PermissionRequest`` hook, the bridge opens a
+"on-request"`` and a command asking to leave the sandbox) the CLI runs our blocking ``PermissionRequest`` hook, the bridge opens a
 ``permission_request`` and queues ``Permission needed: …`` to the conversation over the HTTP
 channel; ``yes <id>`` from that conversation lets the command run (a file appears), a second
 answer is told who won, and ``show`` has the audit trail.
@@ -81,7 +81,7 @@ def _agent(agent_clis: AgentClis, which: str, mock: MockModelServer, root: Path)
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
     config = CODEX_CONFIG.format(base=mock.base_url)
-    config = config.replace('approval_policy = "never"', 'approval_policy = "untrusted"')
+    config = config.replace('approval_policy = "never"', 'approval_policy = "on-request"')
     config = config.replace('sandbox_mode = "danger-full-access"', 'sandbox_mode = "read-only"')
     (codex_home / "config.toml").write_text(config)
     return {
