@@ -1,11 +1,11 @@
 """Permission relay with the real CLIs: a tool call that needs permission, answered from the chat.
 
 The mock model answers ``#mock:tool=<cmd>`` with a shell tool call (Claude ``Bash``, Codex
-``exec_command``); with permissions on (Claude's default mode; Codex ``approval_policy =
-"on-request"`` and a command asking to leave the sandbox) the CLI runs our blocking ``PermissionRequest`` hook, the bridge opens a
-``permission_request`` and queues ``Permission needed: …`` to the conversation over the HTTP
-channel; ``yes <id>`` from that conversation lets the command run (a file appears), a second
-answer is told who won, and ``show`` has the audit trail.
+``exec_command`` asking to leave the sandbox). With permissions on (Claude's default mode;
+Codex ``approval_policy = "on-request"``) the CLI runs our blocking ``PermissionRequest`` hook;
+the bridge opens a ``permission_request`` and queues ``Permission needed: …`` to the
+conversation over the HTTP channel; ``yes <id>`` from that conversation lets the command run
+(a file appears), a second answer is told who won, and ``show`` has the audit trail.
 """
 
 from __future__ import annotations
