@@ -108,6 +108,7 @@ async def test_answer_from_the_conversation_allows_for_the_session(rig: Rig) -> 
     taken = await rig.relay.intercept("http", "phone", "alice", f"  ALWAYS {req.short_id.upper()} ")
     assert taken is not None and taken.message.id == rig.message.id and not taken.created
     code, out, _ = await hook
+    assert code == 0
     decision = json.loads(out)["hookSpecificOutput"]["decision"]
     assert decision == {
         "behavior": "allow",
