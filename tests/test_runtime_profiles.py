@@ -71,7 +71,11 @@ def test_claude_seeding_merges_and_is_idempotent(tmp_path: Path) -> None:
     assert json.loads(user_settings.read_text()) == settings  # the user's file is not touched
     assert ours.stat().st_mode & 0o777 == 0o600
     hooks = json.loads(ours.read_text())["hooks"]
-    assert sorted(hooks) == ["Stop", "StopFailure"]  # no UserPromptSubmit: its cost (HOOK_EVENTS)
+    # no UserPromptSubmit: its cost (HOOK_EVENTS); PermissionRequest blocks: it answers
+    assert sorted(hooks) == ["PermissionRequest", "Stop", "StopFailure"]
+    (ask,) = hooks["PermissionRequest"]
+    assert "async" not in ask["hooks"][0] and ask["hooks"][0]["timeout"] > 86400
+    assert "agentbridge.agent.permission_hook" in ask["hooks"][0]["command"]
     for event in ("Stop", "StopFailure"):
         assert len(hooks[event]) == 1 and _ours({event: hooks[event]})
         assert hooks[event][0]["hooks"][0]["async"] is True
@@ -93,7 +97,8 @@ def test_claude_agents_sharing_a_config_dir_keep_their_own_hooks(tmp_path: Path)
         flag = spec.argv.index("--settings")
         data = json.loads(Path(spec.argv[flag + 1]).read_text())
         assert spec.hook_events == tmp_path / state / "hooks.jsonl"
-        assert all(str(spec.hook_events) in json.dumps(g) for g in _ours(data["hooks"]))
+        # each agent's hooks name its own state dir (relay file; permission hook's argument)
+        assert all(str(spec.hook_events.parent) in json.dumps(g) for g in _ours(data["hooks"]))
     assert not (tmp_path / ".claude" / "settings.json").exists()
 
 
@@ -257,7 +262,9 @@ def test_codex_hooks_go_on_the_command_line_per_agent(tmp_path: Path) -> None:
     assert json.loads((codex_home / "hooks.json").read_text()) == {"hooks": {"Stop": [USER_HOOK]}}
     for spec in (spec1, spec2):
         hooks = _codex_hook_overrides(spec.argv)
-        assert sorted(hooks) == ["Stop"]  # no UserPromptSubmit: its cost (codex/hooks.py)
+        (ask,) = hooks.pop("PermissionRequest")  # blocking, answers: agentbridge.permission_hook
+        assert str(spec.hook_events.parent) in ask["hooks"][0]["command"]
+        assert sorted(hooks) == ["Stop"]
         for groups in hooks.values():
             assert groups == [
                 {"hooks": [{"type": "command", "command": hook_command(spec.hook_events)}]}

@@ -82,6 +82,14 @@ class InjectionConfig:
 
 
 @dataclass(frozen=True)
+class PermissionsConfig:
+    """``[permissions]``: permission prompts relayed to the chat (``supervisor.permissions``)."""
+
+    enabled: bool = True
+    timeout: float = 600.0  #: seconds until an unanswered request is denied
+
+
+@dataclass(frozen=True)
 class Route:
     """``[[routes]]``: messages matching every key set (channel, conversation, sender) go to
     ``agent``; see ``routing`` for the rules (specificity, @mentions, the default route)."""
@@ -102,6 +110,7 @@ class Config:
     outbox: OutboxConfig = OutboxConfig()
     console: ConsoleConfig = ConsoleConfig()
     injection: InjectionConfig = InjectionConfig()
+    permissions: PermissionsConfig = PermissionsConfig()
     routes: tuple[Route, ...] = ()
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -198,6 +207,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "outbox",
             "console",
             "injection",
+            "permissions",
             "routes",
             "channels",
             "schedules",
@@ -280,6 +290,13 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
     )
 
+    perm = _expect(raw.get("permissions", {}), dict, "permissions")
+    _check_keys(perm, {"enabled", "timeout"}, "permissions.")
+    permissions = PermissionsConfig(
+        enabled=_expect(perm.get("enabled", True), bool, "permissions.enabled"),
+        timeout=min(_positive(perm.get("timeout", 600), "permissions.timeout"), 86400.0),
+    )
+
     routes = []
     for i, r in enumerate(_expect(raw.get("routes", []), list, "routes")):
         _expect(r, dict, f"routes[{i}]")
@@ -311,6 +328,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         outbox=outbox,
         console=console,
         injection=injection,
+        permissions=permissions,
         routes=tuple(routes),
         channels={k: dict(v) for k, v in channels.items()},
         schedules={k: dict(v) for k, v in schedules.items()},

@@ -102,6 +102,28 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_tombstones_age ON idempotency_tombstones (pruned_at);
     """,
+    # 4: an agent's permission prompts relayed to the chat, and who answered them
+    """
+    CREATE TABLE permission_requests (
+        id          INTEGER PRIMARY KEY,
+        short_id    TEXT    NOT NULL,
+        message_id  INTEGER,
+        agent       TEXT    NOT NULL,
+        tool        TEXT    NOT NULL,
+        summary     TEXT    NOT NULL,
+        can_always  INTEGER NOT NULL DEFAULT 0,
+        state       TEXT    NOT NULL,
+        always      INTEGER NOT NULL DEFAULT 0,
+        answered_by TEXT,
+        created_at  REAL    NOT NULL,
+        expires_at  REAL    NOT NULL,
+        answered_at REAL
+    );
+    CREATE UNIQUE INDEX permission_requests_pending ON permission_requests (short_id)
+        WHERE state = 'pending';
+    CREATE INDEX permission_requests_short ON permission_requests (short_id, id);
+    CREATE INDEX permission_requests_message ON permission_requests (message_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,5 +1,4 @@
-"""The durable ledger: every inbound message, its lease, the outbox and the audit trail.
-
+"""The durable ledger: messages, leases, outbox, audit trail (permission prompts: a mixin).
 Each public method is one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) run as a single
 function on aiosqlite's connection thread, so a transition and its event row commit together
 and cost one thread hop. A method returns only after its commit: the return of ``ingest`` is
@@ -34,6 +33,7 @@ from agentbridge.ledger.base import (
 from agentbridge.ledger.ingest import IngestMixin, open_inline
 from agentbridge.ledger.lease import LeaseMixin
 from agentbridge.ledger.outbox import OutboxMixin
+from agentbridge.ledger.permissions import PermissionMixin
 from agentbridge.ledger.read import ReadMixin
 from agentbridge.ledger.replay import ReplayMixin
 from agentbridge.ledger.requeue import RequeueMixin
@@ -41,11 +41,13 @@ from agentbridge.ledger.requeue import RequeueMixin
 log = logging.getLogger(__name__)
 
 
-class Ledger(IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, RequeueMixin):
+class Ledger(
+    IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, RequeueMixin, PermissionMixin
+):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``.
 
-    Its methods live by job in the mixins: ingest, read, outbox, replay guard, lease
-    (claim and fenced transitions), requeue (recovery and human moves), over
+    Its methods live by job in the mixins: ingest, read, outbox, replay guard, lease (claim
+    and fenced transitions), requeue (recovery and human moves), permission requests, over
     ``LedgerCore`` (the transaction runners, change notification); here: opening, closing.
     """
 

@@ -29,6 +29,7 @@ from agentbridge.ledger.base import (
     text_hash,
 )
 from agentbridge.ledger.outbox import DEFAULT_BACKOFF, DEFAULT_TTL, backoff_delay
+from agentbridge.ledger.permissions import PermissionRequest, PermissionState
 from agentbridge.ledger.replay import DEFAULT_TOMBSTONE_SECONDS
 
 if TYPE_CHECKING:
@@ -324,6 +325,43 @@ class LedgerStore(ChannelLedger, Protocol):
         """An ``unknown`` reply did arrive: ``sent``."""
         ...
 
+    # ---------------------------------------------------------------- permission prompts
+
+    async def open_permission(
+        self,
+        message_id: int | None,
+        agent: str,
+        tool: str,
+        summary: str,
+        expires_at: float,
+        *,
+        can_always: bool = False,
+    ) -> PermissionRequest:
+        """Record a ``pending`` request with a short id unique among pending ones (and a
+        ``permission_asked`` event on the message)."""
+        ...
+
+    async def answer_permission(
+        self, short_id: str, state: PermissionState, answered_by: str, *, always: bool = False
+    ) -> tuple[PermissionRequest, bool]:
+        """First answer wins: decide the newest request with ``short_id`` if still pending
+        (``permission_answered`` event); ``(row, False)`` when it was decided already;
+        ``NotFound`` for an id never handed out."""
+        ...
+
+    async def get_permission(self, short_id: str) -> PermissionRequest | None:
+        """The newest request that had ``short_id``."""
+        ...
+
+    async def list_permissions(
+        self,
+        state: PermissionState | None = None,
+        message_id: int | None = None,
+        limit: int = 100,
+    ) -> list[PermissionRequest]:
+        """Requests matching every filter given, oldest first."""
+        ...
+
 
 #: URL schemes of backends that are planned but not built into this version
 _NOT_YET = ("postgresql", "postgres")
@@ -383,6 +421,8 @@ __all__ = [
     "LedgerStore",
     "NewMessage",
     "NotFound",
+    "PermissionRequest",
+    "PermissionState",
     "StaleLease",
     "backoff_delay",
     "open_ledger",

@@ -29,7 +29,7 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Channel, ChannelContext, Ingest
-from agentbridge.supervisor import command_center
+from agentbridge.supervisor import command_center, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
@@ -138,6 +138,7 @@ class Supervisor:
                 "restart": self._cmd_restart,
                 "simulate-wake": self._cmd_simulate_wake,
                 **write_handlers(self.ledger, self.config),  # the CLI's writes (one write path)
+                "permission": permissions.control_handler(self, str(socket_path(self.config))),
             },
         )
         await self.control.start()
@@ -188,6 +189,8 @@ class Supervisor:
             assert self.ledger is not None and self.receipts is not None
             if agent is None:  # routes pick it (and strip an @mention); Unroutable → channel
                 agent, text = route_ingest(self.config, channel, conversation, sender, text)
+            if answered := await permissions.intercept(self, channel, conversation, sender, text):
+                return answered
             target = agent
             result = await self.ledger.ingest(
                 channel,

@@ -24,10 +24,11 @@ from __future__ import annotations
 from agentbridge.testing.ledger_contract_base import ManualClock, StoreFactory, StoreFixtures
 from agentbridge.testing.ledger_contract_messages import MessageContract
 from agentbridge.testing.ledger_contract_outbox import OutboxContract
+from agentbridge.testing.ledger_contract_permissions import PermissionContract
 
 
-class LedgerStoreContract(MessageContract, OutboxContract):
-    """The whole contract: inbound messages, then replies, events, changes and retention."""
+class LedgerStoreContract(MessageContract, OutboxContract, PermissionContract):
+    """The whole contract: inbound messages, replies, events, changes, retention, permissions."""
 
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ManualClock",
     "MessageContract",
     "OutboxContract",
+    "PermissionContract",
     "StoreFactory",
     "StoreFixtures",
 ]

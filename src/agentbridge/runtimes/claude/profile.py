@@ -35,6 +35,7 @@ from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
 from agentbridge.runtimes.claude.errors import CLAUDE_ERRORS
+from agentbridge.runtimes.permission_hooks import with_claude_permission_hook
 
 __all__ = ["ClaudeCodeProfile", "claude_box", "claude_project_dir_name", "claude_screen_state"]
 
@@ -311,6 +312,7 @@ class ClaudeCodeProfile:
         # (hook_relay.shell_command), and the hook parser takes a Stop before its prompt.
         command = common.hook_command(hook_events)
         data["hooks"] = common.merge_hooks(hooks, HOOK_EVENTS, command, background=True)
+        data["hooks"] = with_claude_permission_hook(data["hooks"], state_dir, agent.name)
         if "--dangerously-skip-permissions" in argv:
             data["skipDangerousModePermissionPrompt"] = True
         path = state_dir / SETTINGS_FILE

@@ -41,6 +41,7 @@ from agentbridge.runtimes import common
 from agentbridge.runtimes.codex.errors import CODEX_ERRORS
 from agentbridge.runtimes.codex.hooks import HOOK_EVENTS, CodexHookParser
 from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
+from agentbridge.runtimes.permission_hooks import codex_permission_override
 
 __all__ = ["CodexProfile", "codex_box", "codex_screen_state", "hook_overrides", "toml_upsert"]
 
@@ -252,6 +253,7 @@ class CodexProfile:
         if BYPASS_HOOK_TRUST not in argv:
             argv.append(BYPASS_HOOK_TRUST)
         argv += hook_overrides(hook_events)
+        argv += codex_permission_override(state_dir, agent.name)
         session_id = None
         if resume and (previous := self._latest_rollout(home, cwd, 0.0)) is not None:
             session_id = str(_session_meta(previous).get("id") or "") or None
