@@ -42,7 +42,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 async def _open_ledger(config: Config) -> LedgerStore:
     return await open_ledger(
-        config.ledger.path,
+        config.ledger.target,
         synchronous=config.ledger.synchronous,
         max_attempts=config.ledger.max_attempts,
     )

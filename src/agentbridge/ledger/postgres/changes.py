@@ -89,7 +89,7 @@ class ChangeFeed:
                 log.warning(
                     "ledger %s: listening connection failed (%s); retrying",
                     where(self._url),
-                    scrub(str(exc).strip(), self._url),
+                    scrub(" ".join(str(exc).split()), self._url),
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -98,10 +98,10 @@ class ChangeFeed:
             try:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 self.backend_pid = conn.info.backend_pid
+                self.listening.set()  # from here on no commit goes unheard
                 if cursor is not None:
                     await self._rescan(conn, cursor)
                 cursor = await _high_water(conn)
-                self.listening.set()
                 backoff = 0.05
                 while True:
                     async for note in conn.notifies(timeout=self.poll_seconds):
@@ -113,7 +113,7 @@ class ChangeFeed:
                 log.warning(
                     "ledger %s: listening connection lost (%s); reconnecting",
                     where(self._url),
-                    scrub(str(exc).strip(), self._url),
+                    scrub(" ".join(str(exc).split()), self._url),
                 )
             finally:
                 self._conn = None

@@ -187,5 +187,5 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin):
 
 def _problem(url: str, exc: BaseException) -> str:
     """One line for a failed connection or statement: where, and the server's reason."""
-    reason = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", url)
+    reason = scrub(" ".join(str(exc).split()), url)
     return f"ledger {where(url)}: {reason or type(exc).__name__}"
