@@ -6,6 +6,7 @@ console. Unknown keys are errors (a misspelt key silently ignored is a lost sett
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,13 @@ class LedgerConfig:
     tombstone_days: float = 90.0
     max_attempts: int = 3
     lease_seconds: float = 600.0
+    #: a PostgreSQL ledger (``postgresql://…``) instead of the SQLite file at ``path``
+    url: str | None = None
+
+    @property
+    def target(self) -> str | Path:
+        """What ``open_ledger`` opens: the PostgreSQL URL if one is set, else the file."""
+        return self.url or self.path
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,25 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
     )
 
 
+LEDGER_URL_ENV = "AGENTBRIDGE_LEDGER_URL"
+
+
+def _is_postgres(url: str) -> bool:
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower().split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _ledger_url(led: dict[str, Any]) -> str | None:
+    """``[ledger] url`` or ``AGENTBRIDGE_LEDGER_URL`` (which wins): a PostgreSQL URL. The
+    error never repeats the value (it may hold a password)."""
+    url = os.environ.get(LEDGER_URL_ENV) or _expect(led.get("url"), (str, type(None)), "ledger.url")
+    if url is not None and not _is_postgres(url):
+        raise ConfigError(
+            "config: ledger.url must be a postgresql:// URL (use ledger.path for SQLite)"
+        )
+    return url
+
+
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     """Validate a parsed TOML document into a ``Config``."""
     _check_keys(
@@ -219,11 +246,15 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     state_dir = Path(_expect(raw.get("state_dir", str(paths.data_dir())), str, "state_dir"))
     state_dir = state_dir.expanduser()
 
-    led = _expect(raw.get("ledger", {}), dict, "ledger")
+    led_raw = raw.get("ledger", {})
+    if isinstance(led_raw, str):  # ``ledger = "postgresql://…"`` (or a path) as a shorthand
+        led_raw = {"url" if _is_postgres(led_raw) else "path": led_raw}
+    led = _expect(led_raw, dict, "ledger")
     _check_keys(
         led,
         {
             "path",
+            "url",
             "synchronous",
             "retention_days",
             "tombstone_days",
@@ -247,6 +278,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         tombstone_days=_positive(led.get("tombstone_days", 90), "ledger.tombstone_days"),
         max_attempts=max_attempts,
         lease_seconds=_positive(led.get("lease_seconds", 600), "ledger.lease_seconds"),
+        url=_ledger_url(led),
     )
 
     agents_raw = _expect(raw.get("agents", {}), dict, "agents")
@@ -363,6 +395,8 @@ DEFAULT_CONFIG_TEXT = """\
 
 [ledger]
 # path = "~/.local/share/agentbridge/ledger.db"
+# url = "postgresql://bridge@db.example/agentbridge"   # PostgreSQL instead (several supervisors;
+#                           # env AGENTBRIDGE_LEDGER_URL wins; a password may go in ~/.pgpass)
 synchronous = "full"      # "full": survives power loss; "normal": faster, may lose the last
                           # commits on power loss (never on a crash of agentbridge itself)
 retention_days = 30       # completed/failed/interrupted rows older than this are pruned

@@ -33,7 +33,7 @@ def config_of(args: argparse.Namespace) -> Config:
 async def open_store(config: Config) -> LedgerStore:
     """The ledger this config names, opened as the supervisor opens it."""
     return await open_ledger(
-        config.ledger.path,
+        config.ledger.target,
         synchronous=config.ledger.synchronous,
         max_attempts=config.ledger.max_attempts,
     )

@@ -17,7 +17,7 @@ async def collect(config: Config) -> dict[str, Any]:
     if live is not None and live.get("ok"):
         live.pop("ok", None)
         return live
-    ledger = await open_ledger(config.ledger.path, synchronous=config.ledger.synchronous)
+    ledger = await open_ledger(config.ledger.target, synchronous=config.ledger.synchronous)
     try:
         stats = await ledger.stats()
     finally:

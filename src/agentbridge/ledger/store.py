@@ -30,6 +30,7 @@ from agentbridge.ledger.base import (
 )
 from agentbridge.ledger.outbox import DEFAULT_BACKOFF, DEFAULT_TTL, backoff_delay
 from agentbridge.ledger.permissions import PermissionRequest, PermissionState
+from agentbridge.ledger.postgres.url import is_postgres_url
 from agentbridge.ledger.replay import DEFAULT_TOMBSTONE_SECONDS
 
 if TYPE_CHECKING:
@@ -363,8 +364,6 @@ class LedgerStore(ChannelLedger, Protocol):
         ...
 
 
-#: URL schemes of backends that are planned but not built into this version
-_NOT_YET = ("postgresql", "postgres")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
@@ -375,12 +374,22 @@ async def open_ledger(
     clock: Callable[[], float] = time.time,
     max_attempts: int = 3,
 ) -> LedgerStore:
-    """Open the ledger ``url`` names: a path or ``sqlite:///path`` (SQLite, the default).
+    """Open the ledger ``url`` names: a path or ``sqlite:///path`` (SQLite, the default), or
+    ``postgresql://…`` / ``postgres://…`` (PostgreSQL, for several supervisors).
 
     ``sqlite://`` is followed by the path as written (``sqlite:///var/lib/ab/ledger.db``;
-    SQLAlchemy's four-slash spelling of an absolute path works too). ``postgresql://…`` is
-    refused with one line for now; the message never repeats the URL (it may hold a password).
+    SQLAlchemy's four-slash spelling of an absolute path works too). No error ever repeats a
+    URL's password. ``synchronous`` is SQLite's; PostgreSQL's commits are the server's
+    (``synchronous_commit``).
     """
+    if isinstance(url, str) and is_postgres_url(url):
+        try:
+            from agentbridge.ledger.postgres.core import PostgresLedger
+        except ImportError:  # pragma: no cover - installed without the extra
+            raise LedgerError(
+                "ledger: a PostgreSQL ledger needs psycopg: pip install 'agentbridge[postgres]'"
+            ) from None
+        return await PostgresLedger.open(url, clock=clock, max_attempts=max_attempts)
     path = _sqlite_path(url)
     from agentbridge.ledger.sqlite import Ledger
 
@@ -388,7 +397,7 @@ async def open_ledger(
 
 
 def _sqlite_path(url: str | Path) -> Path:
-    """The SQLite file ``url`` names, or ``LedgerError`` for any other backend."""
+    """The SQLite file ``url`` names, or ``LedgerError`` for any other scheme."""
     if isinstance(url, Path):
         return url
     scheme, sep, rest = url.partition("://")
@@ -401,12 +410,10 @@ def _sqlite_path(url: str | Path) -> Path:
         if rest.startswith("//"):  # sqlite:////abs/path (SQLAlchemy)
             rest = rest[1:]
         return Path(rest).expanduser()
-    if scheme.split("+", 1)[0] in _NOT_YET:
-        raise LedgerError(
-            "ledger: a PostgreSQL ledger is not available yet in this version;"
-            " use a file path or sqlite:///path"
-        )
-    raise LedgerError(f"ledger: unknown ledger URL scheme {scheme!r} (use a path or sqlite:///)")
+    raise LedgerError(
+        f"ledger: unknown ledger URL scheme {scheme!r}"
+        " (use a path, sqlite:///path or postgresql://host/database)"
+    )
 
 
 __all__ = [

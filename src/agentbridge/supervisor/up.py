@@ -98,7 +98,7 @@ class Supervisor:
             channels.pop("web", None)
         self.channels = channels
         self.ledger = await open_ledger(
-            self.config.ledger.path,
+            self.config.ledger.target,
             synchronous=self.config.ledger.synchronous,
             max_attempts=self.config.ledger.max_attempts,
         )
