@@ -30,6 +30,7 @@ from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Channel, ChannelContext, Ingest
 from agentbridge.supervisor.control import ControlServer, socket_path
+from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
@@ -137,6 +138,7 @@ class Supervisor:
                 "restart": self._cmd_restart,
                 "simulate-wake": self._cmd_simulate_wake,
                 **write_handlers(self.ledger, self.config),  # the CLI's writes (one write path)
+                **mcp_handlers(self.ledger, self.config, self.workers),  # `agentbridge mcp`
             },
         )
         await self.control.start()
