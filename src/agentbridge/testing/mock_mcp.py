@@ -1,0 +1,100 @@
+"""The mock model calls an MCP tool: ``#mock:mcp=<tool>:<text>`` in the user's message.
+
+The tool is looked up by name in the request's own ``tools`` list (the CLI names MCP tools its
+own way: Claude ``mcp__agentbridge__reply``; Codex its qualified name), so the call is one the
+CLI really offered. The call carries ``{"text": <text>}`` (``send_file``: ``{"path": <text>}``);
+after its result comes back the mock answers as usual (``answer_for``), ending the turn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from agentbridge.testing.mock_sse import _last_user_text, _sse
+
+__all__ = ["claude_call_events", "codex_call_events", "wants_mcp"]
+
+MCP_DIRECTIVE = re.compile(r"#mock:mcp=(?P<tool>[a-z_]+):(?P<text>[^\n]*)")
+
+
+def _tool_names(body: dict[str, Any]) -> list[str]:
+    names = []
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict):
+            name = tool.get("name") or (tool.get("function") or {}).get("name")
+            if isinstance(name, str):
+                names.append(name)
+    return names
+
+
+def wants_mcp(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(the offered tool's full name, its arguments) when the user's own last text asks."""
+    m = MCP_DIRECTIVE.search(_last_user_text(body) or "")
+    if m is None:
+        return None
+    tool, text = m["tool"], m["text"].strip()
+    name = next(
+        (n for n in _tool_names(body) if "agentbridge" in n and n.endswith(tool)),
+        f"mcp__agentbridge__{tool}",  # not offered: the CLI refuses it, the test sees why
+    )
+    return name, ({"path": text} if tool == "send_file" else {"text": text})
+
+
+def claude_call_events(
+    name: str, arguments: dict[str, Any], model: str, msg_id: str, in_tokens: int
+) -> Iterator[bytes]:
+    """One ``tool_use`` block of ``name``, ``stop_reason: tool_use``."""
+    usage = {"input_tokens": in_tokens, "output_tokens": 1}
+    message: dict[str, Any] = {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    yield _sse("message_start", {"type": "message_start", "message": message})
+    block = {"type": "tool_use", "id": msg_id.replace("msg_", "toolu_"), "name": name, "input": {}}
+    yield _sse(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
+    yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+    end = {"stop_reason": "tool_use", "stop_sequence": None}
+    yield _sse(
+        "message_delta", {"type": "message_delta", "delta": end, "usage": {"output_tokens": 20}}
+    )
+    yield _sse("message_stop", {"type": "message_stop"})
+
+
+def codex_call_events(
+    name: str, arguments: dict[str, Any], model: str, resp_id: str, in_tokens: int
+) -> Iterator[bytes]:
+    """One ``function_call`` item of ``name``."""
+    base = {"id": resp_id, "object": "response", "model": model, "created_at": int(time.time())}
+    yield _sse(
+        "response.created",
+        {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
+    )
+    item = {
+        "type": "function_call",
+        "id": resp_id.replace("resp_", "fc_"),
+        "call_id": resp_id.replace("resp_", "call_"),
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
+    for kind in ("response.output_item.added", "response.output_item.done"):
+        yield _sse(kind, {"type": kind, "output_index": 0, "item": item})
+    usage = {"input_tokens": in_tokens, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": in_tokens + 20}  # fmt: skip
+    response = {**base, "status": "completed", "output": [item], "usage": usage}
+    yield _sse("response.completed", {"type": "response.completed", "response": response})
