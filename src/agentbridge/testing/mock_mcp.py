@@ -4,6 +4,8 @@ The tool is looked up by name in the request's own ``tools`` list (the CLI names
 own way: Claude ``mcp__agentbridge__reply``; Codex its qualified name), so the call is one the
 CLI really offered. The call carries ``{"text": <text>}`` (``send_file``: ``{"path": <text>}``);
 after its result comes back the mock answers as usual (``answer_for``), ending the turn.
+A request that does not offer the tool (Claude's side requests: a session title) is answered
+as usual.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from agentbridge.testing.mock_sse import _last_user_text, _sse
+from agentbridge.testing.mock_sse import _sse
 
 __all__ = ["claude_call_events", "codex_call_events", "wants_mcp"]
 
+WAIT_TOOL = "WaitForMcpServers"  #: Claude Code's tool for MCP servers still connecting
 MCP_DIRECTIVE = re.compile(r"#mock:mcp=(?P<tool>[a-z_]+):(?P<text>[^\n]*)")
 
 
@@ -31,16 +34,57 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
     return names
 
 
+def _items(body: dict[str, Any]) -> list[Any]:
+    items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
+    return items if isinstance(items, list) else []
+
+
+def _user_texts(body: dict[str, Any]) -> str:
+    """Every user text of the conversation (the directive's turn may be past a tool result)."""
+    texts: list[str] = []
+    for item in _items(body):
+        if not isinstance(item, dict) or item.get("role") != "user":
+            continue
+        content = item.get("content")
+        blocks = [content] if isinstance(content, str) else content or []
+        for block in blocks if isinstance(blocks, list) else []:
+            if isinstance(block, str):
+                texts.append(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+    return "\n".join(texts)
+
+
+def _called(body: dict[str, Any]) -> set[str]:
+    """Names of the tools the model already called in this conversation."""
+    names: set[str] = set()
+    for item in _items(body):
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call" and isinstance(item.get("name"), str):
+            names.add(item["name"])
+        content = item.get("content")
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                names.add(str(block.get("name")))
+    return names
+
+
 def wants_mcp(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(the offered tool's full name, its arguments) when the user's own last text asks."""
-    m = MCP_DIRECTIVE.search(_last_user_text(body) or "")
+    """(the offered tool's full name, its arguments) when a user text asks and the call was
+    not made yet; Claude's ``WaitForMcpServers`` first while our server is still connecting."""
+    m = MCP_DIRECTIVE.search(_user_texts(body))
     if m is None:
         return None
     tool, text = m["tool"], m["text"].strip()
-    name = next(
-        (n for n in _tool_names(body) if "agentbridge" in n and n.endswith(tool)),
-        f"mcp__agentbridge__{tool}",  # not offered: the CLI refuses it, the test sees why
-    )
+    offered, called = _tool_names(body), _called(body)
+    name = next((n for n in offered if "agentbridge" in n and n.endswith(tool)), None)
+    if name is None:  # a side request (Claude's session title), or the server still connecting
+        if WAIT_TOOL in offered and WAIT_TOOL not in called:
+            return WAIT_TOOL, {"servers": ["agentbridge"]}
+        return None
+    if name in called:
+        return None
     return name, ({"path": text} if tool == "send_file" else {"text": text})
 
 
