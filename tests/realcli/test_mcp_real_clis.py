@@ -59,8 +59,6 @@ def test_the_model_calls_reply_and_it_reaches_the_channel(
         calls = [r.tool_command for r in mock.requests if r.tool_command]
         assert msg.state == "completed", (msg.state, msg.reason, calls, bridge.log_tail())
         assert any(c and c.endswith("reply") and "agentbridge" in c for c in calls), calls
-        offered = next(r for r in mock.requests if r.tool_command)
-        assert offered.tool_command in str((offered.body or {}).get("tools")), "not offered"
 
         def progress() -> dict[str, object] | None:
             import json

@@ -24,13 +24,20 @@ WAIT_TOOL = "WaitForMcpServers"  #: Claude Code's tool for MCP servers still con
 MCP_DIRECTIVE = re.compile(r"#mock:mcp=(?P<tool>[a-z_]+):(?P<text>[^\n]*)")
 
 
-def _tool_names(body: dict[str, Any]) -> list[str]:
-    names = []
+def _tool_names(body: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(namespace, name) of every tool offered: Codex groups an MCP server's tools in a
+    ``namespace`` tool (``mcp__agentbridge``), Claude names each ``mcp__agentbridge__<tool>``."""
+    names: list[tuple[str | None, str]] = []
     for tool in body.get("tools") or []:
-        if isinstance(tool, dict):
-            name = tool.get("name") or (tool.get("function") or {}).get("name")
-            if isinstance(name, str):
-                names.append(name)
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            space = str(tool.get("name"))
+            names += [(space, str(t.get("name"))) for t in tool["tools"] if isinstance(t, dict)]
+            continue
+        name = tool.get("name") or (tool.get("function") or {}).get("name")
+        if isinstance(name, str):
+            names.append((None, name))
     return names
 
 
@@ -70,26 +77,35 @@ def _called(body: dict[str, Any]) -> set[str]:
     return names
 
 
-def wants_mcp(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(the offered tool's full name, its arguments) when a user text asks and the call was
-    not made yet; Claude's ``WaitForMcpServers`` first while our server is still connecting."""
+def wants_mcp(body: dict[str, Any]) -> tuple[str, dict[str, Any], str | None] | None:
+    """(the offered tool's name, its arguments, its namespace) when a user text asks and the
+    call was not made yet; Claude's ``WaitForMcpServers`` first while our server connects."""
     m = MCP_DIRECTIVE.search(_user_texts(body))
     if m is None:
         return None
     tool, text = m["tool"], m["text"].strip()
     offered, called = _tool_names(body), _called(body)
-    name = next((n for n in offered if "agentbridge" in n and n.endswith(tool)), None)
-    if name is None:  # a side request (Claude's session title), or the server still connecting
-        if WAIT_TOOL in offered and WAIT_TOOL not in called:
-            return WAIT_TOOL, {"servers": ["agentbridge"]}
+    found = next(
+        ((space, n) for space, n in offered if "agentbridge" in f"{space}{n}" and n.endswith(tool)),
+        None,
+    )
+    if found is None:  # a side request (Claude's session title), or the server still connecting
+        if (None, WAIT_TOOL) in offered and WAIT_TOOL not in called:
+            return WAIT_TOOL, {"servers": ["agentbridge"]}, None
         return None
+    space, name = found
     if name in called:
         return None
-    return name, ({"path": text} if tool == "send_file" else {"text": text})
+    return name, ({"path": text} if tool == "send_file" else {"text": text}), space
 
 
 def claude_call_events(
-    name: str, arguments: dict[str, Any], model: str, msg_id: str, in_tokens: int
+    name: str,
+    arguments: dict[str, Any],
+    namespace: str | None,
+    model: str,
+    msg_id: str,
+    in_tokens: int,
 ) -> Iterator[bytes]:
     """One ``tool_use`` block of ``name``, ``stop_reason: tool_use``."""
     usage = {"input_tokens": in_tokens, "output_tokens": 1}
@@ -119,15 +135,20 @@ def claude_call_events(
 
 
 def codex_call_events(
-    name: str, arguments: dict[str, Any], model: str, resp_id: str, in_tokens: int
+    name: str,
+    arguments: dict[str, Any],
+    namespace: str | None,
+    model: str,
+    resp_id: str,
+    in_tokens: int,
 ) -> Iterator[bytes]:
-    """One ``function_call`` item of ``name``."""
+    """One ``function_call`` item of ``name`` (in ``namespace``: how Codex names MCP tools)."""
     base = {"id": resp_id, "object": "response", "model": model, "created_at": int(time.time())}
     yield _sse(
         "response.created",
         {"type": "response.created", "response": {**base, "status": "in_progress", "output": []}},
     )
-    item = {
+    item: dict[str, Any] = {
         "type": "function_call",
         "id": resp_id.replace("resp_", "fc_"),
         "call_id": resp_id.replace("resp_", "call_"),
@@ -135,6 +156,8 @@ def codex_call_events(
         "arguments": json.dumps(arguments),
         "status": "completed",
     }
+    if namespace is not None:
+        item["namespace"] = namespace
     for kind in ("response.output_item.added", "response.output_item.done"):
         yield _sse(kind, {"type": kind, "output_index": 0, "item": item})
     usage = {"input_tokens": in_tokens, "input_tokens_details": {"cached_tokens": 0},

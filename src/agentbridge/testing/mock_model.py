@@ -328,7 +328,7 @@ class MockModelServer:
             )
         elif (call := wants_mcp(body)) is not None:  # an MCP tool the CLI offered
             record.answer = None
-            record.tool_command = call[0]
+            record.tool_command = f"{call[2]}__{call[0]}" if call[2] else call[0]
             events = (codex_call_events if codex else claude_call_events)(
                 *call, model, f"resp_mock{n}" if codex else f"msg_mock{n}", in_tokens
             )

@@ -22,6 +22,9 @@ def mcp_overrides(agent: AgentConfig, state_dir: Path) -> list[str]:
     values = {
         "command": json.dumps(command[0], ensure_ascii=False),
         "args": json.dumps(command[1:], ensure_ascii=False),
+        # the session starts only once our server answered its handshake (0.169 starts the
+        # others in the background: a first turn could miss the tools), and says so if not
+        "required": "true",
     }
     out: list[str] = []
     for key, value in values.items():
