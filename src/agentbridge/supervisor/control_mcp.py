@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentbridge.config import Config
+from agentbridge.config import Config, ConfigError
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
 from agentbridge.ledger.store import LedgerStore, text_hash
 from agentbridge.models import Message
+from agentbridge.runtimes.mcp_server import SOCKET_POINTER
 from agentbridge.supervisor.control import Handler
 from agentbridge.supervisor.control_ops import BadRequest
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 INITIATED_PREFIX = "agent-initiated:"  #: key prefix of every reply no message asked for
 _MAX_TEXT = 64 * 1024
-SOCKET_POINTER = "control-socket"  #: file in the agent's state dir: the socket its MCP dials
 
 
 class _Worker(Protocol):
@@ -56,7 +56,7 @@ class McpSettings:
 
 
 def mcp_settings(config: Config, agent: str) -> McpSettings:
-    """The ``[mcp]`` table with ``[mcp.agents.<agent>]`` over it (a bad value → BadRequest)."""
+    """The ``[mcp]`` table with ``[mcp.agents.<agent>]`` over it; a bad one → ``ConfigError``."""
     table = {k: v for k, v in config.mcp.items() if k != "agents"}
     per_agent = config.mcp.get("agents", {})
     if isinstance(per_agent, dict) and isinstance(per_agent.get(agent), dict):
@@ -64,12 +64,18 @@ def mcp_settings(config: Config, agent: str) -> McpSettings:
     allowed = set(McpSettings.__dataclass_fields__)
     unknown = set(table) - allowed
     if unknown:
-        raise BadRequest(f"config: unknown key(s) in [mcp]: {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"config: unknown key(s) in [mcp]: {', '.join(sorted(unknown))} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
     settings = McpSettings(**table)
     for name in ("rate_per_minute", "max_file_bytes"):
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadRequest(f"config: mcp.{name} must be a non-negative integer")
+            raise ConfigError(f"config: mcp.{name} must be a non-negative integer")
+    for name in ("notify_channel", "notify_conversation"):
+        if not isinstance(getattr(settings, name), str | None):
+            raise ConfigError(f"config: mcp.{name} must be a string")
     return settings
 
 
@@ -90,6 +96,8 @@ class McpHandlers:
         self.config = config
         self.workers = workers
         self._sent: dict[str, deque[float]] = {}
+        for name in config.agents:  # a bad [mcp] table stops `up` now, not at a tool call
+            mcp_settings(config, name)
         for name, worker in workers.items():  # tell each agent's MCP registration our socket
             _write_pointer(config, name, getattr(worker, "state_dir", None))
 
@@ -250,7 +258,7 @@ def handlers(
         async def handle(request: dict[str, Any]) -> dict[str, Any]:
             try:
                 return await method(request)
-            except BadRequest as exc:  # an answer for the agent, not a supervisor error
+            except (BadRequest, ConfigError) as exc:  # an answer for the agent, not a crash
                 log.info("mcp: %s refused: %s", name, exc)
                 return {"ok": False, "error": str(exc), "error_kind": "BadRequest"}
 
