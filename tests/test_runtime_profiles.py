@@ -62,7 +62,17 @@ def test_claude_seeding_merges_and_is_idempotent(tmp_path: Path) -> None:
     again = profile.prepare(agent, tmp_path / "state", resume=True)
     assert again.session_id == spec.session_id and again.argv == spec.argv
     ours = tmp_path / "state" / "claude-settings.json"
-    assert spec.argv == ["claude", "--settings", str(ours), "--session-id", str(spec.session_id)]
+    mcp = ["--mcp-config", str(tmp_path / "state" / "claude-mcp.json")]
+    assert spec.argv == [
+        "claude",
+        "--settings",
+        str(ours),
+        *mcp,
+        "--allowedTools",
+        "mcp__agentbridge",
+        "--session-id",
+        str(spec.session_id),
+    ]
 
     glob = json.loads((home / ".claude.json").read_text())
     assert glob["userID"] == "u1" and glob["projects"]["/x"] == {"k": 1}

@@ -124,6 +124,7 @@ class Config:
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
+    mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -240,6 +241,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "schedules",
             "state_dir",
             "tmux_socket",
+            "mcp",
         },
         "",
     )
@@ -366,6 +368,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         schedules={k: dict(v) for k, v in schedules.items()},
         state_dir=state_dir,
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
+        mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
     )
 
 

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--settings", default=None, help="additional settings (file or JSON); hooks merge"
     )
+    # what the bridge passes Claude Code to register `agentbridge mcp` (the fake has no tools)
+    parser.add_argument("--mcp-config", nargs="*", default=None, help="ignored, as Claude's")
+    parser.add_argument("--allowedTools", nargs="*", default=None, help="ignored, as Claude's")
     ns = parser.parse_args(argv)
     return Options(
         session_id=ns.session_id or str(uuid.uuid4()),

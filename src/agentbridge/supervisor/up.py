@@ -31,6 +31,7 @@ from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugi
 from agentbridge.plugin.protocols import Channel, ChannelContext, Ingest
 from agentbridge.supervisor import command_center, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
+from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
@@ -139,6 +140,7 @@ class Supervisor:
                 "simulate-wake": self._cmd_simulate_wake,
                 **write_handlers(self.ledger, self.config),  # the CLI's writes (one write path)
                 "permission": permissions.control_handler(self, str(socket_path(self.config))),
+                **mcp_handlers(self.ledger, self.config, self.workers),  # `agentbridge mcp`
             },
         )
         await self.control.start()

@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge.testing.mock_mcp import claude_call_events, codex_call_events, wants_mcp
 from agentbridge.testing.mock_read import next_read
 from agentbridge.testing.mock_sse import (
     claude_events,
@@ -324,6 +325,12 @@ class MockModelServer:
                 codex_tool_events(step.command, model, f"resp_mock{n}", in_tokens, escalate=False)
                 if codex
                 else claude_tool_events("", model, f"msg_mock{n}", in_tokens, read=step.arguments)
+            )
+        elif (call := wants_mcp(body)) is not None:  # an MCP tool the CLI offered
+            record.answer = None
+            record.tool_command = f"{call[2]}__{call[0]}" if call[2] else call[0]
+            events = (codex_call_events if codex else claude_call_events)(
+                *call, model, f"resp_mock{n}" if codex else f"msg_mock{n}", in_tokens
             )
         elif (command := wants_tool(body)) is not None:
             record.answer = None

@@ -34,6 +34,7 @@ from agentbridge.config import AgentConfig
 from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
+from agentbridge.runtimes.claude import mcp as claude_mcp
 from agentbridge.runtimes.claude.errors import CLAUDE_ERRORS
 from agentbridge.runtimes.permission_hooks import with_claude_permission_hook
 
@@ -244,6 +245,7 @@ class ClaudeCodeProfile:
         self._seed_global(agent, cwd)
         common.clean_marked_hooks(config_dir / "settings.json")  # an older agentbridge's entries
         argv = self._with_settings(agent, argv, state_dir, cwd, hook_events)
+        argv = claude_mcp.with_mcp(agent, state_dir, argv)  # `agentbridge mcp`, this agent's
         id_file = state_dir / "session-id"
         if not resume:
             id_file.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ from agentbridge.config import AgentConfig
 from agentbridge.events import TranscriptParser
 from agentbridge.plugin.protocols import HookParser, LaunchSpec, ScreenKind, ScreenState
 from agentbridge.runtimes import common
+from agentbridge.runtimes.codex import mcp as codex_mcp
 from agentbridge.runtimes.codex.errors import CODEX_ERRORS
 from agentbridge.runtimes.codex.hooks import HOOK_EVENTS, CodexHookParser
 from agentbridge.runtimes.codex.transcript import CodexTranscriptParser
@@ -254,6 +255,7 @@ class CodexProfile:
             argv.append(BYPASS_HOOK_TRUST)
         argv += hook_overrides(hook_events)
         argv += codex_permission_override(state_dir, agent.name)
+        argv = codex_mcp.with_mcp(agent, state_dir, argv)  # `agentbridge mcp`, this agent's
         session_id = None
         if resume and (previous := self._latest_rollout(home, cwd, 0.0)) is not None:
             session_id = str(_session_meta(previous).get("id") or "") or None

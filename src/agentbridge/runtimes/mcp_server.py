@@ -1,0 +1,39 @@
+"""How an agent's CLI starts ``agentbridge mcp`` for that agent (shared by both CLIs).
+
+The command carries the agent's name and the supervisor's control socket, nothing secret:
+the socket is 0600 in a 0700 directory, so only this user reaches it anyway. The supervisor
+writes the socket's path into ``<agent state dir>/control-socket`` at start-up
+(``supervisor/control_mcp.py``); a profile prepared before that (a test, ``doctor``) falls
+back to the default place, ``<state_dir>/control.sock``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+MCP_NAME = "agentbridge"  #: the server's name in the CLIs' configs: tools ``mcp__agentbridge__*``
+SOCKET_POINTER = "control-socket"  #: file in the agent's state dir naming the control socket
+TOOLS = ("reply", "send_file", "notify", "list_conversations")
+
+
+def socket_for(state_dir: Path) -> str:
+    """The control socket the agent's MCP server dials."""
+    pointer = state_dir / SOCKET_POINTER
+    if pointer.exists():
+        return pointer.read_text().strip()
+    return str(state_dir.parent.parent / "control.sock")  # <state_dir>/agents/<name>/
+
+
+def mcp_command(agent: str, state_dir: Path) -> list[str]:
+    """argv of the stdio server: this very Python, so the agent's PATH does not matter."""
+    return [
+        sys.executable,
+        "-m",
+        "agentbridge.cli",
+        "mcp",
+        "--agent",
+        agent,
+        "--socket",
+        socket_for(state_dir),
+    ]
