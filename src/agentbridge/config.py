@@ -82,6 +82,15 @@ class InjectionConfig:
 
 
 @dataclass(frozen=True)
+class AttachmentsConfig:
+    """``[attachments]``: files that come with messages (``agent/attachments.py``)."""
+
+    max_bytes: int = 20 * 1024 * 1024  #: per file; a larger one is refused with a reply
+    #: a long reply that would take more parts than this goes out as a file where it can
+    file_after_parts: int = 5
+
+
+@dataclass(frozen=True)
 class Route:
     """``[[routes]]``: messages matching every key set (channel, conversation, sender) go to
     ``agent``; see ``routing`` for the rules (specificity, @mentions, the default route)."""
@@ -102,6 +111,7 @@ class Config:
     outbox: OutboxConfig = OutboxConfig()
     console: ConsoleConfig = ConsoleConfig()
     injection: InjectionConfig = InjectionConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     routes: tuple[Route, ...] = ()
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -198,6 +208,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "outbox",
             "console",
             "injection",
+            "attachments",
             "routes",
             "channels",
             "schedules",
@@ -297,6 +308,14 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             )
         )
 
+    att = _expect(raw.get("attachments", {}), dict, "attachments")
+    _check_keys(att, {"max_bytes", "file_after_parts"}, "attachments.")
+    attachments = AttachmentsConfig(
+        max_bytes=int(_positive(att.get("max_bytes", 20 * 1024 * 1024), "attachments.max_bytes")),
+        file_after_parts=int(
+            _positive(att.get("file_after_parts", 5), "attachments.file_after_parts")
+        ),
+    )
     channels = _expect(raw.get("channels", {}), dict, "channels")
     for name, table in channels.items():
         _expect(table, dict, f"channels.{name}")
@@ -311,6 +330,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         outbox=outbox,
         console=console,
         injection=injection,
+        attachments=attachments,
         routes=tuple(routes),
         channels={k: dict(v) for k, v in channels.items()},
         schedules={k: dict(v) for k, v in schedules.items()},
