@@ -35,6 +35,7 @@ async def bridge(fake: FakeBotApi, tmp_path: Path) -> AsyncIterator[Path]:
         f'state_dir = "{state}"\ntmux_socket = "{socket}"\n'
         f'[ledger]\npath = "{state / "ledger.db"}"\n'
         "[console]\nenabled = false\n"
+        "[attachments]\nmax_bytes = 4000\n"
         '[agents.demo]\nruntime = "demo"\n'
         f'[channels.telegram]\nbase_url = "{fake.base_url}"\nallowed_users = [{ALICE}]\n'
     )
@@ -92,3 +93,46 @@ async def test_round_trip_through_the_real_bridge(fake: FakeBotApi, bridge: Path
     await async_wait_until(thumbs_up, timeout=10, what="👍 on the original message")
     assert not any("let me in" in s.visible for s in fake.sent)  # never reached the agent
     assert fake.confirmed_offset > stranger["update_id"]
+
+
+async def test_photo_without_caption_and_document_reach_the_agent_as_files(
+    fake: FakeBotApi, bridge: Path, tmp_path: Path
+) -> None:
+    """The agent is told the files' paths (relative to its cwd) and they hold the bytes."""
+    photo_bytes, doc_bytes = b"\xff\xd8 a jpeg" * 10, b"col1,col2\n1,2\n"
+    small, large = fake.add_file(b"thumb"), fake.add_file(photo_bytes)
+    sizes = [
+        {"file_id": small, "width": 90, "height": 90, "file_size": 5},
+        {"file_id": large, "width": 800, "height": 600, "file_size": len(photo_bytes)},
+    ]
+    photo = fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"photo": sizes})
+    doc = {"file_id": fake.add_file(doc_bytes), "file_name": "../../etc/data.csv"}
+    fake.add_message(chat_id=CHAT, user_id=ALICE, caption="see this", extra={"document": doc})
+    big = {"file_id": fake.add_file(b"x" * 5000), "file_name": "big.bin", "file_size": 5000}
+    fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"document": big})
+
+    def replies() -> list[str]:
+        return [s.visible for s in fake.sent if "attached file" in s.visible]
+
+    async def answered() -> bool:
+        return len(replies()) >= 2 and any(s.text.startswith("Not delivered") for s in fake.sent)
+
+    try:
+        await async_wait_until(answered, timeout=45, what="two replies and a refusal")
+    except AssertionError:
+        log = bridge.read_text(errors="replace")  # noqa: ASYNC240 (failure path only)
+        raise AssertionError(f"{[s.visible for s in fake.sent]}\n{log[-3000:]}") from None
+    cwd = tmp_path / "state" / "agents" / "demo" / "workspace"
+    photo_reply = next(r for r in replies() if "image/jpeg" in r)
+    mid = photo["message"]["message_id"]
+    rel = photo_reply.split("attached file: ")[1].split(" ")[0]
+    assert rel.startswith(".agentbridge/inbox/") and rel.endswith(f"/photo-{mid}.jpg")
+    assert (cwd / rel).read_bytes() == photo_bytes  # the largest size, every byte
+    doc_reply = next(r for r in replies() if "see this" in r)
+    rel_doc = doc_reply.split("attached file: ")[1].split(" ")[0]
+    assert rel_doc.endswith("/data.csv") and ".." not in rel_doc  # no path traversal
+    assert (cwd / rel_doc).read_bytes() == doc_bytes
+    refusal = next(s.text for s in fake.sent if s.text.startswith("Not delivered"))
+    assert "big.bin" in refusal and "limit" in refusal
+    assert not any("big.bin" in r for r in replies())  # never reached the agent
+    assert (cwd / ".agentbridge" / ".gitignore").read_text() == "*\n"
