@@ -309,7 +309,7 @@ class TelegramChannel:
                     msg.text or "",  # a photo without caption is still a message
                     key=message_key(msg.chat_id, msg.message_id),
                     meta=msg.meta,
-                    attachments=attachments,
+                    **({"attachments": attachments} if attachments else {}),  # older cores
                 )
         except (AttachmentTooLarge, TelegramApiError) as exc:  # refused: tell the sender
             if isinstance(exc, TelegramApiError) and (exc.status >= 500 or exc.status == 429):
