@@ -120,3 +120,15 @@ async def test_missing_file_is_said_not_pointed_to(tmp_path: Path) -> None:
         assert "'a.txt' is missing on disk" in prompt and "attached file:" not in prompt
     finally:
         await ledger.close()
+
+
+def test_attachments_config() -> None:
+    from agentbridge.config import ConfigError, parse_config
+
+    base = {"ledger": {"path": "/tmp/x.db"}}
+    assert parse_config(base).attachments.max_bytes == 20 * 1024 * 1024
+    assert parse_config({**base, "attachments": {"max_bytes": 10}}).attachments.max_bytes == 10
+    with pytest.raises(ConfigError, match="attachments"):
+        parse_config({**base, "attachments": {"max_byte": 1}})
+    with pytest.raises(ConfigError, match="max_bytes"):
+        parse_config({**base, "attachments": {"max_bytes": 0}})

@@ -86,8 +86,6 @@ class AttachmentsConfig:
     """``[attachments]``: files that come with messages (``agent/attachments.py``)."""
 
     max_bytes: int = 20 * 1024 * 1024  #: per file; a larger one is refused with a reply
-    #: a long reply that would take more parts than this goes out as a file where it can
-    file_after_parts: int = 5
 
 
 @dataclass(frozen=True)
@@ -309,12 +307,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         )
 
     att = _expect(raw.get("attachments", {}), dict, "attachments")
-    _check_keys(att, {"max_bytes", "file_after_parts"}, "attachments.")
+    _check_keys(att, {"max_bytes"}, "attachments.")
     attachments = AttachmentsConfig(
         max_bytes=int(_positive(att.get("max_bytes", 20 * 1024 * 1024), "attachments.max_bytes")),
-        file_after_parts=int(
-            _positive(att.get("file_after_parts", 5), "attachments.file_after_parts")
-        ),
     )
     channels = _expect(raw.get("channels", {}), dict, "channels")
     for name, table in channels.items():
