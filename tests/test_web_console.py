@@ -596,3 +596,57 @@ async def test_browser_quarantine_buttons_requeue_and_drop(
     # the activity feed saw both decisions live
     await expect(page.locator("#activity li", has_text="requeued by a human")).to_have_count(1)
     await expect(page.locator("#activity li", has_text="dropped from the console")).to_have_count(1)
+
+
+async def test_send_with_files_stores_them_and_refuses_oversized_ones(
+    http: aiohttp.ClientSession, ledger: Ledger, tmp_path: Path
+) -> None:
+    from agentbridge.channels.web import uploads
+
+    form = aiohttp.FormData()
+    form.add_field("text", "")  # files without a caption are a message
+    form.add_field("key", "up-1")
+    form.add_field("file", b"a,b\n1,2\n", filename="../data.csv", content_type="text/csv")
+    async with http.post("/api/send", data=form) as r:
+        assert r.status == 200, await r.text()
+        mid = (await r.json())["message"]["id"]
+    stored = await ledger.get(mid)
+    assert stored.meta["attachments"]["files"] == [
+        {"name": "data.csv", "media_type": "text/csv", "size": 8}
+    ]
+    workspace = tmp_path / "state" / "workspace"
+    assert (workspace / f".agentbridge/inbox/{mid}/data.csv").read_bytes() == b"a,b\n1,2\n"
+    big = aiohttp.FormData()
+    big.add_field("text", "too big")
+    big.add_field("key", "up-2")
+    big.add_field("file", b"x" * (uploads.MAX_UPLOAD_BYTES + 1), filename="big.bin")
+    async with http.post("/api/send", data=big) as r:
+        assert r.status == 413 and "big.bin" in (await r.json())["error"]
+    assert len(await ledger.list_messages()) == 1
+
+
+@browser_only
+@pytest.mark.browser
+async def test_browser_upload_reaches_the_prompt_as_a_path(
+    page: Any, ledger: Ledger, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    from agentbridge.agent.turn import build_prompt
+
+    await open_chat(page)
+    await page.set_input_files(
+        "#files", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember"}]
+    )
+    await page.fill("#text", "read this")
+    await page.press("#text", "Enter")
+    await expect(page.locator("article.turn")).to_have_count(1)
+    (stored,) = await async_wait_until(ledger.list_messages, what="the upload is ingested")
+    assert stored.text == "read this"
+    claimed = await ledger.claim_next("demo", "t")
+    assert claimed is not None and claimed.id == stored.id
+    workspace = tmp_path / "state" / "workspace"
+    prompt, _ = build_prompt(claimed, workspace, 100_000)  # what the agent gets pasted
+    rel = f".agentbridge/inbox/{stored.id}/notes.txt"
+    assert f"[attached file: {rel} (text/plain, 8 bytes)]" in prompt
+    assert (workspace / rel).read_bytes() == b"remember"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,13 @@ class PermissionsConfig:
 
 
 @dataclass(frozen=True)
+class AttachmentsConfig:
+    """``[attachments]``: files that come with messages (``agent/attachments.py``)."""
+
+    max_bytes: int = 20 * 1024 * 1024  #: per file; a larger one is refused with a reply
+
+
+@dataclass(frozen=True)
 class Route:
     """``[[routes]]``: messages matching every key set (channel, conversation, sender) go to
     ``agent``; see ``routing`` for the rules (specificity, @mentions, the default route)."""
@@ -119,6 +127,7 @@ class Config:
     console: ConsoleConfig = ConsoleConfig()
     injection: InjectionConfig = InjectionConfig()
     permissions: PermissionsConfig = PermissionsConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     routes: tuple[Route, ...] = ()
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -236,6 +245,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "console",
             "injection",
             "permissions",
+            "attachments",
             "routes",
             "channels",
             "schedules",
@@ -348,6 +358,11 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             )
         )
 
+    att = _expect(raw.get("attachments", {}), dict, "attachments")
+    _check_keys(att, {"max_bytes"}, "attachments.")
+    attachments = AttachmentsConfig(
+        max_bytes=int(_positive(att.get("max_bytes", 20 * 1024 * 1024), "attachments.max_bytes")),
+    )
     channels = _expect(raw.get("channels", {}), dict, "channels")
     for name, table in channels.items():
         _expect(table, dict, f"channels.{name}")
@@ -363,6 +378,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         console=console,
         injection=injection,
         permissions=permissions,
+        attachments=attachments,
         routes=tuple(routes),
         channels={k: dict(v) for k, v in channels.items()},
         schedules={k: dict(v) for k, v in schedules.items()},
@@ -389,60 +405,7 @@ def load_config(path: Path | None = None) -> Config:
     return parse_config(raw, path)
 
 
-DEFAULT_CONFIG_TEXT = """\
-# agentbridge configuration. Every key is optional; these are the defaults.
-# Docs: README.md. A bad key or value stops the bridge with one line naming it.
-
-# state_dir = "~/.local/share/agentbridge"   # ledger, agent state
-# tmux_socket = "agentbridge"                # our own tmux server (tmux -L agentbridge)
-
-[ledger]
-# path = "~/.local/share/agentbridge/ledger.db"
-# url = "postgresql://bridge@db.example/agentbridge"   # PostgreSQL instead (several supervisors;
-#                           # env AGENTBRIDGE_LEDGER_URL wins; a password may go in ~/.pgpass)
-synchronous = "full"      # "full": survives power loss; "normal": faster, may lose the last
-                          # commits on power loss (never on a crash of agentbridge itself)
-retention_days = 30       # completed/failed/interrupted rows older than this are pruned
-tombstone_days = 90       # a pruned message's idempotency key still refuses duplicates this long
-max_attempts = 3          # a message replayed this many times is quarantined
-lease_seconds = 600
-
-# One table per agent. With none, one "demo" agent (the built-in fake agent) runs.
-# [agents.main]
-# runtime = "claude-code"          # claude-code | codex | demo | generic
-# command = ["claude"]             # the CLI and extra arguments, if not the default
-# cwd = "~/src/myproject"
-# env = { CLAUDE_CONFIG_DIR = "~/.claude-work" }
-# resume = true                    # continue the previous conversation after a restart
-
-# [[routes]]                       # which agent a channel/conversation/sender talks to
-# channel = "telegram"             # (once routes exist, an unmatched message is refused:
-# agent = "main"                   #  add a default route: a [[routes]] with only agent = ...)
-# [[routes]]
-# channel = "telegram"
-# agent = "reviewer"               # reachable from telegram with "@reviewer ..."
-
-[outbox]
-backoff = [5, 25, 120, 600]   # seconds between delivery retries (jitter added)
-max_retries = 5
-ttl_seconds = 86400
-
-[console]
-enabled = true
-host = "127.0.0.1"
-port = 8765
-
-[injection]
-# spill_threshold = 800000  # longest message pasted whole (chars); default: the runtime's
-#                           # measured paste limit. Longer ones go to a 0600 file in the
-#                           # agent's cwd (.agentbridge/inbox/, git-ignored) it is told to read
-
-# [channels.telegram]
-# token_file = "~/.config/agentbridge/telegram.token"   # mode 0600
-# allowed_users = [123456789]
-
-# [schedules.standup]
-# cron = "0 9 * * 1-5"     # or: every = "30m"
-# text = "Summarise yesterday's commits"
-# missed = "skip"          # or "once"
-"""
+#: the commented config ``agentbridge init`` writes (package data: the defaults, spelled out)
+DEFAULT_CONFIG_TEXT = (resources.files("agentbridge") / "default_config.toml").read_text(
+    encoding="utf-8"
+)

@@ -25,16 +25,18 @@ from agentbridge_telegram.testing import FakeBotApi
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 
-@pytest.fixture
-async def bridge(fake: FakeBotApi, tmp_path: Path) -> AsyncIterator[Path]:
+async def _launch(
+    fake: FakeBotApi, tmp_path: Path, socket: str, crash_at: str | None = None
+) -> tuple[asyncio.subprocess.Process, Path]:
+    """``agentbridge up`` with Telegram on the fake Bot API (a real supervisor process)."""
     home, state = tmp_path / "home", tmp_path / "state"
-    home.mkdir()
-    socket = f"abtg-{uuid.uuid4().hex[:8]}"
+    home.mkdir(exist_ok=True)
     config = tmp_path / "config.toml"
     config.write_text(
         f'state_dir = "{state}"\ntmux_socket = "{socket}"\n'
         f'[ledger]\npath = "{state / "ledger.db"}"\n'
         "[console]\nenabled = false\n"
+        "[attachments]\nmax_bytes = 4000\n"
         '[agents.demo]\nruntime = "demo"\n'
         f'[channels.telegram]\nbase_url = "{fake.base_url}"\nallowed_users = [{ALICE}]\n'
     )
@@ -45,26 +47,43 @@ async def bridge(fake: FakeBotApi, tmp_path: Path) -> AsyncIterator[Path]:
         AGENTBRIDGE_TELEGRAM_TOKEN=fake.token,
         AGENTBRIDGE_LOAD_PLUGINS="telegram",
     )
+    if crash_at is not None:
+        env["AGENTBRIDGE_CRASH_AT"] = crash_at
     log_path = tmp_path / "bridge.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agentbridge.cli", "up", env=env, stdout=log, stderr=log,
             start_new_session=True,
         )  # fmt: skip
+    return proc, log_path
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _kill_tmux(socket: str) -> None:
+    kill = await asyncio.create_subprocess_exec(
+        "tmux", "-L", socket, "kill-server", stderr=asyncio.subprocess.DEVNULL
+    )
+    await kill.wait()
+
+
+@pytest.fixture
+async def bridge(fake: FakeBotApi, tmp_path: Path) -> AsyncIterator[Path]:
+    socket = f"abtg-{uuid.uuid4().hex[:8]}"
+    proc, log_path = await _launch(fake, tmp_path, socket)
     try:
         yield log_path
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        kill = await asyncio.create_subprocess_exec(
-            "tmux", "-L", socket, "kill-server", stderr=asyncio.subprocess.DEVNULL
-        )
-        await kill.wait()
+        await _stop(proc)
+        await _kill_tmux(socket)
 
 
 async def test_round_trip_through_the_real_bridge(fake: FakeBotApi, bridge: Path) -> None:
@@ -92,3 +111,83 @@ async def test_round_trip_through_the_real_bridge(fake: FakeBotApi, bridge: Path
     await async_wait_until(thumbs_up, timeout=10, what="👍 on the original message")
     assert not any("let me in" in s.visible for s in fake.sent)  # never reached the agent
     assert fake.confirmed_offset > stranger["update_id"]
+
+
+async def test_photo_without_caption_and_document_reach_the_agent_as_files(
+    fake: FakeBotApi, bridge: Path, tmp_path: Path
+) -> None:
+    """The agent is told the files' paths (relative to its cwd) and they hold the bytes."""
+    photo_bytes, doc_bytes = b"\xff\xd8 a jpeg" * 10, b"col1,col2\n1,2\n"
+    small, large = fake.add_file(b"thumb"), fake.add_file(photo_bytes)
+    sizes = [
+        {"file_id": small, "width": 90, "height": 90, "file_size": 5},
+        {"file_id": large, "width": 800, "height": 600, "file_size": len(photo_bytes)},
+    ]
+    photo = fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"photo": sizes})
+    doc = {"file_id": fake.add_file(doc_bytes), "file_name": "../../etc/data.csv"}
+    fake.add_message(chat_id=CHAT, user_id=ALICE, caption="see this", extra={"document": doc})
+    big = {"file_id": fake.add_file(b"x" * 5000), "file_name": "big.bin", "file_size": 5000}
+    fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"document": big})
+
+    def replies() -> list[str]:
+        return [s.visible for s in fake.sent if "attached file" in s.visible]
+
+    async def answered() -> bool:
+        return len(replies()) >= 2 and any(s.text.startswith("Not delivered") for s in fake.sent)
+
+    try:
+        await async_wait_until(answered, timeout=45, what="two replies and a refusal")
+    except AssertionError:
+        log = bridge.read_text(errors="replace")  # noqa: ASYNC240 (failure path only)
+        raise AssertionError(f"{[s.visible for s in fake.sent]}\n{log[-3000:]}") from None
+    cwd = tmp_path / "state" / "agents" / "demo" / "workspace"
+    photo_reply = next(r for r in replies() if "image/jpeg" in r)
+    mid = photo["message"]["message_id"]
+    rel = photo_reply.split("attached file: ")[1].split(" ")[0]
+    assert rel.startswith(".agentbridge/inbox/") and rel.endswith(f"/photo-{mid}.jpg")
+    assert (cwd / rel).read_bytes() == photo_bytes  # the largest size, every byte
+    doc_reply = next(r for r in replies() if "see this" in r)
+    rel_doc = doc_reply.split("attached file: ")[1].split(" ")[0]
+    assert rel_doc.endswith("/data.csv") and ".." not in rel_doc  # no path traversal
+    assert (cwd / rel_doc).read_bytes() == doc_bytes
+    refusal = next(s.text for s in fake.sent if s.text.startswith("Not delivered"))
+    assert "big.bin" in refusal and "limit" in refusal
+    assert not any("big.bin" in r for r in replies())  # never reached the agent
+    assert (cwd / ".agentbridge" / ".gitignore").read_text() == "*\n"
+
+
+async def test_kill_after_commit_before_the_files_are_placed_loses_nothing(
+    fake: FakeBotApi, tmp_path: Path
+) -> None:
+    """SIGKILL right after the ledger commit (stage not yet renamed, offset not confirmed):
+    after a restart Telegram redelivers, the duplicate's copy is dropped, and the agent still
+    gets the first copy's file."""
+    socket = f"abtg-{uuid.uuid4().hex[:8]}"
+    doc = {"file_id": fake.add_file(b"precious bytes"), "file_name": "keep.txt"}
+    fake.add_message(chat_id=CHAT, user_id=ALICE, caption="kept?", extra={"document": doc})
+    proc, log_path = await _launch(fake, tmp_path, socket, crash_at="after_ingest")
+    try:
+        await asyncio.wait_for(proc.wait(), 45)
+        assert proc.returncode == -signal.SIGKILL
+        inbox = tmp_path / "state" / "agents" / "demo" / "workspace" / ".agentbridge" / "inbox"
+        assert [p.name[:6] for p in inbox.iterdir()] == ["stage-"]  # committed, not placed
+        await _kill_tmux(socket)
+        proc, log_path = await _launch(fake, tmp_path, socket)
+
+        async def answered() -> bool:
+            return any("keep.txt" in s.visible for s in fake.sent)
+
+        try:
+            await async_wait_until(answered, timeout=45, what="the reply after the restart")
+        except AssertionError:
+            log = log_path.read_text(errors="replace")
+            raise AssertionError(f"{[s.visible for s in fake.sent]}\n{log[-3000:]}") from None
+        [reply] = [s.visible for s in fake.sent if "keep.txt" in s.visible]
+        rel = reply.split("attached file: ")[1].split(" ")[0]
+        cwd = inbox.parent.parent
+        assert (cwd / rel).read_bytes() == b"precious bytes"
+        assert [p.name for p in inbox.iterdir()] == [rel.split("/")[2]]  # no stray stage
+        assert len([s for s in fake.sent if "kept?" in s.visible]) == 1
+    finally:
+        await _stop(proc)
+        await _kill_tmux(socket)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentbridge.agent import inbox
+from agentbridge.agent import attachments
 from agentbridge.agent.evidence import EvidenceMixin, EvidenceQueue
 from agentbridge.agent.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.agent.screen_turn import run_weak_turn
@@ -117,7 +117,7 @@ class AgentSession(EvidenceMixin):
                 f"agent {self.agent.name}: {program!r} not found on the agent's PATH "
                 f"(install it, or set [agents.{self.agent.name}] command to its full path)"
             )
-        await inbox.sweep_stale(self.ledger, self.spec.cwd)  # left by a crash
+        await attachments.sweep_stale(self.ledger, self.spec.cwd)  # left by a crash
         if await self.tmux.has_session(self.session_name):
             await self.tmux.kill_session(self.session_name)
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
@@ -324,7 +324,7 @@ class AgentSession(EvidenceMixin):
         finally:
             self.current = None
             if self.spec is not None:
-                await inbox.discard_after_turn(self.ledger, self.spec.cwd, message)
+                await attachments.after_turn(self.ledger, self.spec.cwd, message)
         return flight
 
     async def _wait_idle(self, flight: InFlight, idle_timeout: float) -> bool:

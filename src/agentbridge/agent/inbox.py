@@ -32,6 +32,7 @@ __all__ = [
     "inbox_dir",
     "pending_ids",
     "pointer",
+    "prepare",
     "relative",
     "sweep",
     "sweep_stale",
@@ -59,8 +60,8 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)  # an existing dir too: message text is private
 
 
-def write(cwd: Path, message_id: int, text: str) -> Path:
-    """Write the message text (exactly, UTF-8) to its 0600 file; return the absolute path."""
+def prepare(cwd: Path) -> Path:
+    """Make ``<cwd>/.agentbridge/inbox`` (0700, git-ignored); return it."""
     top = cwd / ".agentbridge"
     cwd.mkdir(parents=True, exist_ok=True)
     _private_dir(top)
@@ -68,6 +69,12 @@ def write(cwd: Path, message_id: int, text: str) -> Path:
     if not ignore.exists():
         ignore.write_text("*\n", encoding="utf-8")
     _private_dir(top / "inbox")
+    return top / "inbox"
+
+
+def write(cwd: Path, message_id: int, text: str) -> Path:
+    """Write the message text (exactly, UTF-8) to its 0600 file; return the absolute path."""
+    prepare(cwd)
     path = cwd / relative(message_id)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agentbridge.agent import inbox
+from agentbridge.agent import attachments, inbox
 from agentbridge.agent.injector import InjectionOutcome, Injector, InjectorConfig
 from agentbridge.agent.tmux import TmuxServer
 from agentbridge.agent.turn import InFlight, TurnOutcome, paste_limit
@@ -81,6 +81,8 @@ def single_line_prompt(session: AgentSession, flight: InFlight) -> str:
 
     message = flight.message
     body = sanitize_text(message.text)
+    if session.spec is not None:
+        body = attachments.with_references(message, session.spec.cwd, body)
     limit = min(paste_limit(session.profile, session.injection), 2000)
     if session.spec is not None and ("\n" in body or len(body) > limit):
         path = inbox.write(session.spec.cwd, message.id, body)

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentbridge.agent import inbox
+from agentbridge.agent import attachments, inbox
 from agentbridge.agent.injector import InjectionResult
 from agentbridge.config import InjectionConfig
 from agentbridge.envelope import Envelope, wrap
@@ -81,7 +81,7 @@ def build_prompt(
         sender=message.sender,
         resent=message.attempt > 1,
     )
-    body = sanitize_text(message.text)
+    body = attachments.with_references(message, cwd, sanitize_text(message.text))
     if len(body) > limit:
         inbox.write(cwd, message.id, body)
         body = inbox.pointer(message.id, len(body))

@@ -7,7 +7,7 @@ methods (async where they do I/O) directly. These Protocols are the contract.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -87,6 +87,27 @@ class Receipt:
     platform_message_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file that came with an inbound message (photo, document, voice note).
+
+    Give ``data`` (the bytes) or ``path`` (a file the channel downloaded; the bridge copies
+    it); ``size`` when known lets an oversized file be refused before it is read.
+    """
+
+    name: str
+    media_type: str = "application/octet-stream"
+    data: bytes | None = None
+    path: Path | None = None
+    size: int | None = None
+
+
+class AttachmentTooLarge(Exception):
+    """Raised by ``ctx.ingest``: a file is over ``[attachments] max_bytes``; nothing is stored.
+
+    ``str()`` is the refusal text for the sender."""
+
+
 class Ingest(Protocol):
     """The bridge's ``ctx.ingest``: route, commit, return; the return is the ingress ack."""
 
@@ -99,8 +120,12 @@ class Ingest(Protocol):
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         agent: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> IngestResult:
         """Store one inbound message of this channel; ``agent`` skips routing (schedules).
+
+        ``attachments`` are on disk under the agent's cwd (fsynced) before this returns, and
+        the pasted text names them; an oversized one raises ``AttachmentTooLarge``.
 
         Idempotent on ``key`` (the platform's message id): a redelivery returns the stored row
         with ``created=False``; the same key with other text raises ``IdempotencyConflict``.
@@ -274,6 +299,8 @@ class RuntimeProfile(Protocol):
 
 
 __all__ = [
+    "Attachment",
+    "AttachmentTooLarge",
     "Channel",
     "ChannelContext",
     "ChannelLimits",

@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from agentbridge.config import Config
 from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import IngestResult, LedgerError, LedgerStore
 from agentbridge.models import Message
-from agentbridge.plugin.protocols import Ingest
+from agentbridge.plugin.protocols import Attachment, Ingest
 from agentbridge.supervisor.command_handlers import Answer, CommandContext, handler_for
 from agentbridge.supervisor.commands import (
     COMMAND_LANE,
@@ -168,6 +169,7 @@ def wrap(host: CommandHost, channel: str, ingest: Ingest) -> Ingest:
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         agent: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> IngestResult:
         if agent is None:  # routes (and /use) pick it; Unroutable → the channel refuses
             try:
@@ -177,8 +179,8 @@ def wrap(host: CommandHost, channel: str, ingest: Ingest) -> Ingest:
                 raise
             agent, text = decision.agent, decision.text
         lane = command_lane(text, agent)
-        if lane["agent"] != COMMAND_LANE:
-            return await ingest(conversation, sender, text, key, meta, priority, agent)
+        if lane["agent"] != COMMAND_LANE or attachments:  # files come with a message, not a command
+            return await ingest(conversation, sender, text, key, meta, priority, agent, attachments)
         meta = {**(meta or {}), **lane["meta"]}
         result = await ingest(conversation, sender, text, key, meta, priority, COMMAND_LANE)
         center.poke()

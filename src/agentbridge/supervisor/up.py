@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agentbridge.agent.tmux import TmuxNotFound, TmuxServer
@@ -28,12 +28,13 @@ from agentbridge.kinds import ChangeKind, ReceiptKind
 from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
-from agentbridge.plugin.protocols import Channel, ChannelContext, Ingest
+from agentbridge.plugin.protocols import Attachment, Channel, ChannelContext, Ingest
 from agentbridge.supervisor import command_center, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
+from agentbridge.supervisor.inbound_files import settle, stage_for
 from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
 from agentbridge.supervisor.logs import FILE_ONLY, setup_logging
 from agentbridge.supervisor.routing import route_ingest
@@ -187,6 +188,7 @@ class Supervisor:
             meta: dict[str, Any] | None = None,
             priority: int = 0,
             agent: str | None = None,
+            attachments: Sequence[Attachment] = (),
         ) -> IngestResult:
             assert self.ledger is not None and self.receipts is not None
             if agent is None:  # routes pick it (and strip an @mention); Unroutable → channel
@@ -194,6 +196,7 @@ class Supervisor:
             if answered := await permissions.intercept(self, channel, conversation, sender, text):
                 return answered
             target = agent
+            staged, meta = stage_for(self.config, target, attachments, meta)  # fsynced first
             result = await self.ledger.ingest(
                 channel,
                 conversation,
@@ -204,7 +207,8 @@ class Supervisor:
                 priority=priority,
                 meta=meta,
             )
-            crash_point("after_ingest")
+            crash_point("after_ingest")  # a kill here: the stage is placed at the claim
+            settle(staged, result)
             if result.created:
                 self.receipts.emit(result.message, ReceiptKind.QUEUED)
             return result

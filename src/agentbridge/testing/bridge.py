@@ -8,15 +8,16 @@ pytest rewrites only when it imports the plugin module first).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentbridge.agent import attachments as files
 from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import Message
-from agentbridge.plugin.protocols import ChannelContext
+from agentbridge.plugin.protocols import Attachment, ChannelContext
 
 
 @dataclass
@@ -56,10 +57,12 @@ async def contract_bridge(
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         agent: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> IngestResult:
         assert bridge is not None
         if bridge.fail_ingest:
             raise OSError("contract: the ledger is unavailable (simulated)")
+        staged = files.stage(state_dir / "workspace", attachments) if attachments else None
         result = await ledger.ingest(
             channel_name,
             conversation,
@@ -68,8 +71,10 @@ async def contract_bridge(
             key=key,
             agent=agent or default_agent,
             priority=priority,
-            meta=meta,
+            meta={**(meta or {}), "attachments": staged.meta} if staged else meta,
         )
+        if staged is not None and result.created:
+            files.place(staged.cwd, staged.token, result.message.id)
         bridge.commits.append((key, time.monotonic()))
         return result
 

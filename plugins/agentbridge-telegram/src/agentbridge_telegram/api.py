@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -241,3 +242,28 @@ class BotApi:
             self.redact(str(body.get("description") or f"HTTP {status}")),
             params_out if isinstance(params_out, dict) else {},
         )
+
+    async def download(self, file_path: str, target: Path, limit: int) -> int:
+        """Fetch ``file_path`` (from ``getFile``) into ``target``; at most ``limit`` bytes.
+
+        Raises ``TelegramNetworkError`` (retry later) or ``TelegramApiError`` (refused).
+        """
+        url = f"{self._base}/file/bot{self._token}/{file_path}"
+        session = self._ensure_session()
+        size = 0
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                if resp.status != 200:
+                    raise TelegramApiError("file", resp.status, "file download refused")
+                with target.open("wb") as out:
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > limit:
+                            raise TelegramApiError("file", 413, f"file over {limit} bytes")
+                        out.write(chunk)
+        except asyncio.CancelledError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            detail = self.redact(str(exc)) or type(exc).__name__
+            raise TelegramNetworkError(f"telegram file download: {detail}") from None
+        return size

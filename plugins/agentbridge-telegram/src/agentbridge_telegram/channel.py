@@ -18,7 +18,13 @@ from typing import Any
 from agentbridge.config import ConfigError
 from agentbridge.ledger.sqlite import IdempotencyConflict
 from agentbridge.models import OutboxItem
-from agentbridge.plugin.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.protocols import (
+    AttachmentTooLarge,
+    ChannelContext,
+    ChannelLimits,
+    ErrorClass,
+    Receipt,
+)
 from agentbridge.supervisor.routing import Unroutable
 
 from agentbridge_telegram import webhook
@@ -30,6 +36,7 @@ from agentbridge_telegram.api import (
     get_logger,
     to_delivery_error,
 )
+from agentbridge_telegram.files import fetch
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, chunk_text
 from agentbridge_telegram.inbound import parse_update
 from agentbridge_telegram.outbound import (
@@ -51,7 +58,9 @@ log = get_logger(__name__)
 
 NOT_AUTHORISED = "Sorry, you are not authorised to use this bot."
 EMPTY_REPLY = "(the agent's reply was empty)"
-TEXT_ONLY = "Only text messages (or captions) reach the agent; this one was not forwarded."
+TEXT_ONLY = (
+    "Only text, photos, documents and voice notes reach the agent; this one was not forwarded."
+)
 #: live channels, so the module-level ``host_woke`` hook can reach them
 LIVE: weakref.WeakSet[TelegramChannel] = weakref.WeakSet()
 
@@ -287,18 +296,27 @@ class TelegramChannel:
                 self._answered.add(msg.user_id)
                 self._spawn(self._notice(msg.chat_id, msg.message_id, NOT_AUTHORISED))
             return
-        if msg.text is None:
+        if msg.text is None and not msg.files:
             log.info("telegram: message %s has no text; told the sender", msg.message_id)
             self._spawn(self._notice(msg.chat_id, msg.message_id, TEXT_ONLY))
             return
+        assert self._api is not None
         try:
-            result = await self._ctx.ingest(
-                str(msg.chat_id),
-                str(msg.user_id),
-                msg.text,
-                key=message_key(msg.chat_id, msg.message_id),
-                meta=msg.meta,
-            )
+            async with fetch(self._api, msg.files, self._ctx.state_dir) as attachments:
+                result = await self._ctx.ingest(
+                    str(msg.chat_id),
+                    str(msg.user_id),
+                    msg.text or "",  # a photo without caption is still a message
+                    key=message_key(msg.chat_id, msg.message_id),
+                    meta=msg.meta,
+                    **({"attachments": attachments} if attachments else {}),  # older cores
+                )
+        except (AttachmentTooLarge, TelegramApiError) as exc:  # refused: tell the sender
+            if isinstance(exc, TelegramApiError) and (exc.status >= 500 or exc.status == 429):
+                raise  # Telegram's trouble, not the file's: the update comes back
+            text = str(exc) if isinstance(exc, AttachmentTooLarge) else f"Not delivered: {exc}"
+            self._spawn(self._notice(msg.chat_id, msg.message_id, text))
+            return
         except IdempotencyConflict as exc:
             # same key, other text: the ledger recorded the refusal; nothing to re-deliver
             log.warning("telegram: %s", exc)

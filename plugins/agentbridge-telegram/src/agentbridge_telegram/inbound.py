@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentbridge_telegram.api import get_logger
+from agentbridge_telegram.files import FileRef, file_refs
 
 log = get_logger(__name__)
 
@@ -26,6 +27,7 @@ class Inbound:
     text: str | None  # text or caption; None for stickers, photos without caption…
     chat_type: str | None
     username: str | None
+    files: tuple[FileRef, ...] = ()  # photo (largest size), document, voice note
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ def parse_update(update: dict[str, Any]) -> Inbound | None:
             text=_clean(msg.get("text")) or _clean(msg.get("caption")),
             chat_type=chat.get("type"),
             username=sender.get("username"),
+            files=file_refs(msg),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.error("telegram: skipped malformed update %s: %r", update_id, exc)

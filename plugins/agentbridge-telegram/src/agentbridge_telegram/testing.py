@@ -121,6 +121,8 @@ class FakeBotApi:
         self.blocked_chats: set[int | str] = set()
         self.migrated_chats: dict[int | str, int] = {}  # group id → its new supergroup id
         self.webhook: dict[str, Any] | None = None
+        self.files: dict[str, bytes] = {}  # file_id → bytes (getFile + the download URL)
+        self.downloads: list[str] = []  # file_paths fetched
         self._next_update = itertools.count(1000)
         self._next_message = itertools.count(1)
         self._new = asyncio.Condition()
@@ -143,6 +145,7 @@ class FakeBotApi:
         self._closed.clear()
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -183,8 +186,9 @@ class FakeBotApi:
         text: str | None = None,
         caption: str | None = None,
         message_id: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Queue a private-chat message update; returns the update."""
+        """Queue a private-chat message update (``extra``: more fields, e.g. ``photo``)."""
         message: dict[str, Any] = {
             "message_id": message_id if message_id is not None else next(self._next_message),
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
@@ -195,9 +199,16 @@ class FakeBotApi:
             message["text"] = text
         if caption is not None:
             message["caption"] = caption
+        message.update(extra or {})
         update = {"message": message}
         self.add_update(update)
         return update
+
+    def add_file(self, data: bytes) -> str:
+        """Store a file the bot may fetch; returns its ``file_id``."""
+        file_id = f"file{len(self.files) + 1}-{len(data)}"
+        self.files[file_id] = data
+        return file_id
 
     def redeliver(self, update: dict[str, Any]) -> int:
         """Hand out a copy of an update again, even if confirmed; returns the new update_id."""
@@ -246,6 +257,25 @@ class FakeBotApi:
             return _error(404, "Not Found: method not found")
         result: web.Response = await handler(params, request)
         return result
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        file_id = path.removeprefix("documents/")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        self.downloads.append(path)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+    async def _m_getFile(self, params: Params, request: web.Request) -> web.Response:
+        file_id = params.get("file_id")
+        if file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        size = len(self.files[file_id])
+        if size > 20 * 1024 * 1024:
+            return _error(400, "Bad Request: file is too big")
+        return _ok({"file_id": file_id, "file_size": size, "file_path": f"documents/{file_id}"})
 
     async def _m_getMe(self, params: Params, request: web.Request) -> web.Response:
         return _ok({"id": int(self.token.split(":")[0]), "is_bot": True, "username": "fake_bot"})

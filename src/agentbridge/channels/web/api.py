@@ -17,9 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from agentbridge.channels.web.sse import Notifier
+from agentbridge.channels.web.uploads import read_form
 from agentbridge.channels.web.views import event_view, message_view, outbox_view
 from agentbridge.ledger.store import ChannelLedger
-from agentbridge.plugin.protocols import ChannelContext
+from agentbridge.plugin.protocols import Attachment, AttachmentTooLarge, ChannelContext
 from agentbridge.sanitize import clean_text
 
 MAX_TEXT = 500_000
@@ -156,20 +157,29 @@ class ConsoleApi:
         """Ingest one message; the client's uuid key makes a retried POST the same message."""
         from agentbridge.ledger.store import IdempotencyConflict
 
-        if request.content_type != "application/json":
+        files: list[Attachment] = []
+        if request.content_type == "multipart/form-data":  # the chat form with files
+            try:
+                body, files = await read_form(request)
+            except AttachmentTooLarge as exc:
+                return web.json_response({"error": str(exc)}, status=413)
+            except ValueError as exc:
+                return web.json_response({"error": f"bad form: {exc}"}, status=400)
+        elif request.content_type != "application/json":
             return web.json_response({"error": "send JSON"}, status=415)
-        try:
-            body = json.loads((await request.read()).decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            return web.json_response(
-                {"error": f"body is not valid UTF-8 (byte {exc.start})"}, status=400
-            )
-        except ValueError:
-            return web.json_response({"error": "invalid JSON"}, status=400)
+        else:
+            try:
+                body = json.loads((await request.read()).decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                return web.json_response(
+                    {"error": f"body is not valid UTF-8 (byte {exc.start})"}, status=400
+                )
+            except ValueError:
+                return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "expected an object"}, status=400)
         text = body.get("text")
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+        if not isinstance(text, str) or not (text.strip() or files) or len(text) > MAX_TEXT:
             return web.json_response(
                 {"error": f"text must be 1..{MAX_TEXT} characters"}, status=400
             )
@@ -178,6 +188,8 @@ class ConsoleApi:
         conversation = _name(body.get("conversation") or "web", "conversation")
         agent = _name(body["agent"], "agent") if body.get("agent") else None
         kwargs: dict[str, Any] = {"key": key, "meta": {"via": "console"}}
+        if files:
+            kwargs["attachments"] = files
         if agent is not None:
             if not await self._known_agent(agent):
                 return web.json_response({"error": f"no agent named {agent!r}"}, status=404)
@@ -194,6 +206,8 @@ class ConsoleApi:
             )
         except Unroutable as exc:
             return web.json_response({"error": str(exc)}, status=422)
+        except AttachmentTooLarge as exc:
+            return web.json_response({"error": str(exc)}, status=413)
         view = await self._view(result.message)
         view["events"] = [event_view(e) for e in await self.ledger.events_for(result.message.id)]
         return web.json_response({"created": result.created, "message": view}, dumps=_dumps)

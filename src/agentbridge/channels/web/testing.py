@@ -7,15 +7,16 @@ with the fields the supervisor adds (health, state, restarts, detail).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from agentbridge.agent import attachments as files
 from agentbridge.channels.web.channel import WebChannel
 from agentbridge.config import ConsoleConfig
 from agentbridge.ledger.store import IngestResult, LedgerStore
-from agentbridge.plugin.protocols import ChannelContext
+from agentbridge.plugin.protocols import Attachment, ChannelContext
 
 #: what ``chromium.launch(args=…)`` needs to run headless in a container without a profile
 CHROMIUM_ARGS = [
@@ -44,8 +45,10 @@ def standalone_context(
         meta: dict[str, Any] | None = None,
         priority: int = 0,
         agent: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> IngestResult:
-        return await ledger.ingest(
+        staged = files.stage(state_dir / "workspace", attachments) if attachments else None
+        result = await ledger.ingest(
             channel,
             conversation,
             sender,
@@ -53,8 +56,11 @@ def standalone_context(
             key=key,
             agent=agent or default_agent,
             priority=priority,
-            meta=meta,
+            meta={**(meta or {}), "attachments": staged.meta} if staged else meta,
         )
+        if staged is not None and result.created:
+            files.place(staged.cwd, staged.token, result.message.id)
+        return result
 
     async def status() -> dict[str, Any]:
         stats: dict[str, Any] = await ledger.stats()

@@ -171,10 +171,11 @@ export async function showChat(agent) {
   $("#text").focus();
 }
 
-async function send(text) {
+async function send(text, files = []) {
   const key = randomId();
   const article = turnArticle(key);
-  $(".bubble.user .text", article).textContent = text;
+  const names = files.map((f) => `[${f.name}]`).join(" ");
+  $(".bubble.user .text", article).textContent = names ? `${text} ${names}`.trim() : text;
   $(".status-text", article).textContent = STATUS_TEXT.sending;
   app.pending.set(key, article);
   $("#thread-empty").hidden = true;
@@ -183,7 +184,9 @@ async function send(text) {
   const body = { agent: app.route.agent, conversation: app.conversation, text, key };
   for (let attempt = 0; ; attempt++) {
     try {
-      const result = await api("/api/send", { json: body });
+      const result = files.length
+        ? await api("/api/send", { form: formOf(body, files) })
+        : await api("/api/send", { json: body });
       applyMessage(result.message, result.message.events);
       return;
     } catch (error) {
@@ -199,14 +202,24 @@ async function send(text) {
   }
 }
 
+function formOf(body, files) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(body)) if (value) form.append(name, value);
+  if (!body.text) form.append("text", "");
+  for (const file of files) form.append("file", file, file.name);
+  return form;
+}
+
 export function setupComposer(restart) {
   // ``restart``: reopen the current view (after "New thread" picked a new conversation id)
   const text = $("#text");
   const button = $("#send");
+  const picker = $("#files");
   const update = () => {
-    button.disabled = !text.value.trim();
+    button.disabled = !text.value.trim() && !picker.files.length;
   };
   text.addEventListener("input", update);
+  picker.addEventListener("change", update);
   text.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -216,10 +229,12 @@ export function setupComposer(restart) {
   $("#composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = text.value;
-    if (!value.trim()) return;
+    const files = Array.from(picker.files);
+    if (!value.trim() && !files.length) return;
     text.value = "";
+    picker.value = "";
     update();
-    send(value);
+    send(value, files);
   });
   $("#new-thread").addEventListener("click", () => {
     localStorage.removeItem("agentbridge.conversation");

@@ -45,6 +45,10 @@ export async function api(path, options = {}) {
     init.headers = { ...init.headers, "Content-Type": "application/json" };
     init.body = JSON.stringify(options.json);
   }
+  if (options.form !== undefined) {
+    init.method = "POST";
+    init.body = options.form; // FormData: the browser sets the multipart boundary
+  }
   const response = await fetch(path, init);
   let data = null;
   try {
