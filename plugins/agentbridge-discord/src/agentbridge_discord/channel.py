@@ -87,6 +87,7 @@ class DiscordChannel:
         self._held: set[int] = set()  # channels whose cursor waits for a failed ingest
         self._origins: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._progress: dict[str, list[str]] = {}  # chunk key → ids of sub-parts already sent
+        self._nonces: OrderedDict[str, int] = OrderedDict()  # nonce → messages created
         self._answered: set[int] = set()  # refused users already told so
         self._background: set[asyncio.Task[Any]] = set()
         self.refused = 0
@@ -344,8 +345,13 @@ class DiscordChannel:
                 first = item.parts_sent == 0 and number == 0
                 target = reply_target(item.reply_to) if first else None
                 nonce = nonce_for(item.idem_key, item.parts_sent, number, part)
+                uses = self._nonces.get(nonce, 0)  # the same part sent again on purpose
+                nonce = nonce if not uses else nonce_for(nonce, uses, number, part)
                 message = await asyncio.wait_for(
                     self._send(channel_id, part, nonce, target), self.settings.request_timeout
+                )
+                remember(
+                    self._nonces, nonce_for(item.idem_key, item.parts_sent, number, part), uses + 1
                 )
                 sent.append(str(message.id))
         except Exception as exc:
