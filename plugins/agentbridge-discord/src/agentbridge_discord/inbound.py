@@ -80,7 +80,7 @@ def from_message(
         author_is_bot=bool(msg.author.bot),
         author_name=str(msg.author.name),
         content=_clean(msg.content),
-        mentions=frozenset(msg.raw_mentions),
+        mentions=frozenset(msg.raw_mentions) | {user.id for user in msg.mentions},
         attachments=len(msg.attachments),
         system=msg.type not in (discord.MessageType.default, discord.MessageType.reply),
     )
