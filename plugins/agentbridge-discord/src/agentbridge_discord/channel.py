@@ -184,6 +184,11 @@ class DiscordChannel:
                 if msg.channel_id not in self._held:
                     self._advance(msg)
             else:
+                assert self.cursors is not None
+                if self.cursors.get(msg.channel_id) is None:  # a first message: read from it
+                    self.cursors.advance(
+                        msg.channel_id, msg.message_id - 1, msg.guild_id, msg.parent_id
+                    )
                 self._hold(msg.channel_id)
 
     async def _on_session(self, kind: str) -> None:
