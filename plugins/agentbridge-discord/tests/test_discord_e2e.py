@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,8 @@ from discord_helpers import ALICE, DM, MALLORY
 from agentbridge_discord.testing import FakeDiscord
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+#: log path → (start another supervisor, the processes started so far)
+RESTART: dict[str, tuple[Callable[[], Awaitable[None]], list[asyncio.subprocess.Process]]] = {}
 
 
 @pytest.fixture
@@ -47,21 +49,36 @@ async def bridge(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[tuple[Path,
         AGENTBRIDGE_LOAD_PLUGINS="discord",
     )
     log_path = tmp_path / "bridge.log"
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentbridge.cli", "up", env=env, stdout=log, stderr=log,
-            start_new_session=True,
-        )  # fmt: skip
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        with log_path.open("ab") as log:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "agentbridge.cli",
+                    "up",
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
+
+    await spawn()
+    RESTART[str(log_path)] = (spawn, procs)
     try:
         yield log_path, socket
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
         kill = await asyncio.create_subprocess_exec(
             "tmux", "-L", socket, "kill-server", stderr=asyncio.subprocess.DEVNULL
         )
@@ -106,3 +123,36 @@ async def test_round_trip_through_the_real_bridge(
         environ = Path(f"/proc/{pid.decode()}/environ")
         if environ.exists():  # noqa: ASYNC240 (Linux; macOS has no /proc)
             assert fake.token.encode() not in environ.read_bytes()  # noqa: ASYNC240
+
+
+async def test_sigkilled_bridge_catches_up_what_was_sent_while_down(
+    fake: FakeDiscord, bridge: tuple[Path, str]
+) -> None:
+    """SIGKILL the supervisor; a message sent while it is down (in the channel's history
+    only, no gateway to dispatch it) is read back after the restart and answered once."""
+    log_path, _ = bridge
+    spawn, procs = RESTART[str(log_path)]
+
+    async def answered(text: str) -> bool:
+        return f"echo: {text}" in fake.reply_texts()
+
+    try:
+        await async_wait_until(lambda: connected(fake, 1), timeout=30, what="IDENTIFY")
+        await fake.post(DM, ALICE, "before the kill")
+        await async_wait_until(lambda: answered("before the kill"), timeout=45, what="reply 1")
+        procs[-1].kill()  # SIGKILL: no shutdown path runs
+        await procs[-1].wait()
+        fake.message(DM, ALICE, "while it was dead")
+        await spawn()
+        await async_wait_until(lambda: connected(fake, 2), timeout=30, what="IDENTIFY again")
+        await async_wait_until(lambda: answered("while it was dead"), timeout=45, what="reply 2")
+    except AssertionError:
+        log = log_path.read_text(errors="replace")  # failure path only
+        raise AssertionError(log[-3000:]) from None
+    texts = fake.reply_texts()
+    assert texts.count("echo: before the kill") == 1  # the catch-up did not re-ingest it
+    assert texts.count("echo: while it was dead") == 1
+
+
+async def connected(fake: FakeDiscord, sessions: int) -> bool:
+    return len(fake.identify) >= sessions
