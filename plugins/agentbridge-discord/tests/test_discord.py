@@ -52,6 +52,7 @@ async def test_dm_is_ingested_and_cursor_stored(fake, ledger, start_channel, tmp
     assert cursor is not None and cursor.last == mid
     assert channel.fatal is None
     assert fake.identify[0]["intents"] & (1 << 15), "Message Content intent not requested"
+    assert fake.compression[0] in ("zlib-stream", "zstd-stream")  # what discord.py asks for
 
 
 async def test_killed_before_ingest_restart_catches_up_one_row(fake, ledger, start_channel) -> None:

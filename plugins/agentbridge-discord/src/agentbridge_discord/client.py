@@ -22,6 +22,16 @@ from agentbridge_discord.settings import DiscordSettings
 log = logging.getLogger(__name__)
 
 API_VERSION = 10
+
+
+class _NoVoiceNotice(logging.Filter):
+    """discord.py warns at every start that voice libraries are missing; we never use voice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+logging.getLogger("discord.client").addFilter(_NoVoiceNotice())
 _DEFAULTS: tuple[str, yarl.URL] = (discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
 
 

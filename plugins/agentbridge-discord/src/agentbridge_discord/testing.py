@@ -54,6 +54,7 @@ class FakeDiscord:
         self.reactions: list[tuple[str, int, int, str]] = []  # (PUT/DELETE, chan, msg, emoji)
         self.ops: list[int | None] = []  # gateway opcodes received, in order
         self.identify: list[dict[str, Any]] = []
+        self.compression: list[str | None] = []  # what each gateway connection asked for
         self.fail_next: list[str] = []
         self.always_fail: str | None = None
         self.hang_seconds = 30.0
@@ -284,6 +285,7 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self.compression.append(request.query.get("compress"))
         if request.query.get("compress") == "zlib-stream":
             self._ws_zlib[id(ws)] = zlib.compressobj()
         self.sockets.append(ws)
