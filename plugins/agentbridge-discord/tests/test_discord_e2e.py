@@ -1,0 +1,158 @@
+"""The whole bridge with Discord: ``agentbridge up`` (demo agent in tmux) ↔ the fake Discord.
+
+Loaded through the real entry point in a real supervisor process: a DM reaches the agent, the
+agent's answer comes back as a reply referencing it, the ✅ receipt shows on the message, a
+stranger's message never reaches the agent, and the bot token is not in the agent's env.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from agentbridge.testing import async_wait_until
+from discord_helpers import ALICE, DM, MALLORY
+
+from agentbridge_discord.testing import FakeDiscord
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+#: log path → (start another supervisor, the processes started so far)
+RESTART: dict[str, tuple[Callable[[], Awaitable[None]], list[asyncio.subprocess.Process]]] = {}
+
+
+@pytest.fixture
+async def bridge(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
+    home, state = tmp_path / "home", tmp_path / "state"
+    home.mkdir()
+    socket = f"abdc-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'state_dir = "{state}"\ntmux_socket = "{socket}"\n'
+        f'[ledger]\npath = "{state / "ledger.db"}"\n'
+        "[console]\nenabled = false\n"
+        '[agents.demo]\nruntime = "demo"\n'
+        f'[channels.discord]\napi_base_url = "{fake.api_base_url}"\n'
+        f'gateway_url = "{fake.gateway_url}"\nallowed_users = ["{ALICE}"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
+    env.update(
+        HOME=str(home),
+        AGENTBRIDGE_CONFIG=str(config),
+        AGENTBRIDGE_DISCORD_TOKEN=fake.token,
+        AGENTBRIDGE_LOAD_PLUGINS="discord",
+    )
+    log_path = tmp_path / "bridge.log"
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        with log_path.open("ab") as log:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "agentbridge.cli",
+                    "up",
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
+
+    await spawn()
+    RESTART[str(log_path)] = (spawn, procs)
+    try:
+        yield log_path, socket
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        kill = await asyncio.create_subprocess_exec(
+            "tmux", "-L", socket, "kill-server", stderr=asyncio.subprocess.DEVNULL
+        )
+        await kill.wait()
+
+
+async def test_round_trip_through_the_real_bridge(
+    fake: FakeDiscord, bridge: tuple[Path, str]
+) -> None:
+    log_path, socket = bridge
+
+    async def connected() -> bool:
+        return bool(fake.identify)
+
+    try:
+        await async_wait_until(connected, timeout=30, what="the bridge's IDENTIFY")
+        await fake.post(DM, MALLORY, "let me in")
+        message_id = await fake.post(DM, ALICE, "hello from discord")
+
+        async def answered() -> bool:
+            return "echo: hello from discord" in fake.reply_texts()
+
+        await async_wait_until(answered, timeout=45, what="the agent's reply on Discord")
+    except AssertionError:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(log[-3000:]) from None
+    [answer] = [s for s in fake.sent if s.content.startswith("echo:")]
+    assert answer.channel_id == DM and answer.reply_to == message_id and answer.nonce
+
+    async def ticked() -> bool:
+        return ("PUT", DM, message_id, "✅") in fake.reactions
+
+    await async_wait_until(ticked, timeout=10, what="✅ on the original message")
+    assert not any("let me in" in s.content for s in fake.sent)  # never reached the agent
+    assert fake.token not in log_path.read_text(errors="replace")
+    panes = await asyncio.create_subprocess_exec(
+        "tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_pid}",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await panes.communicate()
+    for pid in out.split():
+        environ = Path(f"/proc/{pid.decode()}/environ")
+        if environ.exists():  # noqa: ASYNC240 (Linux; macOS has no /proc)
+            assert fake.token.encode() not in environ.read_bytes()  # noqa: ASYNC240
+
+
+async def test_sigkilled_bridge_catches_up_what_was_sent_while_down(
+    fake: FakeDiscord, bridge: tuple[Path, str]
+) -> None:
+    """SIGKILL the supervisor; a message sent while it is down (in the channel's history
+    only, no gateway to dispatch it) is read back after the restart and answered once."""
+    log_path, _ = bridge
+    spawn, procs = RESTART[str(log_path)]
+
+    async def answered(text: str) -> bool:
+        return f"echo: {text}" in fake.reply_texts()
+
+    try:
+        await async_wait_until(lambda: connected(fake, 1), timeout=30, what="IDENTIFY")
+        await fake.post(DM, ALICE, "before the kill")
+        await async_wait_until(lambda: answered("before the kill"), timeout=45, what="reply 1")
+        procs[-1].kill()  # SIGKILL: no shutdown path runs
+        await procs[-1].wait()
+        fake.message(DM, ALICE, "while it was dead")
+        await spawn()
+        await async_wait_until(lambda: connected(fake, 2), timeout=30, what="IDENTIFY again")
+        await async_wait_until(lambda: answered("while it was dead"), timeout=45, what="reply 2")
+    except AssertionError:
+        log = log_path.read_text(errors="replace")  # failure path only
+        raise AssertionError(log[-3000:]) from None
+    texts = fake.reply_texts()
+    assert texts.count("echo: before the kill") == 1  # the catch-up did not re-ingest it
+    assert texts.count("echo: while it was dead") == 1
+
+
+async def connected(fake: FakeDiscord, sessions: int) -> bool:
+    return len(fake.identify) >= sessions
