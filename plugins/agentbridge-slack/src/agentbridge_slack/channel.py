@@ -45,6 +45,10 @@ from agentbridge_slack.mrkdwn import HARD_LIMIT, MAX_MESSAGE_LENGTH, to_mrkdwn
 from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
 
 log = logging.getLogger(__name__)
+#: the SDK logs request headers (the bearer token) and raw socket messages (senders' text) at
+#: debug level: its clients get this logger, which never goes below INFO, even under ``-v``
+SDK_LOG = logging.getLogger("agentbridge_slack.sdk")
+SDK_LOG.setLevel(logging.INFO)
 
 EMPTY_REPLY = "(the agent's reply was empty)"
 #: live channels, so the module-level ``host_woke`` hook can reach them
@@ -94,14 +98,22 @@ class SlackChannel:
         self._cursor = Cursor(ctx.state_dir / "slack-cursor.json")
         timeout = int(max(settings.request_timeout, 1))
         self._web = AsyncWebClient(
-            token=bot, base_url=settings.base_url, timeout=timeout, retry_handlers=[]
+            token=bot,
+            base_url=settings.base_url,
+            timeout=timeout,
+            retry_handlers=[],
+            logger=SDK_LOG,
         )
         self._web.timeout = settings.request_timeout  # type: ignore[assignment]
-        self._reader = AsyncWebClient(token=bot, base_url=settings.base_url, timeout=timeout)
+        self._reader = AsyncWebClient(
+            token=bot, base_url=settings.base_url, timeout=timeout, logger=SDK_LOG
+        )
         if not settings.allowed_users:
             log.warning("slack: allowed_users is empty: every sender will be refused")
         await self._check_token()
-        socket = SocketModeClient(app_token=app, web_client=self._reader, ping_interval=5)
+        socket = SocketModeClient(
+            app_token=app, web_client=self._reader, ping_interval=5, logger=SDK_LOG
+        )
         socket.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
         socket.message_listeners.append(self._on_message)
         self._socket = socket

@@ -70,6 +70,7 @@ class FakeSlack:
         """Listen on a free port of 127.0.0.1."""
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
         app.router.add_get("/link/", self._link)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -228,6 +229,8 @@ class FakeSlack:
     # ------------------------------------------------------------------ the Web API
 
     async def _args(self, request: web.Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return {}
         if request.content_type == "application/json":
             data = await request.json()
             return dict(data) if isinstance(data, dict) else {}
