@@ -33,7 +33,7 @@ async def test_dm_is_acked_only_after_the_commit(
     [row] = await ledger.list_messages(channel="slack")
     assert (row.conversation, row.sender, row.text) == (DM, ALICE, "hello <agent>")
     assert row.platform_id == f"{DM}:{msg['ts']}"
-    [(key, committed)] = commits
+    [(_key, committed)] = commits
     ack = fake.envelopes[env].ack_times[0]
     assert ack >= committed, f"acked {committed - ack:.6f}s before the commit"
     print(f"ingest→ack {1000 * (ack - committed):.2f} ms")

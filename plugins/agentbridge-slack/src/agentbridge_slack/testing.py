@@ -277,8 +277,6 @@ class FakeSlack:
         self, request: web.Request, args: dict[str, Any]
     ) -> web.Response:
         channel = str(args.get("channel"))
-        if channel not in self.history and channel not in self.members:
-            return web.json_response({"ok": False, "error": "channel_not_found"})
         top = [
             m
             for m in self.history.get(channel, [])
