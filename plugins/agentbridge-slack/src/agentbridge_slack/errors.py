@@ -8,6 +8,7 @@ an answer coming back (timeout, reset, a 5xx) is ``unknown``: never resent blind
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiohttp
 from agentbridge.plugin.protocols import DeliveryError, ErrorClass
@@ -71,7 +72,7 @@ def classify(exc: BaseException) -> ErrorClass | None:
         if status >= 500 or code in UNKNOWN_CODES or not code:
             return ErrorClass.UNKNOWN
         return ErrorClass.TRANSIENT  # Slack answered ok:false: it did not post
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError, socket.gaierror)):
         return ErrorClass.TRANSIENT  # never connected: nothing was written
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ClientError, OSError)):
         return ErrorClass.UNKNOWN
