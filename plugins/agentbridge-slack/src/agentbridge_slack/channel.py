@@ -1,0 +1,336 @@
+"""The Slack channel: Socket Mode events in, ``chat.postMessage`` out.
+
+The one rule that makes it lossless: a Socket Mode envelope is acked (which is how Slack
+learns it was received) only after ``ctx.ingest`` returned, i.e. after the ledger commit. A
+crash in between means Slack redelivers the envelope (``retry_attempt`` + 1), and ingest,
+idempotent on ``"<channel>:<ts>"``, turns the second copy into a no-op.
+
+Why not bolt's ``AsyncSocketModeHandler``: bolt acks an event before its listener runs
+(unless ``process_before_response``), and its ack is the HTTP-style response of the whole
+dispatch. The slack_sdk ``SocketModeClient`` bolt runs on lets us send the ack ourselves,
+after the commit, and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any
+
+from agentbridge.config import ConfigError
+from agentbridge.ledger.sqlite import IdempotencyConflict
+from agentbridge.models import OutboxItem
+from agentbridge.plugin.protocols import (
+    ChannelContext,
+    ChannelLimits,
+    ErrorClass,
+    Receipt,
+    Reconciled,
+)
+from agentbridge.supervisor.routing import Unroutable
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from agentbridge_slack import catchup, receipts
+from agentbridge_slack.cursor import Cursor
+from agentbridge_slack.errors import api_code, classify, to_delivery_error
+from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
+from agentbridge_slack.mrkdwn import HARD_LIMIT, MAX_MESSAGE_LENGTH, to_mrkdwn
+from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
+
+log = logging.getLogger(__name__)
+#: the SDK logs request headers (the bearer token) and raw socket messages (senders' text) at
+#: debug level: its clients get this logger, which never goes below INFO, even under ``-v``
+SDK_LOG = logging.getLogger("agentbridge_slack.sdk")
+SDK_LOG.setLevel(logging.INFO)
+
+EMPTY_REPLY = "(the agent's reply was empty)"
+#: live channels, so the module-level ``host_woke`` hook can reach them
+LIVE: weakref.WeakSet[SlackChannel] = weakref.WeakSet()
+
+
+class SlackChannel:
+    """One Slack app. ``settings=None`` reads the table from ``ChannelContext.config``."""
+
+    name = "slack"
+    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+
+    def __init__(
+        self, settings: SlackSettings | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.settings = settings
+        self._env = env
+        self._ctx: ChannelContext | None = None
+        self._web: AsyncWebClient | None = None  # outbound: no SDK retries (at most once)
+        self._reader: AsyncWebClient | None = None  # catch-up and socket URLs: SDK retries ok
+        self._socket: SocketModeClient | None = None
+        self._cursor: Cursor | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._catching_up: asyncio.Task[None] | None = None
+        self._again = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: set[str] = set()  # channel threads we answer in
+        self._sent_at: dict[str, float] = {}
+        self.bot_user: str | None = None
+        self.team: str | None = None
+        self.connections = 0
+        self.refused = 0
+        self.ingest_failures = 0
+        self.caught_up = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, ctx: ChannelContext) -> None:
+        """Read the tokens, check the bot token with auth.test, connect the socket."""
+        if self.settings is None:
+            self.settings = parse_settings(dict(ctx.config))
+        settings = self.settings
+        bot, app = load_tokens(settings, self._env)
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._cursor = Cursor(ctx.state_dir / "slack-cursor.json")
+        timeout = int(max(settings.request_timeout, 1))
+        self._web = AsyncWebClient(
+            token=bot,
+            base_url=settings.base_url,
+            timeout=timeout,
+            retry_handlers=[],
+            logger=SDK_LOG,
+        )
+        self._web.timeout = settings.request_timeout  # type: ignore[assignment]
+        self._reader = AsyncWebClient(
+            token=bot, base_url=settings.base_url, timeout=timeout, logger=SDK_LOG
+        )
+        if not settings.allowed_users:
+            log.warning("slack: allowed_users is empty: every sender will be refused")
+        await self._check_token()
+        socket = SocketModeClient(
+            app_token=app, web_client=self._reader, ping_interval=5, logger=SDK_LOG
+        )
+        socket.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
+        socket.message_listeners.append(self._on_message)
+        self._socket = socket
+        self._spawn(self._connect())
+        LIVE.add(self)
+
+    async def _check_token(self) -> None:
+        assert self._web is not None
+        try:
+            me = await self._web.auth_test()
+        except SlackApiError as exc:
+            if api_code(exc) in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+                raise ConfigError(
+                    f"config: channels.slack: the bot token was rejected ({api_code(exc)})"
+                ) from None
+            log.warning("slack: auth.test failed (will keep trying): %s", api_code(exc))
+            return
+        except Exception as exc:
+            log.warning("slack: Web API unreachable (will keep trying): %s", type(exc).__name__)
+            return
+        self.bot_user = me.get("user_id")
+        self.team = me.get("team_id")
+        log.info("slack: connected as %s in %s", self.bot_user, self.team)
+
+    async def _connect(self) -> None:
+        assert self._socket is not None
+        try:
+            await self._socket.connect()  # type: ignore[no-untyped-call]
+        except SlackApiError as exc:
+            log.error("slack: the app-level token was refused (%s)", api_code(exc))
+
+    async def stop(self) -> None:
+        """Close the socket and cancel background work; safe to call twice."""
+        LIVE.discard(self)
+        socket, self._socket = self._socket, None
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close()  # type: ignore[no-untyped-call]
+
+    def status(self) -> dict[str, Any]:
+        """A small snapshot for ``agentbridge status``."""
+        return {
+            "bot": self.bot_user,
+            "team": self.team,
+            "connections": self.connections,
+            "refused": self.refused,
+            "caught_up": self.caught_up,
+        }
+
+    def wake(self) -> None:
+        """Called by the ``host_woke`` hook (any thread): reconnect now."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self._socket is not None:
+            self._spawn(self._socket.connect_to_new_endpoint(force=True))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _on_message(self, client: Any, message: dict[str, Any], raw: str | None) -> None:
+        """Every new connection starts with ``hello``: catch up what we missed meanwhile."""
+        if message.get("type") != "hello":
+            return
+        self.connections += 1
+        if self.settings is not None and self.settings.catch_up:
+            self._request_catch_up()
+
+    def _request_catch_up(self) -> None:
+        if self._catching_up is not None and not self._catching_up.done():
+            self._again = True  # one more pass after this one: it may have started too early
+            return
+        self._catching_up = asyncio.get_running_loop().create_task(self._catch_up())
+        self._tasks.add(self._catching_up)
+        self._catching_up.add_done_callback(self._tasks.discard)
+
+    async def _catch_up(self) -> None:
+        while True:
+            self._again = False
+            try:
+                assert self._reader is not None and self._cursor is not None
+                async for msg in catchup.missed(self._reader, self._cursor, self.bot_user):
+                    if await self._handle(msg):
+                        self.caught_up += 1
+            except Exception as exc:
+                log.warning("slack: catch-up stopped early (next connect retries): %s", exc)
+            if not self._again:
+                return
+
+    async def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+        """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends)."""
+        if req.type == "events_api":
+            payload = req.payload if isinstance(req.payload, dict) else {}
+            event = payload.get("event")
+            msg = None
+            if isinstance(event, dict):
+                msg = parse_event(
+                    event, self.bot_user, payload.get("team_id"), str(payload.get("event_id", ""))
+                )
+            if msg is not None:
+                try:
+                    await self._handle(msg)
+                except Exception:
+                    self.ingest_failures += 1
+                    log.exception(
+                        "slack: envelope %s not stored; Slack will resend", req.envelope_id
+                    )
+                    return
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    def _allowed(self, msg: SlackMessage) -> bool:
+        settings = self.settings
+        assert settings is not None
+        if msg.user is None or msg.user not in settings.allowed_users:
+            return False
+        if settings.allowed_teams and msg.team not in settings.allowed_teams:
+            return False
+        return not settings.allowed_channels or msg.channel in settings.allowed_channels
+
+    async def _handle(self, msg: SlackMessage) -> bool:
+        """Store one message (or refuse it); True when a new row was made. Raises only when
+        the ingest itself failed: then the envelope must come back."""
+        assert self._ctx is not None and self.settings is not None and self._cursor is not None
+        async with self._lock:
+            if not wanted(msg, self._threads):
+                self._cursor.advance(msg.channel, msg.ts)
+                return False
+            if not self._allowed(msg):
+                self.refused += 1
+                # ids only: a stranger's text never reaches a log line
+                log.warning(
+                    "slack: refused a message from user %s (team %s) in %s",
+                    msg.user,
+                    msg.team,
+                    msg.channel,
+                )
+                self._cursor.advance(msg.channel, msg.ts)
+                return False
+            if not msg.text:
+                self._cursor.advance(msg.channel, msg.ts)
+                return False
+            conversation = msg.conversation(self.settings.reply_in_thread)
+            try:
+                result = await self._ctx.ingest(
+                    conversation, msg.user or "", msg.text, key=msg.key, meta=msg.meta
+                )
+            except IdempotencyConflict as exc:  # same key, other text: recorded, not resent
+                log.warning("slack: %s", exc)
+                self._cursor.advance(msg.channel, msg.ts)
+                return False
+            except Unroutable as exc:
+                log.warning("slack: message %s not routed: %s", msg.key, exc)
+                self._cursor.advance(msg.channel, msg.ts)
+                return False
+            if ":" in conversation:
+                self._threads.add(conversation)
+            self._cursor.advance(msg.channel, msg.ts)
+            return result.created
+
+    # ------------------------------------------------------------------ sending
+
+    async def deliver(self, item: OutboxItem) -> str | None:
+        """Post one relay chunk (mrkdwn) into its DM or thread; return its ts."""
+        if self._web is None:
+            raise to_delivery_error(ConnectionRefusedError("slack channel not started"))
+        channel, thread = split_conversation(item.conversation)
+        text = to_mrkdwn(item.text) or EMPTY_REPLY
+        self._sent_at[f"{item.id}:{item.parts_sent}"] = time.time()
+        first_ts: str | None = None
+        try:
+            for start in range(0, len(text), HARD_LIMIT):  # one piece unless escaping exploded
+                answer = await self._web.chat_postMessage(
+                    channel=channel,
+                    text=text[start : start + HARD_LIMIT],
+                    thread_ts=thread,
+                    mrkdwn=True,
+                    unfurl_links=False,
+                )
+                first_ts = first_ts or str(answer.get("ts"))
+        except Exception as exc:
+            error = to_delivery_error(exc)
+            log.warning(
+                "slack: reply %s to %s not delivered (%s): %s",
+                item.id,
+                item.conversation,
+                error.error_class,
+                error,
+            )
+            raise error from None
+        if thread is not None:
+            self._threads.add(item.conversation)
+        return first_ts
+
+    def classify_error(self, exc: BaseException) -> ErrorClass | None:
+        """Slack's rules (see ``errors.classify``); None for errors that are not ours."""
+        return classify(exc)
+
+    async def reconcile(self, item: OutboxItem) -> Reconciled:
+        """Look for our own message with this text in the DM or thread since the attempt."""
+        if self._reader is None:
+            raise RuntimeError("slack channel not started")
+        channel, thread = split_conversation(item.conversation)
+        since = self._sent_at.get(f"{item.id}:{item.parts_sent}", item.updated_at) - 5
+        text = (to_mrkdwn(item.text) or EMPTY_REPLY)[:HARD_LIMIT]
+        found = await catchup.find_own(self._reader, channel, thread, since, text, self.bot_user)
+        return Reconciled(landed=found is not None, platform_message_id=found)
+
+    async def receipt(self, receipt: Receipt) -> None:
+        """Reactions on the sender's message; best effort, never raises."""
+        await receipts.send(self._web, receipt)

@@ -1,0 +1,32 @@
+"""The entry point (``[project.entry-points.agentbridge] slack``): registration and wake.
+
+The channel registers only when ``[channels.slack]`` exists, so installing the package changes
+nothing until the user configures an app. A bad table stops the bridge with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentbridge.config import Config
+from agentbridge.plugin.hookspecs import hookimpl
+from agentbridge.plugin.protocols import Channel
+
+from agentbridge_slack.channel import LIVE, SlackChannel
+from agentbridge_slack.settings import parse_settings
+
+
+@hookimpl
+def register_channels(register: Callable[[Channel], None], config: Config) -> None:
+    """Register the Slack channel when it is configured."""
+    table = config.channels.get("slack")
+    if table is None:
+        return
+    register(SlackChannel(parse_settings(table)))
+
+
+@hookimpl
+def host_woke(slept_seconds: float) -> None:
+    """After a sleep the WebSocket is likely dead: reconnect (and catch up) now."""
+    for channel in list(LIVE):
+        channel.wake()

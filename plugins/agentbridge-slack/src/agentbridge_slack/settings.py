@@ -1,0 +1,143 @@
+"""The ``[channels.slack]`` table, validated strictly, and the two tokens, read safely.
+
+Every error is one ``ConfigError`` line naming the key: a misspelt ``alowed_users`` silently
+ignored would mean "nobody" (or worse, a silently dropped team restriction).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentbridge.config import ConfigError
+
+#: the public Web API, built from parts so the host name is in exactly one place
+DEFAULT_BASE_URL = "https://" + "slack" + ".com/api/"
+BOT_TOKEN_ENV = "AGENTBRIDGE_SLACK_BOT_TOKEN"
+APP_TOKEN_ENV = "AGENTBRIDGE_SLACK_APP_TOKEN"
+
+_KEYS = {
+    "bot_token_file",
+    "app_token_file",
+    "allowed_users",
+    "allowed_teams",
+    "allowed_channels",
+    "base_url",
+    "request_timeout",
+    "catch_up",
+    "reply_in_thread",
+}
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """One validated ``[channels.slack]`` table."""
+
+    bot_token_file: Path | None = None
+    app_token_file: Path | None = None
+    #: Slack user ids (``U…``/``W…``) allowed to talk to the agents; empty = nobody
+    allowed_users: frozenset[str] = frozenset()
+    #: when set, only these workspaces (``T…``)
+    allowed_teams: frozenset[str] = frozenset()
+    #: when set, only these conversations (``C…``/``D…``/``G…``)
+    allowed_channels: frozenset[str] = frozenset()
+    base_url: str = DEFAULT_BASE_URL
+    request_timeout: float = 20.0
+    #: read ``conversations.history`` since the last seen ts on start and after a reconnect
+    catch_up: bool = True
+    #: a top-level @mention in a channel is answered in a thread under it
+    reply_in_thread: bool = True
+
+
+def _want(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"config: channels.slack.{key} must not be a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"config: channels.slack.{key} has the wrong type: {value!r}")
+    return value
+
+
+def _ids(table: dict[str, Any], key: str, prefixes: str) -> frozenset[str]:
+    values = _want(table.get(key, []), list, key)
+    out: set[str] = set()
+    for value in values:
+        if not isinstance(value, str) or not value or value[0] not in prefixes:
+            raise ConfigError(
+                f"config: channels.slack.{key} must list Slack ids starting with "
+                f"{'/'.join(prefixes)}, not {value!r}"
+            )
+        out.add(value)
+    return frozenset(out)
+
+
+def parse_settings(table: dict[str, Any]) -> SlackSettings:
+    """Validate a ``[channels.slack]`` table (unknown keys are errors)."""
+    for key in table:
+        if key not in _KEYS:
+            raise ConfigError(
+                f"config: unknown key channels.slack.{key!r} (allowed: {', '.join(sorted(_KEYS))})"
+            )
+    base_url = _want(table.get("base_url", DEFAULT_BASE_URL), str, "base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"config: channels.slack.base_url must be an http(s) URL: {base_url}")
+    timeout = float(_want(table.get("request_timeout", 20), (int, float), "request_timeout"))
+    if timeout <= 0:
+        raise ConfigError("config: channels.slack.request_timeout must be > 0")
+    files: dict[str, Path | None] = {}
+    for key in ("bot_token_file", "app_token_file"):
+        raw = table.get(key)
+        files[key] = None if raw is None else Path(_want(raw, str, key)).expanduser()
+    return SlackSettings(
+        bot_token_file=files["bot_token_file"],
+        app_token_file=files["app_token_file"],
+        allowed_users=_ids(table, "allowed_users", "UW"),
+        allowed_teams=_ids(table, "allowed_teams", "TE"),
+        allowed_channels=_ids(table, "allowed_channels", "CDG"),
+        base_url=base_url.rstrip("/") + "/",
+        request_timeout=timeout,
+        catch_up=_want(table.get("catch_up", True), bool, "catch_up"),
+        reply_in_thread=_want(table.get("reply_in_thread", True), bool, "reply_in_thread"),
+    )
+
+
+def _read_secret(
+    path: Path | None, key: str, env_name: str, prefix: str, env: dict[str, str]
+) -> str:
+    """One token from its file (must not be group/world readable) or its env var.
+
+    A readable-by-others file is refused, not warned about: anyone who can read it can
+    impersonate the bot and talk to the agents.
+    """
+    where = f"channels.slack.{key}"
+    if path is not None:
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(f"config: {where} {path}: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"config: {where} {path} is readable by others "
+                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+            )
+        token = path.read_text(encoding="utf-8").strip()
+        source = f"{where} {path}"
+    else:
+        token = env.get(env_name, "").strip()
+        source = f"${env_name}"
+        if not token:
+            raise ConfigError(f"config: channels.slack needs {key} (mode 0600) or ${env_name}")
+    if not token.startswith(prefix):
+        # never echo the value: say only what shape was expected
+        raise ConfigError(f"config: {source} does not hold a {prefix}… token")
+    return token
+
+
+def load_tokens(settings: SlackSettings, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(bot token ``xoxb-…``, app-level token ``xapp-…``) or one clear ``ConfigError``."""
+    env = dict(os.environ) if env is None else env
+    bot = _read_secret(settings.bot_token_file, "bot_token_file", BOT_TOKEN_ENV, "xoxb-", env)
+    app = _read_secret(settings.app_token_file, "app_token_file", APP_TOKEN_ENV, "xapp-", env)
+    return bot, app
