@@ -12,7 +12,6 @@ from agentbridge.config import Config
 from agentbridge.plugin.hookspecs import hookimpl
 from agentbridge.plugin.protocols import Channel
 
-from agentbridge_discord.channel import DiscordChannel
 from agentbridge_discord.settings import parse_settings
 
 
@@ -22,4 +21,7 @@ def register_channels(register: Callable[[Channel], None], config: Config) -> No
     table = config.channels.get("discord")
     if table is None:
         return
-    register(DiscordChannel(parse_settings(table)))
+    settings = parse_settings(table)
+    from agentbridge_discord.channel import DiscordChannel  # the SDK loads only when configured
+
+    register(DiscordChannel(settings))

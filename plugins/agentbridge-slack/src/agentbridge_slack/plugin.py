@@ -6,13 +6,13 @@ nothing until the user configures an app. A bad table stops the bridge with one 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from agentbridge.config import Config
 from agentbridge.plugin.hookspecs import hookimpl
 from agentbridge.plugin.protocols import Channel
 
-from agentbridge_slack.channel import LIVE, SlackChannel
 from agentbridge_slack.settings import parse_settings
 
 
@@ -22,11 +22,15 @@ def register_channels(register: Callable[[Channel], None], config: Config) -> No
     table = config.channels.get("slack")
     if table is None:
         return
-    register(SlackChannel(parse_settings(table)))
+    settings = parse_settings(table)
+    from agentbridge_slack.channel import SlackChannel  # the SDK loads only when configured
+
+    register(SlackChannel(settings))
 
 
 @hookimpl
 def host_woke(slept_seconds: float) -> None:
     """After a sleep the WebSocket is likely dead: reconnect (and catch up) now."""
-    for channel in list(LIVE):
+    channel_module = sys.modules.get("agentbridge_slack.channel")  # not loaded: none live
+    for channel in list(getattr(channel_module, "LIVE", ())):
         channel.wake()
