@@ -75,6 +75,9 @@ def test_reset_times() -> None:
     assert seconds_until_clock("3:45pm", NOON) == 3 * 3600 + 45 * 60
     assert seconds_until_clock("11am", NOON) == 23 * 3600  # already past: tomorrow
     assert seconds_until_clock("12:00 PM", NOON) == 0.0  # this minute: now
+    # read a little late (the minute rolled over, a slow machine): due now, not in 24 hours
+    assert seconds_until_clock("11:57am", NOON) == 0.0
+    assert seconds_until_clock("11:50am", NOON) == 23 * 3600 + 50 * 60
     assert seconds_until_clock("soon", NOON) is None
     assert seconds_until_clock(None, NOON) is None
     codex = CodexProfile().error_text

@@ -20,9 +20,18 @@ _CLOCK = re.compile(r"(\d{1,2})(?::(\d{2}))?\s*([ap]m)", re.IGNORECASE)
 _RESETS = re.compile(r"resets?\s+(?:at\s+)?([0-9:]+\s*[ap]m[^\n]*)", re.IGNORECASE)
 
 
+#: how late after its printed time we may read a reset and still take it as due
+_SLACK = dt.timedelta(minutes=5)
+
+
 def seconds_until_clock(reset_at: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds until a printed clock time ("3:45pm", "3 PM"; local time, tomorrow if already
-    past); None when the text holds no time we can read."""
+    """Seconds until a printed clock time ("3:45pm", "3 PM"; local time); None when the text
+    holds no time we can read.
+
+    A time just past is "now", not tomorrow: the CLI prints it to the minute and we read it a
+    little later (a slow machine, a screen read twice), so a time up to a minute plus a few
+    minutes of slack ago is due; only one further back means tomorrow.
+    """
     match = _CLOCK.search(reset_at or "")
     if match is None:
         return None
@@ -30,7 +39,7 @@ def seconds_until_clock(reset_at: str | None, now: dt.datetime | None = None) ->
     minute = int(match[2] or 0)
     now = now or dt.datetime.now()
     target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if target <= now - dt.timedelta(minutes=1):
+    if target <= now - dt.timedelta(minutes=1) - _SLACK:
         target += dt.timedelta(days=1)
     return max(0.0, (target - now).total_seconds())
 
