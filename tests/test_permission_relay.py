@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentbridge.config import parse_config
+from agentbridge.delivery.actions import reply_actions
 from agentbridge.ledger.store import LedgerStore, PermissionState, open_ledger
 from agentbridge.models import Message
 from agentbridge.supervisor.control import ControlServer
@@ -94,6 +95,14 @@ async def test_unanswered_request_is_denied_at_the_timeout_and_said_so(rig: Rig)
     assert "\u202e" not in texts[0] and "\x1b" not in texts[0]  # sanitized for the chat
     assert f'"always {req.short_id}"' in texts[0]  # Claude offered session rules
     assert texts[1] == f"Permission {req.short_id} (Bash) not answered within 1.5 s: denied"
+    # the question carries its buttons; the timeout notice carries none
+    ask, notice = await rig.ledger.list_replies()
+    assert [(a.label, a.answer) for a in reply_actions(ask)] == [
+        ("Allow", f"yes {req.short_id}"),
+        ("Allow for this session", f"always {req.short_id}"),
+        ("Deny", f"no {req.short_id}"),
+    ]
+    assert reply_actions(notice) == ()
 
 
 async def test_answer_from_the_conversation_allows_for_the_session(rig: Rig) -> None:

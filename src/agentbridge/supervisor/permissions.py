@@ -21,6 +21,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.agent.permission_hook import POINTER
+from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, choices_text
 from agentbridge.ledger.store import IngestResult, LedgerStore, NotFound, PermissionState
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
@@ -112,9 +113,7 @@ class PermissionRelay:
             asyncio.get_running_loop().create_future()
         )
         self._waiting[req.short_id] = future
-        options = f'"yes {req.short_id}" or "no {req.short_id}"'
-        if can_always:
-            options = f'"yes {req.short_id}", "always {req.short_id}" or "no {req.short_id}"'
+        options = choices_text(req.short_id, can_always)
         await self._say(
             message, f"{req.id}:ask", f"Permission needed: {tool} {summary} — reply {options}"
         )
@@ -180,7 +179,7 @@ class PermissionRelay:
             message.channel,
             message.conversation,
             text,
-            key=f"permission:{key}",
+            key=f"{PERMISSION_KEY_PREFIX}{key}",
             message_id=message.id,
         )
 

@@ -6,13 +6,12 @@ ignored would mean "nobody" (or worse, a silently dropped team restriction).
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentbridge.config import ConfigError
+from agentbridge.plugin.secrets import read_secret
 
 #: the public Web API, built from parts so the host name is in exactly one place
 DEFAULT_BASE_URL = "https://" + "slack" + ".com/api/"
@@ -103,41 +102,22 @@ def parse_settings(table: dict[str, Any]) -> SlackSettings:
     )
 
 
-def _read_secret(
-    path: Path | None, key: str, env_name: str, prefix: str, env: dict[str, str]
-) -> str:
-    """One token from its file (must not be group/world readable) or its env var.
-
-    A readable-by-others file is refused, not warned about: anyone who can read it can
-    impersonate the bot and talk to the agents.
-    """
-    where = f"channels.slack.{key}"
-    if path is not None:
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise ConfigError(f"config: {where} {path}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"config: {where} {path} is readable by others "
-                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-            )
-        token = path.read_text(encoding="utf-8").strip()
-        source = f"{where} {path}"
-    else:
-        token = env.get(env_name, "").strip()
-        source = f"${env_name}"
-        if not token:
-            raise ConfigError(f"config: channels.slack needs {key} (mode 0600) or ${env_name}")
-    if not token.startswith(prefix):
-        # never echo the value: say only what shape was expected
-        raise ConfigError(f"config: {source} does not hold a {prefix}… token")
-    return token
-
-
 def load_tokens(settings: SlackSettings, env: dict[str, str] | None = None) -> tuple[str, str]:
     """(bot token ``xoxb-…``, app-level token ``xapp-…``) or one clear ``ConfigError``."""
-    env = dict(os.environ) if env is None else env
-    bot = _read_secret(settings.bot_token_file, "bot_token_file", BOT_TOKEN_ENV, "xoxb-", env)
-    app = _read_secret(settings.app_token_file, "app_token_file", APP_TOKEN_ENV, "xapp-", env)
+    bot = read_secret(
+        settings.bot_token_file,
+        where="channels.slack.bot_token_file",
+        env_name=BOT_TOKEN_ENV,
+        env=env,
+        prefix="xoxb-",
+        what="a bot token (xoxb-…)",
+    )
+    app = read_secret(
+        settings.app_token_file,
+        where="channels.slack.app_token_file",
+        env_name=APP_TOKEN_ENV,
+        env=env,
+        prefix="xapp-",
+        what="an app-level token (xapp-…)",
+    )
     return bot, app

@@ -7,12 +7,12 @@ misspelt key silently ignored would be a lost setting (``alowed_users`` would me
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentbridge.config import ConfigError
+from agentbridge.plugin.secrets import read_secret
 
 #: the public Bot API, built from parts so the host name is in exactly one place
 DEFAULT_BASE_URL = "https://" + "api." + "telegram" + ".org"
@@ -139,35 +139,10 @@ def parse_settings(table: dict[str, Any]) -> TelegramSettings:
 
 
 def load_token(settings: TelegramSettings, env: dict[str, str] | None = None) -> str:
-    """The bot token: from ``token_file`` (must not be group/world readable) or the env var.
-
-    A readable-by-others token file is refused rather than warned about: anyone who can read
-    it can impersonate the bot and talk to the agents.
-    """
-    env = dict(os.environ) if env is None else env
-    if settings.token_file is not None:
-        path = settings.token_file
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise ConfigError(
-                f"config: channels.telegram.token_file {path}: {exc.strerror}"
-            ) from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"config: channels.telegram.token_file {path} is readable by others "
-                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
-            )
-        token = path.read_text(encoding="utf-8").strip()
-        if not token:
-            raise ConfigError(f"config: channels.telegram.token_file {path} is empty")
-        return token
-    token = env.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(
-            f"config: channels.telegram needs a bot token: set token_file or ${TOKEN_ENV}"
-        )
-    return token
+    """The bot token: from ``token_file`` (mode 0600) or ``${TOKEN_ENV}``."""
+    return read_secret(
+        settings.token_file, where="channels.telegram.token_file", env_name=TOKEN_ENV, env=env
+    )
 
 
 def webhook_secret(settings: TelegramSettings, env: dict[str, str] | None = None) -> str:

@@ -1,0 +1,47 @@
+"""Buttons a reply may carry: the Allow / Deny choices of a permission request.
+
+Like a file (``attachments.py``), a choice needs no outbox column: the permission relay keys
+its question ``permission:<row id>:ask`` and writes the answers it takes into the text as
+``"yes abc12"``. A channel with buttons calls ``reply_actions(item)`` and shows one button per
+action; a click is ingested as the action's ``answer`` text from the clicking user in that
+conversation, so the relay checks sender, conversation and first-answer-wins exactly as for a
+typed answer. Channels without buttons send the text, which already says what to type.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agentbridge.models import OutboxItem
+
+PERMISSION_KEY_PREFIX = "permission:"
+_ASK_SUFFIX = ":ask"
+_CHOICE = re.compile(r'"((?:yes|no|always) [a-z0-9]{5})"')
+_LABELS = {"yes": "Allow", "always": "Allow for this session", "no": "Deny"}
+
+
+@dataclass(frozen=True)
+class ReplyAction:
+    """One button: what it shows and the text a click sends back through ingest."""
+
+    label: str
+    answer: str  #: e.g. ``"yes abc12"`` — ingested as if the user typed it
+
+
+def choices_text(short_id: str, can_always: bool) -> str:
+    """The answers a permission question offers, quoted the way ``reply_actions`` reads them."""
+    words = ("yes", "always", "no") if can_always else ("yes", "no")
+    quoted = [f'"{word} {short_id}"' for word in words]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
+    """The buttons of an outbox item: the choices of a permission question, else none."""
+    key = item.idem_key
+    if not (key.startswith(PERMISSION_KEY_PREFIX) and key.endswith(_ASK_SUFFIX)):
+        return ()
+    return tuple(
+        ReplyAction(label=_LABELS[answer.split(" ", 1)[0]], answer=answer)
+        for answer in _CHOICE.findall(item.text)
+    )
