@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -58,6 +57,7 @@ class CommandHost(Protocol):
     ledger: LedgerStore | None
     workers: dict[str, AgentWorker]
     control: ControlServer | None
+    command_center: CommandCenter | None
 
     def _spawn(self, name: str, factory: Any) -> None: ...
 
@@ -125,14 +125,11 @@ class CommandCenter:
         self.poke()  # the conversation's next command may wait for this one
 
 
-_centers: weakref.WeakKeyDictionary[Any, CommandCenter] = weakref.WeakKeyDictionary()
-
-
 def center_of(host: CommandHost) -> CommandCenter:
     """The supervisor's one center, started (and chained onto ``poke``) on first use."""
-    center = _centers.get(host)
+    center = host.command_center
     if center is None:
-        center = _centers[host] = CommandCenter(host)
+        center = host.command_center = CommandCenter(host)
         if host.control is not None:
             handlers = host.control.handlers
             previous = handlers.get("poke")

@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import re
-import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.agent.permission_hook import POINTER
@@ -36,6 +35,7 @@ class Supervisor(Protocol):
 
     config: Config
     ledger: LedgerStore | None
+    permission_relay: PermissionRelay | None
 
 
 log = logging.getLogger(__name__)
@@ -184,15 +184,12 @@ class PermissionRelay:
         )
 
 
-_relays: weakref.WeakKeyDictionary[Supervisor, PermissionRelay] = weakref.WeakKeyDictionary()
-
-
 def relay_for(supervisor: Supervisor) -> PermissionRelay:
     """The supervisor's relay (made on first use: up.py only calls in)."""
-    relay = _relays.get(supervisor)
+    relay = supervisor.permission_relay
     if relay is None:
         assert supervisor.ledger is not None
-        relay = _relays[supervisor] = PermissionRelay(supervisor.ledger, supervisor.config)
+        relay = supervisor.permission_relay = PermissionRelay(supervisor.ledger, supervisor.config)
     return relay
 
 

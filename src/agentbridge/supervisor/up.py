@@ -66,6 +66,8 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.tmux: TmuxServer | None = None
         self.observer: Any = None
+        self.command_center: command_center.CommandCenter | None = None  # made on first command
+        self.permission_relay: permissions.PermissionRelay | None = None  # on first prompt
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.wakes = 0
