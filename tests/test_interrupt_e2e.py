@@ -21,9 +21,16 @@ pytestmark = pytest.mark.slow
 
 
 def press_escape(bridge: Bridge, agent: str = "demo") -> None:
-    subprocess.run(
-        ["tmux", "-L", bridge.socket, "send-keys", "-t", f"ab-{agent}", "Escape"], check=True
+    tmux = ["tmux", "-L", bridge.socket]
+    done = subprocess.run(
+        [*tmux, "send-keys", "-t", f"=ab-{agent}:", "Escape"], capture_output=True, text=True
     )
+    if done.returncode != 0:  # say what tmux had instead (seen once in CI, not understood yet)
+        sessions = subprocess.run([*tmux, "list-sessions"], capture_output=True, text=True)
+        raise AssertionError(
+            f"send-keys Escape: {done.stderr.strip()}; sessions: "
+            f"{sessions.stdout.strip() or sessions.stderr.strip()}\n{bridge.log_tail()}"
+        )
 
 
 def test_escape_ends_the_message_interrupted_and_it_is_not_rerun(tmp_path: Path) -> None:
@@ -97,7 +104,8 @@ def test_an_interrupt_while_the_bridge_was_down_is_not_replayed(tmp_path: Path) 
         assert msg.attempt == 1
         assert bridge.status()["agents"]["demo"]["last_recovery"]["interrupted"] == [stopped]
         # a turn nobody interrupted is still replayed after a crash
-        crashed = bridge.send("in flight when the bridge dies #fake:slow=3@1")
+        # slow enough to be still running when the bridge is back, however loaded the machine
+        crashed = bridge.send("in flight when the bridge dies #fake:slow=120@1")
         bridge.wait_state(crashed, "accepted")
         bridge.kill9()
         bridge.start()
