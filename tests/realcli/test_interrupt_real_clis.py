@@ -13,9 +13,11 @@ an interrupt: its message is a victim, replayed as attempt 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,23 @@ def asked_for(mock: MockModelServer, mid: int, attempt: int = 1) -> list[Recorde
     return [r for r in mock.requests if r.user_text.startswith(head)]
 
 
+@contextlib.contextmanager
+def slow_turn(
+    runtime: str, clis: AgentClis, mock: MockModelServer, tmp_path: Path
+) -> Iterator[tuple[Bridge, int]]:
+    """A bridge on the real CLI whose message waits on the model (its request is open)."""
+    bridge = Bridge(tmp_path / "bridge", agents={"agent": _agent(runtime, clis, mock, tmp_path)})
+    try:
+        bridge.start(wait_healthy=False)
+        bridge.wait_health("healthy", timeout=90)
+        mid = bridge.send("think about this for a long time #mock:slow=60")
+        bridge.wait_state(mid, "accepted", timeout=60)
+        wait_for(lambda: asked_for(mock, mid), timeout=30, what="the model request")
+        yield bridge, mid
+    finally:
+        bridge.stop()
+
+
 def press_escape(bridge: Bridge) -> None:
     subprocess.run(
         ["tmux", "-L", bridge.socket, "send-keys", "-t", "ab-agent", "Escape"], check=True
@@ -73,15 +92,7 @@ def test_escape_in_a_real_cli_ends_the_message_interrupted(
     tmp_path: Path,
 ) -> None:
     mock = mock_in_thread
-    bridge = Bridge(
-        tmp_path / "bridge", agents={"agent": _agent(runtime, agent_clis, mock, tmp_path)}
-    )
-    try:
-        bridge.start(wait_healthy=False)
-        bridge.wait_health("healthy", timeout=90)
-        mid = bridge.send("think about this for a long time #mock:slow=60")
-        bridge.wait_state(mid, "accepted", timeout=60)
-        wait_for(lambda: asked_for(mock, mid), timeout=30, what="the model request")
+    with slow_turn(runtime, agent_clis, mock, tmp_path) as (bridge, mid):
         press_escape(bridge)
         msg = bridge.wait_state(mid, "interrupted", "completed", "queued", timeout=30)
         assert msg.state == "interrupted", (msg.state, bridge.log_tail())
@@ -104,8 +115,6 @@ def test_escape_in_a_real_cli_ends_the_message_interrupted(
         if runtime == "claude-code":  # read from the screen: the audit trail says so
             notes = [e["detail"] for e in events if e["kind"] == "interrupt_evidence"]
             assert notes and "weak evidence" in notes[0], events
-    finally:
-        bridge.stop()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -116,15 +125,7 @@ def test_a_real_cli_killed_mid_turn_is_replayed_not_interrupted(
     tmp_path: Path,
 ) -> None:
     mock = mock_in_thread
-    bridge = Bridge(
-        tmp_path / "bridge", agents={"agent": _agent(runtime, agent_clis, mock, tmp_path)}
-    )
-    try:
-        bridge.start(wait_healthy=False)
-        bridge.wait_health("healthy", timeout=90)
-        mid = bridge.send("think about this for a long time #mock:slow=60")
-        bridge.wait_state(mid, "accepted", timeout=60)
-        wait_for(lambda: asked_for(mock, mid), timeout=30, what="the model request")
+    with slow_turn(runtime, agent_clis, mock, tmp_path) as (bridge, mid):
         os.kill(bridge.pane_pid("agent"), signal.SIGKILL)
         wait_for(lambda: asked_for(mock, mid, attempt=2), timeout=120, what="the replay's request")
         # the model may see the prompt before the bridge has recorded its submission
@@ -139,5 +140,3 @@ def test_a_real_cli_killed_mid_turn_is_replayed_not_interrupted(
         assert ("transition", "interrupted") not in kinds
         assert kinds.count(("transition", "queued")) == 2  # the ingest and the replay
         assert bridge.status()["agents"]["agent"]["last_recovery"]["replayed"] == [mid]
-    finally:
-        bridge.stop()

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from agentbridge.testing.mock_model import MockModelServer
-from bridge_harness import Bridge, wait_for
+from bridge_harness import wait_for
 
 from .conftest import AgentClis
 from .test_bridge_real_clis import mock_in_thread  # noqa: F401  (a fixture)
-from .test_interrupt_real_clis import RUNTIMES, _agent, _box, asked_for
+from .test_interrupt_real_clis import RUNTIMES, _box, asked_for, slow_turn
 
 pytestmark = pytest.mark.realcli
 
@@ -31,15 +31,7 @@ def test_stop_from_chat_interrupts_a_real_cli(
     tmp_path: Path,
 ) -> None:
     mock = mock_in_thread
-    bridge = Bridge(
-        tmp_path / "bridge", agents={"agent": _agent(runtime, agent_clis, mock, tmp_path)}
-    )
-    try:
-        bridge.start(wait_healthy=False)
-        bridge.wait_health("healthy", timeout=90)
-        mid = bridge.send("think about this for a long time #mock:slow=60")
-        bridge.wait_state(mid, "accepted", timeout=60)
-        wait_for(lambda: asked_for(mock, mid), timeout=30, what="the model request")
+    with slow_turn(runtime, agent_clis, mock, tmp_path) as (bridge, mid):
         stop = bridge.send("/stop")
         answered = bridge.wait_state(stop, "completed", "failed", timeout=40)
         assert answered.reply == f"stopped: message {mid} ended interrupted (it is not re-run)", (
@@ -57,5 +49,3 @@ def test_stop_from_chat_interrupts_a_real_cli(
         done = bridge.wait_state(nxt, "completed", "failed", timeout=90)
         assert done.state == "completed" and done.reply and "mock answer" in done.reply
         assert len(asked_for(mock, mid)) == 1  # never re-run
-    finally:
-        bridge.stop()
