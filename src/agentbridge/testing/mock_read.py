@@ -1,4 +1,5 @@
-"""The mock model reading a long message's inbox file, in chunks, as a real model would.
+"""The mock model reading a long message's inbox file (or an attached file), in chunks, as a
+real model would.
 
 Why chunks: the CLIs cap what one tool call shows the model — Codex 0.169.0 truncates a
 command's output in the middle past ~10 kB ("Warning: truncated output"), Claude's ``Read``
@@ -17,8 +18,9 @@ from typing import Any
 
 __all__ = ["CHUNK_LINES", "INBOX_FILE", "ReadStep", "chunk_lines", "next_read"]
 
-#: the file a long message's pointer names (``agentbridge.agent.inbox``)
-INBOX_FILE = re.compile(r"\.agentbridge/inbox/\d+\.md")
+#: the file a long message's pointer names (``agentbridge.agent.inbox``), or an attached file
+#: (``agentbridge.agent.attachments``: ``inbox/<message id>/<sanitized name>``)
+INBOX_FILE = re.compile(r"\.agentbridge/inbox/\d+(?:\.md|/[A-Za-z0-9._-]+)")
 #: lines per read: under Codex's output cap (100-char lines) and Claude's Read token limit
 CHUNK_LINES = {"Read": 500, "exec_command": 40}
 _WORKDIR = re.compile(r"(?:Primary working directory|Working directory): (/[^\n\\\"<]+)")
