@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from agentbridge.delivery.actions import reply_actions
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import OutboxItem
 from bridge_harness import Bridge, running_bridge, wait_for
+from test_routes_channels import call
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +126,30 @@ def test_answer_with_no_supervisor_is_refused_not_stored(tmp_path: Path) -> None
     # a text that answers no request of this conversation is still a plain message
     code, out, _ = send(bridge, "yes zzzzz")
     assert code == 0 and int(out) > mid
+
+
+def test_console_lists_and_answers_through_the_bridge_relay(tmp_path: Path) -> None:
+    with running_bridge(tmp_path, console=True) as bridge:
+        console = wait_for(
+            lambda: re.findall(
+                r"agentbridge: web at (http://127\.0\.0\.1:\d+)", bridge.log_path.read_text()
+            ),
+            what="the console url",
+        )[-1]
+        token = (bridge.state_dir / "channels/web/console.token").read_text().strip()
+        mid = bridge.send("make the file #fake:tool", "--sender", "alice")
+        _, short_id = question(bridge, mid)
+        code, status = call("GET", console + "/api/status", token)
+        assert code == 200 and status["can_answer_permissions"] is True
+        (shown,) = status["permissions"]
+        assert (shown["short_id"], shown["summary"], shown["message_id"]) == (
+            short_id,
+            SUMMARY,
+            mid,
+        )
+        code, body = call("POST", f"{console}/api/permissions/{short_id}", token, {"answer": "yes"})
+        assert code == 200 and body["permission"]["answered_by"] == "console", body
+        done = bridge.wait_state(mid, "completed", timeout=30)
+        assert done.reply is not None and done.reply.startswith("tool Bash: allowed\n")
+        code, body = call("POST", f"{console}/api/permissions/{short_id}", token, {"answer": "no"})
+        assert (code, body["error"]) == (409, "already answered by console (allowed)")

@@ -3,7 +3,8 @@
 Through the control socket, ``wrap_send`` puts the relay in front of the ``send`` op: a
 ``yes|no|always <id>`` for a request of that channel and conversation is answered (first
 answer wins, the chat gets the same notes) and never stored as a message for the agent. The
-answer names the request, so the CLI can say what became of it.
+answer names the request, so the CLI can say what became of it. The web console answers the
+same way, through ``channel_extras``.
 
 With no supervisor running, no hook can be waiting: a hook asks the supervisor over the
 socket and gives up when it goes away, and the next supervisor expires what was left pending.
@@ -18,7 +19,20 @@ from typing import Any
 
 from agentbridge.ledger.store import LedgerStore, NotFound, PermissionState
 from agentbridge.supervisor.control import Handler
-from agentbridge.supervisor.permissions import ANSWER, Supervisor, relay_for
+from agentbridge.supervisor.permissions import ANSWER, Answered, Supervisor, relay_for
+
+#: the ``ChannelContext.extras`` key of the relay's answer: a channel that may answer any
+#: conversation's request (the web console) calls it; chat channels ingest the text instead
+ANSWERER = "permission_answer"
+
+
+def channel_extras(supervisor: Supervisor) -> dict[str, Any]:
+    """What ``Supervisor._start_channel`` puts in every ``ChannelContext.extras``."""
+
+    async def answer(channel: str, conversation: str, sender: str, text: str) -> Answered | None:
+        return await relay_for(supervisor).answer(channel, conversation, sender, text)
+
+    return {ANSWERER: answer}
 
 
 def wrap_send(supervisor: Supervisor, handlers: dict[str, Handler]) -> None:

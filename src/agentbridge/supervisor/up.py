@@ -166,6 +166,7 @@ class Supervisor:
             state_dir=self.config.state_dir / "channels" / channel.name,
             ledger=self.ledger,
             status=self.status_snapshot,
+            extras=permission_send.channel_extras(self),  # the console answers permissions
         )
         ctx.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
