@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,21 @@ def test_console_lists_and_answers_through_the_bridge_relay(tmp_path: Path) -> N
         assert done.reply is not None and done.reply.startswith("tool Bash: allowed\n")
         code, body = call("POST", f"{console}/api/permissions/{short_id}", token, {"answer": "no"})
         assert (code, body["error"]) == (409, "already answered by console (allowed)")
+
+
+def test_relay_off_leaves_the_dialog_to_the_pane(tmp_path: Path) -> None:
+    """No decision from the hook: the CLI's own dialog stays, and a key there decides."""
+    with running_bridge(tmp_path, extra={"permissions": {"enabled": False}}) as bridge:
+        mid = bridge.send("make the file #fake:tool", "--sender", "alice")
+        wait_for(lambda: "Do you want to proceed?" in bridge.capture(), timeout=30, what="dialog")
+        hook_log = bridge.state_dir / "agents" / "demo" / "permission-hook.log"
+        wait_for(
+            lambda: hook_log.exists() and "permission relay disabled" in hook_log.read_text(),
+            what="the hook gave no decision",
+        )
+        asks = [r for r in replies(bridge, mid) if r.idem_key.startswith("permission:")]
+        assert asks == []
+        keys = ["tmux", "-L", bridge.socket, "send-keys", "-t", "ab-demo", "1"]
+        subprocess.run(keys, check=True)
+        done = bridge.wait_state(mid, "completed", timeout=30)
+        assert done.reply == "echo: make the file #fake:tool"  # no tool note: the pane decided
