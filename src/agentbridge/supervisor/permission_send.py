@@ -15,11 +15,14 @@ or answer a request nothing waits for.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from agentbridge.ledger.store import LedgerStore, NotFound, PermissionState
 from agentbridge.supervisor.control import Handler
 from agentbridge.supervisor.permissions import ANSWER, Answered, Supervisor, relay_for
+
+log = logging.getLogger(__name__)
 
 #: the ``ChannelContext.extras`` key of the relay's answer: a channel that may answer any
 #: conversation's request (the web console) calls it; chat channels ingest the text instead
@@ -47,6 +50,7 @@ def wrap_send(supervisor: Supervisor, handlers: dict[str, Handler]) -> None:
             channel, conversation, sender, text = (str(f) for f in fields)
             answered = await relay_for(supervisor).answer(channel, conversation, sender, text)
             if answered is not None:
+                log.info("control: send for the CLI answered permission %s", text.split()[1])
                 return {
                     "ok": True,
                     "message": answered.message.to_json(),
