@@ -68,6 +68,10 @@ def cmd_send(args: argparse.Namespace) -> int:
             priority=1 if args.control else 0,
         )
     )
+    if "permission" in answer:  # the relay took it as an answer: no message was stored
+        from agentbridge.supervisor.permission_send import answer_line
+
+        print(answer_line(answer["permission"], args.sender), file=sys.stderr)
     print(answer["message"]["id"])
     return EXIT_OK
 
@@ -94,7 +98,9 @@ async def cmd_messages(args: argparse.Namespace, config: Config, ledger: LedgerS
     return EXIT_OK
 
 
-def _show_text(message: Message, events: list[Any], replies: list[Any]) -> None:
+def _show_text(
+    message: Message, events: list[Any], replies: list[Any], permissions: list[Any]
+) -> None:
     print(f"message {message.id}  [{message.state}]  attempt {message.attempt}")
     print(
         f"  channel {message.channel}  conversation {message.conversation}  "
@@ -119,6 +125,10 @@ def _show_text(message: Message, events: list[Any], replies: list[Any]) -> None:
             f"  reply #{r.id}: {r.state} to {r.channel}:{r.conversation}"
             f" attempts={r.attempts} {r.last_error or ''}"
         )
+    for p in permissions:
+        who = f" by {p.answered_by}" if p.answered_by else ""
+        scope = " for this session" if p.always else ""
+        print(f"  permission {p.short_id}: {p.tool} {p.summary} — {p.state}{scope}{who}")
 
 
 @with_ledger
@@ -127,13 +137,15 @@ async def cmd_show(args: argparse.Namespace, config: Config, ledger: LedgerStore
     message = await ledger.get(args.id)
     events = await ledger.events_for(args.id)
     replies = await ledger.list_replies(message_id=args.id)
+    permissions = await ledger.list_permissions(message_id=args.id)
     if args.json:
         data = message.to_json()
         data["events"] = [e.to_json() for e in events]
         data["outbox"] = [r.to_json() for r in replies]
+        data["permissions"] = [p.to_json() for p in permissions]
         print_json(data)
     else:
-        _show_text(message, events, replies)
+        _show_text(message, events, replies, permissions)
     return EXIT_OK
 
 

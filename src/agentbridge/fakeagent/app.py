@@ -18,6 +18,7 @@ from agentbridge.fakeagent.hooks import HookRunner
 from agentbridge.fakeagent.inputbox import InputBox
 from agentbridge.fakeagent.keys import InputParser, KeyEvent, KeyKind
 from agentbridge.fakeagent.options import Options, config_dir
+from agentbridge.fakeagent.permission import TOOL, Decision, PermissionAsk
 from agentbridge.fakeagent.prompt import (
     Faults,
     api_error,
@@ -54,6 +55,8 @@ class Turn:
     deadline: float | None = None  # None: hang, or waiting on the permission dialog
     delay: float = 0.0
     waiting: bool = False
+    ask: PermissionAsk | None = None  # ``#fake:tool``: the PermissionRequest hooks running
+    note: str = ""  # what became of the tool call, the reply's first line
 
 
 @dataclass
@@ -95,6 +98,8 @@ class FakeAgent:
         self.crashed = False
         self._signals = _Signals()
         self._byte_log_fd: int | None = None
+        self._wake_w = -1  # the loop's wake-up pipe (a hook thread's answer lands there)
+        self.session_rules: set[str] = set()  # tools allowed "for this session"
 
     # ----- plumbing -------------------------------------------------------------------------
 
@@ -180,8 +185,13 @@ class FakeAgent:
             return
         if faults.hang:
             self.transcript.flush()
-        elif faults.permission:
+        elif faults.tool and TOOL in self.session_rules:
+            self.turn.note = Decision(True, always=True).note() + " (session rule)"
+            self.turn.deadline = time.monotonic() + delay
+        elif faults.permission or faults.tool:
             self.transcript.flush()
+            if faults.tool:  # the dialog shows while the hooks run; the first answer wins
+                self.turn.ask = PermissionAsk(self.hooks, self._hook_base(), self._wake_w)
             self.turn.waiting = True
             self._status("waiting")
             self._hook(
@@ -193,6 +203,18 @@ class FakeAgent:
             if delay > BATCH_WINDOW:
                 self.transcript.flush()
             self.turn.deadline = time.monotonic() + delay
+
+    def _decided(self, turn: Turn, decision: Decision | None) -> None:
+        """The hooks are done: their decision ends the dialog; none leaves it for a key."""
+        turn.ask = None
+        if decision is None or not turn.waiting:
+            return
+        turn.note = decision.note()
+        if decision.always:
+            self.session_rules.add(TOOL)
+        self._approve()
+        if not decision.allow:  # denied: the turn ends without the tool
+            turn.deadline = time.monotonic()
 
     def _approve(self) -> None:
         """A key on the permission dialog: carry on with the turn."""
@@ -213,6 +235,7 @@ class FakeAgent:
             self._hook("StopFailure", error=error, error_details=text, last_assistant_message=text)
         else:
             reply = reply_text(turn.prompt)
+            reply = f"{turn.note}\n{reply}" if turn.note else reply
             self.transcript.assistant(reply)
             commands = self._hook(
                 "Stop",
@@ -371,6 +394,8 @@ class FakeAgent:
             if self.exit_code is not None:
                 return
             turn = self.turn
+            if turn is not None and turn.ask is not None and turn.ask.done:
+                self._decided(turn, turn.ask.decision)
             if turn is not None and turn.deadline is not None and now >= turn.deadline:
                 self._finish_turn()
             if self.exit_code is None:
@@ -388,6 +413,7 @@ class FakeAgent:
             tty.setraw(self.in_fd)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
+        self._wake_w = wake_w
         old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         handled = (signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH)
         old_handlers = {s: signal.signal(s, self._on_signal) for s in handled}

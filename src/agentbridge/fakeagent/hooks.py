@@ -74,6 +74,24 @@ class HookRunner:
                 self._run_one(command, payload, timeout)
         return [c for c, _, _ in commands]
 
+    def outputs(self, event: str, base: dict[str, Any]) -> list[str]:
+        """Run the (blocking) hooks for ``event`` one by one; their stdouts, for hooks that
+        answer (``PermissionRequest``). A hook that fails or times out answers nothing."""
+        payload = json.dumps({**base, "hook_event_name": event}).encode()
+        found: list[str] = []
+        for command, timeout, _ in self._commands(event):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                done = subprocess.run(
+                    ["sh", "-c", command],
+                    input=payload,
+                    cwd=self.cwd,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                )
+                found.append(done.stdout.decode("utf-8", "replace"))
+        return found
+
     def _run_one(self, command: str, payload: bytes, timeout: float) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(

@@ -13,7 +13,7 @@ _ENVELOPE = re.compile(
     r"^\[agentbridge message=[A-Za-z0-9._@:+-]+(?: [^\]\n]*)?\](?: \([^\n]*\))?\s*$"
 )
 _DIRECTIVE = re.compile(
-    r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|rewind|slow=(\d+(?:\.\d+)?))"
+    r"#fake:(crash|hang|ratelimit|contextfull|apierror|permission|rewind|tool|slow=(\d+(?:\.\d+)?))"
     r"(?:@(\d+))?"
 )
 _SWALLOW = re.compile(r"#fake:swallow=(\d+)")
@@ -29,6 +29,8 @@ class Faults:
     crash: bool = False
     hang: bool = False
     permission: bool = False
+    #: a tool call that needs permission: ``PermissionRequest`` hooks decide (``permission.py``)
+    tool: bool = False
     slow: float | None = None
     api_error: str | None = None  # one of API_ERRORS
     #: Esc writes nothing, as Claude Code 2.1.197 before the answer's first token
@@ -40,6 +42,7 @@ class Faults:
             crash=self.crash or other.crash,
             hang=self.hang or other.hang,
             permission=self.permission or other.permission,
+            tool=self.tool or other.tool,
             slow=self.slow if self.slow is not None else other.slow,
             api_error=self.api_error or other.api_error,
             rewind=self.rewind or other.rewind,
@@ -74,6 +77,8 @@ def parse_faults(text: str) -> Faults:
             faults.permission = True
         elif name == "rewind":
             faults.rewind = True
+        elif name == "tool":
+            faults.tool = True
         elif faults.api_error is None:
             faults.api_error = name
     return faults

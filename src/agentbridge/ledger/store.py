@@ -110,6 +110,13 @@ class ChannelLedger(Protocol):
         """Record an observation (a receipt, a warning) in a message's audit trail."""
         ...
 
+    # the console's pending view reads these (declared again, in place, on LedgerStore)
+    async def get_permission(self, short_id: str) -> PermissionRequest | None: ...
+
+    async def list_permissions(
+        self, state: PermissionState | None = None, message_id: int | None = None, limit: int = 100
+    ) -> list[PermissionRequest]: ...
+
 
 class LedgerStore(ChannelLedger, Protocol):
     """The one interface to the ledger: every transition commits before its method returns.

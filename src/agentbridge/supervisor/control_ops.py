@@ -20,6 +20,7 @@ from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import LedgerError, LedgerStore, text_hash
 from agentbridge.supervisor.commands import command_lane
 from agentbridge.supervisor.control import Handler
+from agentbridge.supervisor.permission_send import not_waiting
 
 __all__ = ["IDEMPOTENT", "OPS", "BadRequest", "handlers", "retry_safe", "run_op"]
 
@@ -57,6 +58,8 @@ async def _send(ledger: LedgerStore, config: Config, request: dict[str, Any]) ->
         raise BadRequest(f"no agent named {agent!r} (configured: {', '.join(config.agents)})")
     channel, conversation = _text(request, "channel"), _text(request, "conversation")
     sender, text = _text(request, "sender"), _text(request, "text")
+    if refusal := await not_waiting(ledger, channel, conversation, text):  # no relay here
+        raise BadRequest(refusal)
     result = await ledger.ingest(
         channel,
         conversation,

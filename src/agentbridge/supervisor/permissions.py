@@ -17,11 +17,18 @@ import contextlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.agent.permission_hook import POINTER
 from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, choices_text
-from agentbridge.ledger.store import IngestResult, LedgerStore, NotFound, PermissionState
+from agentbridge.ledger.store import (
+    IngestResult,
+    LedgerStore,
+    NotFound,
+    PermissionRequest,
+    PermissionState,
+)
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
 from agentbridge.states import IN_FLIGHT
@@ -61,6 +68,16 @@ def summarize(tool: str, tool_input: object) -> str:
         text = str(tool_input)
     text = " ".join(sanitize_text(text).split())
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer the relay took: the asking message, the request as it now stands, and
+    whether this answer decided it (False: it was answered before)."""
+
+    message: Message
+    request: PermissionRequest
+    won: bool
 
 
 class PermissionRelay:
@@ -145,6 +162,13 @@ class PermissionRelay:
         self, channel: str, conversation: str, sender: str, text: str
     ) -> IngestResult | None:
         """An answer to a request of this conversation is taken here, never passed on."""
+        answered = await self.answer(channel, conversation, sender, text)
+        return None if answered is None else IngestResult(message=answered.message, created=False)
+
+    async def answer(
+        self, channel: str, conversation: str, sender: str, text: str
+    ) -> Answered | None:
+        """``intercept`` with what became of the request (for ``agentbridge send``'s line)."""
         match = ANSWER.fullmatch(text)
         if match is None:
             return None
@@ -172,7 +196,7 @@ class PermissionRelay:
         else:
             note = f"Permission {short_id} already answered by {row.answered_by} ({row.state})"
         await self._say(message, f"{row.id}:answer:{sender}:{word}:{row.answered_at}", note)
-        return IngestResult(message=message, created=False)
+        return Answered(message, row, won)
 
     async def _say(self, message: Message, key: str, text: str) -> None:
         await self.ledger.enqueue_reply(

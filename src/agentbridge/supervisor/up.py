@@ -29,7 +29,7 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Attachment, Channel, ChannelContext, Ingest
-from agentbridge.supervisor import command_center, permissions
+from agentbridge.supervisor import command_center, permission_send, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
@@ -146,6 +146,7 @@ class Supervisor:
                 **mcp_handlers(self.ledger, self.config, self.workers),  # `agentbridge mcp`
             },
         )
+        permission_send.wrap_send(self, self.control.handlers)  # `send "yes abc12"` answers
         await self.control.start()
         for channel in self.channels.values():
             await self._start_channel(channel)
@@ -165,6 +166,7 @@ class Supervisor:
             state_dir=self.config.state_dir / "channels" / channel.name,
             ledger=self.ledger,
             status=self.status_snapshot,
+            extras=permission_send.channel_extras(self),  # the console answers permissions
         )
         ctx.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:

@@ -27,7 +27,7 @@ from agentbridge.plugin.protocols import (
 )
 from agentbridge.supervisor.routing import Unroutable
 
-from agentbridge_telegram import webhook
+from agentbridge_telegram import buttons, webhook
 from agentbridge_telegram.api import (
     BotApi,
     TelegramApiError,
@@ -143,7 +143,7 @@ class TelegramChannel:
                 "setWebhook",
                 url=self.settings.webhook_url,
                 secret_token=secret,
-                allowed_updates=["message"],
+                allowed_updates=["message", "callback_query"],
             )
         except TelegramApiError as exc:
             raise ConfigError(f"config: channels.telegram.webhook_url refused: {exc}") from None
@@ -234,7 +234,7 @@ class TelegramChannel:
                 http_timeout=timeout + 15,
                 offset=self.offset,
                 timeout=int(timeout),
-                allowed_updates=["message", "edited_message"],
+                allowed_updates=["message", "edited_message", "callback_query"],
             )
         )
         self._fetch = fetch
@@ -279,6 +279,13 @@ class TelegramChannel:
         Raises only when the ingest itself failed: then the update must come back.
         """
         assert self._ctx is not None and self.settings is not None
+        if "callback_query" in update:  # a button: its answer text, ingested like a message
+            click = buttons.parse_click(update)
+            if click is not None and self._api is not None:
+                allowed = frozenset(self.settings.allowed_users)
+                ok = await buttons.handle_click(self._api, self._ctx, allowed, click, self._spawn)
+                self.refused += not ok  # a stranger's click: counted like their messages
+            return
         msg = parse_update(update)
         if msg is None:
             return
@@ -369,6 +376,7 @@ class TelegramChannel:
         key = f"{item.idem_key}:{index}:{digest}"
         sent = self._progress.setdefault(key, [])
         chat: int | str = chat_ref(item.conversation)
+        markup = buttons.keyboard(item)  # a permission question's Allow / Deny
         try:
             parts = chunk_text(item.text, MAX_MESSAGE_LENGTH) or [EMPTY_REPLY]
             for number, part in enumerate(parts):
@@ -376,7 +384,10 @@ class TelegramChannel:
                     continue
                 first = index == 0 and number == 0
                 reply = reply_target(item.reply_to) if first else None
-                chat, message_id = await send_part(self._api, self.settings, chat, part, reply)
+                keys = markup if number == len(parts) - 1 else None
+                chat, message_id = await send_part(
+                    self._api, self.settings, chat, part, reply, keys
+                )
                 sent.append(message_id)
         except (TelegramApiError, TelegramNetworkError) as exc:
             error = to_delivery_error(exc)

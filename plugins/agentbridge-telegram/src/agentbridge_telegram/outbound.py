@@ -34,10 +34,18 @@ def chat_ref(conversation: str) -> int | str:
 
 
 async def send_part(
-    api: BotApi, settings: TelegramSettings, chat: int | str, part: str, reply_to: int | None
+    api: BotApi,
+    settings: TelegramSettings,
+    chat: int | str,
+    part: str,
+    reply_to: int | None,
+    markup: dict[str, Any] | None = None,
 ) -> tuple[int | str, str]:
-    """One sendMessage: HTML first, plain text if Telegram cannot parse our entities."""
+    """One sendMessage: HTML first, plain text if Telegram cannot parse our entities;
+    ``markup`` is an inline keyboard (``buttons.keyboard``)."""
     base: dict[str, Any] = {"link_preview_options": {"is_disabled": True}}
+    if markup is not None:
+        base["reply_markup"] = markup
     if reply_to is not None:
         base["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
     attempts: list[dict[str, Any]] = [{"text": part}]

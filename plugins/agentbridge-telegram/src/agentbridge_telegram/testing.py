@@ -9,6 +9,9 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
   is refused; malformed HTML gives "can't parse entities"; faults can be queued, including
   the ambiguous ones (``AMBIGUOUS``): the message is sent, then the answer is lost.
 - ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
+- Buttons: ``click(sent, user_id, label)`` queues the ``callback_query`` of a button the bot
+  sent; ``answerCallbackQuery`` (only for a query handed out) and ``editMessageReplyMarkup``
+  (only for a message the bot sent; it changes that message's keyboard) are recorded.
 
     async with FakeBotApi(token="123:abc") as api:
         api.add_message(chat_id=42, user_id=7, text="hi")
@@ -30,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, utf16_len
+from agentbridge_telegram.testing_buttons import FakeButtons
 
 #: fault name → (HTTP status, description, parameters)
 FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
@@ -96,10 +100,16 @@ class SentMessage:
     parse_mode: str | None
     reply_to: int | None
     visible: str
+    reply_markup: dict[str, Any] | None = None
     at: float = field(default_factory=time.monotonic)
 
+    def buttons(self) -> list[tuple[str, str]]:
+        """(label, callback_data) of its inline keyboard, in order."""
+        rows = (self.reply_markup or {}).get("inline_keyboard") or []
+        return [(b["text"], b.get("callback_data", "")) for row in rows for b in row]
 
-class FakeBotApi:
+
+class FakeBotApi(FakeButtons):
     """The fake server; ``base_url`` is what the channel's ``base_url`` setting points at."""
 
     def __init__(self, token: str = "123456:TEST-token_abcdefghij", host: str = "127.0.0.1"):
@@ -123,6 +133,9 @@ class FakeBotApi:
         self.webhook: dict[str, Any] | None = None
         self.files: dict[str, bytes] = {}  # file_id → bytes (getFile + the download URL)
         self.downloads: list[str] = []  # file_paths fetched
+        self.callback_answers: list[dict[str, Any]] = []  # answerCallbackQuery params
+        self.markup_edits: list[dict[str, Any]] = []  # editMessageReplyMarkup params
+        self.queries: set[str] = set()  # callback_query ids handed out (``click``)
         self._next_update = itertools.count(1000)
         self._next_message = itertools.count(1)
         self._new = asyncio.Condition()
@@ -339,7 +352,13 @@ class FakeBotApi:
         reply = params.get("reply_parameters") or {}
         reply_to = reply.get("message_id", params.get("reply_to_message_id"))
         message = SentMessage(
-            chat_id, next(self._next_message), text, parse_mode, reply_to, visible
+            chat_id,
+            next(self._next_message),
+            text,
+            parse_mode,
+            reply_to,
+            visible,
+            params.get("reply_markup"),
         )
         self.sent.append(message)
         answer = _ok({"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible})

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge.channels.web import permissions
 from agentbridge.channels.web.api import ConsoleApi
 from agentbridge.channels.web.security import (
     Guard,
@@ -40,6 +41,7 @@ STATIC_FILES = {
     "live.js": "text/javascript",
     "state.js": "text/javascript",
     "dashboard.js": "text/javascript",
+    "permissions.js": "text/javascript",
     "chat.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
@@ -102,6 +104,7 @@ class WebChannel:
         app.on_response_prepare.append(add_security_headers)
         api = ConsoleApi(ctx, self._notifier, ctx.name or self.name)
         app.add_routes(api.routes())
+        app.add_routes(permissions.routes(ctx))  # pending permission requests, answered
         app.add_routes(
             [
                 web.get("/", self._index),

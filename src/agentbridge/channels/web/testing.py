@@ -32,7 +32,11 @@ CHROMIUM_ARGS = [
 
 
 def standalone_context(
-    ledger: LedgerStore, state_dir: Path, agent: str = "demo", channel: str = "web"
+    ledger: LedgerStore,
+    state_dir: Path,
+    agent: str = "demo",
+    channel: str = "web",
+    extras: dict[str, Any] | None = None,
 ) -> ChannelContext:
     """A ``ChannelContext`` whose ingest stores for ``agent`` and whose status reads stats."""
     default_agent = agent
@@ -90,6 +94,7 @@ def standalone_context(
         state_dir=state_dir,
         ledger=ledger,
         status=status,
+        extras=dict(extras or {}),  # e.g. a permission relay's answer (``permissions``)
     )
 
 
@@ -99,10 +104,11 @@ async def running_console(
     state_dir: Path,
     agent: str = "demo",
     console: ConsoleConfig | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> AsyncIterator[WebChannel]:
     """A started ``WebChannel`` on an ephemeral port; stopped on exit."""
     channel = WebChannel(console or ConsoleConfig(port=0))
-    await channel.start(standalone_context(ledger, state_dir, agent))
+    await channel.start(standalone_context(ledger, state_dir, agent, extras=extras))
     try:
         yield channel
     finally:

@@ -5,6 +5,7 @@
 
 import { renderChatHead, setupComposer, showChat } from "./chat.js";
 import { quarantineAction, renderDashboard, showDashboard, tick } from "./dashboard.js";
+import { permissionAction } from "./permissions.js";
 import { app, conversationId, refreshStatus, renderTabs } from "./state.js";
 import { $, conn } from "./util.js";
 
@@ -33,6 +34,7 @@ function main() {
   app.onStatus = () => (app.route.view === "dashboard" ? renderDashboard() : renderChatHead());
   setupComposer(route);
   $("#quarantine").addEventListener("click", quarantineAction);
+  $("#permissions").addEventListener("click", permissionAction);
   window.addEventListener("hashchange", route);
   app.statusTimer = setInterval(refreshStatus, STATUS_REFRESH_MS);
   setInterval(tick, 1000);

@@ -1,6 +1,7 @@
 // The dashboard: tiles, agents, quarantine (requeue/drop), outbox needing attention, activity.
 
 import { LiveStream } from "./live.js";
+import { renderPermissions } from "./permissions.js";
 import { agentsOf, app, healthClass, refreshStatus, scheduleStatus } from "./state.js";
 import { $, age, api, clock, el } from "./util.js";
 
@@ -52,6 +53,7 @@ export function renderDashboard() {
     ),
   );
   $("#agents tbody").replaceChildren(...rows);
+  renderPermissions(data);
   const sup = data.status.supervisor;
   $("#agents-hint").textContent = !agents.length
     ? "no agents reported yet"
