@@ -39,9 +39,10 @@ _INITIATED = "agent-initiated:"
 class FileRefused(Exception):
     """The file can never go out; ``str()`` is the one-line reason the row records."""
 
-    def __init__(self, reason: str, tell_user: str) -> None:
+    def __init__(self, reason: str, tell_user: str, kind: str) -> None:
         super().__init__(reason)
         self.tell_user = tell_user
+        self.kind = kind  #: "gone", "outside", "unreadable" or "too_big"
 
 
 def human_size(size: int) -> str:
@@ -104,11 +105,13 @@ def read_checked(ref: FileRef, roots: Sequence[Path], limit: int, channel: str) 
         raise FileRefused(
             f"file gone: {ref.path} no longer exists (moved or deleted before it was sent)",
             f"The agent sent a file, {name}, but it was gone before it could be sent.",
+            "gone",
         ) from None
     if not any(real.is_relative_to(root) for root in roots):
         raise FileRefused(
             f"file refused: {ref.path} is {real}, outside the agent's directory",
             f"The agent's file {name} was not sent: it is outside the agent's directory.",
+            "outside",
         )
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
@@ -117,11 +120,13 @@ def read_checked(ref: FileRef, roots: Sequence[Path], limit: int, channel: str) 
         raise FileRefused(
             f"file gone: {ref.path} no longer exists (moved or deleted before it was sent)",
             f"The agent sent a file, {name}, but it was gone before it could be sent.",
+            "gone",
         ) from None
     except OSError as exc:
         raise FileRefused(
             f"file refused: {ref.path} cannot be opened ({exc.strerror or exc})",
             f"The agent's file {name} could not be read, so it was not sent.",
+            "unreadable",
         ) from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
@@ -129,6 +134,7 @@ def read_checked(ref: FileRef, roots: Sequence[Path], limit: int, channel: str) 
             raise FileRefused(
                 f"file refused: {ref.path} is not a regular file",
                 f"The agent's file {name} is not a regular file, so it was not sent.",
+                "unreadable",
             )
         if info.st_size > limit:
             raise _too_big(ref, info.st_size, limit, channel)
@@ -144,6 +150,7 @@ def _too_big(ref: FileRef, size: int, limit: int, channel: str) -> FileRefused:
         f"file too big: {ref.path.name} is {size} bytes, over {channel}'s {limit}-byte limit",
         f"The agent sent a file, {ref.path.name} ({human_size(size)}), but it is too big for"
         f" {channel} (limit {human_size(limit)}). It is at {ref.path} on the agent's machine.",
+        "too_big",
     )
 
 

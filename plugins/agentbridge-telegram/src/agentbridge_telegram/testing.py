@@ -348,7 +348,7 @@ class FakeBotApi(FakeUploads):
         return answer
 
     async def _m_sendMessage(self, params: Params, request: web.Request) -> web.Response:
-        chat_id = params.get("chat_id")
+        chat_id: Any = params.get("chat_id")  # checked by ``_refusal``
         fault = self._refusal(chat_id)
         if isinstance(fault, web.Response):
             return fault
