@@ -282,3 +282,23 @@ async def test_a_long_caption_follows_the_file_as_text(
     [upload] = fake.uploads
     assert upload.caption is None
     assert [s.text for s in fake.sent] == [caption]
+
+
+async def test_a_long_reply_already_partly_sent_keeps_chunking(
+    fake: FakeBotApi, ledger: Ledger, start_channel, tmp_path: Path
+) -> None:
+    """An earlier attempt (before a crash, or before max_parts was set) sent 2 parts: the
+    retry sends the rest as messages, never the whole reply again as a file."""
+    config = bridge_config(tmp_path)
+    text = "\n".join(f"{i:04d} " + "z" * 995 for i in range(30))  # 8 parts of 4096
+    item = await ledger.enqueue_reply("telegram", str(CHAT), text, key="long-2")
+    await ledger.reserve_send(item.id)
+    await ledger.mark_part_sent(item.id, 2, "501")
+    await ledger.mark_retry(item.id, "429 after part 2", 0)
+    channel = await start_channel(parse_mode="none")
+    async with relay_for(ledger, channel, config):
+        row = await settled(ledger, item.id)
+    assert row.state is OutboxState.SENT and row.platform_message_id == "501"
+    assert fake.uploads == []
+    assert len(fake.sent) == 6 and fake.sent[-1].text.endswith("0029 " + "z" * 995)
+    assert not any(s.text.startswith("0000 ") for s in fake.sent)
