@@ -68,6 +68,8 @@ class OutboxConfig:
     max_retries: int = 5
     ttl_seconds: float = 86400.0
     drain_budget_seconds: float = 60.0
+    #: a reply that needs more parts goes as one file (reply.md) where the channel uploads
+    max_parts: int = 5
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class ConsoleConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     allowed_hosts: tuple[str, ...] = ()
+    max_file_bytes: int = 100 * 1024 * 1024  #: largest agent file offered for download
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,11 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         agents = {"demo": AgentConfig(name="demo", runtime="demo")}
 
     out = _expect(raw.get("outbox", {}), dict, "outbox")
-    _check_keys(out, {"backoff", "max_retries", "ttl_seconds", "drain_budget_seconds"}, "outbox.")
+    _check_keys(
+        out,
+        {"backoff", "max_retries", "ttl_seconds", "drain_budget_seconds", "max_parts"},
+        "outbox.",
+    )
     backoff = _expect(out.get("backoff", [5, 25, 120, 600]), list, "outbox.backoff")
     outbox = OutboxConfig(
         backoff=tuple(_positive(b, "outbox.backoff") for b in backoff) or (5.0,),
@@ -308,10 +315,11 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         drain_budget_seconds=_positive(
             out.get("drain_budget_seconds", 60), "outbox.drain_budget_seconds"
         ),
+        max_parts=_expect(out.get("max_parts", 5), int, "outbox.max_parts"),
     )
 
     con = _expect(raw.get("console", {}), dict, "console")
-    _check_keys(con, {"enabled", "host", "port", "allowed_hosts"}, "console.")
+    _check_keys(con, {"enabled", "host", "port", "allowed_hosts", "max_file_bytes"}, "console.")
     port = _expect(con.get("port", 8765), int, "console.port")
     if not 0 <= port <= 65535:
         raise ConfigError(f"config: console.port must be 0..65535, not {port}")
@@ -320,6 +328,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         host=_expect(con.get("host", "127.0.0.1"), str, "console.host"),
         port=port,
         allowed_hosts=tuple(_expect(con.get("allowed_hosts", []), list, "console.allowed_hosts")),
+        max_file_bytes=_expect(con.get("max_file_bytes", 100 << 20), int, "console.max_file_bytes"),
     )
 
     inj = _expect(raw.get("injection", {}), dict, "injection")

@@ -8,6 +8,11 @@ ledger before calling the platform, chunks to the channel's declared limit, hono
 Only an error that proves the platform did not act is retried. A send whose outcome is
 unknown (the answer was lost after the request went out) ends ``unknown``: never resent
 blindly; a channel that can look it up reconciles it, otherwise a human decides.
+
+Files (``outfiles.py``): on a ``FileChannel`` an agent's file, and a reply that would need
+more than ``max_parts`` parts, go as one upload (one part: ``parts_sent`` stays 0 until the
+row is ``sent``); a file that cannot go (gone, too big, outside its roots) fails the row for
+good and queues a short text instead. A reply already partly sent keeps chunking.
 """
 
 from __future__ import annotations
@@ -25,9 +30,18 @@ import pluggy
 
 from agentbridge.config import OutboxConfig
 from agentbridge.crashpoints import crash_point
+from agentbridge.delivery.attachments import file_ref
+from agentbridge.delivery.outfiles import FileRefused, FileRoots, read_checked, reply_file
 from agentbridge.ledger.store import LedgerStore, NotFound, backoff_delay
 from agentbridge.models import OutboxItem
-from agentbridge.plugin.protocols import Channel, DeliveryError, ErrorClass, ReconcilingChannel
+from agentbridge.plugin.protocols import (
+    Channel,
+    DeliveryError,
+    ErrorClass,
+    FileChannel,
+    OutFile,
+    ReconcilingChannel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +118,10 @@ class OutboxRelay:
         pm: pluggy.PluginManager | None = None,
         on_sent: Callable[[OutboxItem], None] | None = None,
         on_failed: Callable[[OutboxItem, str], None] | None = None,
+        files: FileRoots | None = None,
     ) -> None:
         self.ledger = ledger
+        self.files = files or FileRoots({})
         self.channels = channels
         self.config = config
         self.pm = pm
@@ -135,7 +151,8 @@ class OutboxRelay:
             )
         # every unknown row, old or new, of a channel that can look it up is asked once
         for item in await self.ledger.list_replies(state="unknown"):
-            if isinstance(self.channels.get(item.channel), ReconcilingChannel):
+            channel = self.channels.get(item.channel)
+            if isinstance(channel, ReconcilingChannel) and not self.as_file(item, channel):
                 self._in_doubt.add(item.id)
         return len(unknown)
 
@@ -177,6 +194,9 @@ class OutboxRelay:
                 self.on_failed(item, "channel not configured")
             return
         crash_point("during_send")
+        if self.as_file(item, channel):
+            await self._deliver_file(item, channel)
+            return
         parts = chunk_text(item.text, channel.limits.max_message_length)
         platform_ids: list[str | None] = [item.platform_message_id]
         chunk = item
@@ -203,13 +223,81 @@ class OutboxRelay:
         if self.on_sent:
             self.on_sent(sent)
 
+    def as_file(self, item: OutboxItem, channel: Channel) -> bool:
+        """Does this row go out as one upload? (The same answer on every attempt.)"""
+        limit = channel.limits.max_file_bytes
+        if not isinstance(channel, FileChannel) or limit <= 0:
+            return False
+        if file_ref(item) is not None:
+            return True
+        max_parts = self.config.max_parts
+        return (
+            max_parts > 0
+            and item.parts_sent == 0
+            and len(item.text) > max_parts * (channel.limits.max_message_length // 2)
+            and len(chunk_text(item.text, channel.limits.max_message_length)) > max_parts
+            and len(item.text.encode("utf-8", "replace")) <= limit
+        )
+
+    async def _deliver_file(self, item: OutboxItem, channel: Channel) -> None:
+        assert isinstance(channel, FileChannel)
+        ref = file_ref(item)
+        try:
+            if ref is None:
+                upload: OutFile = reply_file(item.text)
+            else:
+                roots = await self.files.for_item(item, self.ledger)
+                limit = channel.limits.max_file_bytes
+                upload = await asyncio.to_thread(read_checked, ref, roots, limit, item.channel)
+        except FileRefused as refused:
+            await self._refused(item, refused)
+            return
+        try:
+            platform_id = await channel.deliver_file(item, upload)
+        except Exception as exc:
+            await self._failed_attempt(item, channel, exc, item, 1, reconcile=False)
+            return
+        sent = await self.ledger.mark_sent(item.id, platform_id)
+        log.info(
+            "message %s: reply %s sent via %s as the file %s (%d bytes)",
+            item.message_id,
+            item.id,
+            item.channel,
+            upload.name,
+            len(upload.data),
+        )
+        if self.on_sent:
+            self.on_sent(sent)
+
+    async def _refused(self, item: OutboxItem, refused: FileRefused) -> None:
+        """Never sendable: the user gets a short text first (keyed: queued once), then the
+        row fails with the reason."""
+        await self.ledger.enqueue_reply(
+            item.channel,
+            item.conversation,
+            refused.tell_user,
+            f"file-refused:{item.id}",
+            message_id=item.message_id,
+            reply_to=item.reply_to,
+        )
+        await self.ledger.mark_failed(item.id, f"permanent: {refused}"[:500])
+        log.warning("message %s: reply %s not sent: %s", item.message_id, item.id, refused)
+        if self.on_failed:
+            self.on_failed(item, str(refused))
+
     async def _failed_attempt(
-        self, item: OutboxItem, channel: Channel, exc: Exception, chunk: OutboxItem, parts: int
+        self,
+        item: OutboxItem,
+        channel: Channel,
+        exc: Exception,
+        chunk: OutboxItem,
+        parts: int,
+        reconcile: bool = True,
     ) -> None:
         error_class, retry_after = classify(exc, channel, self.pm)
         error = f"{type(exc).__name__}: {exc}"[:500]
         if error_class == ErrorClass.UNKNOWN:
-            await self._unknown(item, channel, error, chunk, parts)
+            await self._unknown(item, channel, error, chunk, parts, reconcile)
             return
         if error_class == ErrorClass.PERMANENT:
             await self.ledger.mark_failed(item.id, f"permanent: {error}")
@@ -237,7 +325,13 @@ class OutboxRelay:
             self.on_failed(item, error)
 
     async def _unknown(
-        self, item: OutboxItem, channel: Channel, error: str, chunk: OutboxItem, parts: int
+        self,
+        item: OutboxItem,
+        channel: Channel,
+        error: str,
+        chunk: OutboxItem,
+        parts: int,
+        reconcile: bool = True,
     ) -> None:
         """The platform may have the part: never resend it blindly; reconcile or surface."""
         part = f"part {chunk.parts_sent + 1}/{parts}: " if parts > 1 else ""
@@ -245,7 +339,8 @@ class OutboxRelay:
             item.id, f"outcome unknown, not resent: {part}{error}", error=error
         )
         if (
-            isinstance(channel, ReconcilingChannel)
+            reconcile  # an upload is not a text a channel can look up
+            and isinstance(channel, ReconcilingChannel)
             and await self._reconcile(channel, chunk, parts) is not None
         ):
             return
@@ -311,6 +406,8 @@ class OutboxRelay:
             channel = self.channels.get(item.channel)
             if item.state != "unknown" or not isinstance(channel, ReconcilingChannel):
                 continue  # decided meanwhile (a human, another path)
+            if self.as_file(item, channel):
+                continue
             parts = chunk_text(item.text, channel.limits.max_message_length)
             index = min(item.parts_sent, len(parts) - 1)
             await self._reconcile(

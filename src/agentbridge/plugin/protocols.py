@@ -30,6 +30,8 @@ class ChannelLimits:
 
     max_message_length: int = 4000
     supports_formatting: bool = False
+    #: the largest file a ``FileChannel`` uploads natively (0: the reply text names the file)
+    max_file_bytes: int = 0
 
 
 class ErrorClass(enum.StrEnum):
@@ -193,6 +195,26 @@ class ReconcilingChannel(Protocol):
         """
 
 
+@dataclass(frozen=True)
+class OutFile:
+    """A file the relay hands a ``FileChannel``: checked (roots, size) and read already."""
+
+    name: str
+    data: bytes
+    media_type: str = "application/octet-stream"
+    caption: str = ""
+
+
+@runtime_checkable
+class FileChannel(Protocol):
+    """Optional: a channel that uploads files (``agentbridge mcp``'s ``send_file``, a reply
+    too long for ``[outbox] max_parts``) up to ``limits.max_file_bytes``."""
+
+    async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
+        """Upload ``file`` as the whole of ``item``; return the platform id or raise like
+        ``deliver`` (an upload whose outcome is unknown must say ``UNKNOWN``)."""
+
+
 # --------------------------------------------------------------------------- runtimes
 
 
@@ -307,9 +329,11 @@ __all__ = [
     "DeliveryError",
     "ErrorClass",
     "ErrorText",
+    "FileChannel",
     "HookParser",
     "Ingest",
     "LaunchSpec",
+    "OutFile",
     "Receipt",
     "ReceiptKind",
     "Reconciled",

@@ -22,6 +22,7 @@ from typing import Any
 from agentbridge.agent.tmux import TmuxNotFound, TmuxServer
 from agentbridge.config import Config, ConfigError
 from agentbridge.crashpoints import crash_point
+from agentbridge.delivery.outfiles import FileRoots
 from agentbridge.delivery.receipts import Receipts
 from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.kinds import ChangeKind, ReceiptKind
@@ -132,6 +133,7 @@ class Supervisor:
             self.host.pm,
             on_sent=self._on_reply_sent,
             on_failed=self._on_reply_failed,
+            files=FileRoots.from_config(self.config),  # where an agent's files may be read
         )
         self._unsubscribe = self.ledger.on_change(self._on_ledger_change)
         self.control = ControlServer(

@@ -9,6 +9,7 @@ nothing: a traceback must never carry the token into a log.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ PERMANENT_PATTERNS: tuple[str, ...] = (
     "have no rights to send",
     "not enough rights",
     "message is too long",
+    "request entity too large",
+    "file is too big",
 )
 
 
@@ -150,6 +153,16 @@ def to_delivery_error(exc: BaseException) -> DeliveryError:
     return DeliveryError(str(exc), error_class, retry_after)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One file of a multipart request: the form field (``photo``/``document``) and bytes."""
+
+    field: str
+    name: str
+    data: bytes
+    media_type: str = "application/octet-stream"
+
+
 @dataclass
 class _Progress:
     """Per request: has any byte of it possibly left this host?"""
@@ -212,34 +225,53 @@ class BotApi:
         ``params`` are the method's parameters (None values are left out).
         """
         payload = {k: v for k, v in params.items() if v is not None}
+        return await self._post(method, http_timeout, json=payload)
+
+    async def upload(
+        self, method: str, upload: Upload, http_timeout: float | None = None, **params: Any
+    ) -> Any:
+        """POST one method as multipart with one file (``sendPhoto``/``sendDocument``).
+
+        Objects among ``params`` are sent JSON-encoded, as the Bot API wants them in a form.
+        """
+        form = aiohttp.FormData()
+        for key, value in params.items():
+            if value is not None:
+                form.add_field(key, value if isinstance(value, str) else json.dumps(value))
+        form.add_field(
+            upload.field, upload.data, filename=upload.name, content_type=upload.media_type
+        )
+        return await self._post(method, http_timeout, data=form)
+
+    async def _post(self, method: str, http_timeout: float | None, **body: Any) -> Any:
         session = self._ensure_session()
         total = http_timeout if http_timeout is not None else self._timeout
         limit = aiohttp.ClientTimeout(total=total)
         progress = _Progress()
         try:
             async with session.post(
-                self._url(method), json=payload, timeout=limit, trace_request_ctx=progress
+                self._url(method), timeout=limit, trace_request_ctx=progress, **body
             ) as resp:
                 status = resp.status
                 try:
-                    body = await resp.json(content_type=None)
+                    answer = await resp.json(content_type=None)
                 except (ValueError, aiohttp.ContentTypeError):
-                    body = None
+                    answer = None
         except asyncio.CancelledError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # ``from None``: aiohttp's exceptions carry the request URL, hence the token
             detail = self.redact(str(exc)) or type(exc).__name__
             raise TelegramNetworkError(f"telegram {method}: {detail}", progress.sent) from None
-        if not isinstance(body, dict):
+        if not isinstance(answer, dict):
             raise TelegramApiError(method, status, f"unreadable answer (HTTP {status})")
-        if body.get("ok") is True:
-            return body.get("result")
-        params_out = body.get("parameters")
+        if answer.get("ok") is True:
+            return answer.get("result")
+        params_out = answer.get("parameters")
         raise TelegramApiError(
             method,
-            int(body.get("error_code") or status),
-            self.redact(str(body.get("description") or f"HTTP {status}")),
+            int(answer.get("error_code") or status),
+            self.redact(str(answer.get("description") or f"HTTP {status}")),
             params_out if isinstance(params_out, dict) else {},
         )
 

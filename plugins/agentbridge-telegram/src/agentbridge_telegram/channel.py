@@ -1,4 +1,4 @@
-"""The Telegram channel: long polling (or a webhook) in, ``sendMessage`` out.
+"""The Telegram channel: long polling (or a webhook) in, ``sendMessage`` (files: ``uploads``) out.
 
 The one rule that makes it lossless: the getUpdates offset (which is how Telegram learns an
 update was received) advances only after ``ctx.ingest`` returned, i.e. after the ledger
@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import weakref
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from agentbridge.config import ConfigError
@@ -22,7 +23,9 @@ from agentbridge.plugin.protocols import (
     AttachmentTooLarge,
     ChannelContext,
     ChannelLimits,
+    DeliveryError,
     ErrorClass,
+    OutFile,
     Receipt,
 )
 from agentbridge.supervisor.routing import Unroutable
@@ -53,6 +56,7 @@ from agentbridge_telegram.settings import (
     parse_settings,
     webhook_secret,
 )
+from agentbridge_telegram.uploads import DOCUMENT_MAX, send_file, split_caption
 
 log = get_logger(__name__)
 
@@ -69,7 +73,9 @@ class TelegramChannel:
     """One bot. ``settings=None`` reads the table from ``ChannelContext.config`` at start."""
 
     name = "telegram"
-    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+    limits = ChannelLimits(
+        max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True, max_file_bytes=DOCUMENT_MAX
+    )
 
     def __init__(
         self, settings: TelegramSettings | None = None, env: dict[str, str] | None = None
@@ -102,6 +108,7 @@ class TelegramChannel:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
         token = load_token(settings, self._env)
+        self.limits = replace(self.limits, max_file_bytes=settings.max_file_bytes)
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
         self._api = BotApi(token, settings.base_url, settings.request_timeout)
@@ -390,19 +397,48 @@ class TelegramChannel:
                 )
                 sent.append(message_id)
         except (TelegramApiError, TelegramNetworkError) as exc:
-            error = to_delivery_error(exc)
-            if error.error_class is ErrorClass.PERMANENT:
-                self._progress.pop(key, None)
-            log.warning(
-                "telegram: reply %s to %s not delivered (%s): %s",
-                item.id,
-                item.conversation,
-                error.error_class,
-                exc,
-            )
-            raise error from None
+            raise self._failed(item, key, exc) from None
         self._progress.pop(key, None)
         return sent[0]
+
+    async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
+        """Upload a file the relay checked and read (``uploads``): a photo or a document,
+        quoting the sender's message; a caption too long for Telegram follows as text."""
+        if self._api is None or self.settings is None:
+            raise to_delivery_error(TelegramNetworkError("telegram channel not started"))
+        key = f"{item.idem_key}:file"
+        sent = self._progress.setdefault(key, [])  # [upload id, caption part ids…]
+        chat: int | str = chat_ref(item.conversation)
+        caption, rest = split_caption(file.caption)
+        try:
+            if not sent:
+                reply = reply_target(item.reply_to)
+                timeout = self.settings.request_timeout
+                chat, message_id = await send_file(self._api, timeout, chat, file, caption, reply)
+                sent.append(message_id)
+            for number, part in enumerate(chunk_text(rest, MAX_MESSAGE_LENGTH) if rest else []):
+                if number + 1 < len(sent):
+                    continue
+                chat, message_id = await send_part(self._api, self.settings, chat, part, None)
+                sent.append(message_id)
+        except (TelegramApiError, TelegramNetworkError) as exc:
+            raise self._failed(item, key, exc) from None
+        self._progress.pop(key, None)
+        return sent[0]
+
+    def _failed(self, item: OutboxItem, key: str, exc: Exception) -> DeliveryError:
+        """What the relay gets; progress is kept for a retry unless the failure is final."""
+        error = to_delivery_error(exc)
+        if error.error_class is ErrorClass.PERMANENT:
+            self._progress.pop(key, None)
+        log.warning(
+            "telegram: reply %s to %s not delivered (%s): %s",
+            item.id,
+            item.conversation,
+            error.error_class,
+            exc,
+        )
+        return error
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
         """Telegram's own rules (see ``api.classify``); None for errors that are not ours."""

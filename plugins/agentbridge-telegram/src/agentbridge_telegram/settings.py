@@ -35,6 +35,7 @@ _KEYS = {
     "webhook_secret",
     "unauthorised_reply",
     "request_timeout",
+    "max_file_bytes",
 }
 
 
@@ -59,8 +60,10 @@ class TelegramSettings:
     webhook_secret: str | None = None
     #: answer refused senders once with a short "not authorised" line
     unauthorised_reply: bool = True
-    #: seconds for one non-polling request (sendMessage…)
+    #: seconds for one non-polling request (sendMessage…; an upload adds time for its size)
     request_timeout: float = 20.0
+    #: largest file sent back (the Bot API's 50 MB; a local Bot API server takes 2000 MB)
+    max_file_bytes: int = 50 * 1024 * 1024
 
 
 def _want(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -110,6 +113,9 @@ def parse_settings(table: dict[str, Any]) -> TelegramSettings:
     )
     if request_timeout <= 0:
         raise ConfigError("config: channels.telegram.request_timeout must be > 0")
+    max_file = _want(table.get("max_file_bytes", 50 * 1024 * 1024), int, "max_file_bytes")
+    if max_file < 0:
+        raise ConfigError("config: channels.telegram.max_file_bytes must be >= 0 (0: no files)")
     port = _want(table.get("webhook_port", 8443), int, "webhook_port")
     if not 0 <= port <= 65535:
         raise ConfigError(f"config: channels.telegram.webhook_port must be 0..65535, not {port}")
@@ -134,6 +140,7 @@ def parse_settings(table: dict[str, Any]) -> TelegramSettings:
         webhook_secret=None if secret is None else _want(secret, str, "webhook_secret"),
         unauthorised_reply=_want(table.get("unauthorised_reply", True), bool, "unauthorised_reply"),
         request_timeout=request_timeout,
+        max_file_bytes=max_file,
     )
     return settings
 

@@ -8,6 +8,8 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
 - ``sendMessage``: recorded in ``sent``; text over 4096 UTF-16 units (after HTML parsing)
   is refused; malformed HTML gives "can't parse entities"; faults can be queued, including
   the ambiguous ones (``AMBIGUOUS``): the message is sent, then the answer is lost.
+- ``sendPhoto`` / ``sendDocument``: multipart uploads, recorded with their bytes in
+  ``uploads``; over 10 MB (photo) / 50 MB (document) they get 413; same faults as sendMessage.
 - ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
 - Buttons: ``click(sent, user_id, label)`` queues the ``callback_query`` of a button the bot
   sent; ``answerCallbackQuery`` (only for a query handed out) and ``editMessageReplyMarkup``
@@ -32,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge_telegram.fake_uploads import FakeUploads, SentFile, read_form
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, utf16_len
 from agentbridge_telegram.testing_buttons import FakeButtons
 
@@ -47,7 +50,9 @@ FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
     "chat_id_empty": (400, "Bad Request: chat_id is empty", {}),
     "500": (500, "Internal Server Error", {}),
     "502": (502, "Bad Gateway", {}),
+    "photo_dimensions": (400, "Bad Request: PHOTO_INVALID_DIMENSIONS", {}),
 }
+
 Params = dict[str, Any]
 #: faults after which the message IS in the chat but the client never gets the answer:
 #: ``stall`` holds the answer back until the client times out, ``reset`` sends a TCP reset
@@ -109,7 +114,7 @@ class SentMessage:
         return [(b["text"], b.get("callback_data", "")) for row in rows for b in row]
 
 
-class FakeBotApi(FakeButtons):
+class FakeBotApi(FakeButtons, FakeUploads):
     """The fake server; ``base_url`` is what the channel's ``base_url`` setting points at."""
 
     def __init__(self, token: str = "123456:TEST-token_abcdefghij", host: str = "127.0.0.1"):
@@ -119,6 +124,7 @@ class FakeBotApi(FakeButtons):
         self.updates: list[dict[str, Any]] = []  # not yet confirmed, in update_id order
         self.confirmed_offset = 0  # highest offset any getUpdates presented
         self.sent: list[SentMessage] = []
+        self.uploads: list[SentFile] = []  # files sent (sendPhoto / sendDocument)
         self.actions: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
         self.calls: list[str] = []
@@ -156,7 +162,7 @@ class FakeBotApi(FakeButtons):
         """Listen on a free port (the same one again after a ``stop``)."""
         self._closing = False
         self._closed.clear()
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # room for a 50 MB document
         app.router.add_post("/bot{token}/{method}", self._dispatch)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
@@ -262,7 +268,10 @@ class FakeBotApi(FakeButtons):
         method = request.match_info["method"]
         self.calls.append(method)
         try:
-            params = await request.json() if request.can_read_body else {}
+            if request.content_type == "multipart/form-data":
+                params = await read_form(request)
+            else:
+                params = await request.json() if request.can_read_body else {}
         except ValueError:
             return _error(400, "Bad Request: invalid JSON")
         handler = getattr(self, f"_m_{method}", None)
@@ -324,8 +333,8 @@ class FakeBotApi(FakeButtons):
                     return _error(409, "Conflict: terminated by other getUpdates request")
         return _ok(self.updates[:limit])
 
-    async def _m_sendMessage(self, params: Params, request: web.Request) -> web.Response:
-        chat_id = params.get("chat_id")
+    def _refusal(self, chat_id: Any) -> web.Response | str:
+        """The chat's or a queued fault's error answer, else the fault to act out."""
         if chat_id in (None, ""):
             return _error(400, "Bad Request: chat_id is empty")
         if chat_id in self.blocked_chats:
@@ -340,6 +349,22 @@ class FakeBotApi(FakeButtons):
         if fault != "ok" and fault not in AMBIGUOUS:
             status, description, parameters = FAULTS[fault]
             return _error(status, description, parameters)
+        return fault
+
+    async def _answer(self, fault: str, request: web.Request, result: Any) -> web.Response:
+        answer = _ok(result)
+        if fault == "stall":  # the client's timeout fires first; the message is in the chat
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self.stall_seconds)
+        elif fault == "reset":
+            _reset(request)
+        return answer
+
+    async def _m_sendMessage(self, params: Params, request: web.Request) -> web.Response:
+        chat_id: Any = params.get("chat_id")  # checked by ``_refusal``
+        fault = self._refusal(chat_id)
+        if isinstance(fault, web.Response):
+            return fault
         text = str(params.get("text") or "")
         parse_mode = params.get("parse_mode")
         visible, error = visible_text(text, parse_mode)
@@ -361,13 +386,8 @@ class FakeBotApi(FakeButtons):
             params.get("reply_markup"),
         )
         self.sent.append(message)
-        answer = _ok({"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible})
-        if fault == "stall":  # the client's timeout fires first; the message is in the chat
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), self.stall_seconds)
-        elif fault == "reset":
-            _reset(request)
-        return answer
+        result = {"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible}
+        return await self._answer(fault, request, result)
 
     async def _m_sendChatAction(self, params: Params, request: web.Request) -> web.Response:
         self.actions.append(params)
@@ -408,4 +428,4 @@ def _error(status: int, description: str, parameters: dict[str, Any] | None = No
     return web.json_response(body, status=status)
 
 
-__all__ = ["AMBIGUOUS", "FAULTS", "FakeBotApi", "SentMessage", "visible_text"]
+__all__ = ["AMBIGUOUS", "FAULTS", "FakeBotApi", "SentFile", "SentMessage", "visible_text"]

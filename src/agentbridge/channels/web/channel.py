@@ -4,6 +4,7 @@
 to ``<state_dir>/console.token`` (0600) and exposes ``url`` (with the token, to print) and
 ``base_url``. Replies need no platform call: the reply is already in the ledger, and the page
 shows it once its outbox row is sent (see ``views``), so ``deliver`` only names the delivery.
+A file from the agent is a ``deliver_file`` the same way: the page links ``downloads``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from agentbridge.channels.web import permissions
 from agentbridge.channels.web.api import ConsoleApi
+from agentbridge.channels.web.downloads import Downloads
 from agentbridge.channels.web.security import (
     Guard,
     add_security_headers,
@@ -29,8 +31,15 @@ from agentbridge.channels.web.security import (
 )
 from agentbridge.channels.web.sse import EventStreams, Notifier
 from agentbridge.config import ConsoleConfig
+from agentbridge.delivery.outfiles import FileRoots
 from agentbridge.models import OutboxItem
-from agentbridge.plugin.protocols import ChannelContext, ChannelLimits, ErrorClass, Receipt
+from agentbridge.plugin.protocols import (
+    ChannelContext,
+    ChannelLimits,
+    ErrorClass,
+    OutFile,
+    Receipt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +67,14 @@ class WebChannel:
     #: the page renders any length; never chunk a reply
     limits = ChannelLimits(max_message_length=10_000_000, supports_formatting=False)
 
-    def __init__(self, console: ConsoleConfig | None = None) -> None:
+    def __init__(self, console: ConsoleConfig | None = None, files: FileRoots | None = None):
         self.console = console or ConsoleConfig()
+        #: where the agents' files may be read from for a download (``downloads``)
+        self.files = files or FileRoots({})
+        self.limits = ChannelLimits(
+            max_message_length=self.limits.max_message_length,
+            max_file_bytes=self.console.max_file_bytes,
+        )
         self.token = ""
         self.port = 0
         self.ctx: ChannelContext | None = None
@@ -105,6 +120,8 @@ class WebChannel:
         api = ConsoleApi(ctx, self._notifier, ctx.name or self.name)
         app.add_routes(api.routes())
         app.add_routes(permissions.routes(ctx))  # pending permission requests, answered
+        limit = self.console.max_file_bytes
+        app.add_routes(Downloads(ctx.ledger, ctx.name or self.name, self.files, limit).routes())
         app.add_routes(
             [
                 web.get("/", self._index),
@@ -164,6 +181,11 @@ class WebChannel:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return f"web-{item.id}"
+
+    async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
+        """The relay checked and read the file; the page links it once the row is ``sent``
+        (``downloads`` reads it again from where the agent wrote it)."""
+        return await self.deliver(item)
 
     async def _wake_when_settled(self, outbox_id: int, timeout: float = 5.0) -> None:
         if self.ctx is None or self.ctx.ledger is None or self._notifier is None:

@@ -14,5 +14,6 @@ def register_channels(register: Callable[[Channel], None], config: Config) -> No
     """On by default: ``[console] enabled = false`` (or ``up --no-console``) turns it off."""
     if config.console.enabled:
         from agentbridge.channels.web.channel import WebChannel
+        from agentbridge.delivery.outfiles import FileRoots
 
-        register(WebChannel(config.console))
+        register(WebChannel(config.console, FileRoots.from_config(config)))

@@ -15,6 +15,7 @@ from typing import Any
 from agentbridge.agent import attachments as files
 from agentbridge.channels.web.channel import WebChannel
 from agentbridge.config import ConsoleConfig
+from agentbridge.delivery.outfiles import FileRoots
 from agentbridge.ledger.store import IngestResult, LedgerStore
 from agentbridge.plugin.protocols import Attachment, ChannelContext
 
@@ -106,8 +107,10 @@ async def running_console(
     console: ConsoleConfig | None = None,
     extras: dict[str, Any] | None = None,
 ) -> AsyncIterator[WebChannel]:
-    """A started ``WebChannel`` on an ephemeral port; stopped on exit."""
-    channel = WebChannel(console or ConsoleConfig(port=0))
+    """A started ``WebChannel`` on an ephemeral port; stopped on exit. The agent's files
+    may be downloaded from its cwd here, ``state_dir/workspace``."""
+    roots = FileRoots({agent: state_dir / "workspace"}, state_dir)
+    channel = WebChannel(console or ConsoleConfig(port=0), roots)
     await channel.start(standalone_context(ledger, state_dir, agent, extras=extras))
     try:
         yield channel

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agentbridge.channels.web.downloads import download_url
+from agentbridge.delivery.attachments import file_ref
 from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Event, Message, OutboxItem
 from agentbridge.states import MessageState, OutboxState
@@ -77,11 +79,34 @@ def message_view(message: Message, replies: Sequence[OutboxItem]) -> dict[str, A
         "reason": message.reason,
         "reply": message.reply if reply_visible(message, replies) else None,
         "reply_states": [str(r.state) for r in replies],
+        "files": files_view(replies),
         "lease_owner": message.lease_owner,
         "lease_expires_at": message.lease_expires_at,
         "created_at": message.created_at,
         "updated_at": message.updated_at,
     }
+
+
+def files_view(replies: Sequence[OutboxItem]) -> list[dict[str, Any]]:
+    """The files the agent sent with this message: a link once sent, the reason if not."""
+    out = []
+    for item in replies:
+        ref = file_ref(item)
+        if ref is None:
+            continue
+        sent = item.state == OutboxState.SENT
+        out.append(
+            {
+                "outbox_id": item.id,
+                "name": ref.path.name,
+                "size": ref.size,
+                "caption": ref.caption,
+                "state": str(item.state),
+                "url": download_url(item.id) if sent else None,
+                "error": item.last_error if item.state in _UNDELIVERED else None,
+            }
+        )
+    return out
 
 
 def event_receipt(event: Event) -> str | None:

@@ -45,6 +45,7 @@ function turnArticle(key) {
       { class: "bubble agent", hidden: true },
       el("div", { class: "who" }),
       el("div", { class: "reply" }),
+      el("ul", { class: "files" }),
     ),
   );
 }
@@ -120,12 +121,36 @@ function renderTurn(entry) {
   $(".status-text", article).textContent = view.status === "replied" ? "" : `${text}${detail}`;
   $(".status-line", article).hidden = view.status === "replied";
   const reply = $(".bubble.agent", article);
-  if (view.reply !== null && view.reply !== undefined) {
+  const files = view.files || [];
+  if (files.length || (view.reply !== null && view.reply !== undefined)) {
     reply.hidden = false;
     $(".who", reply).textContent = view.agent;
+  }
+  if (view.reply !== null && view.reply !== undefined) {
     $(".reply", reply).replaceChildren(richText(view.reply));
   }
+  $(".files", reply).replaceChildren(...files.map(fileItem));
   if (stick) scrollToEnd();
+}
+
+function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+function fileItem(file) {
+  // a file the agent sent: a download link once delivered, else why not (yet)
+  const label = `${file.name} (${fileSize(file.size)})`;
+  const body = file.url
+    ? el("a", { class: "file-link", href: file.url, download: file.name }, label)
+    : el("span", { class: "file-pending" }, file.error ? `${label} – not sent: ${file.error}` : `${label} – sending…`);
+  return el(
+    "li",
+    { class: "file", dataset: { outboxId: file.outbox_id, state: file.state } },
+    body,
+    file.caption ? el("div", { class: "caption", text: file.caption }) : null,
+  );
 }
 
 function nearBottom() {
