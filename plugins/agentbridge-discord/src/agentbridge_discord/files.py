@@ -24,7 +24,7 @@ import discord
 from agentbridge.delivery.attachments import FileRef
 from agentbridge.plugin.protocols import Attachment, DeliveryError, ErrorClass
 
-__all__ = ["FileLink", "FileRefused", "download", "links", "upload"]
+__all__ = ["FileLink", "FileRefused", "download", "keyword", "links", "upload"]
 
 
 class FileRefused(Exception):
@@ -62,7 +62,7 @@ def links(msg: discord.Message) -> tuple[FileLink, ...]:
 
 
 def _mb(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MB"
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 100_000 else f"{size} bytes"
 
 
 async def download(
@@ -113,8 +113,3 @@ def keyword(attachments: list[Attachment]) -> dict[str, Any]:
     """``attachments=`` for ``ctx.ingest`` only when there are files (a core without the
     parameter still takes plain messages)."""
     return {"attachments": attachments} if attachments else {}
-
-
-def meta_of(items: tuple[FileLink, ...]) -> dict[str, Any]:
-    """What the ledger's meta says of the files (names and sizes, never URLs: they are signed)."""
-    return {"files": [{"name": f.name, "size": f.size} for f in items]} if items else {}

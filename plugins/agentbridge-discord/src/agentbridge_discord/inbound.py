@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-from agentbridge_discord.files import FileLink, links, meta_of
+from agentbridge_discord.files import FileLink, links
 from agentbridge_discord.settings import DiscordSettings
 
 
@@ -56,7 +56,6 @@ class Inbound:
             "guild_id": None if self.guild_id is None else str(self.guild_id),
             "thread_parent_id": None if self.parent_id is None else str(self.parent_id),
             "username": self.author_name,
-            **meta_of(self.attachments),
         }
 
 

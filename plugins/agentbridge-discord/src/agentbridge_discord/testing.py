@@ -75,7 +75,7 @@ class FakeDiscord(FakeInteractions):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         api = "/api/v10"
         app.router.add_get(f"{api}/users/@me", self._me)
         app.router.add_get(f"{api}/oauth2/applications/@me", self._app)
@@ -249,7 +249,7 @@ class FakeDiscord(FakeInteractions):
             for old in self.history.get(cid, []):
                 if old.get("_nonce") == nonce and int(old["author"]["id"]) == BOT_ID:
                     return as_json(public(old))  # Discord's dedup: no second one
-        payload = self.message(cid, BOT_ID, str(body.get("content", "")), bot=True)
+        payload = self.message(cid, BOT_ID, str(body.get("content") or ""), bot=True)
         stored = self.history[cid][-1]
         stored["_nonce"] = nonce
         stored["components"] = body.get("components") or []
