@@ -69,6 +69,7 @@ class FakeDiscord(FakeInteractions):
         self.port = 0
         #: what the portal says (``/oauth2/applications/@me``, READY): the content intent on
         self.app_flags = FLAG_MESSAGE_CONTENT
+        self.interactions_endpoint: str | None = None  # set: Discord sends clicks there
         self.upload_limit = 10 * 1024 * 1024  # a larger multipart file gets Discord's 413
         self._init_interactions()
 
@@ -218,6 +219,7 @@ class FakeDiscord(FakeInteractions):
                 "owner": user(1),
                 "verify_key": "0" * 64,
                 "flags": self.app_flags,
+                "interactions_endpoint_url": self.interactions_endpoint,
             }
         )
 
