@@ -156,3 +156,40 @@ async def test_sigkilled_bridge_catches_up_what_was_sent_while_down(
 
 async def connected(fake: FakeDiscord, sessions: int) -> bool:
     return len(fake.identify) >= sessions
+
+
+async def test_slash_status_and_a_file_through_the_real_bridge(
+    fake: FakeDiscord, bridge: tuple[Path, str], tmp_path: Path
+) -> None:
+    """``/status`` as a Discord slash command runs the core's command and its answer comes
+    back as a channel message; a file sent to the bot lands in the agent's cwd and the agent
+    is told where."""
+    log_path, _ = bridge
+
+    async def registered() -> bool:
+        return bool(fake.commands) and bool(fake.identify)
+
+    try:
+        await async_wait_until(registered, timeout=30, what="the slash commands and IDENTIFY")
+        iid = await fake.slash(DM, ALICE, "status")
+
+        async def status_answered() -> bool:
+            return any(s.content.startswith("agent demo (demo):") for s in fake.sent)
+
+        await async_wait_until(status_answered, timeout=45, what="the /status answer")
+        files = [fake.attachment(DM, "notes.txt", b"hello file", content_type="text/plain")]
+        await fake.post(DM, ALICE, "read this", attachments=files)
+
+        async def file_answered() -> bool:
+            return any("notes.txt" in s.content for s in fake.sent)
+
+        await async_wait_until(file_answered, timeout=45, what="the agent's answer to the file")
+    except AssertionError:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(log[-3000:]) from None
+    [echo] = [c for c in fake.callbacks if c.interaction_id == iid]
+    assert echo.type == 4 and echo.data["content"].startswith("`/status`")
+    [answer] = [s for s in fake.sent if "notes.txt" in s.content]
+    assert answer.content.startswith("echo: read this") and "[attached file: " in answer.content
+    [placed] = list((tmp_path / "state").rglob("inbox/*/notes.txt"))
+    assert placed.read_bytes() == b"hello file"
