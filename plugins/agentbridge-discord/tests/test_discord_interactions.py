@@ -75,7 +75,7 @@ async def test_permission_buttons_answer_through_the_core_relay(
     await async_wait_until(lambda: _callback(fake, click), timeout=10, what="the click's ack")
     [ack] = [c for c in fake.callbacks if c.interaction_id == click]
     assert ack.type == 7 and ack.data["components"] == []  # no second click possible
-    assert ack.data["content"].endswith("→ always (clicked by user1)")
+    assert ack.data["content"].endswith("→ Allow for this session (clicked by user1)")
     assert fake.history[DM][-1]["components"] == []  # Discord edited the question
     notes = [r.text for r in await ledger.list_replies()]
     assert f"Permission {short}: allowed for this session (by {ALICE})" in notes

@@ -93,7 +93,7 @@ class Interacting(ChannelState):
         try:
             if interaction.type is discord.InteractionType.component:
                 before = interaction.message.content if interaction.message else ""
-                label = text.split(" ", 1)[0]
+                label = clicked_label(interaction) or text.split(" ", 1)[0]
                 await asyncio.wait_for(
                     interaction.response.edit_message(
                         content=f"{before}\n→ {label} (clicked by {who})"[:2000], view=None
@@ -117,3 +117,15 @@ class Interacting(ChannelState):
             await asyncio.wait_for(
                 interaction.response.send_message(text, ephemeral=True), self.timeout
             )
+
+
+def clicked_label(interaction: discord.Interaction) -> str | None:
+    """The label of the button that was clicked ("Allow for this session"), if it shows."""
+    data: Any = interaction.data or {}
+    wanted = data.get("custom_id")
+    for row in getattr(interaction.message, "components", None) or ():  # unset without any
+        for child in getattr(row, "children", ()):
+            if getattr(child, "custom_id", None) == wanted:
+                label = getattr(child, "label", None)
+                return label if isinstance(label, str) and label else None
+    return None

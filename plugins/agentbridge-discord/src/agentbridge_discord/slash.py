@@ -39,7 +39,7 @@ def definitions() -> list[dict[str, Any]]:
             "name": name,
             "type": CHAT_INPUT,
             "description": (text or name)[:100],
-            "contexts": [0, 1, 2],  # guilds, the bot's DMs, private channels
+            "contexts": [0, 1],  # guild channels and the bot's DMs
             "integration_types": [0],  # installed to a guild (the bot scope)
         }
         if match and match["arg"]:
