@@ -8,6 +8,7 @@ stranger's message never reaches the agent, and the bot token is not in the agen
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -193,3 +194,52 @@ async def test_slash_status_and_a_file_through_the_real_bridge(
     assert answer.content.startswith("echo: read this") and "[attached file: " in answer.content
     [placed] = list((tmp_path / "state").rglob("inbox/*/notes.txt"))
     assert placed.read_bytes() == b"hello file"
+
+
+async def test_a_permission_button_answers_the_agents_hook(
+    fake: FakeDiscord, bridge: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A message keeps the agent busy; the real PermissionRequest hook program asks the
+    bridge; the question reaches Discord with buttons; Alice's click on Allow is the answer
+    the hook prints for the CLI, and the question is edited to show it."""
+    log_path, _ = bridge
+    payload = {"hook_event_name": "PermissionRequest", "tool_name": "Bash",
+               "tool_input": {"command": "make test"}}  # fmt: skip
+    try:
+        await async_wait_until(lambda: connected(fake, 1), timeout=30, what="IDENTIFY")
+        mid = await fake.post(DM, ALICE, "build it #fake:slow=30")
+
+        async def busy() -> bool:
+            return ("PUT", DM, mid, "👀") in fake.reactions
+
+        await async_wait_until(busy, timeout=45, what="the message in flight (👀)")
+        hook = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentbridge.agent.permission_hook",
+            str(tmp_path / "state" / "agents" / "demo"), "demo",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        decided = asyncio.ensure_future(hook.communicate(json.dumps(payload).encode()))
+
+        async def asked() -> bool:
+            return any(fake.buttons(s.components) for s in fake.sent)
+
+        await async_wait_until(asked, timeout=30, what="the question with buttons")
+        [question] = [s for s in fake.sent if fake.buttons(s.components)]
+        assert question.content.startswith("Permission needed: Bash make test")
+        labels = dict(fake.buttons(question.components))
+        await fake.click(DM, ALICE, question.message_id, labels["Allow"])
+        out, _ = await asyncio.wait_for(decided, 30)
+    except AssertionError:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(log[-3000:]) from None
+    decision = json.loads(out)["hookSpecificOutput"]["decision"]
+    assert decision == {"behavior": "allow"}
+    [ack] = fake.callbacks
+    assert ack.type == 7 and ack.data["content"].endswith(
+        f"→ Allow (clicked by user{ALICE % 10000})"
+    )
+
+    async def noted() -> bool:
+        return any(s.content.endswith(f"allowed (by {ALICE})") for s in fake.sent)
+
+    await async_wait_until(noted, timeout=30, what="the relay's note")
