@@ -59,10 +59,13 @@ class Interacting(ChannelState):
         else:
             return
         channel = interaction.channel
-        if text is None or channel is None or self._ctx is None or self.settings is None:
-            return  # not ours (another app's component) or nothing to answer in
+        user = getattr(interaction.user, "id", None)  # MISSING when the payload had no user
+        if text is None or channel is None or not isinstance(user, int):
+            return  # not ours (another app's component), or no one/nowhere to answer
+        if self._ctx is None or self.settings is None:
+            return
         self.interactions += 1
-        user, guild = interaction.user.id, interaction.guild_id
+        guild = interaction.guild_id
         parent = getattr(channel, "parent_id", None)
         if not admits(self.settings, user, channel.id, guild, parent):
             self._refuse(user, channel.id, guild)
