@@ -132,6 +132,7 @@ async def test_slash_commands_are_registered_and_run_as_the_typed_command(
         return await plain(conversation, sender, text, **kw)
 
     await start_channel(ingest=ingest)
+    await async_wait_until(lambda: _true(bool(fake.commands)), timeout=10, what="registration")
     [registered] = fake.commands  # one bulk overwrite at start
     assert [c["name"] for c in registered] == list(COMMANDS)
     retry = next(c for c in registered if c["name"] == "retry")

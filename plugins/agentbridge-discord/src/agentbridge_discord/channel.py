@@ -42,8 +42,8 @@ class DiscordChannel(Receiving, Sending, Interacting):
     limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
 
     async def start(self, ctx: ChannelContext) -> None:
-        """Read the token, log in (REST ``/users/@me``), register the slash commands, then run
-        the gateway in a task."""
+        """Read the token, log in (REST ``/users/@me``), then run the gateway and the slash
+        command registration in tasks."""
         if self.settings is None:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
@@ -68,8 +68,8 @@ class DiscordChannel(Receiving, Sending, Interacting):
         user = self.client.user
         self.bot_id = user.id if user is not None else None
         log.info("discord: logged in as %s (%s)", user, self.bot_id)
-        if settings.slash_commands:
-            await self.register_commands()
+        if settings.slash_commands:  # in the background: a slow Discord never delays start
+            self._spawn(self.register_commands())
         self._task = asyncio.create_task(self._run(), name="discord-gateway")
 
     async def _run(self) -> None:
