@@ -8,6 +8,7 @@ stranger's message never reaches the agent, and the bot token is not in the agen
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -156,3 +157,89 @@ async def test_sigkilled_bridge_catches_up_what_was_sent_while_down(
 
 async def connected(fake: FakeDiscord, sessions: int) -> bool:
     return len(fake.identify) >= sessions
+
+
+async def test_slash_status_and_a_file_through_the_real_bridge(
+    fake: FakeDiscord, bridge: tuple[Path, str], tmp_path: Path
+) -> None:
+    """``/status`` as a Discord slash command runs the core's command and its answer comes
+    back as a channel message; a file sent to the bot lands in the agent's cwd and the agent
+    is told where."""
+    log_path, _ = bridge
+
+    async def registered() -> bool:
+        return bool(fake.commands) and bool(fake.identify)
+
+    try:
+        await async_wait_until(registered, timeout=30, what="the slash commands and IDENTIFY")
+        iid = await fake.slash(DM, ALICE, "status")
+
+        async def status_answered() -> bool:
+            return any(s.content.startswith("agent demo (demo):") for s in fake.sent)
+
+        await async_wait_until(status_answered, timeout=45, what="the /status answer")
+        files = [fake.attachment(DM, "notes.txt", b"hello file", content_type="text/plain")]
+        await fake.post(DM, ALICE, "read this", attachments=files)
+
+        async def file_answered() -> bool:
+            return any("notes.txt" in s.content for s in fake.sent)
+
+        await async_wait_until(file_answered, timeout=45, what="the agent's answer to the file")
+    except AssertionError:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(log[-3000:]) from None
+    [echo] = [c for c in fake.callbacks if c.interaction_id == iid]
+    assert echo.type == 4 and echo.data["content"].startswith("`/status`")
+    [answer] = [s for s in fake.sent if "notes.txt" in s.content]
+    assert answer.content.startswith("echo: read this") and "[attached file: " in answer.content
+    [placed] = list((tmp_path / "state").rglob("inbox/*/notes.txt"))
+    assert placed.read_bytes() == b"hello file"
+
+
+async def test_a_permission_button_answers_the_agents_hook(
+    fake: FakeDiscord, bridge: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A message keeps the agent busy; the real PermissionRequest hook program asks the
+    bridge; the question reaches Discord with buttons; Alice's click on Allow is the answer
+    the hook prints for the CLI, and the question is edited to show it."""
+    log_path, _ = bridge
+    payload = {"hook_event_name": "PermissionRequest", "tool_name": "Bash",
+               "tool_input": {"command": "make test"}}  # fmt: skip
+    try:
+        await async_wait_until(lambda: connected(fake, 1), timeout=30, what="IDENTIFY")
+        mid = await fake.post(DM, ALICE, "build it #fake:slow=30")
+
+        async def busy() -> bool:
+            return ("PUT", DM, mid, "👀") in fake.reactions
+
+        await async_wait_until(busy, timeout=45, what="the message in flight (👀)")
+        hook = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentbridge.agent.permission_hook",
+            str(tmp_path / "state" / "agents" / "demo"), "demo",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        decided = asyncio.ensure_future(hook.communicate(json.dumps(payload).encode()))
+
+        async def asked() -> bool:
+            return any(fake.buttons(s.components) for s in fake.sent)
+
+        await async_wait_until(asked, timeout=30, what="the question with buttons")
+        [question] = [s for s in fake.sent if fake.buttons(s.components)]
+        assert question.content.startswith("Permission needed: Bash make test")
+        labels = dict(fake.buttons(question.components))
+        await fake.click(DM, ALICE, question.message_id, labels["Allow"])
+        out, _ = await asyncio.wait_for(decided, 30)
+    except AssertionError:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(log[-3000:]) from None
+    decision = json.loads(out)["hookSpecificOutput"]["decision"]
+    assert decision == {"behavior": "allow"}
+    [ack] = fake.callbacks
+    assert ack.type == 7 and ack.data["content"].endswith(
+        f"→ Allow (clicked by user{ALICE % 10000})"
+    )
+
+    async def noted() -> bool:
+        return any(s.content.endswith(f"allowed (by {ALICE})") for s in fake.sent)
+
+    await async_wait_until(noted, timeout=30, what="the relay's note")

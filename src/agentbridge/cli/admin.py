@@ -66,7 +66,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Check what the bridge needs: config, tmux, the ledger, the agent CLIs."""
+    """Check what the bridge needs: config, tmux, the ledger, the agent CLIs, each plugin's."""
     problems = 0
 
     def report(ok: bool, what: str, detail: str) -> None:
@@ -102,7 +102,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from agentbridge.cli.preflight import cwd_problem
     from agentbridge.plugin.manager import build_plugin_manager
 
-    runtimes = build_plugin_manager().runtimes()
+    host = build_plugin_manager()
+    runtimes = host.runtimes()
     for agent in config.agents.values():
         cwd = cwd_problem(config, agent.name)
         if cwd is not None:
@@ -115,6 +116,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             f"agent {agent.name}",
             f"{agent.runtime}: {found or (argv[0] if argv else 'no command') + ' not found'}",
         )
+    from agentbridge.plugin.doctor import run_checks
+
+    for check in run_checks(host.pm, config):  # each plugin's own (the doctor_checks hook)
+        report(check.ok, check.what, check.detail)
     return EXIT_OK if problems == 0 else EXIT_ERROR
 
 
@@ -180,7 +185,7 @@ def add_admin_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("doctor", help="check tmux, the ledger and the agent CLIs")
+    p = sub.add_parser("doctor", help="check tmux, the ledger, the agent CLIs and the plugins")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("restart", help="restart an agent (also after it was degraded)")

@@ -6,13 +6,14 @@ on the registered objects (``Channel.start/stop/deliver``), which the bridge cal
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from agentbridge.config import Config
+    from agentbridge.plugin.doctor import DoctorCheck
     from agentbridge.plugin.protocols import Channel, ErrorClass, Receipt, RuntimeProfile
 
 PROJECT = "agentbridge"
@@ -80,4 +81,15 @@ def host_woke(slept_seconds: float) -> None:
     schedule async work with ``asyncio.get_running_loop().create_task``.
 
     :param slept_seconds: how long the host slept, as measured by the wake detector.
+    """
+
+
+@hookspec
+def doctor_checks(config: Config) -> list[DoctorCheck] | Awaitable[list[DoctorCheck]] | None:
+    """Check this plugin's setup for ``agentbridge doctor``: config keys, secrets, the
+    platform's API and settings. May be ``async def`` (the CLI awaits it, with a deadline).
+
+    :param config: the bridge's validated config (``config.channels[NAME]`` is yours).
+    :return: ``agentbridge.plugin.doctor.DoctorCheck(what, ok, detail)`` lines, ``[]`` when the
+        plugin is not configured (None too); a failing line says exactly what is missing.
     """

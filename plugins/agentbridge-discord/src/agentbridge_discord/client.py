@@ -61,13 +61,14 @@ def intents(settings: DiscordSettings) -> discord.Intents:
 
 
 class BridgeClient(discord.Client):
-    """A ``discord.Client`` that hands its three events to the channel's coroutines."""
+    """A ``discord.Client`` that hands its four events to the channel's coroutines."""
 
     def __init__(
         self,
         settings: DiscordSettings,
         on_message: Callable[[discord.Message], Awaitable[None]],
         on_session: Callable[[str], Awaitable[None]],
+        on_interaction: Callable[[discord.Interaction], Awaitable[None]],
         **options: Any,
     ) -> None:
         super().__init__(
@@ -79,6 +80,7 @@ class BridgeClient(discord.Client):
         )
         self._bridge_message = on_message
         self._bridge_session = on_session
+        self._bridge_interaction = on_interaction
 
     async def on_message(self, message: discord.Message) -> None:
         """Every MESSAGE_CREATE (ours included; the channel filters)."""
@@ -91,3 +93,7 @@ class BridgeClient(discord.Client):
     async def on_resumed(self) -> None:
         """RESUMED: Discord replays what we missed; the catch-up double-checks, cheaply."""
         await self._bridge_session("resumed")
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """INTERACTION_CREATE: a button click or a slash command (no command tree: ours)."""
+        await self._bridge_interaction(interaction)

@@ -13,6 +13,7 @@ from typing import Any
 
 import discord
 
+from agentbridge_discord.files import FileLink, links
 from agentbridge_discord.settings import DiscordSettings
 
 
@@ -38,7 +39,7 @@ class Inbound:
     author_name: str
     content: str
     mentions: frozenset[int]
-    attachments: int
+    attachments: tuple[FileLink, ...]
     system: bool
 
     @property
@@ -81,7 +82,7 @@ def from_message(
         author_name=str(msg.author.name),
         content=_clean(msg.content),
         mentions=frozenset(msg.raw_mentions) | {user.id for user in msg.mentions},
-        attachments=len(msg.attachments),
+        attachments=links(msg),
         system=msg.type not in (discord.MessageType.default, discord.MessageType.reply),
     )
 
@@ -98,25 +99,40 @@ def strip_mention(content: str, bot_id: int) -> str:
     return re.sub(rf"<@!?{bot_id}>", "", content).strip()
 
 
+def admits(
+    settings: DiscordSettings,
+    user_id: int,
+    channel_id: int,
+    guild_id: int | None,
+    parent_id: int | None = None,
+) -> bool:
+    """The allowlists: user, and for guild traffic the guild and channel (or thread parent).
+
+    Shared by messages and interactions (a button click or slash command is addressed to
+    the bot, so it needs no mention, but the same people and places only).
+    """
+    if guild_id is None:
+        if not settings.allow_dms:
+            return False
+    else:
+        if settings.allowed_guilds and guild_id not in settings.allowed_guilds:
+            return False
+        if settings.allowed_channels and not (
+            channel_id in settings.allowed_channels
+            or (parent_id is not None and parent_id in settings.allowed_channels)
+        ):
+            return False
+    return user_id in settings.allowed_users
+
+
 def verdict(msg: Inbound, settings: DiscordSettings, bot_id: int) -> Verdict:
     """Decide; the order matters: a stranger is refused before we look at the content."""
     if msg.author_is_bot or msg.author_id == bot_id or msg.system:
         return Verdict.IGNORE  # our own replies come back as MESSAGE_CREATE too
-    if msg.guild_id is None:
-        if not settings.allow_dms:
-            return Verdict.REFUSE
-    else:
-        if bot_id not in msg.mentions:
-            return Verdict.IGNORE  # talk among humans in a channel the bot can read
-        if settings.allowed_guilds and msg.guild_id not in settings.allowed_guilds:
-            return Verdict.REFUSE
-        if settings.allowed_channels and not (
-            msg.channel_id in settings.allowed_channels
-            or (msg.parent_id is not None and msg.parent_id in settings.allowed_channels)
-        ):
-            return Verdict.REFUSE
-    if msg.author_id not in settings.allowed_users:
+    if msg.guild_id is not None and bot_id not in msg.mentions:
+        return Verdict.IGNORE  # talk among humans in a channel the bot can read
+    if not admits(settings, msg.author_id, msg.channel_id, msg.guild_id, msg.parent_id):
         return Verdict.REFUSE
-    if not strip_mention(msg.content, bot_id):
-        return Verdict.EMPTY
+    if not strip_mention(msg.content, bot_id) and not msg.attachments:
+        return Verdict.EMPTY  # files alone are a message; nothing at all is not
     return Verdict.INGEST

@@ -26,7 +26,12 @@ _KEYS = {
     "request_timeout",
     "api_base_url",
     "gateway_url",
+    "slash_commands",
+    "max_attachment_bytes",
+    "max_upload_bytes",
 }
+#: Discord's upload limit for bots outside boosted servers (discord.py's own constant)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,12 @@ class DiscordSettings:
     api_base_url: str | None = None
     #: the gateway WebSocket URL used with ``api_base_url`` (``ws://…``)
     gateway_url: str | None = None
+    #: register /stop, /status, … as Discord slash commands at start
+    slash_commands: bool = True
+    #: an inbound attachment larger than this is refused before it is downloaded
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    #: an agent's file larger than this is a permanent error before anything is sent
+    max_upload_bytes: int = DEFAULT_UPLOAD_LIMIT
 
 
 def _want(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -103,6 +114,15 @@ def parse_settings(table: dict[str, Any]) -> DiscordSettings:
     if (api is None) != (gateway is None):
         raise ConfigError("config: channels.discord.api_base_url and gateway_url go together")
     token_file = table.get("token_file")
+    sizes: dict[str, int] = {
+        "max_attachment_bytes": DiscordSettings.max_attachment_bytes,
+        "max_upload_bytes": DiscordSettings.max_upload_bytes,
+    }
+    for key in sizes:
+        if key in table:
+            sizes[key] = int(_want(table[key], int, key))
+            if sizes[key] <= 0:
+                raise ConfigError(f"config: channels.discord.{key} must be > 0")
     return DiscordSettings(
         token_file=Path(_want(token_file, str, "token_file")).expanduser() if token_file else None,
         allowed_users=_ids(table, "allowed_users"),
@@ -118,6 +138,9 @@ def parse_settings(table: dict[str, Any]) -> DiscordSettings:
         request_timeout=timeout,
         api_base_url=api,
         gateway_url=gateway,
+        slash_commands=_want(table.get("slash_commands", True), bool, "slash_commands"),
+        max_attachment_bytes=sizes["max_attachment_bytes"],
+        max_upload_bytes=sizes["max_upload_bytes"],
     )
 
 

@@ -19,20 +19,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import discord
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
-BOT_ID = 900_000_000_000_000_001
+from agentbridge_discord.fake_interactions import FakeInteractions
+from agentbridge_discord.fake_payloads import (
+    BOT_ID,
+    FLAG_MESSAGE_CONTENT,
+    FLAG_MESSAGE_CONTENT_LIMITED,
+    INTENT_MESSAGE_CONTENT,
+    Callback,
+    Sent,
+    as_json,
+    error,
+    public,
+    user,
+)
 
-
-@dataclass
-class Sent:
-    """One message the bot created through REST."""
-
-    channel_id: int
-    content: str
-    nonce: str | None
-    reply_to: int | None
-    message_id: int
+__all__ = ["BOT_ID", "Callback", "FakeDiscord", "Sent"]
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Session:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeDiscord:
+class FakeDiscord(FakeInteractions):
     """Start with ``async with FakeDiscord() as fake``; drive it with the methods below."""
 
     def __init__(self) -> None:
@@ -64,11 +67,16 @@ class FakeDiscord:
         self._next_id = discord.utils.time_snowflake(discord.utils.utcnow())
         self._runner: web.AppRunner | None = None
         self.port = 0
+        #: what the portal says (``/oauth2/applications/@me``, READY): the content intent on
+        self.app_flags = FLAG_MESSAGE_CONTENT
+        self.interactions_endpoint: str | None = None  # set: Discord sends clicks there
+        self.upload_limit = 10 * 1024 * 1024  # a larger multipart file gets Discord's 413
+        self._init_interactions()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         api = "/api/v10"
         app.router.add_get(f"{api}/users/@me", self._me)
         app.router.add_get(f"{api}/oauth2/applications/@me", self._app)
@@ -80,6 +88,7 @@ class FakeDiscord:
         app.router.add_put(reaction, self._react)
         app.router.add_delete(reaction, self._react)
         app.router.add_get("/gateway", self._gateway)
+        self._interaction_routes(app, api)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -128,6 +137,7 @@ class FakeDiscord:
         mentions: tuple[int, ...] = (),
         bot: bool = False,
         message_id: int | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A message payload (stored in the channel's history unless it is there already)."""
         mid = message_id or self.new_id()
@@ -137,15 +147,15 @@ class FakeDiscord:
         payload = {
             "id": str(mid),
             "channel_id": str(channel_id),
-            "author": _user(author_id, bot=bot),
+            "author": user(author_id, bot=bot),
             "content": content,
             "timestamp": discord.utils.snowflake_time(mid).isoformat(),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
-            "mentions": [_user(m, bot=m == BOT_ID) for m in mentions],
+            "mentions": [user(m, bot=m == BOT_ID) for m in mentions],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": attachments or [],
             "embeds": [],
             "pinned": False,
             "type": 0,
@@ -194,11 +204,11 @@ class FakeDiscord:
 
     async def _me(self, request: web.Request) -> web.Response:
         self._auth(request)
-        return _json(_user(BOT_ID, bot=True))
+        return as_json(user(BOT_ID, bot=True))
 
     async def _app(self, request: web.Request) -> web.Response:
         self._auth(request)
-        return _json(
+        return as_json(
             {
                 "id": str(BOT_ID),
                 "name": "fake",
@@ -206,45 +216,53 @@ class FakeDiscord:
                 "icon": None,
                 "bot_public": False,
                 "bot_require_code_grant": False,
-                "owner": _user(1),
+                "owner": user(1),
                 "verify_key": "0" * 64,
-                "flags": 0,
+                "flags": self.app_flags,
+                "interactions_endpoint_url": self.interactions_endpoint,
             }
         )
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         self._auth(request)
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return as_json({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         self._auth(request)
         cid = int(request.match_info["cid"])
-        body = await request.json()
+        body, uploads = await _body(request)
         mode = self.fail_next.pop(0) if self.fail_next else self.always_fail
         if mode in ("429", "429_long"):
             retry = 0.3 if mode == "429" else 45.0
-            return _json(
+            return as_json(
                 {"message": "You are being rate limited.", "retry_after": retry, "global": False},
                 status=429,
                 headers={"Retry-After": str(retry), "Via": "1.1 google"},
             )
         if mode == "403":
-            return _error(403, 50001, "Missing Access")
+            return error(403, 50001, "Missing Access")
         if mode == "404":
-            return _error(404, 10003, "Unknown Channel")
+            return error(404, 10003, "Unknown Channel")
+        if any(len(data) > self.upload_limit for _, data in uploads):
+            return error(413, 40005, "Request entity too large")
         nonce = body.get("nonce")
         if nonce is not None and body.get("enforce_nonce"):
             for old in self.history.get(cid, []):
                 if old.get("_nonce") == nonce and int(old["author"]["id"]) == BOT_ID:
-                    return _json(_public(old))  # Discord's dedup: no second one
-        payload = self.message(cid, BOT_ID, str(body.get("content", "")), bot=True)
+                    return as_json(public(old))  # Discord's dedup: no second one
+        payload = self.message(cid, BOT_ID, str(body.get("content") or ""), bot=True)
         stored = self.history[cid][-1]
         stored["_nonce"] = nonce
+        stored["components"] = body.get("components") or []
+        stored["attachments"] = [self.attachment(cid, n, d) for n, d in uploads]
         ref = body.get("message_reference") or {}
         reply_to = int(ref["message_id"]) if ref.get("message_id") else None
-        self.sent.append(Sent(cid, payload["content"], nonce, reply_to, int(payload["id"])))
-        answer = dict(payload, nonce=nonce)
+        self.sent.append(
+            Sent(cid, payload["content"], nonce, reply_to, int(payload["id"]), uploads,
+                 stored["components"])
+        )  # fmt: skip
+        answer = dict(public(stored), nonce=nonce)
         await self.dispatch("MESSAGE_CREATE", answer)
         if mode == "timeout":
             await asyncio.sleep(self.hang_seconds)
@@ -252,7 +270,7 @@ class FakeDiscord:
             assert request.transport is not None
             request.transport.close()  # acted, then the answer is lost
             return web.Response()
-        return _json(answer)
+        return as_json(answer)
 
     async def _list(self, request: web.Request) -> web.Response:
         self._auth(request)
@@ -264,7 +282,7 @@ class FakeDiscord:
             key=lambda m: int(m["id"]),
         )[:limit]
         # newest first, like Discord; history payloads carry no guild id and no nonce
-        return _json([_public(m) for m in reversed(rows)])
+        return as_json([public(m) for m in reversed(rows)])
 
     async def _react(self, request: web.Request) -> web.Response:
         self._auth(request)
@@ -311,14 +329,20 @@ class FakeDiscord:
                 await ws.close(code=4004)
                 return
             self.identify.append(data)
+            content = FLAG_MESSAGE_CONTENT | FLAG_MESSAGE_CONTENT_LIMITED
+            if int(data.get("intents") or 0) & INTENT_MESSAGE_CONTENT and not (
+                self.app_flags & content
+            ):
+                await ws.close(code=4014)  # Disallowed intent(s), as Discord closes
+                return
             self.session = Session(secrets.token_hex(8))
             ready = {
                 "v": 10,
-                "user": _user(BOT_ID, bot=True),
+                "user": user(BOT_ID, bot=True),
                 "guilds": [],
                 "session_id": self.session.session_id,
                 "resume_gateway_url": self.gateway_url,
-                "application": {"id": str(BOT_ID), "flags": 0},
+                "application": {"id": str(BOT_ID), "flags": self.app_flags},
             }
             self.session.seq += 1
             await self._send(ws, {"op": 0, "t": "READY", "s": self.session.seq, "d": ready})
@@ -334,29 +358,18 @@ class FakeDiscord:
             await self._send(ws, {"op": 0, "t": "RESUMED", "s": session.seq, "d": {}})
 
 
-def _user(uid: int, bot: bool = False) -> dict[str, Any]:
-    return {
-        "id": str(uid),
-        "username": f"user{uid % 10000}",
-        "discriminator": "0",
-        "global_name": None,
-        "avatar": None,
-        "bot": bot,
-    }
-
-
-def _public(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if not k.startswith("_")}
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """Exactly ``application/json``, as Discord sends it (discord.py compares the header)."""
-    return web.Response(
-        body=json.dumps(data).encode(),
-        status=status,
-        headers={**(headers or {}), "Content-Type": "application/json"},
-    )
-
-
-def _error(status: int, code: int, text: str) -> web.Response:
-    return _json({"message": text, "code": code}, status=status)
+async def _body(request: web.Request) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """A JSON body, or discord.py's multipart one: ``payload_json`` plus ``files[n]``."""
+    if "multipart" not in (request.content_type or ""):
+        return await request.json(), []
+    body: dict[str, Any] = {}
+    uploads: list[tuple[str, bytes]] = []
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        elif part.filename:
+            uploads.append((part.filename, bytes(await part.read())))
+    return body, uploads
