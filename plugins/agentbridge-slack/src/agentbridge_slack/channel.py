@@ -21,9 +21,13 @@ import weakref
 from typing import Any
 
 from agentbridge.config import ConfigError
+from agentbridge.delivery.actions import reply_actions
+from agentbridge.delivery.attachments import file_ref
 from agentbridge.ledger.sqlite import IdempotencyConflict
+from agentbridge.ledger.store import IngestResult
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import (
+    AttachmentTooLarge,
     ChannelContext,
     ChannelLimits,
     ErrorClass,
@@ -37,7 +41,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agentbridge_slack import catchup, receipts
+from agentbridge_slack import catchup, files, interactive, receipts
 from agentbridge_slack.cursor import Cursor
 from agentbridge_slack.errors import api_code, classify, to_delivery_error
 from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
@@ -70,6 +74,7 @@ class SlackChannel:
         self._web: AsyncWebClient | None = None  # outbound: no SDK retries (at most once)
         self._reader: AsyncWebClient | None = None  # catch-up and socket URLs: SDK retries ok
         self._socket: SocketModeClient | None = None
+        self._bot_token = ""  # for file downloads only; never logged
         self._cursor: Cursor | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,6 +98,7 @@ class SlackChannel:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
         bot, app = load_tokens(settings, self._env)
+        self._bot_token = bot
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
         self._cursor = Cursor(ctx.state_dir / "slack-cursor.json")
@@ -206,7 +212,8 @@ class SlackChannel:
             try:
                 assert self._reader is not None and self._cursor is not None
                 async for msg in catchup.missed(self._reader, self._cursor, self.bot_user):
-                    if await self._handle(msg):
+                    result = await self._handle(msg)
+                    if result is not None and result.created:
                         self.caught_up += 1
             except Exception as exc:
                 log.warning("slack: catch-up stopped early (next connect retries): %s", exc)
@@ -214,25 +221,51 @@ class SlackChannel:
                 return
 
     async def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
-        """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends)."""
+        """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends).
+
+        ``events_api``: messages and mentions; ``interactive``: a click on an answer button
+        (after the ack, the question is edited to show the answer); ``slash_commands``."""
+        assert self.settings is not None
+        payload = req.payload if isinstance(req.payload, dict) else {}
+        msg: SlackMessage | None = None
+        click: interactive.Click | None = None
         if req.type == "events_api":
-            payload = req.payload if isinstance(req.payload, dict) else {}
             event = payload.get("event")
-            msg = None
             if isinstance(event, dict):
                 msg = parse_event(
                     event, self.bot_user, payload.get("team_id"), str(payload.get("event_id", ""))
                 )
-            if msg is not None:
-                try:
-                    await self._handle(msg)
-                except Exception:
-                    self.ingest_failures += 1
-                    log.exception(
-                        "slack: envelope %s not stored; Slack will resend", req.envelope_id
-                    )
-                    return
+        elif req.type == "interactive":
+            click = interactive.parse_click(payload)
+            msg = click.message if click is not None else None
+        elif req.type == "slash_commands":
+            msg = interactive.parse_slash(payload, self.settings.slash_command)
+        result = None
+        if msg is not None:
+            try:
+                result = await self._handle(msg)
+            except Exception:
+                self.ingest_failures += 1
+                log.exception("slack: envelope %s not stored; Slack will resend", req.envelope_id)
+                return
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        if click is not None and result is not None:
+            self._spawn(self._show_answer(click))
+
+    async def _show_answer(self, click: interactive.Click) -> None:
+        """Edit the question: who chose what, buttons gone (best effort)."""
+        if self._web is None or click.message.user is None:
+            return
+        blocks = interactive.answered_blocks(click.question_text, click.label, click.message.user)
+        try:
+            await self._web.chat_update(
+                channel=click.message.channel,
+                ts=click.question_ts,
+                text=f"{click.question_text}\n{click.label} — <@{click.message.user}>",
+                blocks=blocks,
+            )
+        except Exception as exc:
+            log.warning("slack: the answered question was not updated: %s", type(exc).__name__)
 
     def _allowed(self, msg: SlackMessage) -> bool:
         settings = self.settings
@@ -243,64 +276,107 @@ class SlackChannel:
             return False
         return not settings.allowed_channels or msg.channel in settings.allowed_channels
 
-    async def _handle(self, msg: SlackMessage) -> bool:
-        """Store one message (or refuse it); True when a new row was made. Raises only when
-        the ingest itself failed: then the envelope must come back."""
+    async def _handle(self, msg: SlackMessage) -> IngestResult | None:
+        """Store one message (or refuse it); its ``IngestResult``, None when not ingested.
+        Raises only when the ingest itself failed: then the envelope must come back."""
         assert self._ctx is not None and self.settings is not None and self._cursor is not None
         async with self._lock:
-            if not wanted(msg, self._threads):
+            result = await self._ingest(msg)
+            if msg.kind == "message":  # clicks and commands are not in the history
                 self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if not self._allowed(msg):
-                self.refused += 1
-                # ids only: a stranger's text never reaches a log line
-                log.warning(
-                    "slack: refused a message from user %s (team %s) in %s",
-                    msg.user,
-                    msg.team,
-                    msg.channel,
-                )
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if not msg.text:
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            conversation = msg.conversation(self.settings.reply_in_thread)
-            try:
+            return result
+
+    async def _ingest(self, msg: SlackMessage) -> IngestResult | None:
+        assert self._ctx is not None and self.settings is not None
+        if not wanted(msg, self._threads):
+            return None
+        if not self._allowed(msg):
+            self.refused += 1
+            # ids only: a stranger's text never reaches a log line
+            log.warning(
+                "slack: refused a %s from user %s (team %s) in %s",
+                msg.kind,
+                msg.user,
+                msg.team,
+                msg.channel,
+            )
+            return None
+        if not msg.text and not msg.files:
+            return None
+        conversation = msg.conversation(self.settings.reply_in_thread)
+        settings = self.settings
+        try:
+            async with files.fetch(
+                msg.files,
+                self._bot_token,
+                settings.file_hosts,
+                self._ctx.state_dir,
+                settings.max_download_bytes,
+                settings.request_timeout,
+            ) as attachments:
                 result = await self._ctx.ingest(
-                    conversation, msg.user or "", msg.text, key=msg.key, meta=msg.meta
+                    conversation,
+                    msg.user or "",
+                    msg.text,  # a file without text is still a message
+                    key=msg.key,
+                    meta=msg.meta,
+                    attachments=attachments,
                 )
-            except IdempotencyConflict as exc:  # same key, other text: recorded, not resent
-                log.warning("slack: %s", exc)
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            except Unroutable as exc:
-                log.warning("slack: message %s not routed: %s", msg.key, exc)
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if ":" in conversation:
-                self._threads.add(conversation)
-            self._cursor.advance(msg.channel, msg.ts)
-            return result.created
+        except (files.FileRefused, AttachmentTooLarge) as exc:  # sending again cannot help
+            log.warning("slack: message %s refused: %s", msg.key, exc)
+            self._spawn(self._notice(msg.channel, conversation, str(exc)))
+            return None
+        except IdempotencyConflict as exc:  # same key, other text: recorded, not resent
+            log.warning("slack: %s", exc)
+            return None
+        except Unroutable as exc:
+            log.warning("slack: message %s not routed: %s", msg.key, exc)
+            return None
+        if ":" in conversation:
+            self._threads.add(conversation)
+        return result
+
+    async def _notice(self, channel: str, conversation: str, text: str) -> None:
+        """Tell the sender why their message was not taken (best effort)."""
+        if self._web is None:
+            return
+        try:
+            await self._web.chat_postMessage(
+                channel=channel, text=text, thread_ts=split_conversation(conversation)[1]
+            )
+        except Exception as exc:
+            log.debug("slack: notice not sent: %s", type(exc).__name__)
 
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Post one relay chunk (mrkdwn) into its DM or thread; return its ts."""
-        if self._web is None:
+        """Post one relay chunk (mrkdwn, with buttons for a question, or a file) into its DM
+        or thread; return its ts (a file: its id)."""
+        if self._web is None or self.settings is None:
             raise to_delivery_error(ConnectionRefusedError("slack channel not started"))
         channel, thread = split_conversation(item.conversation)
         text = to_mrkdwn(item.text) or EMPTY_REPLY
         self._sent_at[f"{item.id}:{item.parts_sent}"] = time.time()
+        ref = file_ref(item)
+        actions = reply_actions(item)
         first_ts: str | None = None
         try:
-            for start in range(0, len(text), HARD_LIMIT):  # one piece unless escaping exploded
+            if ref is not None:
+                first_ts = await files.upload(
+                    self._web, ref, channel, thread, to_mrkdwn(ref.caption),
+                    self.settings.max_upload_bytes,
+                )  # fmt: skip
+            for start in range(0, len(text) if ref is None else 0, HARD_LIMIT):
+                piece = text[start : start + HARD_LIMIT]  # one piece unless escaping exploded
+                last = start + HARD_LIMIT >= len(text)
+                blocks = interactive.question_blocks(piece, actions) if actions and last else None
                 answer = await self._web.chat_postMessage(
                     channel=channel,
-                    text=text[start : start + HARD_LIMIT],
+                    text=piece,
                     thread_ts=thread,
                     mrkdwn=True,
                     unfurl_links=False,
+                    blocks=blocks,
                 )
                 first_ts = first_ts or str(answer.get("ts"))
         except Exception as exc:
@@ -328,7 +404,11 @@ class SlackChannel:
         channel, thread = split_conversation(item.conversation)
         since = self._sent_at.get(f"{item.id}:{item.parts_sent}", item.updated_at) - 5
         text = (to_mrkdwn(item.text) or EMPTY_REPLY)[:HARD_LIMIT]
-        found = await catchup.find_own(self._reader, channel, thread, since, text, self.bot_user)
+        ref = file_ref(item)
+        found = await catchup.find_own(
+            self._reader, channel, thread, since, text, self.bot_user,
+            file_name=ref.path.name if ref is not None else None,
+        )  # fmt: skip
         return Reconciled(landed=found is not None, platform_message_id=found)
 
     async def receipt(self, receipt: Receipt) -> None:

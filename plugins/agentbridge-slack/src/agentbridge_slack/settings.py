@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentbridge.config import ConfigError
 from agentbridge.plugin.secrets import read_secret
 
 #: the public Web API, built from parts so the host name is in exactly one place
 DEFAULT_BASE_URL = "https://" + "slack" + ".com/api/"
+#: where ``url_private`` files live: the only host besides ``base_url``'s that gets the token
+FILES_HOST = "files." + "slack" + ".com"
 BOT_TOKEN_ENV = "AGENTBRIDGE_SLACK_BOT_TOKEN"
 APP_TOKEN_ENV = "AGENTBRIDGE_SLACK_APP_TOKEN"
 
@@ -28,6 +31,9 @@ _KEYS = {
     "request_timeout",
     "catch_up",
     "reply_in_thread",
+    "slash_command",
+    "max_download_bytes",
+    "max_upload_bytes",
 }
 
 
@@ -49,6 +55,18 @@ class SlackSettings:
     catch_up: bool = True
     #: a top-level @mention in a channel is answered in a thread under it
     reply_in_thread: bool = True
+    #: the app's slash command; ``/agentbridge stop`` runs ``/stop``
+    slash_command: str = "/agentbridge"
+    #: inbound files larger than this are refused before the download (the core's
+    #: ``[attachments] max_bytes`` applies too)
+    max_download_bytes: int = 20 * 1024 * 1024
+    #: outbound files larger than this fail permanently (Slack's own limit is 1 GB)
+    max_upload_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def file_hosts(self) -> frozenset[str]:
+        """Hosts a file download may send the bot token to."""
+        return frozenset({FILES_HOST, urlsplit(self.base_url).netloc})
 
 
 def _want(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -89,6 +107,14 @@ def parse_settings(table: dict[str, Any]) -> SlackSettings:
     for key in ("bot_token_file", "app_token_file"):
         raw = table.get(key)
         files[key] = None if raw is None else Path(_want(raw, str, key)).expanduser()
+    slash = _want(table.get("slash_command", "/agentbridge"), str, "slash_command")
+    if not slash.startswith("/") or len(slash) < 2 or " " in slash:
+        raise ConfigError(f"config: channels.slack.slash_command must look like /name: {slash!r}")
+    sizes = {}
+    for key, default in (("max_download_bytes", 20 << 20), ("max_upload_bytes", 100 << 20)):
+        sizes[key] = _want(table.get(key, default), int, key)
+        if sizes[key] <= 0:
+            raise ConfigError(f"config: channels.slack.{key} must be > 0")
     return SlackSettings(
         bot_token_file=files["bot_token_file"],
         app_token_file=files["app_token_file"],
@@ -99,6 +125,9 @@ def parse_settings(table: dict[str, Any]) -> SlackSettings:
         request_timeout=timeout,
         catch_up=_want(table.get("catch_up", True), bool, "catch_up"),
         reply_in_thread=_want(table.get("reply_in_thread", True), bool, "reply_in_thread"),
+        slash_command=slash,
+        max_download_bytes=sizes["max_download_bytes"],
+        max_upload_bytes=sizes["max_upload_bytes"],
     )
 
 
