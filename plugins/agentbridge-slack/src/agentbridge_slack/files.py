@@ -74,7 +74,10 @@ def file_refs(event: dict[str, Any]) -> tuple[SlackFile, ...]:
 
 
 def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+    """5 B, 5.0 kB, 5.0 MB: a limit of 0.0 MB would say nothing."""
+    if size < 1000:
+        return f"{size} B"
+    return f"{size / 1e3:.1f} kB" if size < 1_000_000 else f"{size / 1e6:.1f} MB"
 
 
 def too_large(name: str, size: int, limit: int) -> FileRefused:
