@@ -93,7 +93,7 @@ async def test_a_token_without_files_read_gets_a_clear_refusal(
         async with fetch((ref,), "xoxb-no-scope", hosts, tmp_path, 1000, 5):
             pass
     async with fetch((ref,), BOT_TOKEN, hosts, tmp_path, 1000, 5) as [got]:
-        assert got.path is not None and got.path.read_bytes() == b"a"  # noqa: ASYNC240
+        assert got.path is not None and got.path.read_bytes() == b"a"
         assert (got.name, got.media_type, got.size) == ("a.txt", "text/plain", 1)
     assert not got.path.exists()  # the scratch copy is gone on exit
 
