@@ -21,7 +21,6 @@ import weakref
 from typing import Any
 
 from agentbridge.config import ConfigError
-from agentbridge.delivery.actions import reply_actions
 from agentbridge.delivery.attachments import file_ref
 from agentbridge.ledger.sqlite import IdempotencyConflict
 from agentbridge.ledger.store import IngestResult
@@ -41,11 +40,12 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agentbridge_slack import catchup, files, interactive, receipts
+from agentbridge_slack import catchup, files, interactive, outbound, receipts
 from agentbridge_slack.cursor import Cursor
 from agentbridge_slack.errors import api_code, classify, to_delivery_error
+from agentbridge_slack.events_http import EventsServer
 from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
-from agentbridge_slack.mrkdwn import HARD_LIMIT, MAX_MESSAGE_LENGTH, to_mrkdwn
+from agentbridge_slack.mrkdwn import MAX_MESSAGE_LENGTH
 from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 SDK_LOG = logging.getLogger("agentbridge_slack.sdk")
 SDK_LOG.setLevel(logging.INFO)
 
-EMPTY_REPLY = "(the agent's reply was empty)"
 #: live channels, so the module-level ``host_woke`` hook can reach them
 LIVE: weakref.WeakSet[SlackChannel] = weakref.WeakSet()
 
@@ -74,6 +73,7 @@ class SlackChannel:
         self._web: AsyncWebClient | None = None  # outbound: no SDK retries (at most once)
         self._reader: AsyncWebClient | None = None  # catch-up and socket URLs: SDK retries ok
         self._socket: SocketModeClient | None = None
+        self.events: EventsServer | None = None  # mode = "events"
         self._bot_token = ""  # for file downloads only; never logged
         self._cursor: Cursor | None = None
         self._lock = asyncio.Lock()
@@ -97,7 +97,7 @@ class SlackChannel:
         if self.settings is None:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
-        bot, app = load_tokens(settings, self._env)
+        bot, app = load_tokens(settings, self._env)  # events mode: app = the signing secret
         self._bot_token = bot
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
@@ -117,6 +117,16 @@ class SlackChannel:
         if not settings.allowed_users:
             log.warning("slack: allowed_users is empty: every sender will be refused")
         await self._check_token()
+        LIVE.add(self)
+        if settings.mode == "events":
+            self.events = EventsServer(
+                app, self._take_http, settings.listen_host, settings.listen_port,
+                settings.events_path,
+            )  # fmt: skip
+            await self.events.start()
+            if settings.catch_up:  # no hello in this mode: catch up once at start
+                self._request_catch_up()
+            return
         socket = SocketModeClient(
             app_token=app, web_client=self._reader, ping_interval=5, logger=SDK_LOG
         )
@@ -124,7 +134,6 @@ class SlackChannel:
         socket.message_listeners.append(self._on_message)
         self._socket = socket
         self._spawn(self._connect())
-        LIVE.add(self)
 
     async def _check_token(self) -> None:
         assert self._web is not None
@@ -163,6 +172,8 @@ class SlackChannel:
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close()  # type: ignore[no-untyped-call]
+        if self.events is not None:
+            await self.events.stop()
 
     def status(self) -> dict[str, Any]:
         """A small snapshot for ``agentbridge status``."""
@@ -182,6 +193,8 @@ class SlackChannel:
     def _reconnect(self) -> None:
         if self._socket is not None:
             self._spawn(self._socket.connect_to_new_endpoint(force=True))
+        elif self.events is not None and self.settings is not None and self.settings.catch_up:
+            self._request_catch_up()  # events sent while asleep may have run out of retries
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -221,36 +234,49 @@ class SlackChannel:
                 return
 
     async def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
-        """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends).
-
-        ``events_api``: messages and mentions; ``interactive``: a click on an answer button
-        (after the ack, the question is edited to show the answer); ``slash_commands``."""
-        assert self.settings is not None
+        """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends)."""
         payload = req.payload if isinstance(req.payload, dict) else {}
+        try:
+            click = await self._take(req.type, payload)
+        except Exception:
+            self.ingest_failures += 1
+            log.exception("slack: envelope %s not stored; Slack will resend", req.envelope_id)
+            return
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        if click is not None:
+            self._spawn(self._show_answer(click))
+
+    async def _take_http(self, kind: str, payload: dict[str, Any]) -> None:
+        """The Events API's way in: the 200 answer is the ack (``events_http``)."""
+        try:
+            click = await self._take(kind, payload)
+        except Exception:
+            self.ingest_failures += 1
+            raise
+        if click is not None:
+            self._spawn(self._show_answer(click))
+
+    async def _take(self, kind: str, payload: dict[str, Any]) -> interactive.Click | None:
+        """Ingest one request: ``events_api`` (messages, mentions), ``interactive`` (a click
+        on an answer button: returned when taken, so the question is edited after the ack),
+        ``slash_commands``. Raises only when the ingest failed."""
+        assert self.settings is not None
         msg: SlackMessage | None = None
         click: interactive.Click | None = None
-        if req.type == "events_api":
+        if kind == "events_api":
             event = payload.get("event")
             if isinstance(event, dict):
                 msg = parse_event(
                     event, self.bot_user, payload.get("team_id"), str(payload.get("event_id", ""))
                 )
-        elif req.type == "interactive":
+        elif kind == "interactive":
             click = interactive.parse_click(payload)
             msg = click.message if click is not None else None
-        elif req.type == "slash_commands":
+        elif kind == "slash_commands":
             msg = interactive.parse_slash(payload, self.settings.slash_command)
-        result = None
-        if msg is not None:
-            try:
-                result = await self._handle(msg)
-            except Exception:
-                self.ingest_failures += 1
-                log.exception("slack: envelope %s not stored; Slack will resend", req.envelope_id)
-                return
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-        if click is not None and result is not None:
-            self._spawn(self._show_answer(click))
+        if msg is None or await self._handle(msg) is None:
+            return None
+        return click
 
     async def _show_answer(self, click: interactive.Click) -> None:
         """Edit the question: who chose what, buttons gone (best effort)."""
@@ -350,35 +376,13 @@ class SlackChannel:
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Post one relay chunk (mrkdwn, with buttons for a question, or a file) into its DM
-        or thread; return its ts (a file: its id)."""
+        """Post one relay chunk (mrkdwn, a question with buttons, or a file) into its DM or
+        thread; return its ts (a file: its id)."""
         if self._web is None or self.settings is None:
             raise to_delivery_error(ConnectionRefusedError("slack channel not started"))
-        channel, thread = split_conversation(item.conversation)
-        text = to_mrkdwn(item.text) or EMPTY_REPLY
         self._sent_at[f"{item.id}:{item.parts_sent}"] = time.time()
-        ref = file_ref(item)
-        actions = reply_actions(item)
-        first_ts: str | None = None
         try:
-            if ref is not None:
-                first_ts = await files.upload(
-                    self._web, ref, channel, thread, to_mrkdwn(ref.caption),
-                    self.settings.max_upload_bytes,
-                )  # fmt: skip
-            for start in range(0, len(text) if ref is None else 0, HARD_LIMIT):
-                piece = text[start : start + HARD_LIMIT]  # one piece unless escaping exploded
-                last = start + HARD_LIMIT >= len(text)
-                blocks = interactive.question_blocks(piece, actions) if actions and last else None
-                answer = await self._web.chat_postMessage(
-                    channel=channel,
-                    text=piece,
-                    thread_ts=thread,
-                    mrkdwn=True,
-                    unfurl_links=False,
-                    blocks=blocks,
-                )
-                first_ts = first_ts or str(answer.get("ts"))
+            first_ts = await outbound.post(self._web, item, self.settings.max_upload_bytes)
         except Exception as exc:
             error = to_delivery_error(exc)
             log.warning(
@@ -389,7 +393,7 @@ class SlackChannel:
                 error,
             )
             raise error from None
-        if thread is not None:
+        if split_conversation(item.conversation)[1] is not None:
             self._threads.add(item.conversation)
         return first_ts
 
@@ -403,7 +407,7 @@ class SlackChannel:
             raise RuntimeError("slack channel not started")
         channel, thread = split_conversation(item.conversation)
         since = self._sent_at.get(f"{item.id}:{item.parts_sent}", item.updated_at) - 5
-        text = (to_mrkdwn(item.text) or EMPTY_REPLY)[:HARD_LIMIT]
+        text = outbound.posted_text(item)
         ref = file_ref(item)
         found = await catchup.find_own(
             self._reader, channel, thread, since, text, self.bot_user,

@@ -1,25 +1,31 @@
-"""The parts of the fake Slack beyond plain messages: files, buttons, slash commands.
+"""The parts of the fake Slack beyond plain messages: files, buttons, slash commands, HTTP.
 
 A mixin of ``testing.FakeSlack`` (kept apart so each module stays small): ``url_private``
 downloads that need the bot token, the three-step upload (``files.getUploadURLExternal``, the
 upload URL, ``files.completeUploadExternal``), ``chat.update``, and ``interactive`` /
-``slash_commands`` envelopes built the way Slack builds them.
+``slash_commands`` envelopes built the way Slack builds them — over the socket, or (with
+``events_url`` set) as the Events API's signed HTTP requests, where a 200 answer is the ack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
     from agentbridge_slack.testing import Envelope
 
 BOT_TOKEN = "xoxb-test-1-secret"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM = "T1"
@@ -37,6 +43,8 @@ class FakeExtras:
         self.uploaded: list[dict[str, Any]] = []  # file messages posted by the bot
         self.upload_faults: list[str] = []  # for the next completeUploadExternal: reset
         self.updates: list[dict[str, Any]] = []  # chat.update requests
+        #: set: envelopes go to this Events API URL as signed HTTP requests, not the socket
+        self.events_url: str | None = None
 
     # these come from FakeSlack
     def _ts(self) -> str:
@@ -120,6 +128,48 @@ class FakeExtras:
             "trigger_id": f"{int(time.time())}.1.{uuid.uuid4().hex[:12]}",
         }
         return self._envelope("slash_commands", payload)
+
+    # ------------------------------------------------------------------ Events API
+
+    async def post_signed(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        secret: str = SIGNING_SECRET,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """One request as Slack signs it: ``v0=HMAC-SHA256(secret, "v0:<ts>:<body>")``."""
+        assert self.events_url is not None
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        digest = hmac.new(secret.encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256)
+        sent = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+            **(headers or {}),
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.events_url, data=body, headers=sent) as answer,
+        ):
+            return answer.status, await answer.text()
+
+    async def _post_http(self, env: Envelope) -> None:
+        if env.type == "events_api":
+            body, kind = json.dumps(env.payload).encode(), "application/json"
+        elif env.type == "interactive":
+            body = urlencode({"payload": json.dumps(env.payload)}).encode()
+            kind = "application/x-www-form-urlencoded"
+        else:
+            body, kind = urlencode(env.payload).encode(), "application/x-www-form-urlencoded"
+        retry = {"X-Slack-Retry-Num": str(env.retry_attempt)} if env.retry_attempt else {}
+        env.sent_times.append(time.monotonic())
+        status, _ = await self.post_signed(body, kind, headers=retry)
+        env.statuses.append(status)
+        if status == 200:
+            env.ack_times.append(time.monotonic())
 
     # ------------------------------------------------------------------ HTTP
 

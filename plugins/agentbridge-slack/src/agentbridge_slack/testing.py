@@ -19,10 +19,26 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agentbridge_slack.fake_extras import BOT_ID, BOT_TOKEN, BOT_USER, TEAM, FakeExtras
+from agentbridge_slack.fake_extras import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    TEAM,
+    FakeExtras,
+)
 
 APP_TOKEN = "xapp-test-1-secret"
-__all__ = ["APP_TOKEN", "BOT_ID", "BOT_TOKEN", "BOT_USER", "TEAM", "Envelope", "FakeSlack"]
+__all__ = [
+    "APP_TOKEN",
+    "BOT_ID",
+    "BOT_TOKEN",
+    "BOT_USER",
+    "SIGNING_SECRET",
+    "TEAM",
+    "Envelope",
+    "FakeSlack",
+]
 
 
 @dataclass
@@ -35,7 +51,8 @@ class Envelope:
     type: str = "events_api"
     retry_attempt: int = 0
     sent_times: list[float] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)  # Events API: HTTP 200 answers
+    statuses: list[int] = field(default_factory=list)  # Events API: every HTTP answer
 
 
 class FakeSlack(FakeExtras):
@@ -175,7 +192,8 @@ class FakeSlack(FakeExtras):
         self._send_soon(env)
 
     def _send_soon(self, env: Envelope) -> None:
-        asyncio.get_running_loop().create_task(self._send(env))
+        send = self._post_http(env) if self.events_url else self._send(env)
+        asyncio.get_running_loop().create_task(send)
 
     async def _send(self, env: Envelope) -> None:
         for ws in [w for w in self._sockets if not w.closed][-1:]:
