@@ -215,3 +215,19 @@ async def test_a_slash_command_is_run_by_the_core_and_answered(fake: FakeSlack, 
         raise AssertionError(f"{exc}\n{bridge.log()[-3000:]}") from None
     assert env.ack_times and answer["channel"] == DM
     assert not any(t.startswith("echo:") for t in texts(fake))  # the agent never saw it
+
+
+async def test_a_file_without_text_reaches_the_agent(fake: FakeSlack, bridge: Up) -> None:
+    """Downloaded with the bot token, stored under the agent's cwd by the core before the
+    ack, named in what the agent reads (the demo agent echoes it back)."""
+    data = b"col_a,col_b\n1,2\n"
+    try:
+        shared = fake.add_file("numbers.csv", data, mimetype="text/csv")
+        fake.user_message(DM, ALICE, "", files=[shared])
+        answer = await posted(fake, "numbers.csv", "the agent's echo naming the file")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{bridge.log()[-3000:]}") from None
+    assert answer["text"].startswith("echo:") and answer["channel"] == DM
+    stored = [p for p in bridge.state.rglob("numbers.csv") if ".agentbridge" in p.parts]
+    assert [p.read_bytes() for p in stored] == [data]
+    assert fake.downloads == [(shared["id"], f"Bearer {BOT_TOKEN}")]
