@@ -161,3 +161,21 @@ def test_events_mode_needs_a_signing_secret_not_an_app_token(tmp_path: Path) -> 
     for bad in ({"mode": "webhook"}, {"listen_port": 70000}, {"events_path": "events"}):
         with pytest.raises(ConfigError):
             parse_settings(bad)
+
+
+async def test_a_port_in_use_is_one_config_error(
+    fake: FakeSlack, ledger: Ledger, events: SlackChannel, tmp_path: Path
+) -> None:
+    assert events.events is not None
+    table = {
+        "mode": "events",
+        "bot_token_file": str(tmp_path / "bot"),
+        "signing_secret_file": str(tmp_path / "signing"),
+        "base_url": fake.base_url,
+        "listen_port": events.events.port,  # taken by the first channel
+    }
+    second = SlackChannel(parse_settings(table), env={})
+    ctx = ChannelContext("slack", table, ledger_ingest(ledger), tmp_path / "state2")
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
+        await second.start(ctx)
+    await second.stop()

@@ -123,3 +123,14 @@ async def _rows(ledger: Ledger, count: int) -> bool:
 
 async def _true(value: object) -> bool:
     return bool(value)
+
+
+async def test_an_unreadable_payload_is_acked_not_resent_forever(
+    fake: FakeSlack, ledger: Ledger, start_channel
+) -> None:
+    await start_channel()
+    odd = fake._envelope("interactive", {"type": "block_actions", "actions": 5, "user": ALICE})
+    await acked(odd)
+    env = fake.slash(DM, ALICE, "/agentbridge", "status")  # the channel still works
+    await acked(env)
+    assert [r.text for r in await ledger.list_messages(channel="slack")] == ["/status"]

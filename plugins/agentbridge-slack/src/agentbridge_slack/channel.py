@@ -123,7 +123,13 @@ class SlackChannel:
                 app, self._take_http, settings.listen_host, settings.listen_port,
                 settings.events_path,
             )  # fmt: skip
-            await self.events.start()
+            try:
+                await self.events.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"config: channels.slack: cannot listen on {settings.listen_host}:"
+                    f"{settings.listen_port} ({exc.strerror})"
+                ) from None
             if settings.catch_up:  # no hello in this mode: catch up once at start
                 self._request_catch_up()
             return
@@ -263,17 +269,20 @@ class SlackChannel:
         assert self.settings is not None
         msg: SlackMessage | None = None
         click: interactive.Click | None = None
-        if kind == "events_api":
-            event = payload.get("event")
-            if isinstance(event, dict):
-                msg = parse_event(
-                    event, self.bot_user, payload.get("team_id"), str(payload.get("event_id", ""))
-                )
-        elif kind == "interactive":
-            click = interactive.parse_click(payload)
-            msg = click.message if click is not None else None
-        elif kind == "slash_commands":
-            msg = interactive.parse_slash(payload, self.settings.slash_command)
+        try:
+            if kind == "events_api":
+                event = payload.get("event")
+                if isinstance(event, dict):
+                    team, event_id = payload.get("team_id"), str(payload.get("event_id", ""))
+                    msg = parse_event(event, self.bot_user, team, event_id)
+            elif kind == "interactive":
+                click = interactive.parse_click(payload)
+                msg = click.message if click is not None else None
+            elif kind == "slash_commands":
+                msg = interactive.parse_slash(payload, self.settings.slash_command)
+        except Exception as exc:  # a payload we cannot read: acked, or Slack resends it forever
+            log.warning("slack: an unreadable %s request was dropped: %s", kind, type(exc).__name__)
+            return None
         if msg is None or await self._handle(msg) is None:
             return None
         return click

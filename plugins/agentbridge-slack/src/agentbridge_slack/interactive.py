@@ -102,7 +102,9 @@ def parse_click(payload: dict[str, Any]) -> Click | None:
         return None
     thread = container.get("thread_ts") or message.get("thread_ts")
     thread = thread if isinstance(thread, str) and thread else None
-    team = _id(payload.get("team")) or _id((payload.get("user") or {}).get("team_id"))
+    who = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+    assert isinstance(who, dict)
+    team = _id(payload.get("team")) or _id(who.get("team_id"))
     label = action.get("text", {}).get("text") if isinstance(action.get("text"), dict) else None
     msg = SlackMessage(
         channel=channel,
