@@ -29,6 +29,8 @@ async def main(argv: list[str]) -> None:
         key: str | None = None,
         meta: dict[str, Any] | None = None,
         priority: int = 0,
+        agent: str | None = None,
+        attachments: Any = (),
     ) -> IngestResult:
         result = await ledger.ingest("slack", conversation, sender, text, key=key, agent="demo",
                                      meta=meta)  # fmt: skip

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentbridge.agent import attachments as core_files
 from agentbridge.ledger.sqlite import IngestResult, Ledger
+from agentbridge.plugin.protocols import Attachment
 
 ALICE = "UALICE"  # allowed
 MALLORY = "UMALLORY"  # not allowed
@@ -18,8 +20,14 @@ CHAN = "C0GENERAL"
 Ingest = Callable[..., Awaitable[IngestResult]]
 
 
-def ledger_ingest(ledger: Ledger, commits: list[tuple[str, float]] | None = None) -> Ingest:
-    """The bridge's routed ingest reduced to one agent, ``demo``; records commit times."""
+def ledger_ingest(
+    ledger: Ledger,
+    commits: list[tuple[str, float]] | None = None,
+    cwd: Path | None = None,
+    max_bytes: int = core_files.DEFAULT_MAX_BYTES,
+) -> Ingest:
+    """The bridge's routed ingest reduced to one agent, ``demo``; records commit times.
+    Files are staged under ``cwd`` by the core's own code, as the supervisor does."""
 
     async def ingest(
         conversation: str,
@@ -28,11 +36,20 @@ def ledger_ingest(ledger: Ledger, commits: list[tuple[str, float]] | None = None
         key: str | None = None,
         meta: dict[str, Any] | None = None,
         priority: int = 0,
+        agent: str | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> IngestResult:
+        staged = None
+        if attachments:
+            assert cwd is not None, "this test ingest takes no files"
+            staged = core_files.stage(cwd, attachments, max_bytes)
+            meta = {**(meta or {}), "attachments": staged.meta}
         result = await ledger.ingest(
             "slack", conversation, sender, text, key=key, agent="demo", priority=priority,
             meta=meta,
         )  # fmt: skip
+        if staged is not None and result.created:
+            core_files.place(staged.cwd, staged.token, result.message.id)
         if commits is not None:
             commits.append((str(key), time.monotonic()))
         return result

@@ -76,14 +76,19 @@ async def find_own(
     since: float,
     text: str,
     bot_user: str | None,
+    file_name: str | None = None,
 ) -> str | None:
-    """The ts of a message by us with exactly ``text`` posted after ``since``, or None."""
+    """The ts of a message by us with exactly ``text`` (or, for a file, carrying a file of
+    that name) posted after ``since``, or None."""
     if thread is not None:
         messages = await _pages(web, "replies", channel=channel, ts=thread, oldest=f"{since:.6f}")
     else:
         messages = await _pages(web, "history", channel=channel, oldest=f"{since:.6f}")
     for m in messages:
         ours = m.get("bot_id") is not None or (bot_user is not None and m.get("user") == bot_user)
-        if ours and m.get("text") == text and float(m.get("ts", 0)) >= since:
+        if not ours or float(m.get("ts", 0)) < since:
+            continue
+        names = [f.get("name") for f in m.get("files") or [] if isinstance(f, dict)]
+        if (file_name in names) if file_name is not None else m.get("text") == text:
             return str(m["ts"])
     return None

@@ -21,9 +21,12 @@ import weakref
 from typing import Any
 
 from agentbridge.config import ConfigError
+from agentbridge.delivery.attachments import file_ref
 from agentbridge.ledger.sqlite import IdempotencyConflict
+from agentbridge.ledger.store import IngestResult
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import (
+    AttachmentTooLarge,
     ChannelContext,
     ChannelLimits,
     ErrorClass,
@@ -37,11 +40,12 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agentbridge_slack import catchup, receipts
+from agentbridge_slack import catchup, files, interactive, outbound, receipts
 from agentbridge_slack.cursor import Cursor
 from agentbridge_slack.errors import api_code, classify, to_delivery_error
+from agentbridge_slack.events_http import EventsServer
 from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
-from agentbridge_slack.mrkdwn import HARD_LIMIT, MAX_MESSAGE_LENGTH, to_mrkdwn
+from agentbridge_slack.mrkdwn import MAX_MESSAGE_LENGTH
 from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,6 @@ log = logging.getLogger(__name__)
 SDK_LOG = logging.getLogger("agentbridge_slack.sdk")
 SDK_LOG.setLevel(logging.INFO)
 
-EMPTY_REPLY = "(the agent's reply was empty)"
 #: live channels, so the module-level ``host_woke`` hook can reach them
 LIVE: weakref.WeakSet[SlackChannel] = weakref.WeakSet()
 
@@ -70,6 +73,8 @@ class SlackChannel:
         self._web: AsyncWebClient | None = None  # outbound: no SDK retries (at most once)
         self._reader: AsyncWebClient | None = None  # catch-up and socket URLs: SDK retries ok
         self._socket: SocketModeClient | None = None
+        self.events: EventsServer | None = None  # mode = "events"
+        self._bot_token = ""  # for file downloads only; never logged
         self._cursor: Cursor | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,7 +97,8 @@ class SlackChannel:
         if self.settings is None:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
-        bot, app = load_tokens(settings, self._env)
+        bot, app = load_tokens(settings, self._env)  # events mode: app = the signing secret
+        self._bot_token = bot
         self._ctx = ctx
         self._loop = asyncio.get_running_loop()
         self._cursor = Cursor(ctx.state_dir / "slack-cursor.json")
@@ -111,6 +117,22 @@ class SlackChannel:
         if not settings.allowed_users:
             log.warning("slack: allowed_users is empty: every sender will be refused")
         await self._check_token()
+        LIVE.add(self)
+        if settings.mode == "events":
+            self.events = EventsServer(
+                app, self._take_http, settings.listen_host, settings.listen_port,
+                settings.events_path,
+            )  # fmt: skip
+            try:
+                await self.events.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"config: channels.slack: cannot listen on {settings.listen_host}:"
+                    f"{settings.listen_port} ({exc.strerror})"
+                ) from None
+            if settings.catch_up:  # no hello in this mode: catch up once at start
+                self._request_catch_up()
+            return
         socket = SocketModeClient(
             app_token=app, web_client=self._reader, ping_interval=5, logger=SDK_LOG
         )
@@ -118,7 +140,6 @@ class SlackChannel:
         socket.message_listeners.append(self._on_message)
         self._socket = socket
         self._spawn(self._connect())
-        LIVE.add(self)
 
     async def _check_token(self) -> None:
         assert self._web is not None
@@ -157,6 +178,8 @@ class SlackChannel:
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close()  # type: ignore[no-untyped-call]
+        if self.events is not None:
+            await self.events.stop()
 
     def status(self) -> dict[str, Any]:
         """A small snapshot for ``agentbridge status``."""
@@ -176,6 +199,8 @@ class SlackChannel:
     def _reconnect(self) -> None:
         if self._socket is not None:
             self._spawn(self._socket.connect_to_new_endpoint(force=True))
+        elif self.events is not None and self.settings is not None and self.settings.catch_up:
+            self._request_catch_up()  # events sent while asleep may have run out of retries
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -206,7 +231,8 @@ class SlackChannel:
             try:
                 assert self._reader is not None and self._cursor is not None
                 async for msg in catchup.missed(self._reader, self._cursor, self.bot_user):
-                    if await self._handle(msg):
+                    result = await self._handle(msg)
+                    if result is not None and result.created:
                         self.caught_up += 1
             except Exception as exc:
                 log.warning("slack: catch-up stopped early (next connect retries): %s", exc)
@@ -215,24 +241,66 @@ class SlackChannel:
 
     async def _on_request(self, client: SocketModeClient, req: SocketModeRequest) -> None:
         """Ingest, then ack; an envelope whose ingest failed is left unacked (Slack resends)."""
-        if req.type == "events_api":
-            payload = req.payload if isinstance(req.payload, dict) else {}
-            event = payload.get("event")
-            msg = None
-            if isinstance(event, dict):
-                msg = parse_event(
-                    event, self.bot_user, payload.get("team_id"), str(payload.get("event_id", ""))
-                )
-            if msg is not None:
-                try:
-                    await self._handle(msg)
-                except Exception:
-                    self.ingest_failures += 1
-                    log.exception(
-                        "slack: envelope %s not stored; Slack will resend", req.envelope_id
-                    )
-                    return
+        payload = req.payload if isinstance(req.payload, dict) else {}
+        try:
+            click = await self._take(req.type, payload)
+        except Exception:
+            self.ingest_failures += 1
+            log.exception("slack: envelope %s not stored; Slack will resend", req.envelope_id)
+            return
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        if click is not None:
+            self._spawn(self._show_answer(click))
+
+    async def _take_http(self, kind: str, payload: dict[str, Any]) -> None:
+        """The Events API's way in: the 200 answer is the ack (``events_http``)."""
+        try:
+            click = await self._take(kind, payload)
+        except Exception:
+            self.ingest_failures += 1
+            raise
+        if click is not None:
+            self._spawn(self._show_answer(click))
+
+    async def _take(self, kind: str, payload: dict[str, Any]) -> interactive.Click | None:
+        """Ingest one request: ``events_api`` (messages, mentions), ``interactive`` (a click
+        on an answer button: returned when taken, so the question is edited after the ack),
+        ``slash_commands``. Raises only when the ingest failed."""
+        assert self.settings is not None
+        msg: SlackMessage | None = None
+        click: interactive.Click | None = None
+        try:
+            if kind == "events_api":
+                event = payload.get("event")
+                if isinstance(event, dict):
+                    team, event_id = payload.get("team_id"), str(payload.get("event_id", ""))
+                    msg = parse_event(event, self.bot_user, team, event_id)
+            elif kind == "interactive":
+                click = interactive.parse_click(payload)
+                msg = click.message if click is not None else None
+            elif kind == "slash_commands":
+                msg = interactive.parse_slash(payload, self.settings.slash_command)
+        except Exception as exc:  # a payload we cannot read: acked, or Slack resends it forever
+            log.warning("slack: an unreadable %s request was dropped: %s", kind, type(exc).__name__)
+            return None
+        if msg is None or await self._handle(msg) is None:
+            return None
+        return click
+
+    async def _show_answer(self, click: interactive.Click) -> None:
+        """Edit the question: who chose what, buttons gone (best effort)."""
+        if self._web is None or click.message.user is None:
+            return
+        blocks = interactive.answered_blocks(click.question_text, click.label, click.message.user)
+        try:
+            await self._web.chat_update(
+                channel=click.message.channel,
+                ts=click.question_ts,
+                text=f"{click.question_text}\n{click.label} — <@{click.message.user}>",
+                blocks=blocks,
+            )
+        except Exception as exc:
+            log.warning("slack: the answered question was not updated: %s", type(exc).__name__)
 
     def _allowed(self, msg: SlackMessage) -> bool:
         settings = self.settings
@@ -243,66 +311,87 @@ class SlackChannel:
             return False
         return not settings.allowed_channels or msg.channel in settings.allowed_channels
 
-    async def _handle(self, msg: SlackMessage) -> bool:
-        """Store one message (or refuse it); True when a new row was made. Raises only when
-        the ingest itself failed: then the envelope must come back."""
+    async def _handle(self, msg: SlackMessage) -> IngestResult | None:
+        """Store one message (or refuse it); its ``IngestResult``, None when not ingested.
+        Raises only when the ingest itself failed: then the envelope must come back."""
         assert self._ctx is not None and self.settings is not None and self._cursor is not None
         async with self._lock:
-            if not wanted(msg, self._threads):
+            result = await self._ingest(msg)
+            if msg.kind == "message":  # clicks and commands are not in the history
                 self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if not self._allowed(msg):
-                self.refused += 1
-                # ids only: a stranger's text never reaches a log line
-                log.warning(
-                    "slack: refused a message from user %s (team %s) in %s",
-                    msg.user,
-                    msg.team,
-                    msg.channel,
-                )
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if not msg.text:
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            conversation = msg.conversation(self.settings.reply_in_thread)
-            try:
+            return result
+
+    async def _ingest(self, msg: SlackMessage) -> IngestResult | None:
+        assert self._ctx is not None and self.settings is not None
+        if not wanted(msg, self._threads):
+            return None
+        if not self._allowed(msg):
+            self.refused += 1
+            # ids only: a stranger's text never reaches a log line
+            log.warning(
+                "slack: refused a %s from user %s (team %s) in %s",
+                msg.kind,
+                msg.user,
+                msg.team,
+                msg.channel,
+            )
+            return None
+        if not msg.text and not msg.files:
+            return None
+        conversation = msg.conversation(self.settings.reply_in_thread)
+        settings = self.settings
+        try:
+            async with files.fetch(
+                msg.files,
+                self._bot_token,
+                settings.file_hosts,
+                self._ctx.state_dir,
+                settings.max_download_bytes,
+                settings.request_timeout,
+            ) as attachments:
                 result = await self._ctx.ingest(
-                    conversation, msg.user or "", msg.text, key=msg.key, meta=msg.meta
+                    conversation,
+                    msg.user or "",
+                    msg.text,  # a file without text is still a message
+                    key=msg.key,
+                    meta=msg.meta,
+                    attachments=attachments,
                 )
-            except IdempotencyConflict as exc:  # same key, other text: recorded, not resent
-                log.warning("slack: %s", exc)
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            except Unroutable as exc:
-                log.warning("slack: message %s not routed: %s", msg.key, exc)
-                self._cursor.advance(msg.channel, msg.ts)
-                return False
-            if ":" in conversation:
-                self._threads.add(conversation)
-            self._cursor.advance(msg.channel, msg.ts)
-            return result.created
+        except (files.FileRefused, AttachmentTooLarge) as exc:  # sending again cannot help
+            log.warning("slack: message %s refused: %s", msg.key, exc)
+            self._spawn(self._notice(msg.channel, conversation, str(exc)))
+            return None
+        except IdempotencyConflict as exc:  # same key, other text: recorded, not resent
+            log.warning("slack: %s", exc)
+            return None
+        except Unroutable as exc:
+            log.warning("slack: message %s not routed: %s", msg.key, exc)
+            return None
+        if ":" in conversation:
+            self._threads.add(conversation)
+        return result
+
+    async def _notice(self, channel: str, conversation: str, text: str) -> None:
+        """Tell the sender why their message was not taken (best effort)."""
+        if self._web is None:
+            return
+        try:
+            await self._web.chat_postMessage(
+                channel=channel, text=text, thread_ts=split_conversation(conversation)[1]
+            )
+        except Exception as exc:
+            log.debug("slack: notice not sent: %s", type(exc).__name__)
 
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Post one relay chunk (mrkdwn) into its DM or thread; return its ts."""
-        if self._web is None:
+        """Post one relay chunk (mrkdwn, a question with buttons, or a file) into its DM or
+        thread; return its ts (a file: its id)."""
+        if self._web is None or self.settings is None:
             raise to_delivery_error(ConnectionRefusedError("slack channel not started"))
-        channel, thread = split_conversation(item.conversation)
-        text = to_mrkdwn(item.text) or EMPTY_REPLY
         self._sent_at[f"{item.id}:{item.parts_sent}"] = time.time()
-        first_ts: str | None = None
         try:
-            for start in range(0, len(text), HARD_LIMIT):  # one piece unless escaping exploded
-                answer = await self._web.chat_postMessage(
-                    channel=channel,
-                    text=text[start : start + HARD_LIMIT],
-                    thread_ts=thread,
-                    mrkdwn=True,
-                    unfurl_links=False,
-                )
-                first_ts = first_ts or str(answer.get("ts"))
+            first_ts = await outbound.post(self._web, item, self.settings.max_upload_bytes)
         except Exception as exc:
             error = to_delivery_error(exc)
             log.warning(
@@ -313,7 +402,7 @@ class SlackChannel:
                 error,
             )
             raise error from None
-        if thread is not None:
+        if split_conversation(item.conversation)[1] is not None:
             self._threads.add(item.conversation)
         return first_ts
 
@@ -327,8 +416,12 @@ class SlackChannel:
             raise RuntimeError("slack channel not started")
         channel, thread = split_conversation(item.conversation)
         since = self._sent_at.get(f"{item.id}:{item.parts_sent}", item.updated_at) - 5
-        text = (to_mrkdwn(item.text) or EMPTY_REPLY)[:HARD_LIMIT]
-        found = await catchup.find_own(self._reader, channel, thread, since, text, self.bot_user)
+        text = outbound.posted_text(item)
+        ref = file_ref(item)
+        found = await catchup.find_own(
+            self._reader, channel, thread, since, text, self.bot_user,
+            file_name=ref.path.name if ref is not None else None,
+        )  # fmt: skip
         return Reconciled(landed=found is not None, platform_message_id=found)
 
     async def receipt(self, receipt: Receipt) -> None:

@@ -81,6 +81,8 @@ def classify(exc: BaseException) -> ErrorClass | None:
 
 def to_delivery_error(exc: BaseException) -> DeliveryError:
     """One ``DeliveryError`` carrying class and retry-after; the text never holds a token."""
+    if isinstance(exc, DeliveryError):
+        return exc
     error_class = classify(exc) or ErrorClass.UNKNOWN
     if isinstance(exc, SlackApiError):
         status = getattr(exc.response, "status_code", "?")

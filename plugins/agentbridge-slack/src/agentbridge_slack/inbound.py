@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentbridge_slack.files import SlackFile, file_refs
 from agentbridge_slack.mrkdwn import from_slack
 
 #: message subtypes that are edits, joins, bot posts…: never a prompt
@@ -37,14 +38,23 @@ class SlackMessage:
     channel_type: str
     mentioned: bool
     meta: dict[str, Any] = field(default_factory=dict)
+    files: tuple[SlackFile, ...] = ()
+    #: "message", or "action" (a button click) / "command" (a slash command): those two are
+    #: not in the channel's history, so they never move the catch-up cursor
+    kind: str = "message"
+    #: a click or command says its conversation and key itself (``interactive.py``)
+    fixed_conversation: str | None = None
+    fixed_key: str | None = None
 
     @property
     def key(self) -> str:
         """The idempotency key (see the module doc)."""
-        return f"{self.channel}:{self.ts}"
+        return self.fixed_key or f"{self.channel}:{self.ts}"
 
     def conversation(self, reply_in_thread: bool) -> str:
         """DM → channel; thread → channel:thread_ts; a channel mention → its own thread."""
+        if self.fixed_conversation:
+            return self.fixed_conversation
         if self.thread_ts:
             return f"{self.channel}:{self.thread_ts}"
         if self.channel_type != "im" and reply_in_thread:
@@ -94,12 +104,13 @@ def parse_event(
         channel_type=channel_type,
         mentioned=mentioned,
         meta=meta,
+        files=file_refs(event),
     )
 
 
 def wanted(msg: SlackMessage, known_threads: set[str]) -> bool:
     """DMs always; in channels only mentions and replies in threads we already answer in."""
-    if msg.channel_type == "im":
+    if msg.channel_type == "im" or msg.kind != "message":
         return True
     return msg.mentioned or (
         msg.thread_ts is not None and f"{msg.channel}:{msg.thread_ts}" in known_threads

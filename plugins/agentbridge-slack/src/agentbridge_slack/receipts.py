@@ -7,12 +7,14 @@ debug level and forgotten; a receipt must never hold up or break the pipeline.
 from __future__ import annotations
 
 import logging
+import re
 
 from agentbridge.kinds import ReceiptKind
 from agentbridge.plugin.protocols import Receipt
 from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
+_TS = re.compile(r"\d+\.\d+")
 
 #: receipt → (reaction to add, reactions to take away); None = nothing shown
 REACTIONS: dict[ReceiptKind, tuple[str | None, tuple[str, ...]]] = {
@@ -30,7 +32,7 @@ def origin(receipt: Receipt) -> tuple[str, str] | None:
     """(channel id, ts) of the sender's message from our key ``"<channel>:<ts>"``."""
     key = receipt.platform_message_id or ""
     channel, _, ts = key.partition(":")
-    if not channel or not ts or "." not in ts:
+    if not channel or _TS.fullmatch(ts) is None:  # a click or a command: no message to mark
         return None
     return channel, ts
 

@@ -19,25 +19,43 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-BOT_TOKEN = "xoxb-test-1-secret"
+from agentbridge_slack.fake_extras import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    TEAM,
+    FakeExtras,
+)
+
 APP_TOKEN = "xapp-test-1-secret"
-BOT_USER = "UBOT"
-BOT_ID = "BBOT"
-TEAM = "T1"
+__all__ = [
+    "APP_TOKEN",
+    "BOT_ID",
+    "BOT_TOKEN",
+    "BOT_USER",
+    "SIGNING_SECRET",
+    "TEAM",
+    "Envelope",
+    "FakeSlack",
+]
 
 
 @dataclass
 class Envelope:
-    """One events_api envelope as sent, and what became of it."""
+    """One envelope (``events_api``, ``interactive``, ``slash_commands``) as sent, and what
+    became of it."""
 
     envelope_id: str
     payload: dict[str, Any]
+    type: str = "events_api"
     retry_attempt: int = 0
     sent_times: list[float] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)  # Events API: HTTP 200 answers
+    statuses: list[int] = field(default_factory=list)  # Events API: every HTTP answer
 
 
-class FakeSlack:
+class FakeSlack(FakeExtras):
     """``async with FakeSlack() as fake: fake.user_message("D1", "UALICE", "hi")``."""
 
     def __init__(self) -> None:
@@ -56,6 +74,7 @@ class FakeSlack:
         self._clock = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._init_extras()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -72,6 +91,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_get("/link/", self._link)
+        self._routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -110,6 +130,7 @@ class FakeSlack:
         team: str = TEAM,
         mention: bool = False,
         push: bool = True,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A user writes; stored in history, and (``push``) sent as an envelope if connected."""
         kind = "im" if channel.startswith("D") else "channel"
@@ -128,6 +149,8 @@ class FakeSlack:
         }
         if thread_ts:
             msg["thread_ts"] = thread_ts
+        if files:
+            msg.update(subtype="file_share", files=files, upload=False)
         self._store(channel, msg)
         if push:
             event = dict(msg, channel=channel, channel_type=kind)
@@ -154,7 +177,10 @@ class FakeSlack:
             "event_time": int(time.time()),
             "event": event,
         }
-        env = Envelope(str(uuid.uuid4()), payload)
+        return self._envelope("events_api", payload)
+
+    def _envelope(self, kind: str, payload: dict[str, Any]) -> Envelope:
+        env = Envelope(str(uuid.uuid4()), payload, type=kind)
         self.envelopes[env.envelope_id] = env
         self._send_soon(env)
         return env
@@ -166,7 +192,8 @@ class FakeSlack:
         self._send_soon(env)
 
     def _send_soon(self, env: Envelope) -> None:
-        asyncio.get_running_loop().create_task(self._send(env))
+        send = self._post_http(env) if self.events_url else self._send(env)
+        asyncio.get_running_loop().create_task(send)
 
     async def _send(self, env: Envelope) -> None:
         for ws in [w for w in self._sockets if not w.closed][-1:]:
@@ -174,8 +201,8 @@ class FakeSlack:
             await ws.send_json(
                 {
                     "envelope_id": env.envelope_id,
-                    "type": "events_api",
-                    "accepts_response_payload": False,
+                    "type": env.type,
+                    "accepts_response_payload": env.type != "events_api",
                     "retry_attempt": env.retry_attempt,
                     "retry_reason": "timeout" if env.retry_attempt else "",
                     "payload": env.payload,
@@ -325,6 +352,8 @@ class FakeSlack:
         }
         if args.get("thread_ts"):
             msg["thread_ts"] = str(args["thread_ts"])
+        if args.get("blocks"):
+            msg["blocks"] = args["blocks"]
         self._store(channel, msg)
         self.posted.append(dict(msg, channel=channel))
         if fault == "stall":
