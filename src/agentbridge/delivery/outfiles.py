@@ -22,12 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbridge.config import Config
-from agentbridge.delivery.attachments import FILE_KEY_PREFIX, FileRef
+from agentbridge.delivery.attachments import FILE_KEY_PREFIX, FileRef, file_ref
 from agentbridge.ledger.store import ChannelLedger, NotFound
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import OutFile
 
-__all__ = ["FILE_ROOT", "REPLY_FILE", "FileRefused", "FileRoots", "read_checked", "reply_file"]
+__all__ = [
+    "FILE_ROOT",
+    "REPLY_FILE",
+    "FileRefused",
+    "FileRoots",
+    "described",
+    "read_checked",
+    "reply_file",
+]
 
 FILE_ROOT = "outfiles"  #: the one part of the state dir files may be sent from
 REPLY_FILE = "reply.md"
@@ -161,3 +169,13 @@ def reply_file(text: str) -> OutFile:
     note = f"(the whole reply, {len(text)} characters, is in {REPLY_FILE})"
     caption = f"{preview}\n{note}" if preview else note
     return OutFile(REPLY_FILE, text.encode("utf-8", "replace"), "text/markdown", caption)
+
+
+def described(item: OutboxItem) -> OutFile:
+    """The file ``item`` goes out as, without reading the agent's file (``data`` empty): what
+    a channel's ``reconcile_file`` matches by, name and caption."""
+    ref = file_ref(item)
+    if ref is None:
+        return reply_file(item.text)
+    media_type = mimetypes.guess_type(ref.path.name)[0] or "application/octet-stream"
+    return OutFile(ref.path.name, b"", media_type, ref.caption)
