@@ -67,4 +67,6 @@ async def settled(
         item = await ledger.get_reply(outbox_id)
         return item if item.state in states else None
 
-    return await async_wait_until(check, timeout=timeout, what=f"reply {outbox_id} in {states}")
+    found = await async_wait_until(check, timeout=timeout, what=f"reply {outbox_id} in {states}")
+    assert found is not None  # async_wait_until returns only a truthy value
+    return found
