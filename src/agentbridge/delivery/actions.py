@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agentbridge.ledger.store import ChannelLedger, NotFound
 from agentbridge.models import OutboxItem
 
 PERMISSION_KEY_PREFIX = "permission:"
 _ASK_SUFFIX = ":ask"
 _CHOICE = re.compile(r'"((?:yes|no|always) [a-z0-9]{5})"')
+_ANSWER = re.compile(r"(?:yes|no|always) ([a-z0-9]{5})")
 _LABELS = {"yes": "Allow", "always": "Allow for this session", "no": "Deny"}
 
 
@@ -45,3 +47,25 @@ def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
         ReplyAction(label=_LABELS[answer.split(" ", 1)[0]], answer=answer)
         for answer in _CHOICE.findall(item.text)
     )
+
+
+async def click_answers_here(
+    ledger: ChannelLedger, channel: str, conversation: str, answer: str
+) -> bool:
+    """Does a click's ``answer`` name a permission request asked in this conversation?
+
+    A button is only ever shown where its question was asked, so a click whose data names
+    no request, or another conversation's, is forged or stale: a channel acknowledges it and
+    drops it. Ingested, the relay would not take it and it would reach the agent as text.
+    """
+    match = _ANSWER.fullmatch(answer)
+    if match is None:
+        return False
+    req = await ledger.get_permission(match.group(1))
+    if req is None or req.message_id is None:
+        return False
+    try:
+        message = await ledger.get(req.message_id)
+    except NotFound:
+        return False
+    return (message.channel, message.conversation) == (channel, conversation)

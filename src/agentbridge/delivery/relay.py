@@ -248,7 +248,10 @@ class OutboxRelay:
             else:
                 roots = await self.files.for_item(item, self.ledger)
                 limit = channel.limits.max_file_bytes
-                upload = await asyncio.to_thread(read_checked, ref, roots, limit, item.channel)
+                state = self.files.state_dir
+                upload = await asyncio.to_thread(
+                    read_checked, ref, roots, limit, item.channel, state
+                )
         except FileRefused as refused:
             await self._refused(item, refused)
             return
