@@ -136,6 +136,8 @@ def test_the_next_message_of_that_conversation_is_the_answer(tmp_path: Path) -> 
         ]
         other = post(where, "bob", "hello from bob", "bob-1")  # another conversation
         assert other["created"] is True and other["message"]["text"] == "hello from bob"
+        status = post(where, "alice", "/status", "alice-status")  # a command is not an answer
+        assert status["created"] is True and status["message"]["agent"] != "demo"
         assert asks(bridge)[0].state == AskState.PENDING
         answered = post(where, "alice", "2", "alice-2")
         assert answered["created"] is False and answered["message"]["id"] == message

@@ -12,11 +12,13 @@ while an ask is pending in a conversation, the **next message** from that conver
 (channels admit only their allowlisted senders) is its answer — the oldest pending ask's,
 if several — and ``answer <id> <text>`` answers a given one. Chat commands (``/stop``…) and
 permission answers (``yes abc12``) are taken before it, so they still work while an ask
-waits. With ``choices``, an answer that is a choice's number or its text (any case) is that
-choice; other text is passed on as given. The answer is committed to the ledger before the
-channel's ingest returns and is never queued to the agent as a message. A redelivered answer
-(same platform key) is recognised and dropped. When the time is up the row expires, the chat
-is told and the tool returns "no answer within N s".
+waits; a message with files is a message, not an answer. With ``choices``, an answer that
+is a choice's number or its text (any case) is that choice; other text is passed on as
+given. The answer is committed to the ledger before the channel's ingest returns and is never
+queued to the agent as a message. A redelivered answer (same platform key) is recognised and
+dropped. When the time is up the row expires, the chat is told and the tool returns "no
+answer within N s". Pending asks are this supervisor's: they are loaded from the ledger on
+first use, so a restart keeps them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.crashpoints import crash_point
@@ -35,6 +38,7 @@ from agentbridge.ledger.store import Ask, AskState, IngestResult, LedgerStore, N
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
 from agentbridge.states import MessageState
+from agentbridge.supervisor.commands import COMMAND_LANE
 from agentbridge.supervisor.control_mcp import mcp_settings
 from agentbridge.supervisor.control_ops import BadRequest
 
@@ -376,9 +380,12 @@ async def intercept(
     sender: str,
     text: str,
     key: str | None = None,
+    agent: str | None = None,
+    attachments: Sequence[object] = (),
 ) -> IngestResult | None:
-    """The one call in ``_ingest_for``: an answer is consumed, anything else is not."""
+    """The one call in ``_ingest_for``: an answer is consumed, anything else is not (a chat
+    command — routed to the command lane — and a message with files are never answers)."""
     relay = supervisor.ask_relay
-    if relay is None:
+    if relay is None or agent == COMMAND_LANE or attachments:
         return None
     return await relay.intercept(channel, conversation, sender, text, key)

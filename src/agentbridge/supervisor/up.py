@@ -199,7 +199,9 @@ class Supervisor:
                 agent, text = route_ingest(self.config, channel, conversation, sender, text)
             if answered := await permissions.intercept(self, channel, conversation, sender, text):
                 return answered
-            if answered := await asks.intercept(self, channel, conversation, sender, text, key):
+            if answered := await asks.intercept(
+                self, channel, conversation, sender, text, key, agent, attachments
+            ):
                 return answered
             target = agent
             staged, meta = stage_for(self.config, target, attachments, meta)  # fsynced first
