@@ -23,6 +23,7 @@ from agentbridge.fakeagent.prompt import (
     api_error,
     env_faults,
     parse_faults,
+    progress_steps,
     reply_text,
     swallowed_enters,
 )
@@ -54,6 +55,7 @@ class Turn:
     deadline: float | None = None  # None: hang, or waiting on the permission dialog
     delay: float = 0.0
     waiting: bool = False
+    steps: list[float] | None = None  #: when each "step i/N" line is due (``#fake:steps=N``)
 
 
 @dataclass
@@ -193,6 +195,8 @@ class FakeAgent:
             if delay > BATCH_WINDOW:
                 self.transcript.flush()
             self.turn.deadline = time.monotonic() + delay
+            count = progress_steps(prompt)
+            self.turn.steps = [now + delay * i / (count + 1) for i in range(1, count + 1)]
 
     def _approve(self) -> None:
         """A key on the permission dialog: carry on with the turn."""
@@ -340,6 +344,7 @@ class FakeAgent:
             for d in (
                 self.parser.escape_deadline(),
                 self.turn.deadline if self.turn is not None else None,
+                self.turn.steps[0] if self.turn is not None and self.turn.steps else None,
                 self.pending_paste[1] if self.pending_paste is not None else None,
             )
             if d is not None
@@ -371,6 +376,11 @@ class FakeAgent:
             if self.exit_code is not None:
                 return
             turn = self.turn
+            while turn is not None and turn.steps and now >= turn.steps[0] and not turn.waiting:
+                turn.steps.pop(0)
+                total = progress_steps(turn.prompt)
+                self.transcript.assistant(f"step {total - len(turn.steps)}/{total}")
+                self.transcript.flush()
             if turn is not None and turn.deadline is not None and now >= turn.deadline:
                 self._finish_turn()
             if self.exit_code is None:
