@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from agentbridge.channels.web import WebChannel
+from agentbridge.config import ConfigError, parse_config
 from agentbridge.plugin.protocols import EditingChannel
+from agentbridge.supervisor.progress import ProgressSettings, progress_settings
 from bridge_harness import Bridge, wait_for
 from test_mcp_ask import console, post
-
-pytestmark = pytest.mark.slow
 
 INTERVAL = 1.5
 
@@ -60,6 +60,7 @@ class Stream(threading.Thread):
         return [(t, d) for t, k, d in self.frames if k == "receipt" and d.get("progress")]
 
 
+@pytest.mark.slow
 def test_the_console_gets_throttled_progress_then_the_reply(tmp_path: Path) -> None:
     assert isinstance(WebChannel(), EditingChannel)
     extra = {"channels": {"web": {"progress_interval": INTERVAL}}}
@@ -103,6 +104,7 @@ def test_the_console_gets_throttled_progress_then_the_reply(tmp_path: Path) -> N
         bridge.stop()
 
 
+@pytest.mark.slow
 def test_progress_is_off_where_the_config_says(tmp_path: Path) -> None:
     extra = {"channels": {"web": {"progress": False}}}
     bridge = Bridge(tmp_path, console=True, extra=extra).start()
@@ -120,3 +122,18 @@ def test_progress_is_off_where_the_config_says(tmp_path: Path) -> None:
         assert stream.progress() == []
     finally:
         bridge.stop()
+
+
+def test_progress_keys_are_the_cores_not_the_plugins() -> None:
+    def parse(table: dict[str, Any]) -> Any:
+        return parse_config({"agents": {"a": {"runtime": "demo"}}, "channels": {"tg": table}})
+
+    config = parse({"token_file": "/t", "progress": True, "progress_interval": 2})
+    assert config.channels["tg"] == {"token_file": "/t"}  # the plugin never sees them
+    assert progress_settings(config, "tg") == ProgressSettings(enabled=True, interval=2.0)
+    assert progress_settings(config, "web") == ProgressSettings(enabled=True, interval=5.0)
+    assert progress_settings(config, "other").enabled is False  # off by default elsewhere
+    with pytest.raises(ConfigError, match=r"channels\.tg\.progress must be"):
+        parse({"progress": "yes"})
+    with pytest.raises(ConfigError, match=r"channels\.tg\.progress_interval must be > 0"):
+        parse({"progress_interval": 0})
