@@ -68,9 +68,11 @@ def console(bridge: Bridge, log_from: int = 0) -> tuple[str, str]:
     return url, (bridge.state_dir / "channels/web/console.token").read_text().strip()
 
 
-def post(where: tuple[str, str], conversation: str, text: str, key: str) -> dict[str, Any]:
+def post(
+    where: tuple[str, str], conversation: str, text: str, key: str, agent: str = "demo"
+) -> dict[str, Any]:
     """``POST /api/send`` as the console's chat does."""
-    body = {"text": text, "conversation": conversation, "agent": "demo", "key": key}
+    body = {"text": text, "conversation": conversation, "agent": agent, "key": key}
     request = urllib.request.Request(
         where[0] + "/api/send",
         data=json.dumps(body).encode(),
