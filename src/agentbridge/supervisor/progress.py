@@ -87,7 +87,7 @@ class ProgressReporter:
         self.channels = channels
         self._turns: dict[int, _Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._warned: set[str] = set()
+        self._off: set[str] = set()  #: channels that get no progress
         self.sent = 0  #: updates handed to a channel (status and tests read it)
 
     def event(self, message: Message, event: AgentEvent) -> None:
@@ -120,13 +120,13 @@ class ProgressReporter:
             turn.task.add_done_callback(self._tasks.discard)
 
     def _begin(self, message: Message) -> _Turn | None:
+        if message.channel in self._off:
+            return None
         settings = progress_settings(self.config, message.channel)
         channel = self.channels.get(message.channel)
-        if not settings.enabled or channel is None:
-            return None
-        if not isinstance(channel, EditingChannel):
-            if message.channel not in self._warned:
-                self._warned.add(message.channel)
+        if not settings.enabled or not isinstance(channel, EditingChannel):
+            self._off.add(message.channel)  # decided once per channel: events are many
+            if settings.enabled and channel is not None:
                 log.warning(
                     "channel %s: progress is on, but it cannot edit messages: none sent",
                     message.channel,
