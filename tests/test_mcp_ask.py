@@ -197,3 +197,21 @@ def test_an_answer_taken_before_a_crash_reaches_the_tool_after_the_restart(
         assert "ask_answered" in [e["kind"] for e in bridge.events(message)]
     finally:
         bridge.stop()
+
+
+def test_agentbridge_send_answers_an_ask_of_the_local_channel(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    bridge = Bridge(tmp_path, **bridge_kwargs(project)).start()
+    try:
+        call = AskCall(bridge, project, question="Deploy now?", choices=["yes", "no"])
+        item = question(bridge)
+        assert (item.channel, item.conversation, item.message_id) == ("local", "ops", None)
+        status = bridge.cli("send", "--conversation", "ops", "/status").stdout
+        assert asks(bridge)[0].state == AskState.PENDING, status  # a command is no answer
+        printed = bridge.send("1", "--conversation", "ops")
+        assert printed == 0  # no message row: the ask row is the record
+        failed, text = call.outcome()
+        assert not failed and text.startswith("answer from ") and text.endswith(": yes"), text
+        assert all(m.text != "1" for m in bridge.messages())
+    finally:
+        bridge.stop()

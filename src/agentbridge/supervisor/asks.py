@@ -7,18 +7,18 @@ poll: it answers as soon as the row is settled, or after at most ``WAIT_MAX`` se
 pending (the tool asks again), so a supervisor restart costs the tool a reconnect, never the
 answer: the answer is in the row.
 
-How an answer is recognised (``intercept``, the one call in ``Supervisor._ingest_for``):
-while an ask is pending in a conversation, the **next message** from that conversation
-(channels admit only their allowlisted senders) is its answer — the oldest pending ask's,
-if several — and ``answer <id> <text>`` answers a given one. Chat commands (``/stop``…) and
-permission answers (``yes abc12``) are taken before it, so they still work while an ask
-waits; a message with files is a message, not an answer. With ``choices``, an answer that
-is a choice's number or its text (any case) is that choice; other text is passed on as
-given. The answer is committed to the ledger before the channel's ingest returns and is never
-queued to the agent as a message. A redelivered answer (same platform key) is recognised and
-dropped. When the time is up the row expires, the chat is told and the tool returns "no
-answer within N s". Pending asks are this supervisor's: they are loaded from the ledger on
-first use, so a restart keeps them.
+How an answer is recognised (``intercept``, the one call in ``Supervisor._ingest_for``, and
+``agentbridge send`` through the socket): while an ask is pending in a conversation, the
+**next message** from that conversation (channels admit only their allowlisted senders) is
+its answer — the oldest pending ask's, if several — and ``answer <id> <text>`` answers a
+given one. Chat commands (``/stop``…) and permission answers (``yes abc12``) are taken before
+it, so they still work while an ask waits; a message with files is a message, not an answer.
+With ``choices``, an answer that is a choice's number or its text (any case) is that choice;
+other text is passed on as given. The answer is committed to the ledger before the channel's
+ingest returns and is never queued to the agent as a message. A redelivered answer (same
+platform key) is recognised and dropped. When the time is up the row expires, the chat is
+told and the tool returns "no answer within N s". Pending asks are this supervisor's: they
+are loaded from the ledger on first use, so a restart keeps them.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from agentbridge.ledger.store import Ask, AskState, IngestResult, LedgerStore, N
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
 from agentbridge.states import MessageState
-from agentbridge.supervisor.commands import COMMAND_LANE
+from agentbridge.supervisor.commands import COMMAND_LANE, parse_command
 from agentbridge.supervisor.control_mcp import mcp_settings
 from agentbridge.supervisor.control_ops import BadRequest
+from agentbridge.supervisor.permissions import ANSWER as PERMISSION_ANSWER
 
 if TYPE_CHECKING:
     from agentbridge.config import Config
@@ -99,6 +100,8 @@ class AskRelay:
         self.ledger: LedgerStore = supervisor.ledger
         self.config = supervisor.config
         self.workers = supervisor.workers
+        self.supervisor = supervisor
+        self._wrapped = False
         self._wake: dict[int, asyncio.Event] = {}
         #: (channel, conversation) → pending ask ids, oldest first; loaded on first use
         self._pending: dict[tuple[str, str], list[int]] | None = None
@@ -107,12 +110,38 @@ class AskRelay:
 
     # ------------------------------------------------------------------ the tool's requests
 
+    def _wrap_send(self) -> None:
+        """``agentbridge send`` writes through the socket's ``send``, not a channel's ingest:
+        an answer typed there is taken the same way (commands and ``yes <id>`` still pass)."""
+        control = getattr(self.supervisor, "control", None)
+        if self._wrapped or control is None or "send" not in control.handlers:
+            return
+        self._wrapped = True
+        send: Handler = control.handlers["send"]
+
+        async def send_or_answer(request: dict[str, Any]) -> dict[str, Any]:
+            fields = [request.get(k) for k in ("channel", "conversation", "sender", "text")]
+            key = request.get("key")
+            text = str(fields[3])
+            plain = parse_command(text) is None and PERMISSION_ANSWER.fullmatch(text) is None
+            if all(isinstance(f, str) for f in fields) and plain:
+                channel, conversation, sender, text = (str(f) for f in fields)
+                taken = await self.intercept(
+                    channel, conversation, sender, text, key if isinstance(key, str) else None
+                )
+                if taken is not None:
+                    return {"ok": True, "message": taken.message.to_json(), "created": False}
+            return await send(request)
+
+        control.handlers["send"] = send_or_answer
+
     def _in_flight(self, agent: str) -> Message | None:
         session = getattr(self.workers.get(agent), "session", None)
         return getattr(getattr(session, "current", None), "message", None)
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         """``mcp-ask``: open (or, for a replayed turn, find) the ask and queue the question."""
+        self._wrap_send()
         agent = str(request.get("agent"))
         if agent not in self.config.agents:
             raise BadRequest(f"no agent named {agent!r}")
@@ -185,6 +214,7 @@ class AskRelay:
 
     async def wait(self, request: dict[str, Any]) -> dict[str, Any]:
         """``mcp-ask-wait``: the ask once settled, or still pending after ``wait`` seconds."""
+        self._wrap_send()
         ask_id = request.get("id")
         if isinstance(ask_id, bool) or not isinstance(ask_id, int):
             raise BadRequest("ask-wait: id must be an ask id")
