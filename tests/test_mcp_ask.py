@@ -215,3 +215,30 @@ def test_agentbridge_send_answers_an_ask_of_the_local_channel(tmp_path: Path) ->
         assert all(m.text != "1" for m in bridge.messages())
     finally:
         bridge.stop()
+
+
+def test_an_ask_whose_turn_ended_does_not_swallow_the_next_message(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    bridge = Bridge(tmp_path, console=True, **bridge_kwargs(project)).start()
+    try:
+        where = console(bridge)
+        message = int(post(where, "alice", "#fake:slow=8 short job", "job-1")["message"]["id"])
+        wait_for(
+            lambda: bridge.status()["agents"]["demo"]["in_flight_message"] == message,
+            what="message in flight",
+        )
+        call = AskCall(bridge, project, question="Still there?", timeout_s=120)
+        assert question(bridge).message_id == message
+        bridge.wait_state(message, "completed", timeout=60)  # the turn ended unanswered
+        later = post(where, "alice", "a new request", "alice-2")
+        assert later["created"] is True and later["message"]["text"] == "a new request"
+        [ask] = asks(bridge)
+        assert (ask.state, ask.answered_by) == (AskState.EXPIRED, "turn-ended")
+        failed, text = call.outcome()
+        assert (
+            not failed and text == f"ask {ask.short_id} closed: the turn it was asked in has ended"
+        )
+        done = bridge.wait_state(int(later["message"]["id"]), "completed", timeout=60)
+        assert done.reply == "echo: a new request"
+    finally:
+        bridge.stop()

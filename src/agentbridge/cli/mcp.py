@@ -157,6 +157,8 @@ async def wait_for_answer(
             raise ToolError(str(exc)) from None
         if ask["state"] == "answered":
             return f"answer from {ask['answered_by']}: {ask['answer']}"
+        if ask["state"] == "expired" and ask["answered_by"] == "turn-ended":
+            return f"ask {ask['short_id']} closed: the turn it was asked in has ended"
         if ask["state"] == "expired":
             span = round(ask["expires_at"] - ask["created_at"], 1)
             return f"no answer within {span:g} s (ask {ask['short_id']}): decide without it"

@@ -37,7 +37,7 @@ from agentbridge.delivery.actions import ASK_KEY_PREFIX
 from agentbridge.ledger.store import Ask, AskState, IngestResult, LedgerStore, NotFound
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
-from agentbridge.states import MessageState
+from agentbridge.supervisor.ask_text import not_a_row, question_text, resolve, span
 from agentbridge.supervisor.commands import COMMAND_LANE, parse_command
 from agentbridge.supervisor.control_mcp import mcp_settings
 from agentbridge.supervisor.control_ops import BadRequest
@@ -63,33 +63,6 @@ class Supervisor(Protocol):
     ledger: LedgerStore | None
     workers: Any
     ask_relay: AskRelay | None
-
-
-def question_text(ask: Ask, timeout: float) -> str:
-    """What the chat shows; ``delivery/actions.py`` reads the numbered choices back."""
-    lines = [f"Question from {ask.agent} (ask {ask.short_id}): {ask.question}"]
-    lines += [f"  {n}) {choice}" for n, choice in enumerate(ask.choices, 1)]
-    how = "pick a number or reply" if ask.choices else "reply"
-    lines.append(
-        f"({how} here within {_span(timeout)}; your next message is the answer,"
-        f' or type "answer {ask.short_id} …")'
-    )
-    return "\n".join(lines)
-
-
-def _span(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
-
-
-def resolve(ask: Ask, text: str) -> str:
-    """The answer as recorded: a choice by its number or text, else the text as given."""
-    given = text.strip()
-    if given.isdigit() and 1 <= int(given) <= len(ask.choices):
-        return ask.choices[int(given) - 1]
-    for choice in ask.choices:
-        if choice.casefold() == given.casefold():
-            return choice
-    return given
 
 
 class AskRelay:
@@ -249,14 +222,10 @@ class AskRelay:
         row, won = await self.ledger.answer_ask(ask.id, AskState.EXPIRED, "timeout")
         self._untrack(row)
         if won:
-            span = _span(round(row.expires_at - row.created_at, 1))
-            log.info("ask %s of %s: no answer within %s", row.short_id, row.agent, span)
-            await self._say(
-                row,
-                "timeout",
-                f"Question {row.short_id} not answered within {span}: the agent goes on without it",
-                None,
-            )
+            within = span(round(row.expires_at - row.created_at, 1))
+            log.info("ask %s of %s: no answer within %s", row.short_id, row.agent, within)
+            note = f"Question {row.short_id} not answered within {within}: the agent goes on"
+            await self._say(row, "timeout", note + " without it", None)
         return row
 
     # ------------------------------------------------------------------ the chat's answers
@@ -311,14 +280,33 @@ class AskRelay:
         self, ids: list[int], sender: str, text: str, key: str | None
     ) -> IngestResult | None:
         for ask_id in list(ids):
-            ask = await self.ledger.get_ask(ask_id)
-            if ask.state == AskState.PENDING and ask.expires_at <= self.ledger.clock():
-                ask = await self._expire(ask)
+            ask = await self._settle_stale(await self.ledger.get_ask(ask_id))
             if ask.state != AskState.PENDING:
                 self._untrack(ask)
                 continue
             return await self._answer(ask, sender, text, key, explicit=False)
         return None
+
+    async def _settle_stale(self, ask: Ask) -> Ask:
+        """A pending ask nobody waits for any more: past its time, or its message's turn is
+        over (the agent restarted and the replayed turn did not ask again). Its answer would
+        reach no one, so the text goes to the agent as a message instead."""
+        if ask.state != AskState.PENDING:
+            return ask
+        if ask.expires_at <= self.ledger.clock():
+            return await self._expire(ask)
+        if ask.message_id is None:
+            return ask
+        try:
+            alive = (await self.ledger.get(ask.message_id)).in_flight
+        except NotFound:
+            alive = False
+        if alive:
+            return ask
+        row, _ = await self.ledger.answer_ask(ask.id, AskState.EXPIRED, "turn-ended")
+        self._untrack(row)
+        log.info("ask %s of %s: closed, its turn ended", row.short_id, row.agent)
+        return row
 
     async def _answer(
         self, ask: Ask, sender: str, text: str, key: str | None, *, explicit: bool
@@ -326,6 +314,7 @@ class AskRelay:
         answer = resolve(ask, text)
         if not answer:
             return None
+        ask = await self._settle_stale(ask)
         row, won = await self.ledger.answer_ask(ask.id, AskState.ANSWERED, sender, answer, key)
         crash_point("after_ask_answer")  # committed, the waiting tool not yet woken
         self._untrack(row)
@@ -333,7 +322,7 @@ class AskRelay:
             log.info("ask %s of %s: answered by %s", row.short_id, row.agent, sender)
             await self._say(row, "answer", f"Answer to {row.short_id} passed to {row.agent}", None)
         elif explicit:
-            who = f"by {row.answered_by}" if row.state == AskState.ANSWERED else "(timed out)"
+            who = f"by {row.answered_by}" if row.state == AskState.ANSWERED else "(expired)"
             await self._say(
                 row, f"late:{key or time.time()}", f"Question {row.short_id} is closed {who}", None
             )
@@ -351,29 +340,8 @@ class AskRelay:
                 return IngestResult(message=await self.ledger.get(ask.message_id), created=False)
             except NotFound:
                 pass
-        now = self.ledger.clock()
         agent = ask.agent if ask is not None else ""
-        message = Message(
-            id=0,
-            channel=channel,
-            conversation=conversation,
-            sender=sender,
-            platform_id=None,
-            text=text,
-            agent=agent,
-            priority=0,
-            state=MessageState.COMPLETED,
-            attempt=1,
-            fence=0,
-            lease_owner=None,
-            lease_expires_at=None,
-            heartbeat_at=None,
-            reply=None,
-            reason="the answer to an ask",
-            meta={},
-            created_at=now,
-            updated_at=now,
-        )
+        message = not_a_row(channel, conversation, sender, text, agent, self.ledger.clock())
         return IngestResult(message=message, created=False)
 
     async def _say(self, ask: Ask, what: str, text: str, message: Message | None) -> None:
