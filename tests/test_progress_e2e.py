@@ -137,3 +137,18 @@ def test_progress_keys_are_the_cores_not_the_plugins() -> None:
         parse({"progress": "yes"})
     with pytest.raises(ConfigError, match=r"channels\.tg\.progress_interval must be > 0"):
         parse({"progress_interval": 0})
+
+
+@pytest.mark.slow
+def test_a_channel_without_edits_gets_no_progress_and_says_why(tmp_path: Path) -> None:
+    extra = {"channels": {"local": {"progress": True, "progress_interval": 1}}}
+    bridge = Bridge(tmp_path, extra=extra).start()
+    try:
+        mid = bridge.send("#fake:slow=3 #fake:steps=3 narrate", "--conversation", "me")
+        done = bridge.wait_state(mid, "completed", timeout=60)
+        assert done.reply == "echo: #fake:slow=3 #fake:steps=3 narrate"
+        assert "channel local: progress is on, but it cannot edit messages" in bridge.log_tail()
+        sent = json.loads(bridge.cli("outbox", "--json").stdout)
+        assert [i["text"] for i in sent] == [done.reply]  # no status message in its place
+    finally:
+        bridge.stop()

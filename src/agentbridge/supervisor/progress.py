@@ -88,7 +88,6 @@ class ProgressReporter:
         self._turns: dict[int, _Turn] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._off: set[str] = set()  #: channels that get no progress
-        self.sent = 0  #: updates handed to a channel (status and tests read it)
 
     def event(self, message: Message, event: AgentEvent) -> None:
         """One event of the flight (``EvidenceMixin.on_event``); never raises, never waits."""
@@ -160,6 +159,5 @@ class ProgressReporter:
                     turn.channel.edit_message(turn.message, turn.text(), turn.status_id),
                     _SEND_TIMEOUT,
                 )
-                self.sent += 1
             except Exception as exc:  # best effort: this update is lost, the next may land
                 log.info("progress of message %s not shown: %s", turn.message.id, exc)
