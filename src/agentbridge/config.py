@@ -119,6 +119,10 @@ class Route:
     sender: str | None = None
 
 
+#: keys of any ``[channels.X]`` table that the core reads (progress while a turn runs)
+PROGRESS_KEYS = ("progress", "progress_interval")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -137,6 +141,8 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
     mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
+    #: the core's keys of each ``[channels.X]`` (``PROGRESS_KEYS``), read by supervisor/progress
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -373,8 +379,12 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         max_bytes=int(_positive(att.get("max_bytes", 20 * 1024 * 1024), "attachments.max_bytes")),
     )
     channels = _expect(raw.get("channels", {}), dict, "channels")
+    progress: dict[str, dict[str, Any]] = {}
     for name, table in channels.items():
         _expect(table, dict, f"channels.{name}")
+        progress[name] = {k: table.pop(k) for k in PROGRESS_KEYS if k in table}  # not the plugin's
+        _expect(progress[name].get("progress", False), bool, f"channels.{name}.progress")
+        _positive(progress[name].get("progress_interval", 1), f"channels.{name}.progress_interval")
     schedules = _expect(raw.get("schedules", {}), dict, "schedules")
     for name, table in schedules.items():
         _expect(table, dict, f"schedules.{name}")
@@ -394,6 +404,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         state_dir=state_dir,
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
+        progress=progress,
     )
 
 

@@ -1,4 +1,6 @@
-"""Buttons a reply may carry: the Allow / Deny choices of a permission request.
+"""Buttons a reply may carry: the Allow / Deny choices of a permission request, and the
+choices of an agent's question (MCP ``ask``, keyed ``ask:<row id>:question``; a click sends
+``"answer <id> <choice>"``, which ``supervisor/asks.py`` takes like a typed answer).
 
 Like a file (``attachments.py``), a choice needs no outbox column: the permission relay keys
 its question ``permission:<row id>:ask`` and writes the answers it takes into the text as
@@ -20,6 +22,9 @@ PERMISSION_KEY_PREFIX = "permission:"
 _ASK_SUFFIX = ":ask"
 _CHOICE = re.compile(r'"((?:yes|no|always) [a-z0-9]{5})"')
 _ANSWER = re.compile(r"(?:yes|no|always) ([a-z0-9]{5})")
+ASK_KEY_PREFIX, _QUESTION_SUFFIX = "ask:", ":question"
+_ASK_ID = re.compile(r"\(ask ([a-z0-9]{5})\)")
+_ASK_CHOICE = re.compile(r"^  \d+\) (.+)$", re.MULTILINE)
 _LABELS = {"yes": "Allow", "always": "Allow for this session", "no": "Deny"}
 
 
@@ -39,8 +44,16 @@ def choices_text(short_id: str, can_always: bool) -> str:
 
 
 def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
-    """The buttons of an outbox item: the choices of a permission question, else none."""
+    """The buttons of an outbox item: the choices of a permission question or of an ask."""
     key = item.idem_key
+    if key.startswith(ASK_KEY_PREFIX) and key.endswith(_QUESTION_SUFFIX):
+        found = _ASK_ID.search(item.text)
+        if found is None:
+            return ()
+        return tuple(
+            ReplyAction(label=choice, answer=f"answer {found.group(1)} {choice}")
+            for choice in _ASK_CHOICE.findall(item.text)
+        )
     if not (key.startswith(PERMISSION_KEY_PREFIX) and key.endswith(_ASK_SUFFIX)):
         return ()
     return tuple(

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from agentbridge.ledger.access import access_problem, open_problem
+from agentbridge.ledger.asks import AskMixin
 from agentbridge.ledger.base import (
     IdempotencyConflict,
     IllegalTransition,
@@ -42,7 +43,14 @@ log = logging.getLogger(__name__)
 
 
 class Ledger(
-    IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, RequeueMixin, PermissionMixin
+    IngestMixin,
+    ReadMixin,
+    OutboxMixin,
+    ReplayMixin,
+    LeaseMixin,
+    RequeueMixin,
+    PermissionMixin,
+    AskMixin,
 ):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from agentbridge.kinds import ChangeKind, ChangeListener
+from agentbridge.ledger.asks import Ask, AskState, AskStore
 from agentbridge.ledger.base import (
     IdempotencyConflict,
     IllegalTransition,
@@ -118,7 +119,7 @@ class ChannelLedger(Protocol):
     ) -> list[PermissionRequest]: ...
 
 
-class LedgerStore(ChannelLedger, Protocol):
+class LedgerStore(ChannelLedger, AskStore, Protocol):
     """The one interface to the ledger: every transition commits before its method returns.
 
     Fenced moves (``mark_*``, ``complete``, ``fail``, ``interrupt``, ``heartbeat``,
@@ -425,6 +426,8 @@ def _sqlite_path(url: str | Path) -> Path:
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "Ask",
+    "AskState",
     "ChangeKind",
     "ChangeListener",
     "ChannelLedger",

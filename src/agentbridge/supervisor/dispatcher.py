@@ -33,6 +33,7 @@ from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes.errors import error_text_of
 from agentbridge.supervisor.health import CrashLoopBreaker, HealthMonitor
 from agentbridge.supervisor.interrupts import end_interrupted
+from agentbridge.supervisor.progress import ProgressReporter
 from agentbridge.supervisor.recovery import read_evidence, recover_victims
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class AgentWorker:
         self._restart_resume = agent.resume
         self._stopping = False
         self.last_recovery: dict[str, list[int]] = {}
+        self.progress = ProgressReporter(config, receipts.channels)  # "working…" to the sender
 
     # ------------------------------------------------------------------ requests from others
 
@@ -288,6 +290,7 @@ class AgentWorker:
             notify=self._notify,
             reply_command=reply_command(self.config),
         )
+        session.on_event = self.progress.event
         self.session = session
         self.health, self.detail = AgentHealth.STARTING, ""
         try:

@@ -30,7 +30,7 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Attachment, Channel, ChannelContext, Ingest
-from agentbridge.supervisor import command_center, permission_send, permissions
+from agentbridge.supervisor import asks, command_center, permission_send, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
@@ -69,6 +69,7 @@ class Supervisor:
         self.observer: Any = None
         self.command_center: command_center.CommandCenter | None = None  # made on first command
         self.permission_relay: permissions.PermissionRelay | None = None  # on first prompt
+        self.ask_relay: asks.AskRelay | None = None  # made with the control socket
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.wakes = 0
@@ -146,6 +147,7 @@ class Supervisor:
                 **write_handlers(self.ledger, self.config),  # the CLI's writes (one write path)
                 "permission": permissions.control_handler(self, str(socket_path(self.config))),
                 **mcp_handlers(self.ledger, self.config, self.workers),  # `agentbridge mcp`
+                **asks.control_handlers(self),  # its `ask` tool
             },
         )
         permission_send.wrap_send(self, self.control.handlers)  # `send "yes abc12"` answers
@@ -200,6 +202,10 @@ class Supervisor:
             if agent is None:  # routes pick it (and strip an @mention); Unroutable → channel
                 agent, text = route_ingest(self.config, channel, conversation, sender, text)
             if answered := await permissions.intercept(self, channel, conversation, sender, text):
+                return answered
+            if answered := await asks.intercept(
+                self, channel, conversation, sender, text, key, agent, attachments
+            ):
                 return answered
             target = agent
             staged, meta = stage_for(self.config, target, attachments, meta)  # fsynced first

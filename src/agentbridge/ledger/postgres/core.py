@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.base import LedgerError
+from agentbridge.ledger.postgres.asks import AskMixin
 from agentbridge.ledger.postgres.changes import POLL_SECONDS, ChangeFeed
 from agentbridge.ledger.postgres.ingest import IngestMixin
 from agentbridge.ledger.postgres.messages import MessagesMixin
@@ -38,7 +39,7 @@ T = TypeVar("T")
 POOL_SIZE = 10
 
 
-class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin):
+class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin, AskMixin):
     """Async ``LedgerStore`` over PostgreSQL. Open with ``await PostgresLedger.open(url)``."""
 
     def __init__(

@@ -121,6 +121,32 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX permission_requests_short ON permission_requests (short_id, id)",
         "CREATE INDEX permission_requests_message ON permission_requests (message_id, id)",
     ],
+    # 3: reserved for the fleet branch (ownership leases); empty here so 4 keeps its number
+    [],
+    # 4: questions the agent asked the user (SQLite's migration 6)
+    [
+        """CREATE TABLE asks (
+            id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            short_id     TEXT    NOT NULL,
+            agent        TEXT    NOT NULL,
+            message_id   BIGINT,
+            attempt      INTEGER,
+            channel      TEXT    NOT NULL,
+            conversation TEXT    NOT NULL,
+            question     TEXT    NOT NULL,
+            choices      TEXT    NOT NULL DEFAULT '[]',
+            state        TEXT    NOT NULL,
+            answer       TEXT,
+            answered_by  TEXT,
+            answer_key   TEXT,
+            created_at   DOUBLE PRECISION NOT NULL,
+            expires_at   DOUBLE PRECISION NOT NULL,
+            answered_at  DOUBLE PRECISION
+        )""",
+        "CREATE UNIQUE INDEX asks_pending ON asks (short_id) WHERE state = 'pending'",
+        "CREATE INDEX asks_conversation ON asks (channel, conversation, id)",
+        "CREATE INDEX asks_message ON asks (message_id, id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
