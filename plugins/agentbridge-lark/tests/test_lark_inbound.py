@@ -35,3 +35,123 @@ async def test_dm_is_ingested_then_acked_and_redelivery_is_one_row(
     await acked(event, 2)
     assert len(await ledger.list_messages(channel="lark")) == 1
     assert fake.pings >= 0 and event.nacks == 0
+
+
+async def test_a_failed_ingest_is_not_acked_and_comes_back(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    calls: list[str] = []
+    real = None
+
+    async def flaky(conversation: str, sender: str, text: str, **kw: object) -> object:
+        calls.append(text)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        assert real is not None
+        return await real(conversation, sender, text, **kw)
+
+    from lark_helpers import ledger_ingest
+
+    real = ledger_ingest(ledger)
+    channel = await start_channel(ingest=flaky)
+    message_id = await fake.user_message(DM, ALICE, "keep me")
+    event = fake.event_for(message_id)
+
+    async def refused() -> bool:
+        return event.nacks == 1
+
+    await async_wait_until(refused, timeout=10, what="the SDK's code-500 reply")
+    assert event.ack_times == []  # never acked before the commit
+    # the held chat is read back from the message list until the message is in
+    async def stored() -> bool:
+        return len(await ledger.list_messages(channel="lark")) == 1
+
+    await async_wait_until(stored, timeout=10, what="the retry catch-up")
+    assert channel.ingest_failures == 1
+    await fake.redeliver(event.event_id)  # Lark's own retry: acked now, still one row
+    await acked(event)
+    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["keep me"]
+
+
+async def test_strangers_are_refused_and_never_stored(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    channel = await start_channel(allowed_tenants=["tenant_1"])
+    stranger = await fake.user_message("oc_dm_mallory", MALLORY, "let me in")
+    await acked(fake.event_for(stranger))  # acked: Lark must not push it again
+    other_tenant = await fake.user_message(DM, ALICE, "from elsewhere", tenant="tenant_2")
+    await acked(fake.event_for(other_tenant))
+    by_user_id = await fake.user_message(DM, "ou_other_app_id", "hi", user_id="alice_uid")
+    await acked(fake.event_for(by_user_id))
+    assert await ledger.list_messages(channel="lark") == []
+    assert channel.refused == 3
+
+
+async def test_user_id_allowlist_matches_live_events(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    await start_channel(allowed_users=["alice_uid"])
+    message_id = await fake.user_message(DM, "ou_alice2", "by user id", user_id="alice_uid")
+    await acked(fake.event_for(message_id))
+    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["by user id"]
+
+
+async def test_group_mentions_open_a_thread_and_its_replies_count(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    await start_channel()
+    chatter = await fake.user_message(GROUP, ALICE, "humans talking", chat_type="group")
+    await acked(fake.event_for(chatter))
+    root = await fake.user_message(GROUP, ALICE, "please look", chat_type="group",
+                                   mention_bot=True)  # fmt: skip
+    await acked(fake.event_for(root))
+    follow = await fake.user_message(GROUP, ALICE, "and this", chat_type="group", root_id=root)
+    await acked(fake.event_for(follow))
+    rows = await ledger.list_messages(channel="lark")
+    assert [(r.conversation, r.text) for r in rows] == [
+        (f"{GROUP}:{root}", "please look"),
+        (f"{GROUP}:{root}", "and this"),
+    ]
+    assert rows[1].meta.get("thread_id", "").startswith("omt_")
+
+
+async def test_reconnect_catches_up_what_came_while_disconnected(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    channel = await start_channel()
+    first = await fake.user_message(DM, ALICE, "before")
+    await acked(fake.event_for(first))
+    connects = fake.connects
+
+    await fake.disconnect_all()
+    await fake.user_message(DM, ALICE, "while away", live=False)
+
+    async def back() -> bool:
+        return fake.connects > connects and channel.reconnects >= 1
+
+    await async_wait_until(back, timeout=20, what="the SDK's reconnect")
+
+    async def caught() -> bool:
+        return len(await ledger.list_messages(channel="lark")) == 2
+
+    await async_wait_until(caught, timeout=10, what="catch-up after the reconnect")
+    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["before", "while away"]
+
+
+async def test_restart_catches_up_from_the_stored_cursor(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    channel = await start_channel()
+    first = await fake.user_message(DM, ALICE, "one")
+    await acked(fake.event_for(first))
+    await channel.stop()
+    await fake.user_message(DM, ALICE, "two", live=False)
+    await fake.user_message(DM, MALLORY, "not you", live=False)
+    again = await start_channel()
+
+    async def caught() -> bool:
+        return len(await ledger.list_messages(channel="lark")) == 2
+
+    await async_wait_until(caught, timeout=10, what="catch-up at start")
+    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["one", "two"]
+    assert again.refused == 1

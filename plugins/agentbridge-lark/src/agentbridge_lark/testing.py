@@ -48,6 +48,7 @@ class FakeLark:
         self.chats: dict[str, str] = {}  # chat id → "p2p" | "group"
         self.messages: list[dict[str, Any]] = []  # every message, list-item shaped
         self.posted: list[dict[str, Any]] = []  # send requests Lark acted on
+        self.send_requests = 0  # every send request that reached Lark, uuid repeats too
         self.reactions: list[tuple[str, str, str]] = []  # (op, message id, emoji or id)
         self.events: dict[str, PushedEvent] = {}
         self.faults: list[str] = []  # for the next sends, in order
@@ -283,6 +284,7 @@ class FakeLark:
         body = await request.json()
         if not self._authorised(request):
             return self._error(400, 99991663, "Invalid access token")
+        self.send_requests += 1
         fault = self.faults.pop(0) if self.faults else self.always_fail
         if fault == "429":
             return self._error(429, 99991400, "request trigger frequency limit",
