@@ -82,15 +82,21 @@ async def test_answer_lost_is_unknown_never_resent(fake, ledger, start_channel, 
     assert row.platform_message_id == fake.posted[0]["message_id"]
 
 
-async def test_a_retry_reuses_the_uuid(fake, ledger: Ledger, start_channel) -> None:
-    """The same part sent twice (a retry after an answer was lost) posts once: Lark's uuid."""
+async def test_a_resend_after_a_lost_answer_reuses_the_uuid(
+    fake, ledger: Ledger, start_channel
+) -> None:
+    """A part whose answer was lost, sent again (a human's ``outbox retry``, or a reconcile
+    that could not see it), posts nothing new within Lark's uuid hour."""
     channel = await start_channel()
     fake.chats[DM] = "p2p"
     item = await ledger.enqueue_reply("lark", DM, "once", key="r2")
-    first = await channel.deliver(item)
-    second = await channel.deliver(item)
-    assert first == second and len(fake.posted) == 1
-    assert len(fake.posted[0]["uuid"]) <= 50
+    fake.faults.append("reset")
+    with pytest.raises(DeliveryError) as caught:
+        await channel.deliver(item)
+    assert caught.value.error_class is ErrorClass.UNKNOWN
+    again = await channel.deliver(item)
+    assert fake.send_requests == 2 and len(fake.posted) == 1
+    assert again == fake.posted[0]["message_id"] and len(fake.posted[0]["uuid"]) <= 50
 
 
 async def test_thread_replies_go_to_the_thread(fake, ledger: Ledger, start_channel) -> None:

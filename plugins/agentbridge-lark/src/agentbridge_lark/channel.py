@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -82,6 +83,7 @@ class LarkChannel:
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: set[str] = set()  # containers whose cursor waits for a failed ingest
         self._progress: dict[str, list[str]] = {}  # part key → ids of the pieces already sent
+        self._uses: OrderedDict[str, int] = OrderedDict()  # uuid → times it posted
         self._background: set[asyncio.Task[Any]] = set()
         self.app_id: str | None = None
         self.bot_open_id: str | None = None
@@ -324,11 +326,17 @@ class LarkChannel:
             for number, piece in enumerate(fit(item.text or EMPTY_REPLY)):
                 if number < len(sent):
                     continue
-                uuid = uuid_for(item.idem_key, item.parts_sent, number, piece)
+                base = uuid_for(item.idem_key, item.parts_sent, number, piece)
+                uses = self._uses.get(base, 0)  # the same piece again, after it posted: on purpose
+                uuid = base if not uses else uuid_for(base, uses, number, piece)
                 message_id = await asyncio.wait_for(
                     self.api.send(chat, root, "post", to_post(piece), uuid),
                     self.settings.request_timeout + 5,
                 )
+                self._uses[base] = uses + 1
+                self._uses.move_to_end(base)
+                while len(self._uses) > 4096:
+                    self._uses.popitem(last=False)
                 sent.append(message_id)
         except Exception as exc:
             error = to_delivery_error(exc)

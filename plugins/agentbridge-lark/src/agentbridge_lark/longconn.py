@@ -10,7 +10,8 @@ Why a thread: the SDK keeps its event loop in a module global (``lark_oapi.ws.cl
 its ``start()`` blocks forever, and a synchronous handler cannot await the bridge's loop
 from inside it. The thread gets a fresh loop, points that global at it and runs ``start()``;
 so it is one long connection per process. The SDK has no ``stop()``: ``close`` does what
-its own ``FeishuChannel`` does (turn reconnects off, ``_disconnect()``, stop the loop).
+its own ``FeishuChannel`` does (reconnects off, stop the loop), then cancels the SDK's tasks
+and closes the socket from the thread.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from lark_oapi.event.custom import CustomizedEvent
 from lark_oapi.ws import client as ws_module
 
 log = logging.getLogger(__name__)
+#: the SDK's logger prints to stdout through a handler of its own; the bridge's handlers
+#: (it propagates to them) are enough, and one place to configure is better than two
+logging.getLogger("Lark").handlers.clear()
 
 #: the events the channel takes; the app subscribes to these in the developer console
 EVENT_TYPES = ("im.message.receive_v1",)
@@ -90,12 +94,22 @@ class LongConnection:
             self.fatal = f"lark: the long connection was refused: {exc}"
             log.error("%s", self.fatal)
         finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
+            self._wind_down(loop)
+
+    def _wind_down(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the SDK's tasks (the receive loop ends quietly on a cancel, where a closed
+        socket would make it log an error), then close the socket and the loop."""
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        conn = getattr(self._client, "_conn", None)
+        if conn is not None:
             with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
+                loop.run_until_complete(asyncio.wait_for(conn.close(), 2.0))
+            self._client._conn = None
+        loop.close()
 
     def _reconnected(self) -> None:
         with contextlib.suppress(RuntimeError):  # the bridge's loop is closing
@@ -132,8 +146,6 @@ class LongConnection:
         loop, client, thread = self._loop, self._client, self._thread
         if loop is not None and client is not None and loop.is_running():
             client._auto_reconnect = False
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(client._disconnect(), loop).result(timeout)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
