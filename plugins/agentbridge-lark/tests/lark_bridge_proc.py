@@ -31,16 +31,21 @@ async def main(argv: list[str]) -> None:
         meta: dict[str, Any] | None = None,
         priority: int = 0,
     ) -> IngestResult:
-        result = await ledger.ingest("lark", conversation, sender, text, key=key, agent="demo",
-                                     meta=meta)  # fmt: skip
+        result = await ledger.ingest(
+            "lark", conversation, sender, text, key=key, agent="demo", meta=meta
+        )
         with (folder / "ingested").open("a") as out:
             out.write(f"{key}\n")
         if hang:
             await asyncio.Event().wait()
         return result
 
-    table = {"app_id": APP_ID, "app_secret_file": str(folder / "secret"),
-             "allowed_users": ["ou_alice"], "domain": base_url}  # fmt: skip
+    table = {
+        "app_id": APP_ID,
+        "app_secret_file": str(folder / "secret"),
+        "allowed_users": ["ou_alice"],
+        "domain": base_url,
+    }
     channel = LarkChannel(parse_settings(table), env={})
     await channel.start(ChannelContext("lark", table, ingest, folder / "state", ledger=ledger))
     await asyncio.Event().wait()

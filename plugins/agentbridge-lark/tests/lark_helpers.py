@@ -29,9 +29,15 @@ def ledger_ingest(ledger: Ledger, commits: list[str] | None = None) -> Ingest:
         priority: int = 0,
     ) -> IngestResult:
         result = await ledger.ingest(
-            "lark", conversation, sender, text, key=key, agent="demo", priority=priority,
+            "lark",
+            conversation,
+            sender,
+            text,
+            key=key,
+            agent="demo",
+            priority=priority,
             meta=meta,
-        )  # fmt: skip
+        )
         if commits is not None:
             commits.append(str(key))
         return result

@@ -32,8 +32,13 @@ class LarkHarness(HarnessBase):
         channel = self.channel
         assert isinstance(channel, LarkChannel)
         channel.settings = parse_settings(
-            {"app_id": APP_ID, "app_secret_file": str(self.secret), "allowed_users": [ALICE],
-             "domain": self.fake.base_url, "request_timeout": 1}  # fmt: skip
+            {
+                "app_id": APP_ID,
+                "app_secret_file": str(self.secret),
+                "allowed_users": [ALICE],
+                "domain": self.fake.base_url,
+                "request_timeout": 1,
+            }
         )
         connects = self.fake.connects
         await channel.start(ctx)

@@ -38,14 +38,17 @@ async def test_rate_limit_is_transient_with_lark_retry_after(fake, ledger: Ledge
 
 
 @pytest.mark.parametrize(
-    ("fault", "code"), [("not_in_chat", "230002"), ("bad_token", "99991663"), (None, "230001")]
+    ("fault", "code"), [("not_in_chat", "230002"), ("secret_reset", "10014"), (None, "230001")]
 )
 async def test_permanent_errors(fake, ledger: Ledger, start_channel, fault, code) -> None:
+    """Bot not in the chat, credentials no longer valid, no such chat: never retried."""
     channel = await start_channel()
     conversation = DM if fault else "oc_no_such_chat"
     fake.chats[DM] = "p2p"
     item = await ledger.enqueue_reply("lark", conversation, "hi", key="r1")
-    if fault:
+    if fault == "secret_reset":
+        fake.reject_secret = True  # the cached token is refused, and no new one is given
+    elif fault:
         fake.faults.append(fault)
     with pytest.raises(DeliveryError) as caught:
         await channel.deliver(item)
@@ -80,6 +83,16 @@ async def test_answer_lost_is_unknown_never_resent(fake, ledger, start_channel, 
     assert fake.send_requests == 1, "resent (Lark's uuid only hid it)"
     row = await ledger.get_reply(item.id)
     assert row.platform_message_id == fake.posted[0]["message_id"]
+
+
+async def test_a_revoked_token_is_fetched_again(fake, ledger: Ledger, start_channel) -> None:
+    """A send refused for its token was not acted on: new token, the same request again."""
+    channel = await start_channel()
+    fake.chats[DM] = "p2p"
+    item = await ledger.enqueue_reply("lark", DM, "hi", key="r3")
+    fake.faults.append("bad_token")
+    assert await channel.deliver(item) == fake.posted[0]["message_id"]
+    assert fake.send_requests == 2 and len(fake.posted) == 1
 
 
 async def test_a_resend_after_a_lost_answer_reuses_the_uuid(

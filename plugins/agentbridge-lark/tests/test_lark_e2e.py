@@ -42,7 +42,9 @@ class Bridge:
             f'[channels.lark]\napp_id = "{APP_ID}"\ndomain = "{fake.base_url}"\n'
             f'allowed_users = ["{ALICE}"]\n'
         )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))
+        }
         self.env.update(
             HOME=str(home),
             AGENTBRIDGE_CONFIG=str(config),
@@ -56,9 +58,15 @@ class Bridge:
         with self.log.open("ab") as out:
             self.procs.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "agentbridge.cli", "up", env=self.env,
-                    stdout=out, stderr=out, start_new_session=True,
-                )  # fmt: skip
+                    sys.executable,
+                    "-m",
+                    "agentbridge.cli",
+                    "up",
+                    env=self.env,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
             )
 
     async def close(self) -> None:
@@ -86,7 +94,9 @@ async def bridge(fake: FakeLark, tmp_path: Path) -> AsyncIterator[Bridge]:
         await b.close()
 
 
-async def waiting(what: str, check: Callable[[], Awaitable[bool]], bridge: Bridge, t: float) -> None:
+async def waiting(
+    what: str, check: Callable[[], Awaitable[bool]], bridge: Bridge, t: float
+) -> None:
     try:
         await async_wait_until(check, timeout=t, what=what)
     except AssertionError:
@@ -119,9 +129,15 @@ async def test_round_trip_through_the_real_bridge(fake: FakeLark, bridge: Bridge
     assert not any("let me in" in text for text in fake.post_texts())  # never reached the agent
     assert APP_SECRET not in bridge.log.read_text(errors="replace")
     panes = await asyncio.create_subprocess_exec(
-        "tmux", "-L", bridge.socket, "list-panes", "-a", "-F", "#{pane_pid}",
+        "tmux",
+        "-L",
+        bridge.socket,
+        "list-panes",
+        "-a",
+        "-F",
+        "#{pane_pid}",
         stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, _ = await panes.communicate()
     for pid in out.split():
         environ = Path(f"/proc/{pid.decode()}/environ")

@@ -62,6 +62,7 @@ async def test_a_failed_ingest_is_not_acked_and_comes_back(
 
     await async_wait_until(refused, timeout=10, what="the SDK's code-500 reply")
     assert event.ack_times == []  # never acked before the commit
+
     # the held chat is read back from the message list until the message is in
     async def stored() -> bool:
         return len(await ledger.list_messages(channel="lark")) == 1
@@ -102,8 +103,7 @@ async def test_group_mentions_open_a_thread_and_its_replies_count(
     await start_channel()
     chatter = await fake.user_message(GROUP, ALICE, "humans talking", chat_type="group")
     await acked(fake.event_for(chatter))
-    root = await fake.user_message(GROUP, ALICE, "please look", chat_type="group",
-                                   mention_bot=True)  # fmt: skip
+    root = await fake.user_message(GROUP, ALICE, "please look", chat_type="group", mention_bot=True)
     await acked(fake.event_for(root))
     follow = await fake.user_message(GROUP, ALICE, "and this", chat_type="group", root_id=root)
     await acked(fake.event_for(follow))

@@ -7,7 +7,13 @@ is then an error we classify, not a parse exception from inside the SDK.
 
 The tenant token is fetched in its own step before a send: a failure there proves the
 message itself never left (transient, or permanent for rejected credentials), while a
-failure of the send request may not.
+failure of the send request may not. A request refused for its token (revoked, or the
+secret was reset) was not acted on: the token is dropped, fetched again and the request
+made once more; only a second refusal is final.
+
+The SDK caches tenant tokens in a class-wide cache keyed by app id; each ``LarkApi`` gives it
+a fresh one (one Lark app per process), so a channel started again never reuses a token
+its predecessor was handed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from lark_oapi.api.im.v1 import (
     ReplyMessageRequest,
     ReplyMessageRequestBody,
 )
+from lark_oapi.core.cache import LocalCache
 from lark_oapi.core.enum import AccessTokenType, HttpMethod
 from lark_oapi.core.exception import ObtainAccessTokenException
 from lark_oapi.core.model import BaseRequest, RequestOption
@@ -38,6 +45,8 @@ from lark_oapi.core.token.manager import TokenManager
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
+#: Lark says the tenant token is not (or no longer) valid: fetch a new one and ask again
+TOKEN_INVALID = frozenset({99991663, 99991668})
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,11 @@ class LarkApi:
             .domain(base_url)
             .timeout(timeout)
             .log_level(lark.LogLevel.WARNING)  # DEBUG would log request bodies (senders' text)
+            .cache(LocalCache())
             .build()
         )
         self._config = self.client._config
+        self._token_key = f"self_tenant_token:{app_id}"
 
     # ------------------------------------------------------------------ plumbing
 
@@ -91,6 +102,15 @@ class LarkApi:
 
     def _call(self, req: BaseRequest) -> dict[str, Any]:
         """Run one request (in a worker thread); the ``data`` of a code-0 answer."""
+        try:
+            return self._once(req)
+        except LarkApiError as exc:
+            if exc.code not in TOKEN_INVALID:
+                raise
+            TokenManager.cache.set(self._token_key, "", 0)  # expired: the next get fetches
+            return self._once(req)
+
+    def _once(self, req: BaseRequest) -> dict[str, Any]:
         self._token()
         option = RequestOption()
         option.headers["Content-Type"] = JSON_TYPE
@@ -130,8 +150,9 @@ class LarkApi:
             resp = self.client.request(req)
             body = json.loads(bytes(resp.raw.content or b"{}"))
             if int(body.get("code", -1)) != 0:
-                raise LarkApiError(int(resp.raw.status_code), int(body.get("code", -1)),
-                                   str(body.get("msg", "")))  # fmt: skip
+                raise LarkApiError(
+                    int(resp.raw.status_code), int(body.get("code", -1)), str(body.get("msg", ""))
+                )
             bot = body.get("bot")
             return bot if isinstance(bot, dict) else {}
 

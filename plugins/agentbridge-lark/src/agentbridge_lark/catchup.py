@@ -13,7 +13,13 @@ from typing import Any
 
 from agentbridge_lark.api import LarkApi
 from agentbridge_lark.cursor import CursorStore
-from agentbridge_lark.inbound import LarkMessage, _text_of, from_item, split_conversation
+from agentbridge_lark.inbound import (
+    LarkMessage,
+    _text_of,
+    as_dict,
+    from_item,
+    split_conversation,
+)
 
 #: a catch-up never reads more than this many pages of one container in one pass
 MAX_PAGES = 200
@@ -78,19 +84,16 @@ async def find_own(
 ) -> tuple[dict[int, str], bool]:
     """({piece index: message id} of our posts showing ``pieces``, read the list to its end)."""
     chat, root = split_conversation(container)
-    if root is not None and thread_id is None:
-        kind, ident = "chat", chat
-    else:
-        kind, ident = ("thread", thread_id) if root is not None else ("chat", chat)
+    kind, ident = ("chat", chat) if root is None or thread_id is None else ("thread", thread_id)
     wanted = {_plain(p): n for n, p in enumerate(pieces)}
     found: dict[int, str] = {}
     read = 0
-    async for item in pages(api, kind, str(ident), since_s):
+    async for item in pages(api, kind, ident, since_s):
         read += 1
-        sender = item.get("sender") if isinstance(item.get("sender"), dict) else {}
+        sender = as_dict(item.get("sender"))
         if sender.get("sender_type") != "app":
             continue
-        body = item.get("body") if isinstance(item.get("body"), dict) else {}
+        body = as_dict(item.get("body"))
         text = _plain(_text_of(str(item.get("msg_type") or ""), body.get("content")))
         if text in wanted:
             found.setdefault(wanted[text], str(item.get("message_id")))

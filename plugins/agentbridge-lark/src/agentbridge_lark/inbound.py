@@ -91,6 +91,11 @@ def _text_of(message_type: str, content: Any) -> str:
     return ""
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (payloads are not trusted)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _clean(text: str) -> str:
     """A str SQLite can store: lone surrogates (valid JSON, invalid UTF-8) become '?'."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -124,15 +129,17 @@ def _build(
         return None
     message_type = str(message.get("message_type") or message.get("msg_type") or "")
     content = message.get("content")
-    if content is None and isinstance(message.get("body"), dict):
-        content = message["body"].get("content")
+    if content is None:
+        content = as_dict(message.get("body")).get("content")
     mentioned, keys = _mentions(message.get("mentions"), bot_open_id)
     text = _text_of(message_type, content)
     for key, display in keys:
         text = text.replace(key, display)
     text = re.sub(r"[ \t]{2,}", " ", text).strip()
-    ids = sender.get("sender_id") if isinstance(sender.get("sender_id"), dict) else {}
-    open_id = ids.get("open_id") or (sender.get("id") if sender.get("id_type") == "open_id" else None)
+    ids = as_dict(sender.get("sender_id"))
+    open_id = ids.get("open_id") or (
+        sender.get("id") if sender.get("id_type") == "open_id" else None
+    )
     root = message.get("root_id") or None
     thread = message.get("thread_id") or None
     kind = str(chat_type or message.get("chat_type") or "group")
@@ -163,12 +170,12 @@ def _build(
 
 def from_event(payload: dict[str, Any], bot_open_id: str | None) -> LarkMessage | None:
     """An ``im.message.receive_v1`` event (schema 2.0), or None when it is not one."""
-    header = payload.get("header") if isinstance(payload.get("header"), dict) else {}
+    header = as_dict(payload.get("header"))
     if header.get("event_type") != "im.message.receive_v1":
         return None
-    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
-    message = event.get("message") if isinstance(event.get("message"), dict) else {}
-    sender = event.get("sender") if isinstance(event.get("sender"), dict) else {}
+    event = as_dict(payload.get("event"))
+    message = as_dict(event.get("message"))
+    sender = as_dict(event.get("sender"))
     return _build(message, sender, bot_open_id, header.get("event_id"), None)
 
 
@@ -176,7 +183,7 @@ def from_item(item: dict[str, Any], bot_open_id: str | None, chat_type: str) -> 
     """One item of ``GET /im/v1/messages`` (catch-up); deleted messages are None."""
     if item.get("deleted"):
         return None
-    sender = item.get("sender") if isinstance(item.get("sender"), dict) else {}
+    sender = as_dict(item.get("sender"))
     return _build(item, sender, bot_open_id, None, chat_type)
 
 

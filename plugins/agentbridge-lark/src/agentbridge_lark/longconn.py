@@ -21,7 +21,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import lark_oapi as lark
@@ -38,7 +38,7 @@ EVENT_TYPES = ("im.message.receive_v1",)
 #: Lark pushes an event again when it is not acked within about 3 s; ingest takes ms
 ACK_WAIT = 10.0
 
-EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+EventHandler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class LongConnection:
@@ -71,7 +71,7 @@ class LongConnection:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        ws_module.loop = loop  # type: ignore[attr-defined]
+        ws_module.loop = loop
         self._loop = loop
         builder = lark.EventDispatcherHandler.builder("", "")
         for event_type in EVENT_TYPES:
@@ -128,7 +128,9 @@ class LongConnection:
             },
             "event": data.event if isinstance(data.event, dict) else {},
         }
-        future = asyncio.run_coroutine_threadsafe(self._on_event(payload), self._bridge)
+        future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
+            self._on_event(payload), self._bridge
+        )
         try:
             future.result(timeout=ACK_WAIT)
         except concurrent.futures.TimeoutError:

@@ -64,8 +64,8 @@ def encode(frame: Frame) -> bytes:
     for number, value in ((1, frame.seq_id), (2, frame.log_id), (3, frame.service)):
         out += _field(number, 0) + _varint(value)
     out += _field(4, 0) + _varint(frame.method)
-    for key, value in frame.headers:
-        inner = _bytes_field(1, key.encode()) + _bytes_field(2, value.encode())
+    for name, text in frame.headers:
+        inner = _bytes_field(1, name.encode()) + _bytes_field(2, text.encode())
         out += _bytes_field(5, inner)
     if frame.payload:
         out += _bytes_field(8, frame.payload)

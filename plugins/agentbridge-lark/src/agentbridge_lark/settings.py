@@ -123,9 +123,7 @@ def parse_settings(table: dict[str, Any]) -> LarkSettings:
     )
 
 
-def load_credentials(
-    settings: LarkSettings, env: dict[str, str] | None = None
-) -> tuple[str, str]:
+def load_credentials(settings: LarkSettings, env: dict[str, str] | None = None) -> tuple[str, str]:
     """(app id ``cli_…``, app secret) or one clear ``ConfigError``; never logged."""
     app_id = settings.app_id or read_secret(
         settings.app_id_file,

@@ -49,6 +49,7 @@ class FakeLark:
         self.messages: list[dict[str, Any]] = []  # every message, list-item shaped
         self.posted: list[dict[str, Any]] = []  # send requests Lark acted on
         self.send_requests = 0  # every send request that reached Lark, uuid repeats too
+        self.reject_secret = False  # the app secret was reset: no token is valid any more
         self.reactions: list[tuple[str, str, str]] = []  # (op, message id, emoji or id)
         self.events: dict[str, PushedEvent] = {}
         self.faults: list[str] = []  # for the next sends, in order
@@ -115,8 +116,12 @@ class FakeLark:
         if body.get("AppID") != APP_ID or body.get("AppSecret") != APP_SECRET:
             return web.json_response({"code": 1000040345, "msg": "app credentials invalid"})
         url = f"ws://127.0.0.1:{self.port}/ws?device_id=dev{self.connects}&service_id={SERVICE_ID}"
-        config = {"ReconnectCount": -1, "ReconnectInterval": 1, "ReconnectNonce": 0,
-                  "PingInterval": 2}  # fmt: skip
+        config = {
+            "ReconnectCount": -1,
+            "ReconnectInterval": 1,
+            "ReconnectNonce": 0,
+            "PingInterval": 2,
+        }
         return web.json_response({"code": 0, "data": {"URL": url, "ClientConfig": config}})
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
@@ -139,8 +144,9 @@ class FakeLark:
     async def _frame(self, ws: web.WebSocketResponse, frame: pbwire.Frame) -> None:
         if frame.method == pbwire.CONTROL and frame.header("type") == "ping":
             self.pings += 1
-            pong = pbwire.Frame(service=frame.service, method=pbwire.CONTROL,
-                                headers=[("type", "pong")])  # fmt: skip
+            pong = pbwire.Frame(
+                service=frame.service, method=pbwire.CONTROL, headers=[("type", "pong")]
+            )
             await ws.send_bytes(pbwire.encode(pong))
             return
         if frame.method != pbwire.DATA:
@@ -159,8 +165,13 @@ class FakeLark:
             seq_id=next(self._ids),
             service=SERVICE_ID,
             method=pbwire.DATA,
-            headers=[("type", "event"), ("message_id", event.event_id), ("sum", "1"),
-                     ("seq", "0"), ("trace_id", f"trace-{event.event_id}")],  # fmt: skip
+            headers=[
+                ("type", "event"),
+                ("message_id", event.event_id),
+                ("sum", "1"),
+                ("seq", "0"),
+                ("trace_id", f"trace-{event.event_id}"),
+            ],
             payload=json.dumps(event.payload).encode(),
         )
         for ws in list(self._sockets):
@@ -197,36 +208,66 @@ class FakeLark:
         mentions: list[dict[str, Any]] = []
         if mention_bot:
             text = f"@_user_1 {text}"
-            mentions.append({"key": "@_user_1", "id": BOT_OPEN_ID, "id_type": "open_id",
-                             "name": "agent", "tenant_key": tenant})  # fmt: skip
+            mentions.append(
+                {
+                    "key": "@_user_1",
+                    "id": BOT_OPEN_ID,
+                    "id_type": "open_id",
+                    "name": "agent",
+                    "tenant_key": tenant,
+                }
+            )
         root = self._by_id(root_id) if root_id else None
-        item = self._item(chat_id, text, {"id": open_id, "id_type": "open_id",
-                          "sender_type": "user", "tenant_key": tenant}, "text",
-                          root)  # fmt: skip
+        item = self._item(
+            chat_id,
+            text,
+            {"id": open_id, "id_type": "open_id", "sender_type": "user", "tenant_key": tenant},
+            "text",
+            root,
+        )
         item["mentions"] = mentions
         if live:
             event_id = f"ev_{next(self._ids)}"
             message = {
-                "message_id": item["message_id"], "root_id": item.get("root_id"),
-                "parent_id": item.get("parent_id"), "thread_id": item.get("thread_id"),
-                "create_time": item["create_time"], "chat_id": chat_id, "chat_type": chat_type,
-                "message_type": "text", "content": item["body"]["content"],
+                "message_id": item["message_id"],
+                "root_id": item.get("root_id"),
+                "parent_id": item.get("parent_id"),
+                "thread_id": item.get("thread_id"),
+                "create_time": item["create_time"],
+                "chat_id": chat_id,
+                "chat_type": chat_type,
+                "message_type": "text",
+                "content": item["body"]["content"],
                 "mentions": [dict(m, id={"open_id": m["id"]}) for m in mentions],
-            }  # fmt: skip
-            sender = {"sender_id": {"open_id": open_id, "user_id": user_id},
-                      "sender_type": "user", "tenant_key": tenant}  # fmt: skip
-            payload = {"schema": "2.0", "header": {"event_id": event_id,
-                       "event_type": "im.message.receive_v1", "create_time": item["create_time"],
-                       "token": "", "app_id": APP_ID, "tenant_key": tenant},
-                       "event": {"sender": sender, "message": message}}  # fmt: skip
+            }
+            sender = {
+                "sender_id": {"open_id": open_id, "user_id": user_id},
+                "sender_type": "user",
+                "tenant_key": tenant,
+            }
+            payload = {
+                "schema": "2.0",
+                "header": {
+                    "event_id": event_id,
+                    "event_type": "im.message.receive_v1",
+                    "create_time": item["create_time"],
+                    "token": "",
+                    "app_id": APP_ID,
+                    "tenant_key": tenant,
+                },
+                "event": {"sender": sender, "message": message},
+            }
             self.events[event_id] = PushedEvent(event_id, payload)
             await self._push(self.events[event_id])
         return str(item["message_id"])
 
     def event_for(self, message_id: str) -> PushedEvent:
         """The event that carried ``message_id``."""
-        return next(e for e in self.events.values()
-                    if e.payload["event"]["message"]["message_id"] == message_id)  # fmt: skip
+        return next(
+            e
+            for e in self.events.values()
+            if e.payload["event"]["message"]["message_id"] == message_id
+        )
 
     def _by_id(self, message_id: str | None) -> dict[str, Any] | None:
         return next((m for m in self.messages if m["message_id"] == message_id), None)
@@ -252,8 +293,11 @@ class FakeLark:
         if root is not None:
             if not root.get("thread_id"):
                 root["thread_id"] = f"omt_{next(self._ids)}"
-            item.update(root_id=root["message_id"], parent_id=root["message_id"],
-                        thread_id=root["thread_id"])  # fmt: skip
+            item.update(
+                root_id=root["message_id"],
+                parent_id=root["message_id"],
+                thread_id=root["thread_id"],
+            )
         self.messages.append(item)
         return item
 
@@ -261,12 +305,15 @@ class FakeLark:
 
     async def _token(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if body.get("app_id") != APP_ID or body.get("app_secret") != APP_SECRET:
+        if body.get("app_id") != APP_ID or body.get("app_secret") != APP_SECRET or (
+            self.reject_secret
+        ):
             return web.json_response({"code": 10014, "msg": "app secret invalid"})
         return web.json_response({"code": 0, "tenant_access_token": TOKEN, "expire": 7200})
 
     def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {TOKEN}"
+        wanted = f"Bearer {TOKEN}"
+        return not self.reject_secret and request.headers.get("Authorization") == wanted
 
     @staticmethod
     def _error(status: int, code: int, msg: str, **headers: str) -> web.Response:
@@ -275,8 +322,9 @@ class FakeLark:
     async def _bot(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return self._error(400, 99991663, "Invalid access token")
-        return web.json_response({"code": 0, "msg": "ok",
-                                  "bot": {"open_id": BOT_OPEN_ID, "app_name": "agent"}})  # fmt: skip
+        return web.json_response(
+            {"code": 0, "msg": "ok", "bot": {"open_id": BOT_OPEN_ID, "app_name": "agent"}}
+        )
 
     async def _send(
         self, request: web.Request, chat_id: str, root: dict[str, Any] | None
@@ -287,8 +335,9 @@ class FakeLark:
         self.send_requests += 1
         fault = self.faults.pop(0) if self.faults else self.always_fail
         if fault == "429":
-            return self._error(429, 99991400, "request trigger frequency limit",
-                               **{"x-ogw-ratelimit-reset": "3"})  # fmt: skip
+            return self._error(
+                429, 99991400, "request trigger frequency limit", **{"x-ogw-ratelimit-reset": "3"}
+            )
         if fault == "not_in_chat":
             return self._error(400, 230002, "Bot is not in the chat")
         if fault == "bad_token":
@@ -299,10 +348,12 @@ class FakeLark:
         if uuid and uuid in self.uuids:
             return web.json_response({"code": 0, "data": self.uuids[uuid]})
         sender = {"id": APP_ID, "id_type": "app_id", "sender_type": "app", "tenant_key": TENANT}
-        item = self._item(chat_id, "", sender, body.get("msg_type", "text"), root,
-                          body.get("content"))  # fmt: skip
-        self.posted.append(dict(body, chat_id=chat_id, root_id=item.get("root_id"),
-                                message_id=item["message_id"]))  # fmt: skip
+        item = self._item(
+            chat_id, "", sender, body.get("msg_type", "text"), root, body.get("content")
+        )
+        self.posted.append(
+            dict(body, chat_id=chat_id, root_id=item.get("root_id"), message_id=item["message_id"])
+        )
         if uuid:
             self.uuids[uuid] = item
         if fault == "stall":  # acted on, then the answer never comes
@@ -332,8 +383,11 @@ class FakeLark:
             if ident not in self.chats:
                 return self._error(400, 230002, "Bot is not in the chat")
             start = int(request.query.get("start_time") or 0) * 1000
-            found = [m for m in self.messages if m["chat_id"] == ident
-                     and not m.get("root_id") and int(m["create_time"]) >= start]  # fmt: skip
+            found = [
+                m
+                for m in self.messages
+                if m["chat_id"] == ident and not m.get("root_id") and int(m["create_time"]) >= start
+            ]
         else:
             found = [m for m in self.messages if m.get("thread_id") == ident]
         offset = int(request.query.get("page_token") or 0)
@@ -347,8 +401,15 @@ class FakeLark:
         body = await request.json()
         emoji = body["reaction_type"]["emoji_type"]
         self.reactions.append(("add", request.match_info["id"], emoji))
-        return web.json_response({"code": 0, "data": {"reaction_id": f"r_{next(self._ids)}",
-                                  "reaction_type": {"emoji_type": emoji}}})  # fmt: skip
+        return web.json_response(
+            {
+                "code": 0,
+                "data": {
+                    "reaction_id": f"r_{next(self._ids)}",
+                    "reaction_type": {"emoji_type": emoji},
+                },
+            }
+        )
 
     async def _unreact(self, request: web.Request) -> web.Response:
         self.reactions.append(("delete", request.match_info["id"], request.match_info["rid"]))
