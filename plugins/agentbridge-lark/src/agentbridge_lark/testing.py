@@ -305,8 +305,10 @@ class FakeLark:
 
     async def _token(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if body.get("app_id") != APP_ID or body.get("app_secret") != APP_SECRET or (
-            self.reject_secret
+        if (
+            body.get("app_id") != APP_ID
+            or body.get("app_secret") != APP_SECRET
+            or (self.reject_secret)
         ):
             return web.json_response({"code": 10014, "msg": "app secret invalid"})
         return web.json_response({"code": 0, "tenant_access_token": TOKEN, "expire": 7200})
