@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from agentbridge.config import ConfigError
+from agentbridge.delivery.actions import reply_actions
 from agentbridge.ledger.store import IdempotencyConflict
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import (
@@ -34,6 +35,7 @@ from agentbridge.supervisor.routing import Unroutable
 
 from agentbridge_lark import catchup
 from agentbridge_lark.api import LarkApi, LarkApiError
+from agentbridge_lark.buttons import card_for, from_click
 from agentbridge_lark.cursor import CursorStore
 from agentbridge_lark.inbound import (
     LarkMessage,
@@ -110,7 +112,13 @@ class LarkChannel:
         await self._who_am_i()
         loop = asyncio.get_running_loop()
         self._conn = LongConnection(
-            app_id, secret, settings.base_url, loop, self._on_event, self._on_reconnected
+            app_id,
+            secret,
+            settings.base_url,
+            loop,
+            self._on_event,
+            self._on_reconnected,
+            self._on_click,
         )
         self._conn.start()
         if settings.catch_up:
@@ -193,6 +201,32 @@ class LarkChannel:
                 return
             self._hold(home, msg)
         raise RuntimeError(f"lark: message {msg.message_id} not stored")  # → no ack
+
+    async def _on_click(self, payload: dict[str, Any]) -> str:
+        """A button click: ingested as its answer from the clicker (raises = no ack)."""
+        assert self._ctx is not None and self.settings is not None
+        click = from_click(payload)
+        if click is None:
+            return "This button is not one of ours."
+        settings = self.settings
+        chat_ok = not settings.allowed_chats or click.chat_id in settings.allowed_chats
+        tenant_ok = not settings.allowed_tenants or click.tenant in settings.allowed_tenants
+        user_ok = bool({click.open_id, click.user_id} - {None} & settings.allowed_users)
+        if not (chat_ok and tenant_ok and user_ok):
+            self.refused += 1
+            log.warning("lark: refused a click from %s in chat %s", click.open_id, click.chat_id)
+            return "You are not authorised to answer this."
+        try:  # the same click pushed again: the same key and text, one row
+            await self._ctx.ingest(
+                click.conversation,
+                click.open_id or click.user_id or "",
+                click.answer,
+                key=click.key,
+                meta={"card_message_id": click.card_id, "event_id": click.event_id},
+            )
+        except Unroutable as exc:
+            return f"Not delivered: {exc}"
+        return f"Sent: {click.answer}"
 
     def _on_reconnected(self) -> None:
         """The long connection is back: events sent meanwhile may never be pushed."""
@@ -322,15 +356,22 @@ class LarkChannel:
             raise DeliveryError(f"lark: not a chat id: {item.conversation!r}", ErrorClass.PERMANENT)
         key = f"{item.idem_key}:{item.parts_sent}"
         sent = self._progress.setdefault(key, [])
+        pieces = fit(item.text or EMPTY_REPLY)
+        actions = reply_actions(item) if len(pieces) == 1 else ()
         try:
-            for number, piece in enumerate(fit(item.text or EMPTY_REPLY)):
+            for number, piece in enumerate(pieces):
                 if number < len(sent):
                     continue
                 base = uuid_for(item.idem_key, item.parts_sent, number, piece)
                 uses = self._uses.get(base, 0)  # the same piece again, after it posted: on purpose
                 uuid = base if not uses else uuid_for(base, uses, number, piece)
+                kind, content = (
+                    ("interactive", card_for(piece, actions, item.conversation))
+                    if actions
+                    else ("post", to_post(piece))
+                )
                 message_id = await asyncio.wait_for(
-                    self.api.send(chat, root, "post", to_post(piece), uuid),
+                    self.api.send(chat, root, kind, content, uuid),
                     self.settings.request_timeout + 5,
                 )
                 self._uses[base] = uses + 1

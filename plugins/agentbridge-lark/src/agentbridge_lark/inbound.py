@@ -74,6 +74,8 @@ def _text_of(message_type: str, content: Any) -> str:
         return ""
     if message_type == "text":
         return str(body.get("text") or "")
+    if message_type == "interactive":  # a card: its markdown/text elements, in order
+        return "\n".join(_strings(body.get("elements")))
     if message_type == "post":
         post = body
         if "content" not in post:  # a localised post: {"zh_cn": {...}}
@@ -89,6 +91,18 @@ def _text_of(message_type: str, content: Any) -> str:
             lines.append("".join(words))
         return "\n".join(lines)
     return ""
+
+
+def _strings(node: Any) -> list[str]:
+    """The ``content``/``text`` strings of a card's elements (any nesting)."""
+    if isinstance(node, list):
+        return [s for child in node for s in _strings(child)]
+    if not isinstance(node, dict) or node.get("tag") == "action":
+        return []
+    for name in ("content", "text"):
+        if isinstance(node.get(name), str):
+            return [node[name]]
+    return [s for child in node.values() for s in _strings(child)]
 
 
 def as_dict(value: Any) -> dict[str, Any]:

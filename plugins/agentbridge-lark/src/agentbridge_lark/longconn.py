@@ -19,12 +19,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import lark_oapi as lark
+from lark_oapi.event.callback.model.p2_card_action_trigger import (
+    P2CardActionTrigger,
+    P2CardActionTriggerResponse,
+)
 from lark_oapi.event.custom import CustomizedEvent
 from lark_oapi.ws import client as ws_module
 
@@ -39,6 +44,8 @@ EVENT_TYPES = ("im.message.receive_v1",)
 ACK_WAIT = 10.0
 
 EventHandler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+#: a button click → the toast the clicker sees
+ClickHandler = Callable[[dict[str, Any]], Coroutine[Any, Any, str]]
 
 
 class LongConnection:
@@ -52,11 +59,13 @@ class LongConnection:
         loop: asyncio.AbstractEventLoop,
         on_event: EventHandler,
         on_reconnected: Callable[[], None],
+        on_click: ClickHandler | None = None,
     ) -> None:
         self._app = (app_id, app_secret, base_url)
         self._bridge = loop
         self._on_event = on_event
         self._on_reconnected = on_reconnected
+        self._on_click = on_click
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
@@ -76,6 +85,8 @@ class LongConnection:
         builder = lark.EventDispatcherHandler.builder("", "")
         for event_type in EVENT_TYPES:
             builder = builder.register_p2_customized_event(event_type, self._handle)
+        if self._on_click is not None:
+            builder = builder.register_p2_card_action_trigger(self._handle_click)
         app_id, secret, base_url = self._app
         try:
             self._client = ws_module.Client(
@@ -128,15 +139,26 @@ class LongConnection:
             },
             "event": data.event if isinstance(data.event, dict) else {},
         }
-        future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
-            self._on_event(payload), self._bridge
+        self._wait(self._on_event(payload))
+        self.events += 1
+
+    def _handle_click(self, data: P2CardActionTrigger) -> P2CardActionTriggerResponse:
+        """A button click (the SDK's thread): the toast after the commit; raise = no ack."""
+        assert self._on_click is not None
+        payload = json.loads(lark.JSON.marshal(data) or "{}")
+        toast = self._wait(self._on_click(payload))
+        return P2CardActionTriggerResponse({"toast": {"type": "info", "content": toast}})
+
+    def _wait(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the bridge's loop and block this thread until it is done."""
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            coro, self._bridge
         )
         try:
-            future.result(timeout=ACK_WAIT)
+            return future.result(timeout=ACK_WAIT)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise
-        self.events += 1
 
     @property
     def connected(self) -> bool:
