@@ -155,3 +155,18 @@ async def test_restart_catches_up_from_the_stored_cursor(
     await async_wait_until(caught, timeout=10, what="catch-up at start")
     assert [r.text for r in await ledger.list_messages(channel="lark")] == ["one", "two"]
     assert again.refused == 1
+
+
+async def test_allowed_chats_limit_groups_not_dms(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    channel = await start_channel(allowed_chats=[GROUP])
+    elsewhere = await fake.user_message("oc_other", ALICE, "hi", chat_type="group",
+                                        mention_bot=True)  # fmt: skip
+    await acked(fake.event_for(elsewhere))
+    here = await fake.user_message(GROUP, ALICE, "hi here", chat_type="group", mention_bot=True)
+    await acked(fake.event_for(here))
+    dm = await fake.user_message(DM, ALICE, "hi in a DM")
+    await acked(fake.event_for(dm))
+    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["hi here", "hi in a DM"]
+    assert channel.refused == 1
