@@ -170,3 +170,51 @@ async def test_allowed_chats_limit_groups_not_dms(
     await acked(fake.event_for(dm))
     assert [r.text for r in await ledger.list_messages(channel="lark")] == ["hi here", "hi in a DM"]
     assert channel.refused == 1
+
+
+async def test_a_thread_follow_up_sent_while_down_is_caught_up(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    """The bot's answer made the thread; a reply in it while the bridge was down is read
+    back from the thread's own list after the restart (no mention needed)."""
+    channel = await start_channel()
+    root = await fake.user_message(GROUP, ALICE, "question", chat_type="group", mention_bot=True)
+    await acked(fake.event_for(root))
+    conversation = f"{GROUP}:{root}"
+    await channel.deliver(await ledger.enqueue_reply("lark", conversation, "answer", key="a1"))
+    await channel.stop()
+    await fake.user_message(GROUP, ALICE, "follow-up", chat_type="group", root_id=root,
+                            live=False)  # fmt: skip
+    await start_channel()
+
+    async def caught() -> bool:
+        return len(await ledger.list_messages(channel="lark")) == 2
+
+    await async_wait_until(caught, timeout=10, what="the thread's catch-up")
+    rows = await ledger.list_messages(channel="lark")
+    assert [(r.conversation, r.text) for r in rows] == [
+        (conversation, "question"),
+        (conversation, "follow-up"),
+    ]
+
+
+async def test_group_mentions_wait_while_the_bot_id_is_unknown(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    channel = await start_channel()
+    channel.bot_open_id = None  # as if bot/v3/info had failed at start
+    mention = await fake.user_message(GROUP, ALICE, "are you there", chat_type="group",
+                                      mention_bot=True)  # fmt: skip
+    event = fake.event_for(mention)
+
+    async def refused() -> bool:
+        return event.nacks >= 1
+
+    await async_wait_until(refused, timeout=10, what="no ack while the bot id is unknown")
+    assert await ledger.list_messages(channel="lark") == []
+    channel.bot_open_id = "ou_bot"  # known again (the background retry)
+
+    async def stored() -> bool:
+        return len(await ledger.list_messages(channel="lark")) == 1
+
+    await async_wait_until(stored, timeout=10, what="the held chat's catch-up")

@@ -160,8 +160,9 @@ class LarkApi:
 
     async def send(
         self, chat_id: str, root_id: str | None, msg_type: str, content: str, uuid: str
-    ) -> str:
-        """Post into a chat, or (``root_id``) into that message's thread; the new message id.
+    ) -> tuple[str, str | None]:
+        """Post into a chat, or (``root_id``) into that message's thread: the new message's
+        id and its thread's id (a reply in a thread makes the thread if it had none).
 
         ``uuid`` is Lark's idempotency field: the same uuid within an hour sends at most one
         message, so a retry of a send whose answer was lost cannot post twice.
@@ -195,7 +196,7 @@ class LarkApi:
                 .build()
             )
         data = await self.call(req)
-        return str(data.get("message_id") or "")
+        return str(data.get("message_id") or ""), data.get("thread_id") or None
 
     async def list_messages(
         self, container_type: str, container_id: str, start_s: int, page_token: str | None

@@ -300,6 +300,9 @@ class LarkChannel:
         """Ingest one message (or refuse/ignore it); False only when the ledger failed."""
         assert self._ctx is not None and self.settings is not None and self.cursors is not None
         decided = self._allowed_text(msg)
+        if decided is Verdict.IGNORE and self.bot_open_id is None and msg.mentions_anyone:
+            log.warning("lark: the bot's own id is not known yet; message %s waits", msg.key)
+            return False  # maybe a mention of the bot: not acked, read again later
         if decided is Verdict.IGNORE:
             return True
         if decided is Verdict.REFUSE:
@@ -370,10 +373,12 @@ class LarkChannel:
                     if actions
                     else ("post", to_post(piece))
                 )
-                message_id = await asyncio.wait_for(
+                message_id, thread_id = await asyncio.wait_for(
                     self.api.send(chat, root, kind, content, uuid),
                     self.settings.request_timeout + 5,
                 )
+                if root is not None and thread_id and self.cursors is not None:
+                    self.cursors.thread_made(item.conversation, thread_id)
                 self._uses[base] = uses + 1
                 self._uses.move_to_end(base)
                 while len(self._uses) > 4096:

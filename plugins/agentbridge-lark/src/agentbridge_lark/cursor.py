@@ -108,6 +108,13 @@ class CursorStore:
         for listener in list(self.listeners):
             listener(container, message_id)
 
+    def thread_made(self, container: str, thread_id: str) -> None:
+        """The bot's reply made ``container``'s thread: its messages are listed by this id."""
+        cursor = self.cursors.get(container)
+        if cursor is not None and cursor.thread_id != thread_id:
+            cursor.thread_id = thread_id
+            self._save()
+
     def forget(self, container: str) -> None:
         """Stop catching up ``container`` (the bot left it, or it was dissolved)."""
         if self.cursors.pop(container, None) is not None:

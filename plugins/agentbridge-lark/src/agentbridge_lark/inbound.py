@@ -47,6 +47,7 @@ class LarkMessage:
     sender_type: str  # "user" or "app"
     text: str
     mentioned: bool
+    mentions_anyone: bool  # any @mention at all (decides nothing while the bot id is unknown)
     create_time: int  # ms since the epoch
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -177,6 +178,7 @@ def _build(
         sender_type=str(sender.get("sender_type") or "user"),
         text=_clean(text),
         mentioned=mentioned,
+        mentions_anyone=bool(keys),
         create_time=created,
         meta=meta,
     )
