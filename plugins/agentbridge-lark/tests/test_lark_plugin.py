@@ -10,10 +10,12 @@ from agentbridge.config import ConfigError, parse_config
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.plugin.manager import build_plugin_manager
 from agentbridge.plugin.protocols import Channel, ChannelContext
+from agentbridge.testing import async_wait_until
 from lark_helpers import ALICE, ledger_ingest, write_secret
 
 from agentbridge_lark import LarkChannel, load_credentials, parse_settings
 from agentbridge_lark.pbwire import DATA, Frame, decode, encode
+from agentbridge_lark.plugin import host_woke
 from agentbridge_lark.settings import DOMAINS
 from agentbridge_lark.testing import APP_ID, FakeLark
 
@@ -101,3 +103,14 @@ def test_frame_codec_agrees_with_the_sdks_generated_class() -> None:
     assert (theirs.SeqID, theirs.service, theirs.method, theirs.payload) == (5, 7, DATA, b"x")
     assert [(h.key, h.value) for h in theirs.headers] == [("sum", "1")]
     assert decode(theirs.SerializeToString()) == ours
+
+
+async def test_host_woke_reconnects_and_catches_up(fake: FakeLark, ledger: Ledger, start_channel):
+    channel = await start_channel()
+    connects, reconnects = fake.connects, channel.reconnects
+    host_woke(slept_seconds=600.0)
+
+    async def again() -> bool:
+        return fake.connects > connects and channel.reconnects > reconnects
+
+    await async_wait_until(again, timeout=20, what="a new long connection after the wake")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
@@ -64,6 +65,8 @@ BAD_CREDENTIALS = frozenset({10003, 10014, 99991663, 99991661, 99991668, 9999166
 #: the chat is gone for the bot: stop catching it up
 GONE = frozenset({230002, 232009, 232011})
 RECONCILE_SKEW = 10  # seconds: our clock vs Lark's
+#: live channels, so the module-level ``host_woke`` hook can reach them
+LIVE: weakref.WeakSet[LarkChannel] = weakref.WeakSet()
 
 
 class LarkChannel:
@@ -121,7 +124,15 @@ class LarkChannel:
             self._on_click,
         )
         self._conn.start()
+        LIVE.add(self)
         if settings.catch_up:
+            self._catch_up_all()
+
+    def wake(self) -> None:
+        """The ``host_woke`` hook (the bridge's loop): a new connection, and catch up now."""
+        if self._conn is not None:
+            self._conn.reconnect()
+        if self.settings is not None and self.settings.catch_up:
             self._catch_up_all()
 
     async def _who_am_i(self) -> None:
@@ -154,6 +165,7 @@ class LarkChannel:
 
     async def stop(self) -> None:
         """Close the long connection and cancel background work; safe to call twice."""
+        LIVE.discard(self)
         conn, self._conn = self._conn, None
         for task in list(self._background):
             task.cancel()

@@ -160,6 +160,15 @@ class LongConnection:
             future.cancel()
             raise
 
+    def reconnect(self) -> None:
+        """Drop the socket (after a sleep it is likely dead without knowing): the SDK's
+        receive loop sees it closed and reconnects, then ``on_reconnected`` fires."""
+        loop, client = self._loop, self._client
+        conn = getattr(client, "_conn", None)
+        if loop is not None and conn is not None and loop.is_running():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(conn.close(), loop)
+
     @property
     def connected(self) -> bool:
         """Is the WebSocket open right now?"""

@@ -1,4 +1,4 @@
-"""The entry point (``[project.entry-points.agentbridge] lark``): registration.
+"""The entry point (``[project.entry-points.agentbridge] lark``): registration and wake.
 
 The channel registers only when ``[channels.lark]`` exists, so installing the package changes
 nothing until the user configures an app. A bad table stops the bridge with one line.
@@ -6,6 +6,7 @@ nothing until the user configures an app. A bad table stops the bridge with one 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from agentbridge.config import Config
@@ -25,3 +26,11 @@ def register_channels(register: Callable[[Channel], None], config: Config) -> No
     from agentbridge_lark.channel import LarkChannel  # the SDK loads only when configured
 
     register(LarkChannel(settings))
+
+
+@hookimpl
+def host_woke(slept_seconds: float) -> None:
+    """After a sleep the WebSocket is likely dead: reconnect and catch up now."""
+    channel_module = sys.modules.get("agentbridge_lark.channel")  # not loaded: none live
+    for channel in list(getattr(channel_module, "LIVE", ())):
+        channel.wake()
