@@ -17,6 +17,7 @@ from typing import Any
 from agentbridge.delivery.actions import ReplyAction
 
 from agentbridge_lark.inbound import as_dict
+from agentbridge_lark.settings import LarkSettings
 
 #: the callback's event type (subscribed under "Callbacks" in the developer console)
 CARD_ACTION = "card.action.trigger"
@@ -53,6 +54,12 @@ class Click:
     card_id: str
     answer: str
     conversation: str
+
+    def allowed(self, settings: LarkSettings) -> bool:
+        """The clicker passes the same allowlists a message's sender must."""
+        chat_ok = not settings.allowed_chats or self.chat_id in settings.allowed_chats
+        tenant_ok = not settings.allowed_tenants or self.tenant in settings.allowed_tenants
+        return chat_ok and tenant_ok and bool({self.open_id, self.user_id} & settings.allowed_users)
 
     @property
     def key(self) -> str:

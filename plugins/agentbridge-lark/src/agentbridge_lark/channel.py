@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -48,11 +47,11 @@ from agentbridge_lark.inbound import (
 from agentbridge_lark.longconn import LongConnection
 from agentbridge_lark.outbound import (
     MAX_MESSAGE_LENGTH,
+    UuidBook,
     classify,
     fit,
     to_delivery_error,
     to_post,
-    uuid_for,
 )
 from agentbridge_lark.receipts import ReceiptSender
 from agentbridge_lark.settings import LarkSettings, load_credentials, parse_settings
@@ -88,7 +87,7 @@ class LarkChannel:
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: set[str] = set()  # containers whose cursor waits for a failed ingest
         self._progress: dict[str, list[str]] = {}  # part key → ids of the pieces already sent
-        self._uses: OrderedDict[str, int] = OrderedDict()  # uuid → times it posted
+        self._uuids = UuidBook()
         self._background: set[asyncio.Task[Any]] = set()
         self.app_id: str | None = None
         self.bot_open_id: str | None = None
@@ -220,11 +219,7 @@ class LarkChannel:
         click = from_click(payload)
         if click is None:
             return "This button is not one of ours."
-        settings = self.settings
-        chat_ok = not settings.allowed_chats or click.chat_id in settings.allowed_chats
-        tenant_ok = not settings.allowed_tenants or click.tenant in settings.allowed_tenants
-        user_ok = bool({click.open_id, click.user_id} - {None} & settings.allowed_users)
-        if not (chat_ok and tenant_ok and user_ok):
+        if not click.allowed(self.settings):
             self.refused += 1
             log.warning("lark: refused a click from %s in chat %s", click.open_id, click.chat_id)
             return "You are not authorised to answer this."
@@ -377,9 +372,7 @@ class LarkChannel:
             for number, piece in enumerate(pieces):
                 if number < len(sent):
                     continue
-                base = uuid_for(item.idem_key, item.parts_sent, number, piece)
-                uses = self._uses.get(base, 0)  # the same piece again, after it posted: on purpose
-                uuid = base if not uses else uuid_for(base, uses, number, piece)
+                uuid = self._uuids.uuid(item.idem_key, item.parts_sent, number, piece)
                 kind, content = (
                     ("interactive", card_for(piece, actions, item.conversation))
                     if actions
@@ -391,10 +384,7 @@ class LarkChannel:
                 )
                 if root is not None and thread_id and self.cursors is not None:
                     self.cursors.thread_made(item.conversation, thread_id)
-                self._uses[base] = uses + 1
-                self._uses.move_to_end(base)
-                while len(self._uses) > 4096:
-                    self._uses.popitem(last=False)
+                self._uuids.posted(item.idem_key, item.parts_sent, number, piece)
                 sent.append(message_id)
         except Exception as exc:
             error = to_delivery_error(exc)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import socket
+from collections import OrderedDict
 
 import requests
 from agentbridge.plugin.protocols import DeliveryError, ErrorClass
@@ -91,6 +92,29 @@ def uuid_for(idem_key: str, part: int, piece: int, text: str) -> str:
     """Stable for one piece of one part: a retry, even after a restart, reuses it."""
     seed = f"{idem_key}\0{part}\0{piece}\0{text}".encode("utf-8", "surrogatepass")
     return hashlib.sha256(seed).hexdigest()[:UUID_LENGTH]
+
+
+class UuidBook:
+    """The uuid of each piece: stable across retries (and restarts) of a send whose answer
+    was lost; a new one only when a piece that already posted is sent again on purpose."""
+
+    def __init__(self, cap: int = 4096) -> None:
+        self._uses: OrderedDict[str, int] = OrderedDict()  # base uuid → times it posted
+        self._cap = cap
+
+    def uuid(self, idem_key: str, part: int, piece: int, text: str) -> str:
+        """The uuid to send this piece with now."""
+        base = uuid_for(idem_key, part, piece, text)
+        uses = self._uses.get(base, 0)
+        return base if not uses else uuid_for(base, uses, piece, text)
+
+    def posted(self, idem_key: str, part: int, piece: int, text: str) -> None:
+        """Lark took the piece: sending the same text again is a new message."""
+        base = uuid_for(idem_key, part, piece, text)
+        self._uses[base] = self._uses.get(base, 0) + 1
+        self._uses.move_to_end(base)
+        while len(self._uses) > self._cap:
+            self._uses.popitem(last=False)
 
 
 def _connect_failed(exc: requests.ConnectionError) -> bool:
