@@ -218,3 +218,27 @@ async def test_group_mentions_wait_while_the_bot_id_is_unknown(
         return len(await ledger.list_messages(channel="lark")) == 1
 
     await async_wait_until(stored, timeout=10, what="the held chat's catch-up")
+
+
+async def test_a_picture_is_not_forwarded_and_the_sender_is_told_once(
+    fake: FakeLark, ledger: Ledger, start_channel: Start
+) -> None:
+    await start_channel()
+    picture = await fake.user_message(DM, ALICE, "", image=True)
+    event = fake.event_for(picture)
+    await acked(event)
+
+    async def told() -> bool:
+        return len(fake.posted) == 1
+
+    await async_wait_until(told, timeout=10, what="the no-text notice")
+    await fake.redeliver(event.event_id)
+    await acked(event, 2)
+
+    async def told_again() -> bool:
+        return fake.send_requests == 2
+
+    await async_wait_until(told_again, timeout=10, what="the second notice request")
+    assert len(fake.posted) == 1  # the same uuid: one notice
+    assert "Only text messages" in fake.post_texts()[0]
+    assert await ledger.list_messages(channel="lark") == []

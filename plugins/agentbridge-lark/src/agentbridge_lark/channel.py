@@ -47,9 +47,11 @@ from agentbridge_lark.inbound import (
 from agentbridge_lark.longconn import LongConnection
 from agentbridge_lark.outbound import (
     MAX_MESSAGE_LENGTH,
+    NO_TEXT,
     UuidBook,
     classify,
     fit,
+    notice,
     to_delivery_error,
     to_post,
 )
@@ -324,6 +326,9 @@ class LarkChannel:
             return True
         if decided is Verdict.EMPTY:
             log.warning("lark: message %s had no text; not forwarded", msg.message_id)
+            assert self.api is not None
+            where = msg.conversation(self.settings.reply_in_thread)
+            self._spawn(notice(self.api, where, msg.message_id, NO_TEXT))
             return True
         conversation = msg.conversation(self.settings.reply_in_thread)
         try:

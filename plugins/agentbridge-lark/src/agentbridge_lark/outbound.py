@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import socket
 from collections import OrderedDict
@@ -22,7 +23,9 @@ from collections import OrderedDict
 import requests
 from agentbridge.plugin.protocols import DeliveryError, ErrorClass
 
-from agentbridge_lark.api import LarkApiError
+from agentbridge_lark.api import LarkApi, LarkApiError
+
+log = logging.getLogger(__name__)
 
 #: characters per reply part: even all-CJK text (3 bytes, escaped twice) stays under 30 KB
 MAX_MESSAGE_LENGTH = 4000
@@ -115,6 +118,19 @@ class UuidBook:
         self._uses.move_to_end(base)
         while len(self._uses) > self._cap:
             self._uses.popitem(last=False)
+
+
+NO_TEXT = "Only text messages reach the agent; this one had no text and was not forwarded."
+
+
+async def notice(api: LarkApi, conversation: str, about: str, text: str) -> None:
+    """Tell the sender something (best effort). The uuid comes from the message it is about,
+    so the same event pushed again, or read again by a catch-up, posts one notice."""
+    chat, _, root = conversation.partition(":")
+    try:
+        await api.send(chat, root or None, "post", to_post(text), uuid_for("notice", 0, 0, about))
+    except Exception as exc:
+        log.debug("lark: notice to %s not sent: %s", chat, type(exc).__name__)
 
 
 def _connect_failed(exc: requests.ConnectionError) -> bool:

@@ -187,8 +187,10 @@ class FakeLark(OpenApi):
         live: bool = True,
         user_id: str | None = None,
         tenant: str = TENANT,
+        image: bool = False,
     ) -> str:
-        """A user writes: into the message list, and (``live``) pushed as an event."""
+        """A user writes (or, ``image``, sends a picture): into the message list, and
+        (``live``) pushed as an event."""
         self.chats.setdefault(chat_id, chat_type)
         mentions: list[dict[str, Any]] = []
         if mention_bot:
@@ -207,8 +209,9 @@ class FakeLark(OpenApi):
             chat_id,
             text,
             {"id": open_id, "id_type": "open_id", "sender_type": "user", "tenant_key": tenant},
-            "text",
+            "image" if image else "text",
             root,
+            json.dumps({"image_key": "img_v2_1"}) if image else None,
         )
         item["mentions"] = mentions
         if live:
@@ -221,7 +224,7 @@ class FakeLark(OpenApi):
                 "create_time": item["create_time"],
                 "chat_id": chat_id,
                 "chat_type": chat_type,
-                "message_type": "text",
+                "message_type": item["msg_type"],
                 "content": item["body"]["content"],
                 "mentions": [dict(m, id={"open_id": m["id"]}) for m in mentions],
             }
