@@ -18,13 +18,13 @@ from agentbridge.ledger.base import (
     _set_state,
     where,
 )
-from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.nodes_sqlite import NodesMixin
 from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
 
-class RequeueMixin(LedgerCore):
+class RequeueMixin(NodesMixin):
     """Recovery and human-decision methods of ``Ledger``."""
 
     async def victims(
@@ -70,6 +70,7 @@ class RequeueMixin(LedgerCore):
             current = _get(conn, message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "requeue", current)
+            self._owner_check(conn, now, current.agent, "requeue", message_id)
             if current.state not in IN_FLIGHT:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "requeue: not in flight")
             if enforce_limit and current.attempt >= self.max_attempts:
@@ -109,6 +110,7 @@ class RequeueMixin(LedgerCore):
             current = _get(conn, message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "release", current)
+            self._owner_check(conn, now, current.agent, "release", message_id)
             if current.state != MessageState.CLAIMED:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "release: not claimed")
             return _requeue(

@@ -28,6 +28,7 @@ from agentbridge.ledger.base import (
     StaleLease,
     text_hash,
 )
+from agentbridge.ledger.nodes import FleetLedger, Lease, Node, NodeTaken, OwnerLost
 from agentbridge.ledger.outbox import DEFAULT_BACKOFF, DEFAULT_TTL, backoff_delay
 from agentbridge.ledger.permissions import PermissionRequest, PermissionState
 from agentbridge.ledger.postgres.url import is_postgres_url
@@ -111,7 +112,7 @@ class ChannelLedger(Protocol):
         ...
 
 
-class LedgerStore(ChannelLedger, Protocol):
+class LedgerStore(ChannelLedger, FleetLedger, Protocol):
     """The one interface to the ledger: every transition commits before its method returns.
 
     Fenced moves (``mark_*``, ``complete``, ``fail``, ``interrupt``, ``heartbeat``,
@@ -426,8 +427,12 @@ __all__ = [
     "IngestResult",
     "LedgerError",
     "LedgerStore",
+    "Lease",
     "NewMessage",
+    "Node",
+    "NodeTaken",
     "NotFound",
+    "OwnerLost",
     "PermissionRequest",
     "PermissionState",
     "StaleLease",
