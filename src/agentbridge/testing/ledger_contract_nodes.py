@@ -110,9 +110,7 @@ class NodeContract(StoreFixtures):
             await node_a.close()
             await node_b.close()
 
-    async def test_a_store_without_agent_leases_writes_unfenced(
-        self, store: LedgerStore
-    ) -> None:
+    async def test_a_store_without_agent_leases_writes_unfenced(self, store: LedgerStore) -> None:
         lease = await store.acquire_lease("leader", "A", 3.0)  # not an agent lease
         assert lease is not None
         msg = await ingest(store, "hi", agent="y")
