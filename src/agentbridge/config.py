@@ -38,6 +38,8 @@ class AgentConfig:
     rate_limit_recheck: float = 30.0  # rate-limited with no reset time on screen: look again
     restart_window: float = 300.0  # crash-loop breaker: this many seconds…
     max_restarts: int = 5  # …and this many restarts in it → degraded
+    node: str | None = None  # fleet: the node that runs it (None: whichever node lists it)
+    relocatable: bool = False  # fleet: another live node may take it over when its node dies
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
     mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
+    fleet: dict[str, Any] = field(default_factory=dict)  #: ``[fleet]``: supervisor/fleet_config
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -176,6 +179,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
             "rate_limit_recheck",
             "restart_window",
             "max_restarts",
+            "node",
+            "relocatable",
         },
         where,
     )
@@ -212,6 +217,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
         ),
         restart_window=_positive(table.get("restart_window", 300.0), where + "restart_window"),
         max_restarts=int(_positive(table.get("max_restarts", 5), where + "max_restarts")),
+        node=_expect(table.get("node"), (str, type(None)), where + "node"),  # [fleet] node
+        relocatable=_expect(table.get("relocatable", False), bool, where + "relocatable"),
     )
 
 
@@ -252,6 +259,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "state_dir",
             "tmux_socket",
             "mcp",
+            "fleet",
         },
         "",
     )
@@ -385,6 +393,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         state_dir=state_dir,
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
+        fleet=dict(_expect(raw.get("fleet", {}), dict, "fleet")),
     )
 
 

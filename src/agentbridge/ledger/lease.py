@@ -169,9 +169,9 @@ class LeaseMixin(NodesMixin):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, f"-> {to}", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, f"-> {to}", current)
-            self._owner_check(conn, now, current.agent, f"-> {to}", message_id)
             if current.state == to or (
                 to in (MessageState.SUBMITTED, MessageState.ACCEPTED)
                 and _rank(current.state) >= _rank(to)

@@ -68,9 +68,9 @@ class RequeueMixin(NodesMixin):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, "requeue", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "requeue", current)
-            self._owner_check(conn, now, current.agent, "requeue", message_id)
             if current.state not in IN_FLIGHT:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "requeue: not in flight")
             if enforce_limit and current.attempt >= self.max_attempts:
@@ -108,9 +108,9 @@ class RequeueMixin(NodesMixin):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, "release", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "release", current)
-            self._owner_check(conn, now, current.agent, "release", message_id)
             if current.state != MessageState.CLAIMED:
                 _illegal(conn, now, current, MessageState.QUEUED, actor, "release: not claimed")
             return _requeue(

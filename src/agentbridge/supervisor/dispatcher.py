@@ -16,6 +16,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class AgentHealth(enum.StrEnum):
     RESTARTING = "restarting"
     DEGRADED = "degraded"  # crash-loop breaker tripped, or a login is needed
     STOPPED = "stopped"
+    STANDBY = "standby"  # fleet: another node owns the agent (supervisor/ownership.py)
 
 
 class AgentWorker:
@@ -96,6 +98,7 @@ class AgentWorker:
         self._restart_resume = agent.resume
         self._stopping = False
         self.last_recovery: dict[str, list[int]] = {}
+        self.before_inject: Callable[[], Awaitable[bool]] | None = None  # fleet: lease check
 
     # ------------------------------------------------------------------ requests from others
 
@@ -288,6 +291,7 @@ class AgentWorker:
             notify=self._notify,
             reply_command=reply_command(self.config),
         )
+        session.before_inject = self.before_inject
         self.session = session
         self.health, self.detail = AgentHealth.STARTING, ""
         try:

@@ -34,8 +34,9 @@ from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
+from agentbridge.supervisor.fleet import Fleet
 from agentbridge.supervisor.inbound_files import settle, stage_for
-from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
+from agentbridge.supervisor.lock import SupervisorError
 from agentbridge.supervisor.logs import FILE_ONLY, setup_logging
 from agentbridge.supervisor.routing import route_ingest
 
@@ -56,7 +57,8 @@ class Supervisor:
         self.console = console
         self.host = plugin_host
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.lock = SupervisorLock(config.ledger.path)
+        self.fleet = Fleet(self)  # node, leases, leader (supervisor/fleet.py)
+        self.lock = self.fleet.lock()
         self.ledger: LedgerStore | None = None
         self.workers: dict[str, AgentWorker] = {}
         self.channels: dict[str, Channel] = {}
@@ -106,6 +108,7 @@ class Supervisor:
             synchronous=self.config.ledger.synchronous,
             max_attempts=self.config.ledger.max_attempts,
         )
+        await self.fleet.join()
         self.receipts = Receipts(self.channels, self.host.pm)
         self.observer = Observer()
         self.observer.daemon = True
@@ -147,10 +150,9 @@ class Supervisor:
             },
         )
         await self.control.start()
-        for channel in self.channels.values():
-            await self._start_channel(channel)
-        for name, worker in self.workers.items():
-            self._spawn(f"agent:{name}", worker.run)
+        await self.fleet.start_channels()
+        for name in self.workers:
+            self._spawn(f"agent:{name}", self.fleet.runner(name))
         self._spawn("maintenance", self._maintenance)
         self._spawn("wake-detector", self._watch_wakes)
         # after the channels: its start-up reconcile of replies left `unknown` asks them
@@ -357,6 +359,7 @@ class Supervisor:
                 "channels": [c.name for c in self.started_channels],
             },
             "agents": agents,
+            **await self.fleet.snapshot(),
             "messages": stats["messages"],
             "outbox": stats["outbox"],
         }
@@ -387,6 +390,7 @@ class Supervisor:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.ledger is not None:
+            await self.fleet.leave()
             await self.ledger.close()
         if self.tmux is not None:
             with contextlib.suppress(Exception):

@@ -202,9 +202,9 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, f"-> {to}", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, f"-> {to}", current)
-            await self._owner_check(cur, now, current.agent, f"-> {to}", message_id)
             if current.state == to or (
                 to in (MessageState.SUBMITTED, MessageState.ACCEPTED)
                 and _rank(current.state) >= _rank(to)
@@ -269,9 +269,9 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, "requeue", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, "requeue", current)
-            await self._owner_check(cur, now, current.agent, "requeue", message_id)
             if current.state not in IN_FLIGHT:
                 why = "requeue: not in flight"
                 await illegal(cur, now, current, MessageState.QUEUED, actor, why)
@@ -301,9 +301,9 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, "release", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, "release", current)
-            await self._owner_check(cur, now, current.agent, "release", message_id)
             if current.state != MessageState.CLAIMED:
                 await illegal(cur, now, current, MessageState.QUEUED, actor, "release: not claimed")
             msg = await requeue(

@@ -1,0 +1,188 @@
+"""Several supervisors against one real PostgreSQL server: nodes, agent leases with fencing,
+victims replayed after a node dies, the leader lease, a server restart.
+
+Every node is a real ``agentbridge up`` subprocess with its own tmux server (private socket)
+and fake agents; the database and the agents' own transcripts are the evidence. Leases are
+``fleet_harness.LEASE`` seconds so that failover takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from fleet_harness import (
+    LEASE,
+    Node,
+    check_history,
+    completed_by,
+    demo,
+    elapsed,
+    events,
+    leases,
+    pid_of,
+    start_all,
+    start_postgres,
+    stop_all,
+    stop_postgres,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    """A private server of this module's own: one test kills and restarts it."""
+    try:
+        started = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def url(server: PostgresServer) -> Iterator[str]:
+    made = server.new_database("ab_fleet")
+    try:
+        yield made
+    finally:
+        server.drop(made)
+
+
+def test_kill9_mid_turn_replays_victims_on_the_other_node_and_the_returning_one(
+    tmp_path: Path, url: str
+) -> None:
+    mover = demo(relocatable=True, node="A")
+    a = Node(tmp_path, url, "A", {"a1": demo(), "r": mover})
+    b = Node(tmp_path, url, "B", {"b1": demo(), "r": mover})
+    try:
+        a.start_node()
+        b.start_node()
+        assert b.status()["agents"]["r"]["health"] == "standby"
+        first = a.ingest("#fake:slow=3 pinned to A", "a1")
+        moved = b.send("#fake:slow=3 relocatable", "--agent", "r")  # sent on B, run on A
+        for mid in (first, moved):
+            a.wait_state(mid, "submitted", "accepted")
+        a.die()
+        died = time.monotonic()
+        done = b.wait_state(moved, "completed", timeout=30)
+        took = elapsed(died)
+        assert done.attempt == 2 and f":{pid_of(b)}:" in completed_by(url, moved)
+        assert took < LEASE + 8, f"replayed on B {took:.1f}s after A died"
+        assert leases(url)["agent:r"].node == "B"
+        assert a.message(first).state in ("submitted", "accepted"), "pinned: waits for A"
+        a.start_node()  # the same node again: its own lease at once, the victim replayed
+        back = a.wait_state(first, "completed", timeout=30)
+        assert back.attempt == 2
+        assert a.status()["agents"]["r"]["health"] == "standby", "r stays on B"
+        later = a.ingest("after the return", "r")
+        b.wait_state(later, "completed")
+        check_history(url)
+        nodes = {n["name"]: n for n in b.status()["nodes"]}
+        assert nodes["A"]["state"] == nodes["B"]["state"] == "alive"
+        assert set(nodes["B"]["agents"]) == {"b1", "r"} and nodes["A"]["agents"] == ["a1"]
+    finally:
+        stop_all(a, b)
+
+
+def test_a_paused_node_past_its_lease_is_fenced_off(tmp_path: Path, url: str) -> None:
+    mover = demo(relocatable=True, node="A")
+    a = Node(tmp_path, url, "A", {"r": mover})
+    b = Node(tmp_path, url, "B", {"r": mover})
+    try:
+        a.start_node()
+        b.start_node()
+        token_a = leases(url)["agent:r"].token
+        first = b.ingest("#fake:slow=2 one", "r", "c1")
+        a.wait_state(first, "submitted", "accepted")
+        a.pause()  # past its lease: its agent keeps running and ends the turn meanwhile
+        lease = wait_for(
+            lambda: (x := leases(url)["agent:r"]).node == "B" and x, "B took r over", timeout=15
+        )
+        assert lease.token > token_a
+        b.wait_state(first, "completed", timeout=30)
+        # B busy with one, one more queued: the resumed A must claim and paste neither
+        second = b.ingest("#fake:slow=3 two", "r", "c2")
+        third = b.ingest("three", "r", "c3")
+        b.wait_state(second, "submitted", "accepted")
+        seen_before = a.injected("r")
+        a.resume()
+        a.wait_agents(lambda health: health == "standby", "r", timeout=15)
+        b.wait_state(third, "completed", timeout=30)
+        assert seen_before == a.injected("r") == {(first, 1)}, "A pasted nothing after waking"
+        # whatever A tried after waking (its turn's late completion, a heartbeat, a claim)
+        # the database refused: no move of A's after the takeover, only refusals
+        mine = f":{pid_of(a)}:"
+        late = [
+            e for m in (first, second, third) for e in events(url, m) if e.at > lease.acquired_at
+        ]
+        assert not [e for e in late if e.kind == "transition" and mine in e.actor], late
+        for e in late:
+            if e.kind == "refused":
+                assert "node A no longer holds its lease" in e.detail, e
+        assert (first, 2) in b.injected("r") and (second, 1) in b.injected("r")
+        assert a.message(first).reply and "one" in str(a.message(first).reply)
+        check_history(url)
+        assert leases(url)["agent:r"].node == "B"
+    finally:
+        stop_all(a, b)
+
+
+def test_the_leader_lease_moves_when_the_leader_dies(tmp_path: Path, url: str) -> None:
+    once = {"singleton": {"web": True}}  # the console, made a run-once channel
+    a = Node(tmp_path, url, "A", {"a1": demo()}, fleet=once, console=True)
+    b = Node(tmp_path, url, "B", {"b1": demo()}, fleet=once, console=True)
+    try:
+        a.start_node()  # first: the leader
+        b.start_node()
+        assert "web" in a.status()["supervisor"]["channels"]
+        assert "web" not in b.status()["supervisor"]["channels"]
+        assert leases(url)["leader"].node == "A"
+        a.kill9()
+        died = time.monotonic()
+        wait_for(
+            lambda: "web" in b.status()["supervisor"]["channels"], "B leads", timeout=LEASE + 8
+        )
+        assert elapsed(died) < LEASE + 3
+        assert leases(url)["leader"].node == "B"
+        nodes = {n["name"]: n for n in b.status()["nodes"]}
+        assert nodes["A"]["state"] == "dead" and nodes["B"]["leader"]
+        a.start_node()  # back, but not the leader: B keeps it
+        assert "web" not in a.status()["supervisor"]["channels"]
+    finally:
+        stop_all(a, b)
+
+
+def test_a_postgres_restart_loses_nothing(tmp_path: Path, url: str, server: PostgresServer) -> None:
+    a = Node(tmp_path, url, "A", {"a1": demo()})
+    b = Node(tmp_path, url, "B", {"b1": demo()})
+    c = Node(tmp_path, url, "C", {"c1": demo()})
+    try:
+        start_all(a, b, c)
+        sent = [
+            node.ingest(f"#fake:slow=2 before {i}", agent, f"k{i}")
+            for i in range(2)
+            for node, agent in ((a, "a1"), (b, "b1"), (c, "c1"))
+        ]
+        busy = ("claimed", "submitted", "accepted")
+        wait_for(
+            lambda: sum(m.state in busy for m in a.messages()) >= 2, "turns under way", timeout=20
+        )
+        stop_postgres(server)  # mid-turn
+        start_postgres(server)
+        sent.append(a.send("after the restart", "--agent", "a1"))  # the CLI's path too
+        sent.append(c.ingest("after the restart", "c1"))
+        for mid in sent:
+            a.wait_state(mid, "completed", timeout=45)
+        check_history(url)
+        assert {n["state"] for n in c.status()["nodes"]} == {"alive"}
+    finally:
+        stop_all(a, b, c)
