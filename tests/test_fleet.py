@@ -64,11 +64,10 @@ def test_kill9_mid_turn_replays_victims_on_the_other_node_and_the_returning_one(
     a = Node(tmp_path, url, "A", {"a1": demo(), "r": mover})
     b = Node(tmp_path, url, "B", {"b1": demo(), "r": mover})
     try:
-        a.start_node()
-        b.start_node()
+        start_all(a, b)  # r is A's: B never takes a free lease of an agent homed elsewhere
         assert b.status()["agents"]["r"]["health"] == "standby"
-        first = a.ingest("#fake:slow=3 pinned to A", "a1")
-        moved = b.send("#fake:slow=3 relocatable", "--agent", "r")  # sent on B, run on A
+        first = a.ingest("#fake:slow=2 pinned to A", "a1")
+        moved = b.send("#fake:slow=2 relocatable", "--agent", "r")  # sent on B, run on A
         for mid in (first, moved):
             a.wait_state(mid, "submitted", "accepted")
         a.die()
@@ -98,8 +97,7 @@ def test_a_paused_node_past_its_lease_is_fenced_off(tmp_path: Path, url: str) ->
     a = Node(tmp_path, url, "A", {"r": mover})
     b = Node(tmp_path, url, "B", {"r": mover})
     try:
-        a.start_node()
-        b.start_node()
+        start_all(a, b)
         token_a = leases(url)["agent:r"].token
         first = b.ingest("#fake:slow=2 one", "r", "c1")
         a.wait_state(first, "submitted", "accepted")
@@ -141,22 +139,24 @@ def test_the_leader_lease_moves_when_the_leader_dies(tmp_path: Path, url: str) -
     a = Node(tmp_path, url, "A", {"a1": demo()}, fleet=once, console=True)
     b = Node(tmp_path, url, "B", {"b1": demo()}, fleet=once, console=True)
     try:
-        a.start_node()  # first: the leader
-        b.start_node()
-        assert "web" in a.status()["supervisor"]["channels"]
-        assert "web" not in b.status()["supervisor"]["channels"]
-        assert leases(url)["leader"].node == "A"
-        a.kill9()
+        start_all(a, b)
+        leader = leases(url)["leader"].node
+        first, other = (a, b) if leader == "A" else (b, a)
+        assert "web" in first.status()["supervisor"]["channels"]
+        assert "web" not in other.status()["supervisor"]["channels"]
+        first.die()
         died = time.monotonic()
         wait_for(
-            lambda: "web" in b.status()["supervisor"]["channels"], "B leads", timeout=LEASE + 8
+            lambda: "web" in other.status()["supervisor"]["channels"],
+            "the other node leads",
+            timeout=LEASE + 8,
         )
         assert elapsed(died) < LEASE + 3
-        assert leases(url)["leader"].node == "B"
-        nodes = {n["name"]: n for n in b.status()["nodes"]}
-        assert nodes["A"]["state"] == "dead" and nodes["B"]["leader"]
-        a.start_node()  # back, but not the leader: B keeps it
-        assert "web" not in a.status()["supervisor"]["channels"]
+        assert leases(url)["leader"].node == other.name
+        nodes = {n["name"]: n for n in other.status()["nodes"]}
+        assert nodes[first.name]["state"] == "dead" and nodes[other.name]["leader"]
+        first.start_node()  # back, but not the leader: the other keeps it
+        assert "web" not in first.status()["supervisor"]["channels"]
     finally:
         stop_all(a, b)
 

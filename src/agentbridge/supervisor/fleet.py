@@ -105,13 +105,16 @@ class Fleet:
                 return
 
     async def start_channels(self) -> None:
-        """Start the channels this node runs now; on a shared ledger the singletons wait for
-        the leader lease (a task takes it over when the leader dies)."""
+        """Join the fleet and start the channels this node runs now. SQLite: every channel,
+        then the node row (a channel refusing to start leaves the ledger untouched). Shared:
+        the singletons wait for the leader lease (a task takes it over when the leader dies)."""
         channels: list[Channel] = list(self.sup.channels.values())
         if not self.cfg.shared:
             for channel in channels:
                 await self.sup._start_channel(channel)
+            await self.join()
             return
+        await self.join()
         singletons = [c for c in channels if is_singleton(c, self.cfg)]
         self.leadership = Leadership(
             self.ledger, self.cfg, singletons, self.sup._start_channel, self._stop_channel

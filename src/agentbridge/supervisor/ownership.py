@@ -72,7 +72,8 @@ class AgentOwner:
             log.info("agent %s: owned by node %s (token %s)", self.name, lease.node, lease.token)
             task = asyncio.create_task(worker.run(), name=f"worker:{self.name}")
             try:
-                await self._hold(task)
+                if not await self._hold(task):
+                    return  # the worker was stopped: the supervisor is shutting down
             finally:
                 if not task.done():
                     with contextlib.suppress(Exception):
@@ -117,15 +118,15 @@ class AgentOwner:
             self.valid_until = started + self.cfg.lease_seconds
         return lease
 
-    async def _hold(self, task: asyncio.Task[None]) -> None:
-        """Renew every heartbeat until the lease is lost (return) or the worker ends."""
+    async def _hold(self, task: asyncio.Task[None]) -> bool:
+        """Renew every heartbeat until the lease is lost (True) or the worker ends (False)."""
         while True:
             done, _ = await asyncio.wait({task}, timeout=self.cfg.heartbeat_seconds)
             if done:
                 task.result()  # a crash is the supervisor's to log and restart
-                return
+                return False
             if not await self._renew():
-                return
+                return True
 
     async def _renew(self) -> bool:
         """False only when the database says another node owns the agent now; an

@@ -108,7 +108,6 @@ class Supervisor:
             synchronous=self.config.ledger.synchronous,
             max_attempts=self.config.ledger.max_attempts,
         )
-        await self.fleet.join()
         self.receipts = Receipts(self.channels, self.host.pm)
         self.observer = Observer()
         self.observer.daemon = True
