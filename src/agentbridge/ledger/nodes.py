@@ -13,7 +13,8 @@ that node and token in the same transaction (``FOR SHARE`` on PostgreSQL, so a t
 for the write or comes after it) and is refused by the database (``OwnerLost``, recorded) when
 the row no longer matches: a paused-then-resumed node cannot complete anything after another
 node took its agent over. A store that never held an agent lease (the single SQLite
-supervisor) writes unfenced, as before.
+supervisor) writes unfenced, as before; a fleet node's store is made strict, so that it
+cannot move a message of an agent it does not own at all (token 0 matches no lease).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class AgentFences:
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[str, int]] = {}
+        #: a fleet node: writes for an agent it never held a lease of are refused too
+        self.node: str | None = None
 
     def note(self, lease: Lease) -> None:
         """A lease this store acquired or renewed: agent leases fence later writes."""
@@ -84,11 +87,19 @@ class AgentFences:
             self._held[lease.name[len(AGENT_PREFIX) :]] = (lease.node, lease.token)
 
     def __bool__(self) -> bool:
-        return bool(self._held)
+        return bool(self._held) or self.node is not None
+
+    def strict(self, node: str) -> None:
+        """From now on this store writes only for agents ``node`` holds (a fleet node)."""
+        self.node = node
 
     def get(self, agent: str) -> tuple[str, int] | None:
-        """What writes for ``agent`` must present (None: unfenced)."""
-        return self._held.get(agent)
+        """What writes for ``agent`` must present (None: unfenced); a strict store with no
+        lease of ``agent`` presents token 0, which no lease has."""
+        held = self._held.get(agent)
+        if held is None and self.node is not None:
+            return (self.node, 0)
+        return held
 
 
 def lost_detail(agent: str, node: str, token: int, what: str) -> str:

@@ -88,6 +88,8 @@ class Fleet:
             log.warning("node %s: its previous run (pid %s) is dead; taking over", name, old.pid)
             await self.ledger.register_node(name, instance, host, pid, ttl, force=True)
         self.joined = True
+        if self.cfg.shared:
+            self.ledger.fences.strict(name)  # only agents this node owns: ownership.py
         self.sup._spawn("fleet:heartbeat", self._heartbeat)
 
     async def _heartbeat(self) -> None:
@@ -136,6 +138,11 @@ class Fleet:
     def deliverable(self) -> list[str]:
         """The channels whose replies this node's relay may claim: the ones it runs."""
         return [c.name for c in self.sup.started_channels]
+
+    def owns(self, agent: str) -> bool:
+        """This node runs ``agent`` now (always, alone on SQLite)."""
+        owner = self.owners.get(agent)
+        return not self.cfg.shared or (owner is not None and owner.lease is not None)
 
     def runner(self, name: str) -> Callable[[], Awaitable[None]]:
         """What runs agent ``name``: its worker (SQLite), or its lease loop (shared)."""

@@ -295,7 +295,7 @@ class Supervisor:
         expired = [
             v
             for v in await self.ledger.victims(expired_before=self.ledger.clock())
-            if v.lease_owner not in live
+            if v.lease_owner not in live and self.fleet.owns(v.agent)
         ]
         if expired:
             await recover_victims(self.ledger, expired, Evidence(), "lease expired while asleep")

@@ -110,6 +110,26 @@ class NodeContract(StoreFixtures):
             await node_a.close()
             await node_b.close()
 
+    async def test_a_strict_store_writes_only_for_agents_it_owns(
+        self, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        node_a = await store_factory(clock=clock)
+        node_b = await store_factory(clock=clock)
+        try:
+            await node_a.acquire_lease("agent:x", "A", 3.0)
+            node_b.fences.strict("B")
+            msg = await ingest(node_a, "one", agent="x")
+            assert await node_b.claim_next("x", "B/x/1", LEASE) is None, "B does not own x"
+            claimed = await node_a.claim_next("x", "A/x/1", LEASE)
+            assert claimed is not None and claimed.id == msg.id
+            with pytest.raises(OwnerLost, match="node B no longer holds"):
+                await node_b.requeue_victim(claimed.id, claimed.fence, "B's wake sweep")
+            done = await node_a.complete(claimed.id, claimed.fence, "fine")
+            assert done.state == MessageState.COMPLETED
+        finally:
+            await node_a.close()
+            await node_b.close()
+
     async def test_a_store_without_agent_leases_writes_unfenced(self, store: LedgerStore) -> None:
         lease = await store.acquire_lease("leader", "A", 3.0)  # not an agent lease
         assert lease is not None
