@@ -73,6 +73,7 @@ class Leadership:
 
     async def run(self) -> None:
         """Renew while leading; otherwise try to take over every half heartbeat."""
+        unreachable = False
         while True:
             if self.lease is None:
                 if await self.try_acquire():
@@ -87,8 +88,11 @@ class Leadership:
                     lease.name, lease.node, lease.token, self.cfg.lease_seconds
                 )
             except LedgerError as exc:
-                log.warning("leader lease not renewed (ledger unreachable): %s", exc)
+                if not unreachable:  # once per outage
+                    log.warning("leader lease not renewed (ledger unreachable): %s", exc)
+                unreachable = True
                 continue
+            unreachable = False
             if renewed is None:
                 log.warning("node %s lost the leader lease: stopping its singletons", lease.node)
                 self.lease = None

@@ -51,6 +51,7 @@ class AgentOwner:
         #: monotonic time until which the last renewal guarantees the lease
         self.valid_until = 0.0
         self.epochs = 0
+        self.unreachable = False
 
     @property
     def worker(self) -> AgentWorker:
@@ -141,8 +142,11 @@ class AgentOwner:
                 lease.name, lease.node, lease.token, self.cfg.lease_seconds
             )
         except LedgerError as exc:
-            log.warning("agent %s: lease not renewed (ledger unreachable): %s", self.name, exc)
+            if not self.unreachable:  # once per outage, not every heartbeat
+                log.warning("agent %s: lease not renewed (ledger unreachable): %s", self.name, exc)
+            self.unreachable = True
             return True
+        self.unreachable = False
         if renewed is None:
             log.warning(
                 "agent %s: node %s lost the agent's lease (token %s): stopping it here",
