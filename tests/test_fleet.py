@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from bridge_harness import Bridge, running_bridge
 from fleet_harness import (
     LEASE,
     Node,
     check_history,
     completed_by,
+    db,
     demo,
     elapsed,
     events,
@@ -194,3 +196,15 @@ def test_a_postgres_restart_loses_nothing(tmp_path: Path, url: str, server: Post
         assert {n["state"] for n in c.status()["nodes"]} == {"alive"}
     finally:
         stop_all(a, b, c)
+
+
+def test_sqlite_stays_one_node_with_its_lock_file_and_no_leases(tmp_path: Path) -> None:
+    with running_bridge(tmp_path / "solo") as solo:
+        [node] = solo.status()["nodes"]
+        assert node["state"] == "alive" and node["pid"] == pid_of(solo)
+        assert solo.status()["node"]["leader"]
+        assert not db(str(solo.config.ledger.path), lambda s: s.list_leases())
+        second = Bridge(tmp_path / "solo")  # the same ledger: the lock file refuses it
+        second.config_path = solo.config_path
+        done = second.cli("up", check=False, timeout=30)
+        assert done.returncode == 1 and "already running" in done.stderr
