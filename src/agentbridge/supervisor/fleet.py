@@ -15,11 +15,13 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from agentbridge.config import ConfigError
+from agentbridge.config import Config, ConfigError
+from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.ledger.store import LedgerError, LedgerStore, NodeTaken
 from agentbridge.plugin.protocols import Channel
+from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.fleet_config import SQLITE_HEARTBEAT, FleetConfig, fleet_config
 from agentbridge.supervisor.fleet_status import fleet_view
 from agentbridge.supervisor.leader import Leadership, is_singleton
@@ -27,6 +29,23 @@ from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
 from agentbridge.supervisor.ownership import AgentOwner
 
 log = logging.getLogger(__name__)
+
+
+class FleetHost(Protocol):
+    """What the fleet reads of its ``Supervisor`` (a Protocol: up.py imports this module)."""
+
+    id: str
+    config: Config
+    ledger: LedgerStore | None
+    channels: dict[str, Channel]
+    started_channels: list[Channel]
+    workers: dict[str, AgentWorker]
+    relay: OutboxRelay | None
+    stop_event: asyncio.Event
+
+    async def _start_channel(self, channel: Channel) -> None: ...
+
+    def _spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None: ...
 
 
 class FleetLock:
@@ -52,7 +71,7 @@ class FleetLock:
 class Fleet:
     """The node part of one ``Supervisor`` (``sup``: it reads its ledger, channels, workers)."""
 
-    def __init__(self, sup: Any) -> None:
+    def __init__(self, sup: FleetHost) -> None:
         self.sup = sup
         self.error: str | None = None
         try:
@@ -67,8 +86,8 @@ class Fleet:
     @property
     def ledger(self) -> LedgerStore:
         """The supervisor's open ledger."""
-        ledger: LedgerStore = self.sup.ledger
-        return ledger
+        assert self.sup.ledger is not None, "the fleet joins after the ledger opened"
+        return self.sup.ledger
 
     def lock(self) -> FleetLock:
         """The supervisor's one-per-ledger guard."""
@@ -147,8 +166,7 @@ class Fleet:
     def runner(self, name: str) -> Callable[[], Awaitable[None]]:
         """What runs agent ``name``: its worker (SQLite), or its lease loop (shared)."""
         if not self.cfg.shared:
-            worker_run: Callable[[], Awaitable[None]] = self.sup.workers[name].run
-            return worker_run
+            return self.sup.workers[name].run
         owner = self.owners[name] = AgentOwner(self.sup.workers, name, self.ledger, self.cfg)
         return owner.run
 
@@ -183,4 +201,4 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["Fleet", "FleetLock"]
+__all__ = ["Fleet", "FleetHost", "FleetLock"]
