@@ -38,6 +38,8 @@ class AgentConfig:
     rate_limit_recheck: float = 30.0  # rate-limited with no reset time on screen: look again
     restart_window: float = 300.0  # crash-loop breaker: this many seconds…
     max_restarts: int = 5  # …and this many restarts in it → degraded
+    node: str | None = None  # fleet: the node that runs it (None: whichever node lists it)
+    relocatable: bool = False  # fleet: another live node may take it over when its node dies
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class Config:
     mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
     #: the core's keys of each ``[channels.X]`` (``PROGRESS_KEYS``), read by supervisor/progress
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fleet: dict[str, Any] = field(default_factory=dict)  #: ``[fleet]``: supervisor/fleet_config
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -185,6 +188,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
             "rate_limit_recheck",
             "restart_window",
             "max_restarts",
+            "node",
+            "relocatable",
         },
         where,
     )
@@ -221,6 +226,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
         ),
         restart_window=_positive(table.get("restart_window", 300.0), where + "restart_window"),
         max_restarts=int(_positive(table.get("max_restarts", 5), where + "max_restarts")),
+        node=_expect(table.get("node"), (str, type(None)), where + "node"),  # [fleet] node
+        relocatable=_expect(table.get("relocatable", False), bool, where + "relocatable"),
     )
 
 
@@ -261,6 +268,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "state_dir",
             "tmux_socket",
             "mcp",
+            "fleet",
         },
         "",
     )
@@ -405,6 +413,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
         progress=progress,
+        fleet=dict(_expect(raw.get("fleet", {}), dict, "fleet")),
     )
 
 

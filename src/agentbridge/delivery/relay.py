@@ -131,6 +131,8 @@ class OutboxRelay:
         #: unknown rows a channel could not reconcile yet (its lookup failed): asked again
         self._in_doubt: set[int] = set()
         self.reconcile_every = RECONCILE_EVERY
+        #: a fleet node claims only replies of the channels it runs (supervisor/fleet.py)
+        self.only: Callable[[], list[str]] | None = None
 
     def poke(self) -> None:
         """Something may be due now."""
@@ -172,18 +174,27 @@ class OutboxRelay:
                 last_reconcile = time.monotonic()
                 await self.reconcile_in_doubt()
             self.wake.clear()
-            item = await self.ledger.claim_due_reply()
+            only = self.only() if self.only is not None else None
+            item = await self.ledger.claim_due_reply(only) if only != [] else None
             if item is not None:
                 await self.deliver(item)
                 if time.monotonic() > drain_deadline:
                     await asyncio.sleep(0)  # after the startup budget: stay fair to the loop
                 continue
-            due = await self.ledger.next_reply_due_at()
+            due = await self.ledger.next_reply_due_at() if only is None else await self._due(only)
             timeout = 30.0 if due is None else max(0.01, min(30.0, due - self.ledger.clock()))
             if self._in_doubt:
                 timeout = min(timeout, self.reconcile_every)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+
+    async def _due(self, channels: list[str]) -> float | None:
+        """When the next reply of ``channels`` is due (a fleet node's own channels)."""
+        if not channels:
+            return None
+        soon = self.ledger.clock() + 30.0  # the longest the loop sleeps anyway
+        ahead = await self.ledger.next_due_reply(now=soon, channels=channels)
+        return None if ahead is None else ahead.scheduled_at
 
     async def deliver(self, item: OutboxItem) -> None:
         """One reserved attempt (``sending`` already committed): call the platform, record."""

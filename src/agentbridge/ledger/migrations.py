@@ -124,8 +124,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX permission_requests_short ON permission_requests (short_id, id);
     CREATE INDEX permission_requests_message ON permission_requests (message_id, id);
     """,
-    # 5: reserved for the fleet branch (ownership leases); empty here so 6 keeps its number
-    "",
+    # 5: a fleet's nodes (supervisors) and named leases with fencing tokens (ledger/nodes.py)
+    """
+    CREATE TABLE nodes (
+        name         TEXT PRIMARY KEY,
+        instance     TEXT    NOT NULL,
+        host         TEXT    NOT NULL,
+        pid          INTEGER NOT NULL,
+        started_at   REAL    NOT NULL,
+        heartbeat_at REAL    NOT NULL,
+        stopped_at   REAL
+    );
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        node        TEXT    NOT NULL,
+        token       INTEGER NOT NULL,
+        expires_at  REAL    NOT NULL,
+        acquired_at REAL    NOT NULL
+    );
+    """,
     # 6: questions the agent asked the user (MCP `ask`) and the answers the chat gave
     """
     CREATE TABLE asks (

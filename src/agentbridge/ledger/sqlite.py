@@ -33,6 +33,7 @@ from agentbridge.ledger.base import (
 )
 from agentbridge.ledger.ingest import IngestMixin, open_inline
 from agentbridge.ledger.lease import LeaseMixin
+from agentbridge.ledger.nodes_sqlite import NodesMixin
 from agentbridge.ledger.outbox import OutboxMixin
 from agentbridge.ledger.permissions import PermissionMixin
 from agentbridge.ledger.read import ReadMixin
@@ -51,6 +52,7 @@ class Ledger(
     RequeueMixin,
     PermissionMixin,
     AskMixin,
+    NodesMixin,
 ):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``.
 

@@ -29,6 +29,7 @@ from agentbridge.ledger.base import (
     StaleLease,
     text_hash,
 )
+from agentbridge.ledger.nodes import FleetLedger, Lease, Node, NodeTaken, OwnerLost
 from agentbridge.ledger.outbox import DEFAULT_BACKOFF, DEFAULT_TTL, backoff_delay
 from agentbridge.ledger.permissions import PermissionRequest, PermissionState
 from agentbridge.ledger.postgres.url import is_postgres_url
@@ -119,7 +120,7 @@ class ChannelLedger(Protocol):
     ) -> list[PermissionRequest]: ...
 
 
-class LedgerStore(ChannelLedger, AskStore, Protocol):
+class LedgerStore(ChannelLedger, AskStore, FleetLedger, Protocol):
     """The one interface to the ledger: every transition commits before its method returns.
 
     Fenced moves (``mark_*``, ``complete``, ``fail``, ``interrupt``, ``heartbeat``,
@@ -434,10 +435,14 @@ __all__ = [
     "IdempotencyConflict",
     "IllegalTransition",
     "IngestResult",
+    "Lease",
     "LedgerError",
     "LedgerStore",
     "NewMessage",
+    "Node",
+    "NodeTaken",
     "NotFound",
+    "OwnerLost",
     "PermissionRequest",
     "PermissionState",
     "StaleLease",

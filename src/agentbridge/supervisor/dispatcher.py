@@ -16,6 +16,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class AgentHealth(enum.StrEnum):
     RESTARTING = "restarting"
     DEGRADED = "degraded"  # crash-loop breaker tripped, or a login is needed
     STOPPED = "stopped"
+    STANDBY = "standby"  # fleet: another node owns the agent (supervisor/ownership.py)
 
 
 class AgentWorker:
@@ -98,6 +100,7 @@ class AgentWorker:
         self._stopping = False
         self.last_recovery: dict[str, list[int]] = {}
         self.progress = ProgressReporter(config, receipts.channels)  # "working…" to the sender
+        self.before_inject: Callable[[], Awaitable[bool]] | None = None  # fleet: lease check
 
     # ------------------------------------------------------------------ requests from others
 
@@ -291,6 +294,7 @@ class AgentWorker:
             reply_command=reply_command(self.config),
         )
         session.on_event = self.progress.event
+        session.before_inject = self.before_inject
         self.session = session
         self.health, self.detail = AgentHealth.STARTING, ""
         try:

@@ -1,8 +1,7 @@
 """``agentbridge up``: the long-lived supervisor that keeps every message moving.
 
 Shaped like uvicorn: ``startup()`` / ``main_loop()`` / ``shutdown()``; a first SIGINT/SIGTERM
-asks to stop, a second forces it. Long-lived tasks are named and watched: one that crashes is
-logged and restarted, never silently gone. One supervisor per ledger (a lock file).
+asks to stop, a second forces it. Long-lived tasks are named, watched, restarted if they crash.
 """
 
 from __future__ import annotations
@@ -35,8 +34,9 @@ from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
+from agentbridge.supervisor.fleet import Fleet
 from agentbridge.supervisor.inbound_files import settle, stage_for
-from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
+from agentbridge.supervisor.lock import SupervisorError
 from agentbridge.supervisor.logs import FILE_ONLY, setup_logging
 from agentbridge.supervisor.routing import route_ingest
 
@@ -57,7 +57,8 @@ class Supervisor:
         self.console = console
         self.host = plugin_host
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.lock = SupervisorLock(config.ledger.path)
+        self.fleet = Fleet(self)  # node, leases, leader (supervisor/fleet.py)
+        self.lock = self.fleet.lock()
         self.ledger: LedgerStore | None = None
         self.workers: dict[str, AgentWorker] = {}
         self.channels: dict[str, Channel] = {}
@@ -152,10 +153,9 @@ class Supervisor:
         )
         permission_send.wrap_send(self, self.control.handlers)  # `send "yes abc12"` answers
         await self.control.start()
-        for channel in self.channels.values():
-            await self._start_channel(channel)
-        for name, worker in self.workers.items():
-            self._spawn(f"agent:{name}", worker.run)
+        await self.fleet.start_channels()
+        for name in self.workers:
+            self._spawn(f"agent:{name}", self.fleet.runner(name))
         self._spawn("maintenance", self._maintenance)
         self._spawn("wake-detector", self._watch_wakes)
         # after the channels: its start-up reconcile of replies left `unknown` asks them
@@ -304,7 +304,7 @@ class Supervisor:
         expired = [
             v
             for v in await self.ledger.victims(expired_before=self.ledger.clock())
-            if v.lease_owner not in live
+            if v.lease_owner not in live and self.fleet.owns(v.agent)
         ]
         if expired:
             await recover_victims(self.ledger, expired, Evidence(), "lease expired while asleep")
@@ -367,6 +367,7 @@ class Supervisor:
                 "channels": [c.name for c in self.started_channels],
             },
             "agents": agents,
+            **await self.fleet.snapshot(),
             "messages": stats["messages"],
             "outbox": stats["outbox"],
         }
@@ -397,6 +398,7 @@ class Supervisor:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.ledger is not None:
+            await self.fleet.leave()
             await self.ledger.close()
         if self.tmux is not None:
             with contextlib.suppress(Exception):

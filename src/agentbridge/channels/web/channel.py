@@ -64,6 +64,7 @@ class WebChannel:
     """The built-in web console channel (name ``web``)."""
 
     name = "web"
+    singleton = False  #: fleet: every node serves its own console
     #: the page renders any length; never chunk a reply
     limits = ChannelLimits(max_message_length=10_000_000, supports_formatting=False)
 

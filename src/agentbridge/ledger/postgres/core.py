@@ -21,10 +21,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.base import LedgerError
+from agentbridge.ledger.nodes import AgentFences
 from agentbridge.ledger.postgres.asks import AskMixin
 from agentbridge.ledger.postgres.changes import POLL_SECONDS, ChangeFeed
 from agentbridge.ledger.postgres.ingest import IngestMixin
 from agentbridge.ledger.postgres.messages import MessagesMixin
+from agentbridge.ledger.postgres.nodes import NodesMixin
 from agentbridge.ledger.postgres.outbox import OutboxMixin
 from agentbridge.ledger.postgres.permissions import PermissionMixin
 from agentbridge.ledger.postgres.read import ReadMixin
@@ -39,7 +41,9 @@ T = TypeVar("T")
 POOL_SIZE = 10
 
 
-class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin, AskMixin):
+class PostgresLedger(
+    IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin, AskMixin, NodesMixin
+):
     """Async ``LedgerStore`` over PostgreSQL. Open with ``await PostgresLedger.open(url)``."""
 
     def __init__(
@@ -57,6 +61,7 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
         self.clock = clock
         self.max_attempts = max_attempts
         self._listeners: list[ChangeListener] = []
+        self.fences = AgentFences()  #: agent leases this store's writes present (nodes.py)
         #: marks this store's notifications, so that its own feed skips them
         self.token = secrets.token_hex(8)
         self.feed = ChangeFeed(url, self.token, self._deliver, poll_seconds=poll_seconds)

@@ -121,8 +121,25 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX permission_requests_short ON permission_requests (short_id, id)",
         "CREATE INDEX permission_requests_message ON permission_requests (message_id, id)",
     ],
-    # 3: reserved for the fleet branch (ownership leases); empty here so 4 keeps its number
-    [],
+    # 3: a fleet's nodes (supervisors) and named leases with fencing tokens (SQLite's 5)
+    [
+        """CREATE TABLE nodes (
+            name         TEXT PRIMARY KEY,
+            instance     TEXT    NOT NULL,
+            host         TEXT    NOT NULL,
+            pid          INTEGER NOT NULL,
+            started_at   DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            stopped_at   DOUBLE PRECISION
+        )""",
+        """CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,
+            node        TEXT    NOT NULL,
+            token       BIGINT  NOT NULL,
+            expires_at  DOUBLE PRECISION NOT NULL,
+            acquired_at DOUBLE PRECISION NOT NULL
+        )""",
+    ],
     # 4: questions the agent asked the user (SQLite's migration 6)
     [
         """CREATE TABLE asks (
