@@ -2,11 +2,9 @@
 
 ``LedgerStore`` is every operation the supervisor, dispatcher, relay, recovery, CLI and status
 use; ``ChannelLedger`` is the narrower part a channel plugin may touch (reads, the change feed,
-nonces, a human's requeue/drop). Both were derived from the callers, so a second backend
-(PostgreSQL, for fleets) implements exactly what is used and passes the same contract suite
-(``agentbridge.testing.ledger_contract``). ``open_ledger(url)`` picks the backend; only it
-names the SQLite class. The errors and records are re-exported here so that callers need no
-backend module at all.
+nonces, a human's requeue/drop). Both were derived from the callers: PostgreSQL implements
+exactly what is used and passes the same contract suite (``testing.ledger_contract``).
+``open_ledger(url)`` picks the backend; errors and records are re-exported here.
 """
 
 from __future__ import annotations
