@@ -133,8 +133,8 @@ async def test_buttons_answer_a_real_permission_request(
             return any("allowed for this session (by ou_alice)" in t for t in fake.post_texts())
 
         await async_wait_until(noted, timeout=15, what="the relay's note in the chat")
+        assert [r.text for r in await ledger.list_messages(channel="lark")] == ["deploy please"]
     finally:
         sending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sending
-    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["deploy please"]
