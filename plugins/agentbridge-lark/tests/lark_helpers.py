@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,3 +50,12 @@ def write_secret(path: Path, value: str) -> Path:
     path.write_text(value + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it. Cancelled again until it ends: on Python 3.11 an
+    ``asyncio.wait_for`` whose inner wait completes in the same step (the outbox relay's
+    ``wake.wait()`` right after a poke) swallows the cancellation."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1)

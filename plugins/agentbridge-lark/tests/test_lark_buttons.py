@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 from agentbridge.config import OutboxConfig, parse_config
@@ -12,7 +11,7 @@ from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.supervisor.permissions import PermissionRelay
 from agentbridge.testing import async_wait_until
-from lark_helpers import ALICE, DM, GROUP, MALLORY
+from lark_helpers import ALICE, DM, GROUP, MALLORY, stop
 
 from agentbridge_lark.testing import FakeLark, PushedEvent
 
@@ -133,8 +132,6 @@ async def test_buttons_answer_a_real_permission_request(
             return any("allowed for this session (by ou_alice)" in t for t in fake.post_texts())
 
         await async_wait_until(noted, timeout=15, what="the relay's note in the chat")
+        assert [r.text for r in await ledger.list_messages(channel="lark")] == ["deploy please"]
     finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending
-    assert [r.text for r in await ledger.list_messages(channel="lark")] == ["deploy please"]
+        await stop(sending)

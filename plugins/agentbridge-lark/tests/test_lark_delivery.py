@@ -4,7 +4,6 @@ unknown + reconcile), threads, chunking at Lark's limits, markdown → post, rec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
@@ -15,7 +14,7 @@ from agentbridge.ledger.sqlite import Ledger
 from agentbridge.plugin.protocols import DeliveryError, ErrorClass, Receipt
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
-from lark_helpers import ALICE, DM, GROUP
+from lark_helpers import ALICE, DM, GROUP, stop
 
 from agentbridge_lark.outbound import MAX_POST_BYTES, body_bytes, fit, to_post
 from agentbridge_lark.testing import APP_SECRET, FakeLark
@@ -76,9 +75,7 @@ async def test_answer_lost_is_unknown_never_resent(fake, ledger, start_channel, 
 
         await async_wait_until(reconciled, timeout=15, what="reply reconciled")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
     assert fake.post_texts() == ["the **answer**"], "sent twice"
     assert fake.send_requests == 1, "resent (Lark's uuid only hid it)"
     row = await ledger.get_reply(item.id)
@@ -153,9 +150,7 @@ async def test_relay_chunks_a_long_reply(fake, ledger: Ledger, start_channel) ->
 
         await async_wait_until(sent, timeout=15, what="long reply sent")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
     texts = fake.post_texts()
     assert len(texts) == 4 and all(len(t) <= channel.limits.max_message_length for t in texts)
     assert all(body_bytes(p["content"]) <= MAX_POST_BYTES for p in fake.posted)
