@@ -186,7 +186,10 @@ class OutboxRelay:
             if self._in_doubt:
                 timeout = min(timeout, self.reconcile_every)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that
+                # lands in the same step as a wake, and the relay would never stop
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
 
     async def _due(self, channels: list[str]) -> float | None:
         """When the next reply of ``channels`` is due (a fleet node's own channels)."""
