@@ -30,6 +30,7 @@ from agentbridge.ledger.postgres.permissions import PermissionMixin
 from agentbridge.ledger.postgres.read import ReadMixin
 from agentbridge.ledger.postgres.schema import migrate
 from agentbridge.ledger.postgres.sql import CommitThenRaise, Cursor, problem
+from agentbridge.ledger.postgres.tail import TailStats
 from agentbridge.ledger.postgres.url import driver_url, where
 
 log = logging.getLogger("agentbridge.ledger.postgres")
@@ -60,6 +61,7 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
         #: marks this store's notifications, so that its own feed skips them
         self.token = secrets.token_hex(8)
         self.feed = ChangeFeed(url, self.token, self._deliver, poll_seconds=poll_seconds)
+        self.tail_stats = TailStats()  #: how often ``events_since`` waited for writers
         self._group = GroupCommit(self._commit_many, self._commit_one, limit=MAX_BATCH)
 
     @classmethod

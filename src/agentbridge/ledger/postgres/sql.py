@@ -69,10 +69,13 @@ async def insert_event(
     attempt: int | None = None,
     detail: str = "",
 ) -> None:
-    """Append one audit-trail row."""
+    """Append one audit-trail row. The transaction gets its id before the row draws its
+    own (``pg_current_xact_id`` first), so a reader of ``events_since`` that sees the row's
+    id drawn also sees its transaction as in progress (``tail``)."""
     await cur.execute(
         "INSERT INTO events (message_id, outbox_id, at, actor, kind, from_state, to_state,"
-        " attempt, detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        " attempt, detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s"
+        " FROM (SELECT pg_current_xact_id()) AS xact",
         (message_id, outbox_id, now, actor, kind, from_state, to_state, attempt, detail),
     )
 
