@@ -134,6 +134,7 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
     mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
+    metrics: dict[str, Any] = field(default_factory=dict)  #: read by supervisor/metrics_http
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -252,6 +253,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "state_dir",
             "tmux_socket",
             "mcp",
+            "metrics",
         },
         "",
     )
@@ -385,6 +387,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         state_dir=state_dir,
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
+        metrics=dict(_expect(raw.get("metrics", {}), dict, "metrics")),
     )
 
 

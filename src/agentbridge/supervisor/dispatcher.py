@@ -16,6 +16,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ class AgentWorker:
         self._restart_resume = agent.resume
         self._stopping = False
         self.last_recovery: dict[str, list[int]] = {}
+        #: observers of claims and turn ends (``supervisor.metrics``); they must not block
+        self.on_claim: Callable[[Message], None] | None = None
+        self.on_turn_end: Callable[[InFlight], None] | None = None
 
     # ------------------------------------------------------------------ requests from others
 
@@ -187,6 +191,8 @@ class AgentWorker:
             await self._wait_wake(5)
             return
         crash_point("after_claim")
+        if self.on_claim is not None:
+            self.on_claim(message)
         log.info(
             "message %s: claimed by %s (attempt %s)", message.id, session.owner, message.attempt
         )
@@ -200,6 +206,8 @@ class AgentWorker:
         self.wake.clear()
 
     async def _after_turn(self, flight: InFlight) -> None:
+        if self.on_turn_end is not None:
+            self.on_turn_end(flight)
         message = flight.message
         outcome = flight.outcome
         if outcome == TurnOutcome.COMPLETED:

@@ -29,7 +29,7 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Attachment, Channel, ChannelContext, Ingest
-from agentbridge.supervisor import command_center, permissions
+from agentbridge.supervisor import command_center, metrics_http, permissions
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
@@ -37,6 +37,7 @@ from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.inbound_files import settle, stage_for
 from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
 from agentbridge.supervisor.logs import FILE_ONLY, setup_logging
+from agentbridge.supervisor.metrics import Metrics
 from agentbridge.supervisor.routing import route_ingest
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Supervisor:
         self.observer: Any = None
         self.command_center: command_center.CommandCenter | None = None  # made on first command
         self.permission_relay: permissions.PermissionRelay | None = None  # on first prompt
+        self.metrics: Metrics | None = None  # ``[metrics] enabled``: /metrics (metrics_http)
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.wakes = 0
@@ -134,6 +136,9 @@ class Supervisor:
             on_failed=self._on_reply_failed,
         )
         self._unsubscribe = self.ledger.on_change(self._on_ledger_change)
+        if (metrics := metrics_http.attach(self)) is not None:  # fed before workers start
+            self.metrics = metrics
+            self._spawn("metrics", lambda: metrics_http.serve(self, metrics))
         self.control = ControlServer(
             socket_path(self.config),
             {
