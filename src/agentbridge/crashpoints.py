@@ -21,6 +21,7 @@ POINTS = (
     "during_send",  # the send attempt is reserved (sending), the platform not yet answered
     "after_control_write",  # a CLI write committed by the supervisor, its answer not yet sent
     "before_command",  # a chat command is claimed from its lane, not yet handled
+    "migrate_batch",  # `ledger migrate` committed a batch of rows into PostgreSQL
 )
 
 
