@@ -190,3 +190,30 @@ def test_migrate_refuses_a_database_holding_another_ledger(
     refused = _migrate(tmp_path, source, postgres_url)
     assert refused.returncode == 1
     assert "already holds other rows" in refused.stderr
+
+
+def test_a_table_a_later_schema_added_is_copied_or_refused(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Tables beyond today's (another branch's migration): copied by the target's primary
+    key when PostgreSQL has the table, refused by name when it does not."""
+    source = tmp_path / "ledger.db"
+    asyncio.run(_fill(source, 3))
+    with sqlite3.connect(source) as lite:
+        lite.execute("CREATE TABLE nodes (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        lite.executemany("INSERT INTO nodes (id, name) VALUES (?, ?)", [(3, "a"), (7, "b")])
+    refused = _migrate(tmp_path, source, postgres_url)
+    assert refused.returncode == 1 and "has no table nodes" in refused.stderr
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(
+            "CREATE TABLE nodes (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT)"
+        )
+    done = _migrate(tmp_path, source, postgres_url)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT id, name FROM nodes ORDER BY id").fetchall() == [
+            (3, "a"),
+            (7, "b"),
+        ]
+        new = conn.execute("INSERT INTO nodes (name) VALUES ('c') RETURNING id").fetchone()
+        assert new == (8,)

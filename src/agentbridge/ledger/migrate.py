@@ -62,7 +62,7 @@ async def migrate_to_postgres(
         raise LedgerError(f"ledger migrate: no SQLite ledger at {source}")
     store = await PostgresLedger.open(url)  # creates or upgrades the target's schema
     await store.close()
-    lite = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    lite = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
     try:
         lite.execute("BEGIN")  # one snapshot of the source for the whole copy
         version = int(lite.execute("PRAGMA user_version").fetchone()[0])
@@ -70,63 +70,86 @@ async def migrate_to_postgres(
             raise LedgerError(f"ledger migrate: {source} is not a ledger this agentbridge reads")
         async with await AsyncConnection.connect(driver_url(url), autocommit=True) as pg:
             plan = await _plan(lite, pg, source, url)
-            for table, _ in plan:
+            for table in plan:
                 await _check_target(lite, pg, table, url)
             out = []
-            for table, columns in plan:
-                copied = await _copy(lite, pg, table, columns, batch, progress)
+            for table in plan:
+                copied = await _copy(lite, pg, table, batch, progress)
                 await _advance_sequence(pg, table)
-                out.append(Copied(table, copied, await _count(pg, table)))
+                out.append(Copied(table.name, copied, await _count(pg, table.name)))
             return out
     finally:
         lite.close()
 
 
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: dict[str, str]  #: source column → its PostgreSQL type
+    keys: tuple[str, ...]  #: the target's primary key
+    always: bool  #: an identity ``GENERATED ALWAYS`` id (inserting one needs OVERRIDING)
+
+
 async def _plan(
     lite: sqlite3.Connection, pg: AsyncConnection[Any], source: Path, url: str
-) -> list[tuple[str, dict[str, str]]]:
-    """Each source table with its columns and their PostgreSQL types; refuse what has no
-    place in the target (a table or column a newer SQLite schema added)."""
-    names = {
-        r[0]
+) -> list[_Table]:
+    """Each source table with its columns, their PostgreSQL types and the target's key;
+    refuse what has no place in the target. The ledger's own tables go first (parents
+    before children); a table a later schema added is copied too, if the target has it."""
+    names = [
+        str(r[0])
         for r in lite.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
         )
-    }
-    unknown = sorted(names - set(KEYS))
-    if unknown:
-        raise LedgerError(
-            f"ledger migrate: {source} has table {unknown[0]!r}, which this agentbridge cannot"
-            " copy; upgrade agentbridge"
-        )
+    ]
+    order = [t for t in KEYS if t in names] + [t for t in names if t not in KEYS]
     plan = []
-    for table in (t for t in KEYS if t in names):
+    for table in order:
         cur = await pg.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
+            "SELECT column_name, data_type, identity_generation FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = %s",
             (table,),
         )
-        types = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+        found = await cur.fetchall()
+        types = {str(r[0]): str(r[1]) for r in found}
         columns = [str(r[1]) for r in lite.execute(f"PRAGMA table_info({table})")]
         missing = [c for c in columns if c not in types]
         if not types or missing:
-            what = f"column {table}.{missing[0]}" if missing else f"table {table}"
+            what = f"column {table}.{missing[0]}" if types else f"table {table}"
             raise LedgerError(
                 f"ledger migrate: {where(url)} has no {what}; upgrade agentbridge there first"
             )
-        plan.append((table, {c: types[c] for c in columns}))
+        keys = KEYS.get(table) or await _primary_key(pg, table)
+        always = any(r[2] == "ALWAYS" for r in found)
+        plan.append(_Table(table, {c: types[c] for c in columns}, keys, always))
     return plan
 
 
+async def _primary_key(pg: AsyncConnection[Any], table: str) -> tuple[str, ...]:
+    cur = await pg.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+        " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary"
+        " ORDER BY array_position(i.indkey, a.attnum)",
+        (table,),
+    )
+    keys = tuple(str(r[0]) for r in await cur.fetchall())
+    if not keys:
+        raise LedgerError(f"ledger migrate: table {table} has no primary key to copy it by")
+    return keys
+
+
 async def _check_target(
-    lite: sqlite3.Connection, pg: AsyncConnection[Any], table: str, url: str
+    lite: sqlite3.Connection, pg: AsyncConnection[Any], plan: _Table, url: str
 ) -> None:
     """The target holds nothing but (an earlier, maybe partial, copy of) this source."""
-    keys = KEYS[table]
-    if keys != ("id",):
+    table = plan.name
+    if plan.keys != ("id",):
         return  # tombstones and nonces: the same key means the same fact
     extra = "created_at, text_hash" if table == "messages" else "NULL, NULL"
-    cur = await pg.execute(f"SELECT id, {extra} FROM {table}")
+    cur = await pg.execute(
+        sql.SQL("SELECT id, {} FROM {}").format(sql.SQL(extra), sql.Identifier(table))
+    )
     theirs = await cur.fetchall()
     if not theirs:
         return
@@ -144,17 +167,16 @@ async def _check_target(
 async def _copy(
     lite: sqlite3.Connection,
     pg: AsyncConnection[Any],
-    table: str,
-    columns: dict[str, str],
+    plan: _Table,
     batch: int,
     progress: Callable[[str, int], None] | None,
 ) -> int:
-    """Upsert every row of ``table``, ``batch`` rows per transaction; returns the count."""
+    """Upsert every row of the table, ``batch`` rows per transaction; returns the count."""
+    table, columns, keys = plan.name, plan.columns, plan.keys
     names = list(columns)
-    keys = KEYS[table]
     booleans = [i for i, c in enumerate(names) if columns[c] == "boolean"]
-    overriding = sql.SQL(" OVERRIDING SYSTEM VALUE") if table == "permission_requests" else None
-    updates = [c for c in names if c not in keys]
+    overriding = sql.SQL(" OVERRIDING SYSTEM VALUE") if plan.always else None
+    updates = [c for c in names if c not in keys] or [keys[0]]
     statement = sql.SQL(
         "INSERT INTO {table} ({cols}){overriding} VALUES ({values})"
         " ON CONFLICT ({keys}) DO UPDATE SET {sets}"
@@ -190,18 +212,25 @@ def _converted(row: Sequence[Any], booleans: list[int]) -> list[Any]:
     return out
 
 
-async def _advance_sequence(pg: AsyncConnection[Any], table: str) -> None:
-    """Move ``table``'s id sequence past the copied ids (new rows never reuse one)."""
-    if KEYS[table] != ("id",):
+async def _advance_sequence(pg: AsyncConnection[Any], plan: _Table) -> None:
+    """Move the table's id sequence past the copied ids (new rows never reuse one)."""
+    table = plan.name
+    if plan.keys != ("id",):
+        return
+    cur = await pg.execute("SELECT pg_get_serial_sequence(%s, 'id') AS seq", (table,))
+    found = await cur.fetchone()
+    if found is None or found[0] is None:
         return
     async with pg.transaction():
         await pg.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), m) FROM"
-            f" (SELECT MAX(id) AS m FROM {table}) AS top WHERE m IS NOT NULL"
+            sql.SQL(
+                "SELECT setval(%s, m) FROM (SELECT MAX(id) AS m FROM {}) AS top WHERE m IS NOT NULL"
+            ).format(sql.Identifier(table)),
+            (found[0],),
         )
 
 
 async def _count(pg: AsyncConnection[Any], table: str) -> int:
-    cur = await pg.execute(f"SELECT COUNT(*) FROM {table}")
+    cur = await pg.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(table)))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
