@@ -32,37 +32,40 @@ CommitOne = Callable[[IngestRow], Awaitable[IngestResult]]
 class GroupCommit:
     """The queue of one store's ingests waiting for a transaction."""
 
-    def __init__(self, many: CommitMany, one: CommitOne, *, limit: int) -> None:
+    def __init__(self, many: CommitMany, one: CommitOne, *, limit: int, flushers: int = 1) -> None:
         self._many = many
-        self._limit = limit  #: the most rows in one shared transaction
         self._one = one
+        self._limit = limit  #: the most rows in one shared transaction
+        self._slots = flushers  #: shared transactions in flight at once
         self._pending: list[_Pending] = []
-        self._busy = False  #: a commit is in flight (a lone caller's or the flusher's)
-        self._flusher: asyncio.Task[None] | None = None
+        self._inflight = 0  #: commits in flight (a lone caller's or a flush task's)
+        self._leading = False  #: a caller is gathering the next batch (yielding once)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  #: shared transactions committed (benchmarks report the mean size)
         self.batched = 0  #: ingests they carried
 
     async def ingest(self, row: IngestRow) -> IngestResult:
         """Commit ``row`` alone or with the ingests queued beside it; return after COMMIT."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
-        if not self._busy:
-            self._busy = True  # this caller leads the next commit
+        if not self._leading and self._inflight < self._slots:
+            self._leading = True  # this caller gathers the next commit
             try:
                 await asyncio.sleep(0)  # producers ready in this loop iteration join it
             except BaseException:  # cancelled: the queued rows (this one too) still commit
-                self._busy = False
+                self._leading = False
                 self._kick()
                 raise
-            batch = self._take()
-            if len(batch) == 1:
+            self._leading = False
+            if self._inflight == 0 and len(self._pending) == 1 and self._pending[0][1] is future:
+                self._pending = []  # alone: one statement in this caller's task
+                self._inflight += 1
                 try:
                     return await self._one(row)
                 finally:
-                    self._busy = False
+                    self._inflight -= 1
                     self._kick()
-            self._flusher = loop.create_task(self._flush(batch), name="ledger-group-commit")
+            self._kick()
         outcome = await future
         if isinstance(outcome, BaseException):
             raise outcome
@@ -70,41 +73,41 @@ class GroupCommit:
 
     async def drain(self) -> None:
         """Wait until every queued ingest committed (closing the store)."""
-        while self._busy or self._pending:
-            if self._flusher is not None and not self._flusher.done():
-                await asyncio.wait([self._flusher])
+        while self._inflight or self._pending or self._leading:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
             else:
+                self._kick()
                 await asyncio.sleep(0.001)
 
-    def _take(self) -> list[_Pending]:
-        batch, self._pending = self._pending[: self._limit], self._pending[self._limit :]
-        return batch
-
     def _kick(self) -> None:
-        """Start a flush of what queued behind a commit that just ended."""
-        if self._pending and not self._busy:
-            self._busy = True
-            batch = self._take()
-            loop = asyncio.get_running_loop()
-            self._flusher = loop.create_task(self._flush(batch), name="ledger-group-commit")
+        """Start shared commits of what is queued, one per free slot (split evenly, so that
+        several are in flight at once and their execution overlaps)."""
+        while self._pending and self._inflight < self._slots:
+            free = self._slots - self._inflight
+            share = min(self._limit, -(-len(self._pending) // free))
+            batch, self._pending = self._pending[:share], self._pending[share:]
+            self._inflight += 1
+            task = asyncio.get_running_loop().create_task(
+                self._flush(batch), name="ledger-group-commit"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:
-            while batch:
-                outcomes = await self._commit(batch)
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
-                batch = self._take()
-                if batch:
-                    await asyncio.sleep(0)  # this batch's callers run before the next commit
+            outcomes = await self._commit(batch)
         except BaseException:  # cancelled (loop shutdown): no caller may wait forever
             for _, future in [*batch, *self._pending]:
                 future.cancel()
             self._pending = []
+            self._inflight -= 1
             raise
-        finally:
-            self._busy = False
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+        self._inflight -= 1
+        self._kick()
 
     async def _commit(self, batch: list[_Pending]) -> list[Outcome]:
         rows = [row for row, _ in batch]
