@@ -146,6 +146,7 @@ class Config:
     #: the core's keys of each ``[channels.X]`` (``PROGRESS_KEYS``), read by supervisor/progress
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     fleet: dict[str, Any] = field(default_factory=dict)  #: ``[fleet]``: supervisor/fleet_config
+    metrics: dict[str, Any] = field(default_factory=dict)  #: read by supervisor/metrics_http
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -269,6 +270,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "tmux_socket",
             "mcp",
             "fleet",
+            "metrics",
         },
         "",
     )
@@ -414,6 +416,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
         progress=progress,
         fleet=dict(_expect(raw.get("fleet", {}), dict, "fleet")),
+        metrics=dict(_expect(raw.get("metrics", {}), dict, "metrics")),
     )
 
 

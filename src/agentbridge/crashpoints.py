@@ -22,6 +22,7 @@ POINTS = (
     "after_control_write",  # a CLI write committed by the supervisor, its answer not yet sent
     "before_command",  # a chat command is claimed from its lane, not yet handled
     "after_ask_answer",  # the answer to an MCP ask committed, the waiting tool not yet woken
+    "migrate_batch",  # `ledger migrate` committed a batch of rows into PostgreSQL
 )
 
 

@@ -127,6 +127,8 @@ class OutboxRelay:
         self.pm = pm
         self.on_sent = on_sent
         self.on_failed = on_failed
+        #: ``(item, result)`` after each attempt: sent, retry, failed, unknown (metrics)
+        self.on_attempt: Callable[[OutboxItem, str], None] | None = None
         self.wake = asyncio.Event()
         #: unknown rows a channel could not reconcile yet (its lookup failed): asked again
         self._in_doubt: set[int] = set()
@@ -227,6 +229,7 @@ class OutboxRelay:
             return
         first = next((pid for pid in platform_ids if pid), None)
         sent = await self.ledger.mark_sent(item.id, first)
+        self._attempted(item, "sent")
         log.info(
             "message %s: reply %s sent via %s (%s part(s))",
             item.message_id,
@@ -313,6 +316,9 @@ class OutboxRelay:
     ) -> None:
         error_class, retry_after = classify(exc, channel, self.pm)
         error = f"{type(exc).__name__}: {exc}"[:500]
+        final = error_class == ErrorClass.PERMANENT or item.attempts >= self.config.max_retries
+        known = "failed" if final else "retry"
+        self._attempted(item, "unknown" if error_class == ErrorClass.UNKNOWN else known)
         if error_class == ErrorClass.UNKNOWN:
             await self._unknown(item, channel, error, chunk, parts, reconcile)
             return
@@ -340,6 +346,10 @@ class OutboxRelay:
         log.warning("message %s: reply %s failed for good: %s", item.message_id, item.id, error)
         if self.on_failed:
             self.on_failed(item, error)
+
+    def _attempted(self, item: OutboxItem, result: str) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(item, result)
 
     async def _unknown(
         self,

@@ -101,6 +101,9 @@ class AgentWorker:
         self.last_recovery: dict[str, list[int]] = {}
         self.progress = ProgressReporter(config, receipts.channels)  # "working…" to the sender
         self.before_inject: Callable[[], Awaitable[bool]] | None = None  # fleet: lease check
+        #: observers of claims and turn ends (``supervisor.metrics``); they must not block
+        self.on_claim: Callable[[Message], None] | None = None
+        self.on_turn_end: Callable[[InFlight], None] | None = None
 
     # ------------------------------------------------------------------ requests from others
 
@@ -192,6 +195,8 @@ class AgentWorker:
             await self._wait_wake(5)
             return
         crash_point("after_claim")
+        if self.on_claim is not None:
+            self.on_claim(message)
         log.info(
             "message %s: claimed by %s (attempt %s)", message.id, session.owner, message.attempt
         )
@@ -205,6 +210,8 @@ class AgentWorker:
         self.wake.clear()
 
     async def _after_turn(self, flight: InFlight) -> None:
+        if self.on_turn_end is not None:
+            self.on_turn_end(flight)
         message = flight.message
         outcome = flight.outcome
         if outcome == TurnOutcome.COMPLETED:

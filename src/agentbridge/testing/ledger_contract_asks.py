@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentbridge.ledger.permissions import SHORT_ID_ALPHABET
 from agentbridge.ledger.store import AskState, LedgerStore, NotFound
 from agentbridge.testing.ledger_contract_base import (
     ManualClock,
@@ -31,7 +32,8 @@ class AskContract(StoreFixtures):
             attempt=msg.attempt,
         )
         assert ask.state == AskState.PENDING and ask.answer is None and ask.answered_by is None
-        assert len(ask.short_id) == 5 and ask.short_id.isalnum() and ask.short_id.islower()
+        # all digits is a valid id too (31^5 draws): lowercase letters and digits, no look-alikes
+        assert len(ask.short_id) == 5 and set(ask.short_id) <= set(SHORT_ID_ALPHABET)
         assert ask.choices == ("postgres", "sqlite") and ask.question == "Which database?"
         assert (ask.message_id, ask.attempt, ask.agent) == (msg.id, msg.attempt, "a")
         assert ask.created_at == clock() and ask.expires_at == clock() + 300
