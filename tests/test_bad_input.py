@@ -252,7 +252,7 @@ def test_read_only_ledger_is_one_line_naming_it(
 
 
 def test_a_second_up_says_already_running_before_any_port(tmp_path: Path) -> None:
-    from agentbridge.supervisor.up import SupervisorLock
+    from agentbridge.supervisor.lock import SupervisorLock
 
     with listening() as port:
         config = write_config(tmp_path, f"[console]\nport = {port}\n")

@@ -37,3 +37,14 @@ def test_escaped_screens_read_empty_boxes_as_empty() -> None:
     claude = "─────\n\x1b[39m❯\xa0\x1b[7m \x1b[0m\n─────"
     assert claude_box(claude) == ""
     assert claude_screen_state(claude).input_text == ""
+
+
+def test_codex_waiting_for_its_mcp_servers_is_not_ready() -> None:
+    """Seen in CI: a prompt pasted while Codex still says "Waiting for startup" (its required
+    MCP server starting) stays in the composer; until that line goes, Codex is starting."""
+    from agentbridge.plugin.protocols import ScreenKind
+
+    waiting = "› \n\n  mock-model default · /work\n  Waiting for startup  · esc cancel"
+    assert codex_screen_state(waiting).kind is ScreenKind.STARTING
+    ready = "› \n\n  mock-model default · /work\n  ? for shortcuts   100% context left"
+    assert codex_screen_state(ready).kind is ScreenKind.READY

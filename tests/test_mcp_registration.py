@@ -48,11 +48,12 @@ def test_claude_gets_its_own_mcp_config_file_and_the_tools_allowed(tmp_path: Pat
 def test_codex_gets_session_flags_that_parse_as_toml(tmp_path: Path) -> None:
     state = _state(tmp_path, '/odd "dir"/ü.sock')
     flags = codex_mcp.mcp_overrides(AgentConfig(name="a1"), state)
-    assert flags[::2] == ["-c"] * 3
+    assert flags[::2] == ["-c"] * 4
     doc = tomllib.loads("\n".join(flags[1::2]))
     server = doc["mcp_servers"]["agentbridge"]
     assert server["args"][-3:] == ["a1", "--socket", '/odd "dir"/ü.sock']
     assert server["required"] is True
+    assert server["tool_timeout_sec"] == 3720.0  # `ask` waits for a person, not 60 s
 
 
 def test_a_file_item_is_known_by_its_key_not_its_text(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ import sys
 
 import pytest
 
-SDKS = {"agentbridge_discord": "discord", "agentbridge_slack": "slack_sdk"}
+SDKS = {
+    "agentbridge_discord": "discord",
+    "agentbridge_slack": "slack_sdk",
+    "agentbridge_lark": "lark_oapi",
+}
 
 
 @pytest.mark.parametrize("plugin", sorted(SDKS))

@@ -38,6 +38,8 @@ class AgentConfig:
     rate_limit_recheck: float = 30.0  # rate-limited with no reset time on screen: look again
     restart_window: float = 300.0  # crash-loop breaker: this many seconds…
     max_restarts: int = 5  # …and this many restarts in it → degraded
+    node: str | None = None  # fleet: the node that runs it (None: whichever node lists it)
+    relocatable: bool = False  # fleet: another live node may take it over when its node dies
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class Route:
     sender: str | None = None
 
 
+#: keys of any ``[channels.X]`` table that the core reads (progress while a turn runs)
+PROGRESS_KEYS = ("progress", "progress_interval")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -137,6 +143,10 @@ class Config:
     state_dir: Path = field(default_factory=paths.data_dir)
     tmux_socket: str = "agentbridge"
     mcp: dict[str, Any] = field(default_factory=dict)  #: ``[mcp]``, read by supervisor/control_mcp
+    #: the core's keys of each ``[channels.X]`` (``PROGRESS_KEYS``), read by supervisor/progress
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fleet: dict[str, Any] = field(default_factory=dict)  #: ``[fleet]``: supervisor/fleet_config
+    metrics: dict[str, Any] = field(default_factory=dict)  #: read by supervisor/metrics_http
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
@@ -179,6 +189,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
             "rate_limit_recheck",
             "restart_window",
             "max_restarts",
+            "node",
+            "relocatable",
         },
         where,
     )
@@ -215,6 +227,8 @@ def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
         ),
         restart_window=_positive(table.get("restart_window", 300.0), where + "restart_window"),
         max_restarts=int(_positive(table.get("max_restarts", 5), where + "max_restarts")),
+        node=_expect(table.get("node"), (str, type(None)), where + "node"),  # [fleet] node
+        relocatable=_expect(table.get("relocatable", False), bool, where + "relocatable"),
     )
 
 
@@ -255,6 +269,8 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             "state_dir",
             "tmux_socket",
             "mcp",
+            "fleet",
+            "metrics",
         },
         "",
     )
@@ -373,8 +389,12 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         max_bytes=int(_positive(att.get("max_bytes", 20 * 1024 * 1024), "attachments.max_bytes")),
     )
     channels = _expect(raw.get("channels", {}), dict, "channels")
+    progress: dict[str, dict[str, Any]] = {}
     for name, table in channels.items():
         _expect(table, dict, f"channels.{name}")
+        progress[name] = {k: table.pop(k) for k in PROGRESS_KEYS if k in table}  # not the plugin's
+        _expect(progress[name].get("progress", False), bool, f"channels.{name}.progress")
+        _positive(progress[name].get("progress_interval", 1), f"channels.{name}.progress_interval")
     schedules = _expect(raw.get("schedules", {}), dict, "schedules")
     for name, table in schedules.items():
         _expect(table, dict, f"schedules.{name}")
@@ -394,6 +414,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         state_dir=state_dir,
         tmux_socket=_expect(raw.get("tmux_socket", "agentbridge"), str, "tmux_socket"),
         mcp=dict(_expect(raw.get("mcp", {}), dict, "mcp")),
+        progress=progress,
+        fleet=dict(_expect(raw.get("fleet", {}), dict, "fleet")),
+        metrics=dict(_expect(raw.get("metrics", {}), dict, "metrics")),
     )
 
 

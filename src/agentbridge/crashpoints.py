@@ -21,6 +21,8 @@ POINTS = (
     "during_send",  # the send attempt is reserved (sending), the platform not yet answered
     "after_control_write",  # a CLI write committed by the supervisor, its answer not yet sent
     "before_command",  # a chat command is claimed from its lane, not yet handled
+    "after_ask_answer",  # the answer to an MCP ask committed, the waiting tool not yet woken
+    "migrate_batch",  # `ledger migrate` committed a batch of rows into PostgreSQL
 )
 
 

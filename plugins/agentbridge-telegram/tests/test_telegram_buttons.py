@@ -23,7 +23,11 @@ LABELS = ["Allow", "Allow for this session", "Deny"]
 
 
 async def _deliver_question(ledger: Ledger, channel: object) -> SentMessage:
-    item = await ledger.enqueue_reply("telegram", str(CHAT), QUESTION, key="permission:7:ask")
+    """A real request asked in CHAT (a click naming none is stale), its question sent."""
+    asker = await ledger.ingest("telegram", str(CHAT), str(ALICE), "go", key="m0", agent="demo")
+    req = await ledger.open_permission(asker.message.id, "demo", "Bash", "ls", 1e12)
+    question = QUESTION.replace("abc12", req.short_id)
+    item = await ledger.enqueue_reply("telegram", str(CHAT), question, key="permission:7:ask")
     plain = await ledger.enqueue_reply("telegram", str(CHAT), "just text", key="r1")
     await channel.deliver(item)  # type: ignore[attr-defined]
     await channel.deliver(plain)  # type: ignore[attr-defined]
@@ -34,20 +38,20 @@ async def test_question_has_buttons_and_a_click_is_ingested_as_its_answer(
     fake: FakeBotApi, ledger: Ledger, start_channel
 ) -> None:
     channel = await start_channel()
-    await _deliver_question(ledger, channel)
+    short_id = (await _deliver_question(ledger, channel)).text.split('"')[1].split()[1]
     question, plain = fake.sent
     assert [label for label, _ in question.buttons()] == LABELS
-    assert dict(question.buttons())["Deny"] == "no abc12"
+    assert dict(question.buttons())["Deny"] == f"no {short_id}"
     assert plain.buttons() == [] and plain.reply_markup is None
     stranger = fake.click(question, MALLORY, "Allow")
     update = fake.click(question, ALICE, "Deny")
 
     async def stored() -> bool:
-        return bool(await ledger.list_messages())
+        return len(await ledger.list_messages()) == 2
 
     await async_wait_until(stored, timeout=10, what="the click ingested")
-    (msg,) = await ledger.list_messages()
-    assert (msg.conversation, msg.sender, msg.text) == (str(CHAT), str(ALICE), "no abc12")
+    msg = max(await ledger.list_messages(), key=lambda m: m.id)
+    assert (msg.conversation, msg.sender, msg.text) == (str(CHAT), str(ALICE), f"no {short_id}")
     query_id = update["callback_query"]["id"]
     assert msg.platform_id == f"click:{query_id}"
 

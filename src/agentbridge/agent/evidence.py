@@ -86,6 +86,8 @@ class EvidenceMixin:
     #: (message id, attempt, where the prompt was seen) whose ``accepted`` rides in its
     #: completion commit (prompt and turn end came in one read)
     _accept_rides: tuple[int, int, str] | None = None
+    #: sees every event of the flight (progress: ``supervisor/progress.py``); never raises
+    on_event: Callable[[Message, AgentEvent], None] | None = None
 
     if TYPE_CHECKING:
         notify: Callable[[Message, ReceiptKind, str], None]
@@ -178,6 +180,8 @@ class EvidenceMixin:
             )
             return
         message = flight.message
+        if self.on_event is not None:
+            self.on_event(message, event)
         if event.kind in (AgentEventKind.ASSISTANT_TEXT, AgentEventKind.PROGRESS):
             await self._maybe_heartbeat(message)
         elif event.kind == AgentEventKind.PROMPT_RECORDED:

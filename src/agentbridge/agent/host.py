@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,8 @@ class AgentSession(EvidenceMixin):
         self._transcript_tail: FileTail | None = None
         self._launched = False
         self._finder: asyncio.Task[None] | None = None
+        #: asked right before every paste (a fleet node: does it still own the agent?)
+        self.before_inject: Callable[[], Awaitable[bool]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -317,7 +319,7 @@ class AgentSession(EvidenceMixin):
         try:
             if self.profile.strong_completion:
                 await self._deliver(flight, prompt, idle_timeout)
-            elif await self._wait_idle(flight, idle_timeout):
+            elif await self._wait_idle(flight, idle_timeout) and await self._may_inject(flight):
                 await run_weak_turn(self, flight)  # screen evidence only (generic CLIs)
             if flight.outcome is None:
                 await flight.done.wait()
@@ -340,6 +342,13 @@ class AgentSession(EvidenceMixin):
             await asyncio.sleep(0.01)  # the agent just finished a turn: it is idle in ms
         return True
 
+    async def _may_inject(self, flight: InFlight) -> bool:
+        """False (the turn ends, the pane untouched) when this node lost the agent."""
+        if self.before_inject is None or await self.before_inject():
+            return True
+        flight.finish(TurnOutcome.SESSION_ENDED, "this node no longer owns the agent")
+        return False
+
     async def _deliver(self, flight: InFlight, prompt: str, idle_timeout: float) -> None:
         assert self.injector is not None
         message = flight.message
@@ -347,6 +356,8 @@ class AgentSession(EvidenceMixin):
             return
         if self._transcript_tail is None and self._finder is None:
             self._finder = asyncio.create_task(self._find_transcript(flight))
+        if not await self._may_inject(flight):
+            return
         result = await self.injector.inject(prompt, flight.accepted)
         flight.injection = result
         log.info(

@@ -72,6 +72,7 @@ class HttpApiChannel:
     """An aiohttp server on loopback; ``port`` is the bound port once started."""
 
     name = "http"
+    singleton = False  #: fleet: every node serves its own port
     #: replies are read whole by GET: nothing to chunk for a platform
     limits = ChannelLimits(max_message_length=1_000_000)
 

@@ -18,6 +18,7 @@ class LocalChannel:
     """The CLI as a channel."""
 
     name = "local"
+    singleton = False  #: fleet: the CLI of every node sends through its own supervisor
     limits = ChannelLimits(max_message_length=1_000_000)
 
     async def start(self, ctx: ChannelContext) -> None:

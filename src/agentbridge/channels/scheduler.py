@@ -157,6 +157,7 @@ class SchedulerChannel:
     """Fires schedules into the ledger; ``clock`` and ``sleep`` are injectable for tests."""
 
     name = "scheduler"
+    singleton = True  #: fleet: a schedule fires once, on the leader
     #: replies to scheduled messages stay in the ledger (console, ``agentbridge show``)
     limits = ChannelLimits(max_message_length=1_000_000)
 

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from agentbridge import __version__
-from agentbridge.cli import admin, mcp, messages, outbox, quarantine
+from agentbridge.cli import admin, ledger, mcp, messages, outbox, quarantine
 from agentbridge.cli.common import CONFIG_HELP, EXIT_ERROR, CliError
 from agentbridge.cli.input import add_global_flags
 from agentbridge.cli.preflight import PreflightError
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_parsers(sub)
     admin.add_admin_parsers(sub)
     mcp.add_parsers(sub)
+    ledger.add_parsers(sub)
     for subparser in sub.choices.values():
         add_global_flags(subparser, CONFIG_HELP)
     return parser

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from typing import Any
 MCP_NAME = "agentbridge"
 AGENT_ENV, SOCKET_ENV = "AGENTBRIDGE_AGENT", "AGENTBRIDGE_SOCKET"
 _TIMEOUT = 15.0
+_RESTART_GRACE = 60.0  #: how long an ask outlives an unreachable supervisor
 
 
 class BridgeUnreachable(Exception):
@@ -81,7 +83,8 @@ def build_server(agent: str, socket: Path) -> Any:
             "Talk to the user of the chat that sent you the current message: `reply` for a "
             "progress note or an early answer, `send_file` for a file under your working "
             "directory, `notify` for a message nobody asked for (it goes to the default "
-            "conversation), `list_conversations` to see who talks to you."
+            "conversation), `ask` to put a question to the user and wait for the answer, "
+            "`list_conversations` to see who talks to you."
         ),
     )
 
@@ -110,6 +113,14 @@ def build_server(agent: str, socket: Path) -> Any:
         return _summary(await call("mcp-notify", text=text))
 
     @server.tool()
+    async def ask(question: str, timeout_s: float = 300, choices: list[str] | None = None) -> str:
+        """Ask the user of the current conversation (or of your default one, when no message is
+        in flight) and wait up to ``timeout_s`` seconds for the answer. Their next message
+        there is the answer (``choices``: buttons where the chat has them, else numbered).
+        Returns the answer, or says that none came in time — then decide without it."""
+        return await wait_for_answer(socket, agent, question, timeout_s, choices or [], call)
+
+    @server.tool()
     async def list_conversations() -> str:
         """The conversations that talked to you lately, the current one and the default."""
         answer = await call("mcp-conversations")
@@ -117,6 +128,40 @@ def build_server(agent: str, socket: Path) -> Any:
         return json.dumps(answer, indent=1)
 
     return server
+
+
+async def wait_for_answer(
+    socket: Path,
+    agent: str,
+    question: str,
+    timeout_s: float,
+    choices: list[str],
+    call: Any,
+) -> str:
+    """Open the ask, then long-poll ``mcp-ask-wait`` until it is settled. The answer lives in
+    the ledger, so a supervisor restart costs a reconnect (retried until the deadline plus
+    ``_RESTART_GRACE``), not the answer."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    opened = (await call("mcp-ask", question=question, timeout_s=timeout_s, choices=choices))["ask"]
+    limit = time.monotonic() + (opened["expires_at"] - opened["created_at"]) + _RESTART_GRACE
+    while True:
+        try:
+            ask = (await control_call(socket, "mcp-ask-wait", agent=agent, id=opened["id"]))["ask"]
+        except BridgeUnreachable as exc:
+            if time.monotonic() > limit:
+                raise ToolError(f"ask {opened['short_id']}: {exc}") from None
+            await asyncio.sleep(0.5)  # the supervisor restarts: the answer waits in its ledger
+            continue
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        if ask["state"] == "answered":
+            return f"answer from {ask['answered_by']}: {ask['answer']}"
+        if ask["state"] == "expired" and ask["answered_by"] == "turn-ended":
+            return f"ask {ask['short_id']} closed: the turn it was asked in has ended"
+        if ask["state"] == "expired":
+            span = round(ask["expires_at"] - ask["created_at"], 1)
+            return f"no answer within {span:g} s (ask {ask['short_id']}): decide without it"
 
 
 def add_parsers(sub: Any) -> None:

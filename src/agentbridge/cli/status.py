@@ -9,6 +9,8 @@ from typing import Any
 from agentbridge.config import Config
 from agentbridge.ledger.store import open_ledger
 from agentbridge.supervisor.control import request
+from agentbridge.supervisor.fleet_config import fleet_config
+from agentbridge.supervisor.fleet_status import fleet_view, render_nodes
 
 
 async def collect(config: Config) -> dict[str, Any]:
@@ -20,6 +22,7 @@ async def collect(config: Config) -> dict[str, Any]:
     ledger = await open_ledger(config.ledger.target, synchronous=config.ledger.synchronous)
     try:
         stats = await ledger.stats()
+        fleet = await fleet_view(ledger, fleet_config(config).node_ttl)
     finally:
         await ledger.close()
     agents: dict[str, Any] = {}
@@ -39,6 +42,7 @@ async def collect(config: Config) -> dict[str, Any]:
     return {
         "supervisor": None,
         "agents": agents,
+        **fleet,
         "messages": stats["messages"],
         "outbox": stats["outbox"],
     }
@@ -72,6 +76,7 @@ def render(snapshot: dict[str, Any]) -> str:
             f"{a.get('victims', 0):>5}"
             f"{a['quarantined']:>5}{a.get('restarts', 0):>9}  {a.get('detail', '')}"
         )
+    lines.extend(render_nodes(snapshot))
     counts = snapshot.get("messages", {})
     lines.append(
         "messages: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")

@@ -1,4 +1,6 @@
-"""Buttons a reply may carry: the Allow / Deny choices of a permission request.
+"""Buttons a reply may carry: the Allow / Deny choices of a permission request, and the
+choices of an agent's question (MCP ``ask``, keyed ``ask:<row id>:question``; a click sends
+``"answer <id> <choice>"``, which ``supervisor/asks.py`` takes like a typed answer).
 
 Like a file (``attachments.py``), a choice needs no outbox column: the permission relay keys
 its question ``permission:<row id>:ask`` and writes the answers it takes into the text as
@@ -13,11 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agentbridge.ledger.store import ChannelLedger, NotFound
 from agentbridge.models import OutboxItem
 
 PERMISSION_KEY_PREFIX = "permission:"
 _ASK_SUFFIX = ":ask"
 _CHOICE = re.compile(r'"((?:yes|no|always) [a-z0-9]{5})"')
+_ANSWER = re.compile(r"(?:yes|no|always) ([a-z0-9]{5})")
+ASK_KEY_PREFIX, _QUESTION_SUFFIX = "ask:", ":question"
+_ASK_ID = re.compile(r"\(ask ([a-z0-9]{5})\)")
+_ASK_CHOICE = re.compile(r"^  \d+\) (.+)$", re.MULTILINE)
 _LABELS = {"yes": "Allow", "always": "Allow for this session", "no": "Deny"}
 
 
@@ -37,11 +44,41 @@ def choices_text(short_id: str, can_always: bool) -> str:
 
 
 def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
-    """The buttons of an outbox item: the choices of a permission question, else none."""
+    """The buttons of an outbox item: the choices of a permission question or of an ask."""
     key = item.idem_key
+    if key.startswith(ASK_KEY_PREFIX) and key.endswith(_QUESTION_SUFFIX):
+        found = _ASK_ID.search(item.text)
+        if found is None:
+            return ()
+        return tuple(
+            ReplyAction(label=choice, answer=f"answer {found.group(1)} {choice}")
+            for choice in _ASK_CHOICE.findall(item.text)
+        )
     if not (key.startswith(PERMISSION_KEY_PREFIX) and key.endswith(_ASK_SUFFIX)):
         return ()
     return tuple(
         ReplyAction(label=_LABELS[answer.split(" ", 1)[0]], answer=answer)
         for answer in _CHOICE.findall(item.text)
     )
+
+
+async def click_answers_here(
+    ledger: ChannelLedger, channel: str, conversation: str, answer: str
+) -> bool:
+    """Does a click's ``answer`` name a permission request asked in this conversation?
+
+    A button is only ever shown where its question was asked, so a click whose data names
+    no request, or another conversation's, is forged or stale: a channel acknowledges it and
+    drops it. Ingested, the relay would not take it and it would reach the agent as text.
+    """
+    match = _ANSWER.fullmatch(answer)
+    if match is None:
+        return False
+    req = await ledger.get_permission(match.group(1))
+    if req is None or req.message_id is None:
+        return False
+    try:
+        message = await ledger.get(req.message_id)
+    except NotFound:
+        return False
+    return (message.channel, message.conversation) == (channel, conversation)

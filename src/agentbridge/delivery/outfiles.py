@@ -17,6 +17,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +27,16 @@ from agentbridge.delivery.attachments import FILE_KEY_PREFIX, FileRef, file_ref
 from agentbridge.ledger.store import ChannelLedger, NotFound
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import OutFile
+from agentbridge.sanitize import sanitize_text
 
 __all__ = [
     "FILE_ROOT",
     "REPLY_FILE",
     "FileRefused",
     "FileRoots",
+    "bridge_private",
     "described",
+    "name_problem",
     "read_checked",
     "reply_file",
 ]
@@ -101,12 +105,48 @@ class FileRoots:
         return self.for_agent(agent)
 
 
-def read_checked(ref: FileRef, roots: Sequence[Path], limit: int, channel: str) -> OutFile:
-    """The file of ``ref``, read whole, if it is under ``roots`` and at most ``limit`` bytes.
+def bridge_private(real: Path, state_dir: Path | None, roots: Sequence[Path]) -> bool:
+    """Is ``real`` the bridge's own: under the state dir (console token, ledger, channel
+    state) but neither in its ``outfiles`` nor in an agent cwd that itself lies in the state
+    dir (the default workspace)? An agent whose cwd holds the state dir (``cwd = "~"``) must
+    still never send those files."""
+    if state_dir is None:
+        return False
+    state = state_dir.resolve()
+    if not real.is_relative_to(state):
+        return False
+    allowed = [state / FILE_ROOT, *(r for r in roots if r != state and r.is_relative_to(state))]
+    return not any(real.is_relative_to(root) for root in allowed)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file name may not go out to a user as it is, else None: a control character,
+    or an invisible format character (a bidi override makes ``x\u202etxt.exe`` show as
+    ``xexe.txt``)."""
+    if sanitize_text(name) != unicodedata.normalize("NFC", name):
+        return "holds control or invisible format characters (e.g. a bidi override)"
+    return None
+
+
+def read_checked(
+    ref: FileRef,
+    roots: Sequence[Path],
+    limit: int,
+    channel: str,
+    state_dir: Path | None = None,
+) -> OutFile:
+    """The file of ``ref``, read whole, if it is under ``roots`` (and not ``bridge_private``
+    to ``state_dir``) and at most ``limit`` bytes.
 
     Blocking (call it in a thread); raises ``FileRefused``.
     """
     name = ref.path.name
+    if name_problem(name) is not None:
+        raise FileRefused(
+            f"file refused: the name of {ref.path!a} {name_problem(name)}",
+            "The agent's file was not sent: its name holds invisible or control characters.",
+            "outside",
+        )
     try:
         real = ref.path.resolve(strict=True)
     except (OSError, RuntimeError):
@@ -115,7 +155,7 @@ def read_checked(ref: FileRef, roots: Sequence[Path], limit: int, channel: str) 
             f"The agent sent a file, {name}, but it was gone before it could be sent.",
             "gone",
         ) from None
-    if not any(real.is_relative_to(root) for root in roots):
+    if not any(real.is_relative_to(r) for r in roots) or bridge_private(real, state_dir, roots):
         raise FileRefused(
             f"file refused: {ref.path} is {real}, outside the agent's directory",
             f"The agent's file {name} was not sent: it is outside the agent's directory.",

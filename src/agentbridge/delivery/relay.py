@@ -136,10 +136,14 @@ class OutboxRelay:
         self.pm = pm
         self.on_sent = on_sent
         self.on_failed = on_failed
+        #: ``(item, result)`` after each attempt: sent, retry, failed, unknown (metrics)
+        self.on_attempt: Callable[[OutboxItem, str], None] | None = None
         self.wake = asyncio.Event()
         #: unknown rows a channel could not reconcile yet (its lookup failed): asked again
         self._in_doubt: set[int] = set()
         self.reconcile_every = RECONCILE_EVERY
+        #: a fleet node claims only replies of the channels it runs (supervisor/fleet.py)
+        self.only: Callable[[], list[str]] | None = None
 
     def poke(self) -> None:
         """Something may be due now."""
@@ -181,18 +185,30 @@ class OutboxRelay:
                 last_reconcile = time.monotonic()
                 await self.reconcile_in_doubt()
             self.wake.clear()
-            item = await self.ledger.claim_due_reply()
+            only = self.only() if self.only is not None else None
+            item = await self.ledger.claim_due_reply(only) if only != [] else None
             if item is not None:
                 await self.deliver(item)
                 if time.monotonic() > drain_deadline:
                     await asyncio.sleep(0)  # after the startup budget: stay fair to the loop
                 continue
-            due = await self.ledger.next_reply_due_at()
+            due = await self.ledger.next_reply_due_at() if only is None else await self._due(only)
             timeout = 30.0 if due is None else max(0.01, min(30.0, due - self.ledger.clock()))
             if self._in_doubt:
                 timeout = min(timeout, self.reconcile_every)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that
+                # lands in the same step as a wake, and the relay would never stop
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
+
+    async def _due(self, channels: list[str]) -> float | None:
+        """When the next reply of ``channels`` is due (a fleet node's own channels)."""
+        if not channels:
+            return None
+        soon = self.ledger.clock() + 30.0  # the longest the loop sleeps anyway
+        ahead = await self.ledger.next_due_reply(now=soon, channels=channels)
+        return None if ahead is None else ahead.scheduled_at
 
     async def deliver(self, item: OutboxItem) -> None:
         """One reserved attempt (``sending`` already committed): call the platform, record."""
@@ -222,6 +238,7 @@ class OutboxRelay:
             return
         first = next((pid for pid in platform_ids if pid), None)
         sent = await self.ledger.mark_sent(item.id, first)
+        self._attempted(item, "sent")
         log.info(
             "message %s: reply %s sent via %s (%s part(s))",
             item.message_id,
@@ -257,7 +274,10 @@ class OutboxRelay:
             else:
                 roots = await self.files.for_item(item, self.ledger)
                 limit = channel.limits.max_file_bytes
-                upload = await asyncio.to_thread(read_checked, ref, roots, limit, item.channel)
+                state = self.files.state_dir
+                upload = await asyncio.to_thread(
+                    read_checked, ref, roots, limit, item.channel, state
+                )
         except FileRefused as refused:
             await self._refused(item, refused)
             return
@@ -305,6 +325,9 @@ class OutboxRelay:
     ) -> None:
         error_class, retry_after = classify(exc, channel, self.pm)
         error = f"{type(exc).__name__}: {exc}"[:500]
+        final = error_class == ErrorClass.PERMANENT or item.attempts >= self.config.max_retries
+        known = "failed" if final else "retry"
+        self._attempted(item, "unknown" if error_class == ErrorClass.UNKNOWN else known)
         if error_class == ErrorClass.UNKNOWN:
             await self._unknown(item, channel, error, chunk, parts, upload)
             return
@@ -332,6 +355,10 @@ class OutboxRelay:
         log.warning("message %s: reply %s failed for good: %s", item.message_id, item.id, error)
         if self.on_failed:
             self.on_failed(item, error)
+
+    def _attempted(self, item: OutboxItem, result: str) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(item, result)
 
     async def _unknown(
         self,

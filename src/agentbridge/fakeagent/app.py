@@ -24,6 +24,7 @@ from agentbridge.fakeagent.prompt import (
     api_error,
     env_faults,
     parse_faults,
+    progress_steps,
     reply_text,
     swallowed_enters,
 )
@@ -57,6 +58,7 @@ class Turn:
     waiting: bool = False
     ask: PermissionAsk | None = None  # ``#fake:tool``: the PermissionRequest hooks running
     note: str = ""  # what became of the tool call, the reply's first line
+    steps: list[float] | None = None  #: when each "step i/N" line is due (``#fake:steps=N``)
 
 
 @dataclass
@@ -203,6 +205,8 @@ class FakeAgent:
             if delay > BATCH_WINDOW:
                 self.transcript.flush()
             self.turn.deadline = time.monotonic() + delay
+            count = progress_steps(prompt)
+            self.turn.steps = [now + delay * i / (count + 1) for i in range(1, count + 1)]
 
     def _decided(self, turn: Turn, decision: Decision | None) -> None:
         """The hooks are done: their decision ends the dialog; none leaves it for a key."""
@@ -363,6 +367,7 @@ class FakeAgent:
             for d in (
                 self.parser.escape_deadline(),
                 self.turn.deadline if self.turn is not None else None,
+                self.turn.steps[0] if self.turn is not None and self.turn.steps else None,
                 self.pending_paste[1] if self.pending_paste is not None else None,
             )
             if d is not None
@@ -396,6 +401,11 @@ class FakeAgent:
             turn = self.turn
             if turn is not None and turn.ask is not None and turn.ask.done:
                 self._decided(turn, turn.ask.decision)
+            while turn is not None and turn.steps and now >= turn.steps[0] and not turn.waiting:
+                turn.steps.pop(0)
+                total = progress_steps(turn.prompt)
+                self.transcript.assistant(f"step {total - len(turn.steps)}/{total}")
+                self.transcript.flush()
             if turn is not None and turn.deadline is not None and now >= turn.deadline:
                 self._finish_turn()
             if self.exit_code is None:

@@ -17,6 +17,7 @@ _DIRECTIVE = re.compile(
     r"(?:@(\d+))?"
 )
 _SWALLOW = re.compile(r"#fake:swallow=(\d+)")
+_STEPS = re.compile(r"#fake:steps=(\d+)")
 _ATTEMPT = re.compile(r"^\[agentbridge message=\S+ attempt=(\d+)")
 
 API_ERRORS = ("ratelimit", "contextfull", "apierror")
@@ -88,6 +89,13 @@ def swallowed_enters(box_text: str) -> int:
     """``#fake:swallow=N`` in the input box: its first N Enters are lost (a test's way to make
     the rare swallowed Enter happen on demand; the injector must press Enter again)."""
     match = _SWALLOW.search(box_text)
+    return int(match.group(1)) if match else 0
+
+
+def progress_steps(text: str) -> int:
+    """``#fake:steps=N``: a slow turn writes N assistant lines ("step 1/N"…) evenly spaced
+    before its answer, as a real agent narrates its work (progress for the bridge to show)."""
+    match = _STEPS.search(text)
     return int(match.group(1)) if match else 0
 
 

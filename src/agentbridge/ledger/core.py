@@ -17,6 +17,7 @@ import aiosqlite
 
 from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.base import _on_db_thread, _run_tx
+from agentbridge.ledger.nodes import AgentFences
 
 log = logging.getLogger("agentbridge.ledger.sqlite")
 T = TypeVar("T")
@@ -33,6 +34,7 @@ class LedgerCore:
         self.clock = clock
         self.max_attempts = max_attempts
         self._listeners: list[ChangeListener] = []
+        self.fences = AgentFences()  #: agent leases this store's writes present (nodes.py)
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(kind, id)`` after every committed change; returns an unsubscribe.

@@ -18,7 +18,7 @@ from agentbridge.ledger.base import (
     insert_event,
     transition_event,
 )
-from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.nodes_sqlite import NodesMixin
 from agentbridge.ledger.outbox_rows import insert_reply
 from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
@@ -26,7 +26,7 @@ from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, TERMINAL, MessageState
 
 
-class LeaseMixin(LedgerCore):
+class LeaseMixin(NodesMixin):
     """Claim, heartbeat and fenced transition methods of ``Ledger``."""
 
     async def claim_next(
@@ -44,6 +44,8 @@ class LeaseMixin(LedgerCore):
         """
 
         def run(conn: sqlite3.Connection, now: float) -> Message | None:
+            if not self._owner_check(conn, now, agent, "claim", None):
+                return None  # this node lost the agent: nothing to claim
             if (
                 exclusive
                 and conn.execute(
@@ -91,6 +93,8 @@ class LeaseMixin(LedgerCore):
         """Extend the lease of an in-flight message (the agent is making progress)."""
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
+            if self.fences:  # fenced by an agent lease (a fleet node): checked first
+                self._owner_check(conn, now, _get(conn, message_id).agent, "heartbeat", message_id)
             row = conn.execute(
                 "UPDATE messages SET lease_expires_at = ?, heartbeat_at = ?"
                 f" WHERE id = ? AND fence = ? AND state IN {IN_FLIGHT_SQL} RETURNING *",
@@ -165,6 +169,7 @@ class LeaseMixin(LedgerCore):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, f"-> {to}", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, f"-> {to}", current)
             if current.state == to or (

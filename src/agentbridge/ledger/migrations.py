@@ -124,6 +124,49 @@ MIGRATIONS: list[str] = [
     CREATE INDEX permission_requests_short ON permission_requests (short_id, id);
     CREATE INDEX permission_requests_message ON permission_requests (message_id, id);
     """,
+    # 5: a fleet's nodes (supervisors) and named leases with fencing tokens (ledger/nodes.py)
+    """
+    CREATE TABLE nodes (
+        name         TEXT PRIMARY KEY,
+        instance     TEXT    NOT NULL,
+        host         TEXT    NOT NULL,
+        pid          INTEGER NOT NULL,
+        started_at   REAL    NOT NULL,
+        heartbeat_at REAL    NOT NULL,
+        stopped_at   REAL
+    );
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        node        TEXT    NOT NULL,
+        token       INTEGER NOT NULL,
+        expires_at  REAL    NOT NULL,
+        acquired_at REAL    NOT NULL
+    );
+    """,
+    # 6: questions the agent asked the user (MCP `ask`) and the answers the chat gave
+    """
+    CREATE TABLE asks (
+        id           INTEGER PRIMARY KEY,
+        short_id     TEXT    NOT NULL,
+        agent        TEXT    NOT NULL,
+        message_id   INTEGER,
+        attempt      INTEGER,
+        channel      TEXT    NOT NULL,
+        conversation TEXT    NOT NULL,
+        question     TEXT    NOT NULL,
+        choices      TEXT    NOT NULL DEFAULT '[]',
+        state        TEXT    NOT NULL,
+        answer       TEXT,
+        answered_by  TEXT,
+        answer_key   TEXT,
+        created_at   REAL    NOT NULL,
+        expires_at   REAL    NOT NULL,
+        answered_at  REAL
+    );
+    CREATE UNIQUE INDEX asks_pending ON asks (short_id) WHERE state = 'pending';
+    CREATE INDEX asks_conversation ON asks (channel, conversation, id);
+    CREATE INDEX asks_message ON asks (message_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,13 +18,13 @@ from agentbridge.ledger.base import (
     _set_state,
     where,
 )
-from agentbridge.ledger.core import LedgerCore
+from agentbridge.ledger.nodes_sqlite import NodesMixin
 from agentbridge.ledger.records import message_from_row
 from agentbridge.models import Message
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, MessageState
 
 
-class RequeueMixin(LedgerCore):
+class RequeueMixin(NodesMixin):
     """Recovery and human-decision methods of ``Ledger``."""
 
     async def victims(
@@ -68,6 +68,7 @@ class RequeueMixin(LedgerCore):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, "requeue", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "requeue", current)
             if current.state not in IN_FLIGHT:
@@ -107,6 +108,7 @@ class RequeueMixin(LedgerCore):
 
         def run(conn: sqlite3.Connection, now: float) -> Message:
             current = _get(conn, message_id)
+            self._owner_check(conn, now, current.agent, "release", message_id)
             if current.fence != fence:
                 _refuse(conn, now, message_id, fence, "release", current)
             if current.state != MessageState.CLAIMED:

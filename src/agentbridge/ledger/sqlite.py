@@ -17,6 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from agentbridge.ledger.access import access_problem, open_problem
+from agentbridge.ledger.asks import AskMixin
 from agentbridge.ledger.base import (
     IdempotencyConflict,
     IllegalTransition,
@@ -32,6 +33,7 @@ from agentbridge.ledger.base import (
 )
 from agentbridge.ledger.ingest import IngestMixin, open_inline
 from agentbridge.ledger.lease import LeaseMixin
+from agentbridge.ledger.nodes_sqlite import NodesMixin
 from agentbridge.ledger.outbox import OutboxMixin
 from agentbridge.ledger.permissions import PermissionMixin
 from agentbridge.ledger.read import ReadMixin
@@ -42,7 +44,15 @@ log = logging.getLogger(__name__)
 
 
 class Ledger(
-    IngestMixin, ReadMixin, OutboxMixin, ReplayMixin, LeaseMixin, RequeueMixin, PermissionMixin
+    IngestMixin,
+    ReadMixin,
+    OutboxMixin,
+    ReplayMixin,
+    LeaseMixin,
+    RequeueMixin,
+    PermissionMixin,
+    AskMixin,
+    NodesMixin,
 ):
     """Async facade over one SQLite file. Open with ``await Ledger.open(path)``.
 

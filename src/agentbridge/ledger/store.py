@@ -2,11 +2,9 @@
 
 ``LedgerStore`` is every operation the supervisor, dispatcher, relay, recovery, CLI and status
 use; ``ChannelLedger`` is the narrower part a channel plugin may touch (reads, the change feed,
-nonces, a human's requeue/drop). Both were derived from the callers, so a second backend
-(PostgreSQL, for fleets) implements exactly what is used and passes the same contract suite
-(``agentbridge.testing.ledger_contract``). ``open_ledger(url)`` picks the backend; only it
-names the SQLite class. The errors and records are re-exported here so that callers need no
-backend module at all.
+nonces, a human's requeue/drop). Both were derived from the callers: PostgreSQL implements
+exactly what is used and passes the same contract suite (``testing.ledger_contract``).
+``open_ledger(url)`` picks the backend; errors and records are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from agentbridge.kinds import ChangeKind, ChangeListener
+from agentbridge.ledger.asks import Ask, AskState, AskStore
 from agentbridge.ledger.base import (
     IdempotencyConflict,
     IllegalTransition,
@@ -28,6 +27,7 @@ from agentbridge.ledger.base import (
     StaleLease,
     text_hash,
 )
+from agentbridge.ledger.nodes import FleetLedger, Lease, Node, NodeTaken, OwnerLost
 from agentbridge.ledger.outbox import DEFAULT_BACKOFF, DEFAULT_TTL, backoff_delay
 from agentbridge.ledger.permissions import PermissionRequest, PermissionState
 from agentbridge.ledger.postgres.url import is_postgres_url
@@ -118,7 +118,7 @@ class ChannelLedger(Protocol):
     ) -> list[PermissionRequest]: ...
 
 
-class LedgerStore(ChannelLedger, Protocol):
+class LedgerStore(ChannelLedger, AskStore, FleetLedger, Protocol):
     """The one interface to the ledger: every transition commits before its method returns.
 
     Fenced moves (``mark_*``, ``complete``, ``fail``, ``interrupt``, ``heartbeat``,
@@ -425,16 +425,22 @@ def _sqlite_path(url: str | Path) -> Path:
 
 __all__ = [
     "DEFAULT_BACKOFF",
+    "Ask",
+    "AskState",
     "ChangeKind",
     "ChangeListener",
     "ChannelLedger",
     "IdempotencyConflict",
     "IllegalTransition",
     "IngestResult",
+    "Lease",
     "LedgerError",
     "LedgerStore",
     "NewMessage",
+    "Node",
+    "NodeTaken",
     "NotFound",
+    "OwnerLost",
     "PermissionRequest",
     "PermissionState",
     "StaleLease",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from agentbridge.config import AgentConfig
     from agentbridge.events import AgentEvent, TranscriptParser
     from agentbridge.ledger.store import ChannelLedger, IngestResult
-    from agentbridge.models import OutboxItem
+    from agentbridge.models import Message, OutboxItem
 
 
 # --------------------------------------------------------------------------- channels
@@ -231,6 +231,16 @@ class FileReconcilingChannel(Protocol):
         """
 
 
+@runtime_checkable
+class EditingChannel(Protocol):
+    """Optional: a channel that can change a message it sent (progress edits one in place)."""
+
+    async def edit_message(self, message: Message, text: str, status_id: str | None) -> str:
+        """Show ``text`` about ``message`` (in flight) in its conversation: post it when
+        ``status_id`` is None, else replace that status message's text; return its id.
+        Best effort, never retried: an error only costs this one update."""
+
+
 # --------------------------------------------------------------------------- runtimes
 
 
@@ -343,6 +353,7 @@ __all__ = [
     "ChannelContext",
     "ChannelLimits",
     "DeliveryError",
+    "EditingChannel",
     "ErrorClass",
     "ErrorText",
     "FileChannel",

@@ -14,7 +14,9 @@ from pathlib import Path
 
 MCP_NAME = "agentbridge"  #: the server's name in the CLIs' configs: tools ``mcp__agentbridge__*``
 SOCKET_POINTER = "control-socket"  #: file in the agent's state dir naming the control socket
-TOOLS = ("reply", "send_file", "notify", "list_conversations")
+TOOLS = ("reply", "send_file", "ask", "notify", "list_conversations")
+#: seconds a CLI lets one tool call run: ``ask``'s longest wait (an hour) and a restart's grace
+ASK_TOOL_TIMEOUT = 3600.0 + 120.0
 
 
 def socket_for(state_dir: Path) -> str:

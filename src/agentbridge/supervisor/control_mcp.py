@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from agentbridge.config import Config, ConfigError
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
+from agentbridge.delivery.outfiles import bridge_private, name_problem
 from agentbridge.ledger.store import LedgerStore, text_hash
 from agentbridge.models import Message
 from agentbridge.runtimes.mcp_server import SOCKET_POINTER
@@ -184,18 +185,27 @@ class McpHandlers:
         """A file under the agent's cwd, as an outbox item (``delivery/attachments.py``)."""
         agent = self._agent(request)
         cwd = self._cwd(agent)
-        given = Path(_text(request, "path"))
-        path = (given if given.is_absolute() else cwd / given).resolve()
-        if not path.is_relative_to(cwd):
-            raise BadRequest(f"send_file: {given} is outside the agent's directory {cwd}")
-        if any(ord(c) < 32 for c in str(path)):
+        raw = _text(request, "path")
+        if "\x00" in raw:  # Path() would raise a bare "embedded null byte"
             raise BadRequest("send_file: the path holds control characters")
-        if not path.is_file():
-            raise BadRequest(f"send_file: {given} is not a file")
-        size = path.stat().st_size
+        given = Path(raw)
+        shown = raw if name_problem(raw) is None else ascii(raw)[1:-1]  # safe for any log
+        try:
+            path = (given if given.is_absolute() else cwd / given).resolve()
+            if not path.is_relative_to(cwd):
+                raise BadRequest(f"send_file: {shown} is outside the agent's directory {cwd}")
+            if bridge_private(path, self.config.state_dir, [cwd]):
+                raise BadRequest(f"send_file: {shown} is in the bridge's own state directory")
+            if (problem := name_problem(str(path))) is not None:
+                raise BadRequest(f"send_file: the path {problem}")
+            if not path.is_file():
+                raise BadRequest(f"send_file: {shown} is not a file")
+            size = path.stat().st_size
+        except OSError as exc:  # a name too long, a loop, no permission: one line, no crash
+            raise BadRequest(f"send_file: {shown} cannot be read ({exc.strerror})") from None
         limit = mcp_settings(self.config, agent).max_file_bytes
         if size > limit:
-            raise BadRequest(f"send_file: {given} is {size} bytes, over the {limit}-byte limit")
+            raise BadRequest(f"send_file: {shown} is {size} bytes, over the {limit}-byte limit")
         text = file_text(path, size, _text(request, "caption", ""))
         message = self.in_flight(agent)
         if message is None:

@@ -16,6 +16,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes.errors import error_text_of
 from agentbridge.supervisor.health import CrashLoopBreaker, HealthMonitor
 from agentbridge.supervisor.interrupts import end_interrupted
+from agentbridge.supervisor.progress import ProgressReporter
 from agentbridge.supervisor.recovery import read_evidence, recover_victims
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class AgentHealth(enum.StrEnum):
     RESTARTING = "restarting"
     DEGRADED = "degraded"  # crash-loop breaker tripped, or a login is needed
     STOPPED = "stopped"
+    STANDBY = "standby"  # fleet: another node owns the agent (supervisor/ownership.py)
 
 
 class AgentWorker:
@@ -96,6 +99,11 @@ class AgentWorker:
         self._restart_resume = agent.resume
         self._stopping = False
         self.last_recovery: dict[str, list[int]] = {}
+        self.progress = ProgressReporter(config, receipts.channels)  # "working…" to the sender
+        self.before_inject: Callable[[], Awaitable[bool]] | None = None  # fleet: lease check
+        #: observers of claims and turn ends (``supervisor.metrics``); they must not block
+        self.on_claim: Callable[[Message], None] | None = None
+        self.on_turn_end: Callable[[InFlight], None] | None = None
 
     # ------------------------------------------------------------------ requests from others
 
@@ -187,6 +195,8 @@ class AgentWorker:
             await self._wait_wake(5)
             return
         crash_point("after_claim")
+        if self.on_claim is not None:
+            self.on_claim(message)
         log.info(
             "message %s: claimed by %s (attempt %s)", message.id, session.owner, message.attempt
         )
@@ -200,6 +210,8 @@ class AgentWorker:
         self.wake.clear()
 
     async def _after_turn(self, flight: InFlight) -> None:
+        if self.on_turn_end is not None:
+            self.on_turn_end(flight)
         message = flight.message
         outcome = flight.outcome
         if outcome == TurnOutcome.COMPLETED:
@@ -288,6 +300,8 @@ class AgentWorker:
             notify=self._notify,
             reply_command=reply_command(self.config),
         )
+        session.on_event = self.progress.event
+        session.before_inject = self.before_inject
         self.session = session
         self.health, self.detail = AgentHealth.STARTING, ""
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbridge import paths
+from agentbridge.supervisor.logfields import MessageIdFilter, WithFields
 
 __all__ = ["FILE_ONLY", "setup_logging"]
 
@@ -42,7 +43,8 @@ def setup_logging(verbose: bool = False) -> Path:
             terminal.setFormatter(_OneLine(_FORMAT))
             terminal.addFilter(_not_file_only)
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(WithFields(_FORMAT))  # `` message_id=N`` on a message's lines
+    handler.addFilter(MessageIdFilter())
     root.addHandler(handler)
     for noisy in ("aiosqlite", "watchdog", "libtmux", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

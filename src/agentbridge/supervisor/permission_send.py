@@ -49,6 +49,11 @@ def wrap_send(supervisor: Supervisor, handlers: dict[str, Handler]) -> None:
         if all(isinstance(f, str) for f in fields) and ANSWER.fullmatch(str(fields[3])):
             channel, conversation, sender, text = (str(f) for f in fields)
             answered = await relay_for(supervisor).answer(channel, conversation, sender, text)
+            ledger = supervisor.ledger
+            if answered is None and ledger is not None:  # the CLI prints why, exits non-zero
+                refusal = await asked_elsewhere(ledger, channel, conversation, text)
+                if refusal is not None:
+                    raise ValueError(refusal)
             if answered is not None:
                 log.info("control: send for the CLI answered permission %s", text.split()[1])
                 return {
@@ -78,12 +83,41 @@ async def not_waiting(
     except NotFound:
         return None
     if (message.channel, message.conversation) != (channel, conversation):
-        return None  # not this conversation's request: plain text, as in the chat
+        return await asked_elsewhere(ledger, channel, conversation, text)
     if req.state != PermissionState.PENDING:
         return f"permission {short_id} was already answered by {req.answered_by} ({req.state})"
     return (
         f"no supervisor is running, so nothing waits for permission {short_id} any more"
         " (a CLI prompt still open is in the agent's pane); not sent"
+    )
+
+
+async def asked_elsewhere(
+    ledger: LedgerStore, channel: str, conversation: str, text: str
+) -> str | None:
+    """Why ``agentbridge send`` refuses an answer to another conversation's request.
+
+    In a chat such text is plain text (the sender sees only their own requests). From the
+    CLI it is the owner answering with the wrong ``--channel``/``--conversation``: stored, it
+    would reach the agent as a prompt and answer nothing, so say where to answer instead.
+    """
+    match = ANSWER.fullmatch(text)
+    if match is None:
+        return None
+    short_id = match.group(2).lower()
+    req = await ledger.get_permission(short_id)
+    if req is None or req.message_id is None:
+        return None
+    try:
+        message = await ledger.get(req.message_id)
+    except NotFound:
+        return None
+    if (message.channel, message.conversation) == (channel, conversation):
+        return None
+    return (
+        f"permission {short_id} ({req.state}) was asked in {message.channel}:"
+        f"{message.conversation}, not {channel}:{conversation}; answer it with --channel"
+        f" {message.channel} --conversation {message.conversation}; not sent"
     )
 
 

@@ -1,8 +1,7 @@
 """``agentbridge up``: the long-lived supervisor that keeps every message moving.
 
 Shaped like uvicorn: ``startup()`` / ``main_loop()`` / ``shutdown()``; a first SIGINT/SIGTERM
-asks to stop, a second forces it. Long-lived tasks are named and watched: one that crashes is
-logged and restarted, never silently gone. One supervisor per ledger (a lock file).
+asks to stop, a second forces it. Long-lived tasks are named, watched, restarted if they crash.
 """
 
 from __future__ import annotations
@@ -30,14 +29,23 @@ from agentbridge.ledger.store import IngestResult, LedgerStore, open_ledger
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.manager import DuplicateChannel, PluginHost, build_plugin_manager
 from agentbridge.plugin.protocols import Attachment, Channel, ChannelContext, Ingest
-from agentbridge.supervisor import command_center, permission_send, permissions
+from agentbridge.supervisor import (
+    asks,
+    command_center,
+    control_status,
+    metrics_http,
+    permission_send,
+    permissions,
+)
 from agentbridge.supervisor.control import ControlServer, socket_path
 from agentbridge.supervisor.control_mcp import handlers as mcp_handlers
 from agentbridge.supervisor.control_ops import handlers as write_handlers
 from agentbridge.supervisor.dispatcher import AgentWorker
+from agentbridge.supervisor.fleet import Fleet
 from agentbridge.supervisor.inbound_files import settle, stage_for
-from agentbridge.supervisor.lock import SupervisorError, SupervisorLock
+from agentbridge.supervisor.lock import SupervisorError
 from agentbridge.supervisor.logs import FILE_ONLY, setup_logging
+from agentbridge.supervisor.metrics import Metrics
 from agentbridge.supervisor.routing import route_ingest
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,8 @@ class Supervisor:
         self.console = console
         self.host = plugin_host
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.lock = SupervisorLock(config.ledger.path)
+        self.fleet = Fleet(self)  # node, leases, leader (supervisor/fleet.py)
+        self.lock = self.fleet.lock()
         self.ledger: LedgerStore | None = None
         self.workers: dict[str, AgentWorker] = {}
         self.channels: dict[str, Channel] = {}
@@ -69,6 +78,8 @@ class Supervisor:
         self.observer: Any = None
         self.command_center: command_center.CommandCenter | None = None  # made on first command
         self.permission_relay: permissions.PermissionRelay | None = None  # on first prompt
+        self.ask_relay: asks.AskRelay | None = None  # made with the control socket
+        self.metrics: Metrics | None = None  # ``[metrics] enabled``: /metrics (metrics_http)
         self.stop_event = asyncio.Event()
         self.started_at = time.time()
         self.wakes = 0
@@ -136,24 +147,24 @@ class Supervisor:
             files=FileRoots.from_config(self.config),  # where an agent's files may be read
         )
         self._unsubscribe = self.ledger.on_change(self._on_ledger_change)
+        if (metrics := metrics_http.attach(self)) is not None:  # fed before workers start
+            self.metrics = metrics
+            self._spawn("metrics", lambda: metrics_http.serve(self, metrics))
         self.control = ControlServer(
             socket_path(self.config),
             {
-                "poke": self._cmd_poke,
-                "status": self._cmd_status,
-                "restart": self._cmd_restart,
-                "simulate-wake": self._cmd_simulate_wake,
+                **control_status.handlers(self),  # status, poke, restart, simulate-wake
                 **write_handlers(self.ledger, self.config),  # the CLI's writes (one write path)
                 "permission": permissions.control_handler(self, str(socket_path(self.config))),
                 **mcp_handlers(self.ledger, self.config, self.workers),  # `agentbridge mcp`
+                **asks.control_handlers(self),  # its `ask` tool
             },
         )
         permission_send.wrap_send(self, self.control.handlers)  # `send "yes abc12"` answers
         await self.control.start()
-        for channel in self.channels.values():
-            await self._start_channel(channel)
-        for name, worker in self.workers.items():
-            self._spawn(f"agent:{name}", worker.run)
+        await self.fleet.start_channels()
+        for name in self.workers:
+            self._spawn(f"agent:{name}", self.fleet.runner(name))
         self._spawn("maintenance", self._maintenance)
         self._spawn("wake-detector", self._watch_wakes)
         # after the channels: its start-up reconcile of replies left `unknown` asks them
@@ -201,6 +212,10 @@ class Supervisor:
             if agent is None:  # routes pick it (and strip an @mention); Unroutable → channel
                 agent, text = route_ingest(self.config, channel, conversation, sender, text)
             if answered := await permissions.intercept(self, channel, conversation, sender, text):
+                return answered
+            if answered := await asks.intercept(
+                self, channel, conversation, sender, text, key, agent, attachments
+            ):
                 return answered
             target = agent
             staged, meta = stage_for(self.config, target, attachments, meta)  # fsynced first
@@ -299,7 +314,7 @@ class Supervisor:
         expired = [
             v
             for v in await self.ledger.victims(expired_before=self.ledger.clock())
-            if v.lease_owner not in live
+            if v.lease_owner not in live and self.fleet.owns(v.agent)
         ]
         if expired:
             await recover_victims(self.ledger, expired, Evidence(), "lease expired while asleep")
@@ -310,61 +325,9 @@ class Supervisor:
         except Exception:
             log.exception("a host_woke hook failed")
 
-    # ------------------------------------------------------------------ control socket
-
-    async def _cmd_poke(self, request: dict[str, Any]) -> dict[str, Any]:
-        for worker in self.workers.values():
-            worker.poke()
-        if self.relay is not None:
-            self.relay.poke()
-        return {}
-
-    async def _cmd_simulate_wake(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run the wake path as if the host had slept (the detector's own tests cover the
-        clocks; this lets an end-to-end test and a curious user exercise the reaction)."""
-        await self.on_wake(float(request.get("slept", 60.0)))
-        return {"wakes": self.wakes}
-
-    async def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self.status_snapshot()
-
-    async def _cmd_restart(self, request: dict[str, Any]) -> dict[str, Any]:
-        worker = self.workers.get(str(request.get("agent")))
-        if worker is None:
-            return {"ok": False, "error": f"no agent {request.get('agent')!r}"}
-        await worker.human_restart()
-        return {}
-
     async def status_snapshot(self) -> dict[str, Any]:
-        """Everything ``agentbridge status --json`` shows."""
-        assert self.ledger is not None
-        stats = await self.ledger.stats()
-        agents: dict[str, Any] = {}
-        for name, worker in self.workers.items():
-            counts = stats["agents"].get(name, {})
-            agents[name] = {
-                **{
-                    "queued": 0,
-                    "in_flight": 0,
-                    "stale": 0,
-                    "quarantined": 0,
-                    "oldest_queued_age": None,
-                },
-                **counts,
-                **worker.snapshot(),
-            }
-        return {
-            "supervisor": {
-                "id": self.id,
-                "pid": os.getpid(),
-                "uptime": time.time() - self.started_at,
-                "wakes": self.wakes,
-                "channels": [c.name for c in self.started_channels],
-            },
-            "agents": agents,
-            "messages": stats["messages"],
-            "outbox": stats["outbox"],
-        }
+        """Everything ``agentbridge status --json`` shows (supervisor/control_status.py)."""
+        return await control_status.snapshot(self)
 
     # ------------------------------------------------------------------ run / stop
 
@@ -392,6 +355,7 @@ class Supervisor:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.ledger is not None:
+            await self.fleet.leave()
             await self.ledger.close()
         if self.tmux is not None:
             with contextlib.suppress(Exception):

@@ -21,20 +21,27 @@ time moves only by the ``ManualClock``: nothing sleeps, nothing is mocked.
 
 from __future__ import annotations
 
+from agentbridge.testing.ledger_contract_asks import AskContract
 from agentbridge.testing.ledger_contract_base import ManualClock, StoreFactory, StoreFixtures
 from agentbridge.testing.ledger_contract_messages import MessageContract
+from agentbridge.testing.ledger_contract_nodes import NodeContract
 from agentbridge.testing.ledger_contract_outbox import OutboxContract
 from agentbridge.testing.ledger_contract_permissions import PermissionContract
 
 
-class LedgerStoreContract(MessageContract, OutboxContract, PermissionContract):
-    """The whole contract: inbound messages, replies, events, changes, retention, permissions."""
+class LedgerStoreContract(
+    MessageContract, OutboxContract, PermissionContract, AskContract, NodeContract
+):
+    """The whole contract: inbound messages, replies, events, changes, retention, permissions,
+    the agent's questions, nodes and leases."""
 
 
 __all__ = [
+    "AskContract",
     "LedgerStoreContract",
     "ManualClock",
     "MessageContract",
+    "NodeContract",
     "OutboxContract",
     "PermissionContract",
     "StoreFactory",

@@ -356,3 +356,27 @@ class MessageContract(StoreFixtures):
         )
         ids = [m.id for m in got if m is not None]
         assert len(ids) == 10 and len(set(ids)) == 10
+
+    @pytest.mark.asyncio
+    async def test_concurrent_ingests_answer_each_caller(self, store: LedgerStore) -> None:
+        """Producers that share a commit (a group commit) each get their own row back; one
+        caller's conflict is raised to that caller only, and recorded."""
+        await store.ingest("ch", "c0", "bob", "first", key="taken")
+        calls = [
+            *(store.ingest("ch", f"c{i}", "alice", f"text {i}", agent="a") for i in range(12)),
+            *(store.ingest("ch", "k", "alice", f"keyed {i}", key=f"k{i}") for i in range(6)),
+            store.ingest("ch", "k", "alice", "keyed 0", key="k0"),  # same key, same text
+            store.ingest("ch", "c0", "bob", "other", key="taken"),  # same key, other text
+        ]
+        got = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(got[-1], IdempotencyConflict)
+        results = [r for r in got[:-1] if not isinstance(r, BaseException)]
+        assert len(results) == 19
+        texts = [f"text {i}" for i in range(12)] + [f"keyed {i}" for i in range(6)] + ["keyed 0"]
+        for result, text in zip(results, texts, strict=True):
+            assert (await store.get(result.message.id)).text == text == result.message.text
+        assert sum(r.created for r in results) == 18
+        assert results[-1].message.id == results[12].message.id
+        assert {e.kind for e in await store.events_since(0)} >= {"idempotency_conflict"}
+        trail = [await store.events_for(r.message.id) for r in results[:18]]
+        assert all(t and t[0].to_state == MessageState.QUEUED for t in trail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentbridge.ledger.permissions import SHORT_ID_ALPHABET
 from agentbridge.ledger.store import LedgerStore, NotFound, PermissionState
 from agentbridge.testing.ledger_contract_base import (
     ManualClock,
@@ -24,7 +25,8 @@ class PermissionContract(StoreFixtures):
             msg.id, "a", "Bash", "rm -rf build", clock() + 600, can_always=True
         )
         assert req.state == PermissionState.PENDING and req.answered_by is None
-        assert len(req.short_id) == 5 and req.short_id.isalnum() and req.short_id.islower()
+        # all digits is a valid id too (31^5 draws): lowercase letters and digits, no look-alikes
+        assert len(req.short_id) == 5 and set(req.short_id) <= set(SHORT_ID_ALPHABET)
         assert (req.message_id, req.agent, req.tool, req.summary) == (
             msg.id,
             "a",

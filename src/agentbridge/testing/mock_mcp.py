@@ -2,8 +2,9 @@
 
 The tool is looked up by name in the request's own ``tools`` list (the CLI names MCP tools its
 own way: Claude ``mcp__agentbridge__reply``; Codex its qualified name), so the call is one the
-CLI really offered. The call carries ``{"text": <text>}`` (``send_file``: ``{"path": <text>}``);
-after its result comes back the mock answers as usual (``answer_for``), ending the turn.
+CLI really offered. The call carries ``{"text": <text>}`` (``send_file``: ``{"path": <text>}``;
+``ask``: ``{"question": <text>, "timeout_s": 120}``); after its result comes back the mock
+answers as usual (``answer_for``), ending the turn.
 A request that does not offer the tool (Claude's side requests: a session title) is answered
 as usual.
 """
@@ -96,7 +97,8 @@ def wants_mcp(body: dict[str, Any]) -> tuple[str, dict[str, Any], str | None] | 
     space, name = found
     if name in called:
         return None
-    return name, ({"path": text} if tool == "send_file" else {"text": text}), space
+    arguments = {"send_file": {"path": text}, "ask": {"question": text, "timeout_s": 120}}
+    return name, arguments.get(tool, {"text": text}), space
 
 
 def claude_call_events(

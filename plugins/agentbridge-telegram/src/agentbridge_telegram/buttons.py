@@ -9,8 +9,9 @@ acknowledged (``answerCallbackQuery``) and the keyboard edited away, so a bridge
 between gets the update again and the relay answers "already answered".
 
 A click from a user not in ``allowed_users`` is logged and counted, never ingested and never
-acknowledged: a stranger learns nothing from the bot. Data that is not an answer (an old or
-forged button) is acknowledged with a short note and goes nowhere.
+acknowledged: a stranger learns nothing from the bot. Data that is not an answer, or names no
+request of the button's chat (an old or forged button), is acknowledged with a short note and
+goes nowhere: it never reaches the agent as text.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from agentbridge.delivery.actions import reply_actions
+from agentbridge.delivery.actions import click_answers_here, reply_actions
 from agentbridge.ledger.sqlite import IdempotencyConflict
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import ChannelContext
@@ -91,7 +92,10 @@ async def handle_click(
             click.chat_id,
         )
         return False
-    if _ANSWER.fullmatch(click.data) is None:
+    if _ANSWER.fullmatch(click.data) is None or (
+        ctx.ledger is not None
+        and not await click_answers_here(ctx.ledger, ctx.name, str(click.chat_id), click.data)
+    ):  # an old or forged button (data naming another chat's request): never agent text
         spawn(_acknowledge(api, click, STALE))
         return True
     try:

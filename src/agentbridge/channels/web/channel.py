@@ -32,7 +32,7 @@ from agentbridge.channels.web.security import (
 from agentbridge.channels.web.sse import EventStreams, Notifier
 from agentbridge.config import ConsoleConfig
 from agentbridge.delivery.outfiles import FileRoots
-from agentbridge.models import OutboxItem
+from agentbridge.models import Message, OutboxItem
 from agentbridge.plugin.protocols import (
     ChannelContext,
     ChannelLimits,
@@ -64,6 +64,7 @@ class WebChannel:
     """The built-in web console channel (name ``web``)."""
 
     name = "web"
+    singleton = False  #: fleet: every node serves its own console
     #: the page renders any length; never chunk a reply
     limits = ChannelLimits(max_message_length=10_000_000, supports_formatting=False)
 
@@ -226,6 +227,22 @@ class WebChannel:
                     "detail": receipt.detail,
                 }
             )
+
+    async def edit_message(self, message: Message, text: str, status_id: str | None) -> str:
+        """Progress (``EditingChannel``): the turn's status line on the chat page, replaced
+        in place — a live hint like ``waiting``, never in the ledger."""
+        if self.streams is not None:
+            self.streams.push_receipt(
+                {
+                    "message_id": message.id,
+                    "channel": message.channel,
+                    "conversation": message.conversation,
+                    "status": "working",
+                    "detail": text,
+                    "progress": True,
+                }
+            )
+        return status_id or f"progress-{message.id}"
 
     # ------------------------------------------------------------------ pages
 

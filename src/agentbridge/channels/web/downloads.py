@@ -56,7 +56,9 @@ class Downloads:
             return web.json_response({"error": f"the file was not sent ({item.state})"}, status=404)
         roots = await self.roots.for_item(item, self.ledger)
         try:
-            file = await asyncio.to_thread(read_checked, ref, roots, self.limit, self.channel)
+            file = await asyncio.to_thread(
+                read_checked, ref, roots, self.limit, self.channel, self.roots.state_dir
+            )
         except FileRefused as refused:
             status = _STATUS.get(refused.kind, 403)
             return web.json_response({"error": str(refused)}, status=status)

@@ -62,7 +62,8 @@ def routes(ctx: ChannelContext) -> list[web.RouteDef]:
         except ValueError:
             return web.json_response({"error": "invalid JSON"}, status=400)
         word = body.get("answer") if isinstance(body, dict) else None
-        if word not in WORDS or not _SHORT_ID.fullmatch(short_id):
+        if not isinstance(word, str) or word not in WORDS or not _SHORT_ID.fullmatch(short_id):
+            # a list or an object is unhashable: checked first, it is a 400, never a 500
             return web.json_response({"error": "answer must be yes, no or always"}, status=400)
         req = await ledger.get_permission(short_id)
         if req is None or req.message_id is None:

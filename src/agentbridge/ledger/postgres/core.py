@@ -21,15 +21,20 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.base import LedgerError
+from agentbridge.ledger.nodes import AgentFences
+from agentbridge.ledger.postgres.asks import AskMixin
 from agentbridge.ledger.postgres.changes import POLL_SECONDS, ChangeFeed
-from agentbridge.ledger.postgres.ingest import IngestMixin
+from agentbridge.ledger.postgres.group import GroupCommit
+from agentbridge.ledger.postgres.ingest import MAX_BATCH, IngestMixin
 from agentbridge.ledger.postgres.messages import MessagesMixin
+from agentbridge.ledger.postgres.nodes import NodesMixin
 from agentbridge.ledger.postgres.outbox import OutboxMixin
 from agentbridge.ledger.postgres.permissions import PermissionMixin
 from agentbridge.ledger.postgres.read import ReadMixin
 from agentbridge.ledger.postgres.schema import migrate
-from agentbridge.ledger.postgres.sql import CommitThenRaise, Cursor
-from agentbridge.ledger.postgres.url import driver_url, scrub, where
+from agentbridge.ledger.postgres.sql import CommitThenRaise, Cursor, problem
+from agentbridge.ledger.postgres.tail import TailStats
+from agentbridge.ledger.postgres.url import driver_url, where
 
 log = logging.getLogger("agentbridge.ledger.postgres")
 T = TypeVar("T")
@@ -38,7 +43,9 @@ T = TypeVar("T")
 POOL_SIZE = 10
 
 
-class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin):
+class PostgresLedger(
+    IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, PermissionMixin, AskMixin, NodesMixin
+):
     """Async ``LedgerStore`` over PostgreSQL. Open with ``await PostgresLedger.open(url)``."""
 
     def __init__(
@@ -56,9 +63,12 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
         self.clock = clock
         self.max_attempts = max_attempts
         self._listeners: list[ChangeListener] = []
+        self.fences = AgentFences()  #: agent leases this store's writes present (nodes.py)
         #: marks this store's notifications, so that its own feed skips them
         self.token = secrets.token_hex(8)
         self.feed = ChangeFeed(url, self.token, self._deliver, poll_seconds=poll_seconds)
+        self.tail_stats = TailStats()  #: how often ``events_since`` waited for writers
+        self._group = GroupCommit(self._commit_many, self._commit_one, limit=MAX_BATCH)
 
     @classmethod
     async def open(
@@ -79,11 +89,11 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
                 url, autocommit=True, row_factory=dict_row, connect_timeout=int(connect_timeout)
             )
         except Error as exc:
-            raise LedgerError(_problem(url, exc)) from None
+            raise LedgerError(problem(url, exc)) from None
         try:
             await migrate(conn)
         except Error as exc:
-            raise LedgerError(_problem(url, exc)) from None
+            raise LedgerError(problem(url, exc)) from None
         finally:
             await conn.close()
         pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
@@ -104,7 +114,9 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
         return cls(pool, url, clock=clock, max_attempts=max_attempts, poll_seconds=poll_seconds)
 
     async def close(self) -> None:
-        """Close the feed and the pool; every method that returned has committed."""
+        """Close the feed and the pool; every method that returned has committed (and the
+        ingests still queued for a shared transaction commit first)."""
+        await self._group.drain()
         await self.feed.close()
         await self._pool.close()
 
@@ -156,7 +168,7 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
                 except CommitThenRaise as raised:
                     signal = raised
         except OperationalError as exc:
-            raise LedgerError(_problem(self._url, exc)) from exc
+            raise LedgerError(problem(self._url, exc)) from exc
         if signal is not None:
             raise signal.error from None
         return result
@@ -169,7 +181,7 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
             async with self._pool.connection() as conn, conn.cursor() as cur:
                 return await fn(cur, now)
         except OperationalError as exc:
-            raise LedgerError(_problem(self._url, exc)) from exc
+            raise LedgerError(problem(self._url, exc)) from exc
 
     async def _read(self, fn: Callable[[Cursor], Awaitable[T]], *, snapshot: bool = False) -> T:
         """Run a read-only ``fn(cursor)``: one statement as it comes, or with ``snapshot``
@@ -183,10 +195,4 @@ class PostgresLedger(IngestMixin, MessagesMixin, OutboxMixin, ReadMixin, Permiss
                     await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     return await fn(cur)
         except OperationalError as exc:
-            raise LedgerError(_problem(self._url, exc)) from exc
-
-
-def _problem(url: str, exc: BaseException) -> str:
-    """One line for a failed connection or statement: where, and the server's reason."""
-    reason = scrub(" ".join(str(exc).split()), url)
-    return f"ledger {where(url)}: {reason or type(exc).__name__}"
+            raise LedgerError(problem(self._url, exc)) from exc

@@ -1,10 +1,11 @@
-"""Ingest into the PostgreSQL ledger: one statement, one round trip, one commit per message.
+"""Ingest into the PostgreSQL ledger: one statement per message, one commit per batch.
 
-A new message is inserted, audited and announced by a single statement (a data-modifying
-``WITH``) in autocommit mode, so the ingress ack costs one round trip and the server's WAL
-flush; concurrent producers share flushes through PostgreSQL's own group commit. The row is
-skipped (``ON CONFLICT DO NOTHING``, a tombstone check in the same statement) when its key was
-seen: only then do the lookups run, and a conflict is recorded in a transaction of its own.
+Concurrent ingests of a store share a transaction (``group.GroupCommit``: their inserts
+pipelined, one notification, one WAL flush); a lone ingest is a single statement, a
+data-modifying ``WITH`` that inserts, audits and announces the row in autocommit mode, so its
+ack costs one round trip and the flush. The row is skipped (``ON CONFLICT DO NOTHING``, a
+tombstone check in the same statement) when its key was seen: only then do the lookups run,
+and a conflict is recorded in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from agentbridge.ledger.base import (
     _encode_meta,
     text_hash,
 )
-from agentbridge.ledger.postgres.sql import CHANNEL, Cursor, insert_event, message, notify
+from agentbridge.ledger.postgres.group import GroupCommit
+from agentbridge.ledger.postgres.sql import (
+    CHANNEL,
+    Cursor,
+    insert_event,
+    message,
+    notify,
+)
 from agentbridge.ledger.records import queued_message
 from agentbridge.ledger.replay import Tombstone
 from agentbridge.ledger.rows import IngestRow, ingest_row, storable_row
@@ -41,6 +49,48 @@ _INSERT = (
 )
 #: the same without the announcement (a batch announces its rows once, at its end)
 _INSERT_QUIET = _INSERT.rsplit(" SELECT id, pg_notify", 1)[0] + " SELECT id FROM row"
+#: many rows in one statement: ids are drawn first (one per input row, in order), so each
+#: caller's row is found by its id; a left-out row (its key seen) has no match in ``row``
+_INSERT_MANY = (
+    "WITH input AS MATERIALIZED (SELECT t.*, nextval(pg_get_serial_sequence('messages', 'id'))"
+    "   AS new_id FROM unnest(%(channel)s::text[], %(conversation)s::text[], %(sender)s::text[],"
+    "   %(key)s::text[], %(text)s::text[], %(hash)s::text[], %(agent)s::text[],"
+    "   %(priority)s::int[], %(meta)s::text[]) WITH ORDINALITY"
+    "   AS t(channel, conversation, sender, key, text, hash, agent, priority, meta, ord)),"
+    " row AS (INSERT INTO messages (id, channel, conversation, sender, platform_id, text,"
+    "   text_hash, agent, priority, state, meta, created_at, updated_at)"
+    "   SELECT new_id, channel, conversation, sender, key, text, hash, agent, priority,"
+    "   'queued', meta, %(now)s, %(now)s FROM input i WHERE NOT EXISTS (SELECT 1 FROM"
+    "   idempotency_tombstones g WHERE g.channel = i.channel AND g.idem_key = i.key)"
+    "   ORDER BY ord ON CONFLICT (channel, platform_id) DO NOTHING"
+    "   RETURNING id, channel, sender),"
+    " audit AS (INSERT INTO events (message_id, at, actor, kind, to_state, attempt, detail)"
+    "   SELECT id, %(now)s, channel, 'transition', 'queued', 1, 'ingested from ' || sender"
+    "   FROM row ORDER BY id),"
+    f" announce AS (SELECT pg_notify('{CHANNEL}', %(token)s || '|message|' || ids)"
+    "   FROM (SELECT string_agg(id::text, ',') AS ids FROM row) AS s WHERE ids IS NOT NULL)"
+    " SELECT i.ord, r.id FROM input i LEFT JOIN row r ON r.id = i.new_id"
+    " CROSS JOIN (SELECT count(*) FROM announce) AS a ORDER BY i.ord"
+)
+#: the most rows in one shared statement (its one notification stays under 8000 bytes)
+MAX_BATCH = 256
+
+
+def _many_params(rows: Sequence[IngestRow], now: float, token: str) -> dict[str, Any]:
+    cols = list(zip(*rows, strict=True))
+    return {
+        "channel": list(cols[0]),
+        "conversation": list(cols[1]),
+        "sender": list(cols[2]),
+        "key": list(cols[3]),
+        "text": list(cols[4]),
+        "hash": [text_hash(t) for t in cols[4]],
+        "agent": list(cols[5]),
+        "priority": list(cols[6]),
+        "meta": list(cols[7]),
+        "now": now,
+        "token": token,
+    }
 
 
 def _params(row: IngestRow, now: float, token: str) -> dict[str, Any]:
@@ -67,6 +117,7 @@ class IngestMixin:
     if TYPE_CHECKING:
         clock: Callable[[], float]
         token: str
+        _group: GroupCommit
 
         async def _tx(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T: ...
         async def _auto(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T: ...
@@ -84,10 +135,15 @@ class IngestMixin:
         meta: dict[str, Any] | None = None,
     ) -> IngestResult:
         """Durably store one inbound message; idempotent on ``(channel, key)``, also after
-        retention pruned it; ``IdempotencyConflict`` (recorded) for other text."""
+        retention pruned it; ``IdempotencyConflict`` (recorded) for other text. Concurrent
+        callers share a transaction (``group.GroupCommit``); each returns after its COMMIT."""
         row = storable_row(
             channel, conversation, sender, key, text, agent, priority, _encode_meta(meta)
         )
+        return await self._group.ingest(row)
+
+    async def _commit_one(self, row: IngestRow) -> IngestResult:
+        """One row in one statement (autocommit): the lone producer's path."""
 
         async def run(cur: Cursor, now: float) -> IngestResult | _Conflict:
             return await _ingest_one(cur, now, row, self.token, announce=True)
@@ -99,6 +155,32 @@ class IngestMixin:
         if result.created:
             self._notify("message", [result.message.id])
         return result
+
+    async def _commit_many(self, rows: Sequence[IngestRow]) -> list[IngestResult | BaseException]:
+        """Several rows in one statement (autocommit: one round trip, one WAL flush, one
+        notification). A row whose key was seen is left out by the insert and answered
+        afterwards by the lone path's lookups."""
+        now = self.clock()
+        params = _many_params(rows, now, self.token)
+
+        async def run(cur: Cursor, now: float) -> list[int | None]:
+            await cur.execute(_INSERT_MANY, params)
+            return [None if r["id"] is None else int(r["id"]) for r in await cur.fetchall()]
+
+        inserted = await self._auto(run)
+        outcomes: list[IngestResult | BaseException] = []
+        created: list[int] = []
+        for row, ident in zip(rows, inserted, strict=True):
+            if ident is None:  # a duplicate, a conflict, or a key seen earlier in this batch
+                try:
+                    outcomes.append(await self._commit_one(row))
+                except IdempotencyConflict as exc:
+                    outcomes.append(exc)
+            else:
+                outcomes.append(IngestResult(queued_message(ident, now, row), created=True))
+                created.append(ident)
+        self._notify("message", created)
+        return outcomes
 
     async def ingest_many(self, items: Sequence[NewMessage]) -> list[IngestResult]:
         """Ingest a batch in one transaction; a conflict rolls all of it back and raises (the

@@ -33,6 +33,7 @@ from agentbridge.sanitize import clean_text
 from agentbridge.states import IN_FLIGHT, MESSAGE_TRANSITIONS, TERMINAL, MessageState
 
 if TYPE_CHECKING:
+    from agentbridge.ledger.nodes import AgentFences
     from agentbridge.models import OutboxItem
 
 T = TypeVar("T")
@@ -67,12 +68,16 @@ class MessagesMixin:
     """Claim, lease and transition methods of ``PostgresLedger``."""
 
     if TYPE_CHECKING:
+        fences: AgentFences
         clock: Callable[[], float]
         max_attempts: int
         token: str
 
         async def _tx(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T: ...
         def _notify(self, kind: str, ids: Iterable[int]) -> None: ...
+        async def _owner_check(
+            self, cur: Cursor, now: float, agent: str, what: str, message_id: int | None
+        ) -> bool: ...
         async def _enqueue_in_tx(
             self,
             cur: Cursor,
@@ -95,6 +100,8 @@ class MessagesMixin:
         conversations, and with ``exclusive`` returns None while the agent has one in flight."""
 
         async def run(cur: Cursor, now: float) -> Message | None:
+            if not await self._owner_check(cur, now, agent, "claim", None):
+                return None  # this node lost the agent: nothing to claim
             if exclusive:
                 await cur.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 11))", ("claim:" + agent,)
@@ -119,6 +126,9 @@ class MessagesMixin:
         """Extend the lease of an in-flight message (the agent is making progress)."""
 
         async def run(cur: Cursor, now: float) -> Message:
+            if self.fences:  # fenced by an agent lease (a fleet node): checked first
+                agent = (await get_locked(cur, message_id)).agent
+                await self._owner_check(cur, now, agent, "heartbeat", message_id)
             await cur.execute(
                 "UPDATE messages SET lease_expires_at = %s, heartbeat_at = %s"
                 f" WHERE id = %s AND fence = %s AND state IN {IN_FLIGHT_SQL} RETURNING *",
@@ -192,6 +202,7 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, f"-> {to}", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, f"-> {to}", current)
             if current.state == to or (
@@ -258,6 +269,7 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, "requeue", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, "requeue", current)
             if current.state not in IN_FLIGHT:
@@ -289,6 +301,7 @@ class MessagesMixin:
 
         async def run(cur: Cursor, now: float) -> Message:
             current = await get_locked(cur, message_id)
+            await self._owner_check(cur, now, current.agent, "release", message_id)
             if current.fence != fence:
                 await refuse(cur, now, message_id, fence, "release", current)
             if current.state != MessageState.CLAIMED:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agentbridge.ledger.base import NotFound
+from agentbridge.ledger.postgres import tail
 from agentbridge.ledger.postgres.sql import IN_FLIGHT_SQL, Cursor, message, reply_item
 from agentbridge.ledger.records import event_from_row
 from agentbridge.ledger.replay import DEFAULT_TOMBSTONE_SECONDS
@@ -35,6 +36,7 @@ class ReadMixin:
 
     if TYPE_CHECKING:
         clock: Callable[[], float]
+        tail_stats: tail.TailStats
 
         async def _tx(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T: ...
         async def _read(
@@ -111,13 +113,11 @@ class ReadMixin:
         return await self._read(run)
 
     async def events_since(self, after_id: int, limit: int = 500) -> list[Event]:
-        """Audit rows with id > ``after_id``, oldest first."""
+        """Audit rows with id > ``after_id``, oldest first; never one ahead of an id that a
+        transaction still in progress holds (``tail``: a cursor past it would skip it)."""
 
         async def run(cur: Cursor) -> list[Event]:
-            await cur.execute(
-                "SELECT * FROM events WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
-            )
-            return [event_from_row(cast(Any, r)) for r in await cur.fetchall()]
+            return await tail.events_since(cur, after_id, limit, self.tail_stats)
 
         return await self._read(run)
 

@@ -121,6 +121,49 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX permission_requests_short ON permission_requests (short_id, id)",
         "CREATE INDEX permission_requests_message ON permission_requests (message_id, id)",
     ],
+    # 3: a fleet's nodes (supervisors) and named leases with fencing tokens (SQLite's 5)
+    [
+        """CREATE TABLE nodes (
+            name         TEXT PRIMARY KEY,
+            instance     TEXT    NOT NULL,
+            host         TEXT    NOT NULL,
+            pid          INTEGER NOT NULL,
+            started_at   DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            stopped_at   DOUBLE PRECISION
+        )""",
+        """CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,
+            node        TEXT    NOT NULL,
+            token       BIGINT  NOT NULL,
+            expires_at  DOUBLE PRECISION NOT NULL,
+            acquired_at DOUBLE PRECISION NOT NULL
+        )""",
+    ],
+    # 4: questions the agent asked the user (SQLite's migration 6)
+    [
+        """CREATE TABLE asks (
+            id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            short_id     TEXT    NOT NULL,
+            agent        TEXT    NOT NULL,
+            message_id   BIGINT,
+            attempt      INTEGER,
+            channel      TEXT    NOT NULL,
+            conversation TEXT    NOT NULL,
+            question     TEXT    NOT NULL,
+            choices      TEXT    NOT NULL DEFAULT '[]',
+            state        TEXT    NOT NULL,
+            answer       TEXT,
+            answered_by  TEXT,
+            answer_key   TEXT,
+            created_at   DOUBLE PRECISION NOT NULL,
+            expires_at   DOUBLE PRECISION NOT NULL,
+            answered_at  DOUBLE PRECISION
+        )""",
+        "CREATE UNIQUE INDEX asks_pending ON asks (short_id) WHERE state = 'pending'",
+        "CREATE INDEX asks_conversation ON asks (channel, conversation, id)",
+        "CREATE INDEX asks_message ON asks (message_id, id)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

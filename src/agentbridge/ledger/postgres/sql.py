@@ -15,6 +15,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import DictRow
 
 from agentbridge.ledger.base import IllegalTransition, LedgerError, NotFound, StaleLease
+from agentbridge.ledger.postgres.url import scrub, where
 from agentbridge.ledger.records import message_from_row, outbox_from_row
 from agentbridge.models import Message, OutboxItem
 from agentbridge.states import MessageState
@@ -26,6 +27,12 @@ CHANNEL = "agentbridge_changes"
 IN_FLIGHT_SQL = "('claimed', 'submitted', 'accepted')"
 #: ids per notification (a payload must stay under PostgreSQL's 8000 bytes)
 IDS_PER_NOTIFY = 400
+
+
+def problem(url: str, exc: BaseException) -> str:
+    """One line for a failed connection or statement: where, and the server's reason."""
+    reason = scrub(" ".join(str(exc).split()), url)
+    return f"ledger {where(url)}: {reason or type(exc).__name__}"
 
 
 class CommitThenRaise(Exception):
@@ -62,10 +69,13 @@ async def insert_event(
     attempt: int | None = None,
     detail: str = "",
 ) -> None:
-    """Append one audit-trail row."""
+    """Append one audit-trail row. The transaction gets its id before the row draws its
+    own (``pg_current_xact_id`` first), so a reader of ``events_since`` that sees the row's
+    id drawn also sees its transaction as in progress (``tail``)."""
     await cur.execute(
         "INSERT INTO events (message_id, outbox_id, at, actor, kind, from_state, to_state,"
-        " attempt, detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        " attempt, detail) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s"
+        " FROM (SELECT pg_current_xact_id()) AS xact",
         (message_id, outbox_id, now, actor, kind, from_state, to_state, attempt, detail),
     )
 

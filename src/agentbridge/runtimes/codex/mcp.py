@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 from agentbridge.config import AgentConfig
-from agentbridge.runtimes.mcp_server import MCP_NAME, mcp_command
+from agentbridge.runtimes.mcp_server import ASK_TOOL_TIMEOUT, MCP_NAME, mcp_command
 
 
 def mcp_overrides(agent: AgentConfig, state_dir: Path) -> list[str]:
@@ -25,6 +25,8 @@ def mcp_overrides(agent: AgentConfig, state_dir: Path) -> list[str]:
         # the session starts only once our server answered its handshake (0.169 starts the
         # others in the background: a first turn could miss the tools), and says so if not
         "required": "true",
+        # `ask` waits for a person (up to an hour): Codex's 60 s default would cut it off
+        "tool_timeout_sec": f"{ASK_TOOL_TIMEOUT:.1f}",
     }
     out: list[str] = []
     for key, value in values.items():

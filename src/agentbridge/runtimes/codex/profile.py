@@ -202,6 +202,10 @@ def codex_screen_state(screen: str) -> ScreenState:
         return ScreenState(ScreenKind.API_ERROR, box, errors.split("\n")[0].lstrip("■ "))
     if "esc to interrupt" in whole:
         return ScreenState(ScreenKind.BUSY, box)
+    if "Waiting for startup" in whole:
+        # its MCP servers are still starting (``agentbridge mcp`` is required): a prompt
+        # pasted now stays in the box, so the CLI is not ready yet (seen on a loaded CI box)
+        return ScreenState(ScreenKind.STARTING, box)
     if box is not None:
         return ScreenState(ScreenKind.READY, box)
     if not whole.strip() or "OpenAI Codex" in whole:

@@ -116,8 +116,8 @@ function renderTurn(entry) {
     const next = [...list.children].find((c) => Number(c.dataset.eventId) > event.id);
     list.insertBefore(chip, next || null);
   }
-  const text = STATUS_TEXT[view.status] ?? view.status;
-  const detail = view.status_detail ? ` – ${view.status_detail}` : "";
+  const text = view.progress ? "" : (STATUS_TEXT[view.status] ?? view.status);
+  const detail = view.status_detail ? `${text ? " – " : ""}${view.status_detail}` : "";
   $(".status-text", article).textContent = view.status === "replied" ? "" : `${text}${detail}`;
   $(".status-line", article).hidden = view.status === "replied";
   const reply = $(".bubble.agent", article);
@@ -189,7 +189,8 @@ export async function showChat(agent) {
     receipt: (receipt) => {
       const entry = app.messages.get(receipt.message_id);
       if (!entry) return;
-      entry.view = { ...entry.view, status: receipt.status, status_detail: receipt.detail };
+      const progress = Boolean(receipt.progress); // "working (12 s, 3 steps): …", in place
+      entry.view = { ...entry.view, status: receipt.status, status_detail: receipt.detail, progress };
       renderTurn(entry);
     },
   });
