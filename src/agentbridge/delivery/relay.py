@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -32,6 +30,7 @@ import pluggy
 from agentbridge.config import OutboxConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.delivery.attachments import file_ref
+from agentbridge.delivery.classify import classify
 from agentbridge.delivery.outfiles import (
     FileRefused,
     FileRoots,
@@ -43,7 +42,6 @@ from agentbridge.ledger.store import LedgerStore, NotFound, backoff_delay
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import (
     Channel,
-    DeliveryError,
     ErrorClass,
     FileChannel,
     FileReconcilingChannel,
@@ -52,16 +50,10 @@ from agentbridge.plugin.protocols import (
     ReconcilingChannel,
 )
 
+__all__ = ["RECONCILE_EVERY", "RECONCILE_TIMEOUT", "OutboxRelay", "chunk_text", "classify"]
+
 log = logging.getLogger(__name__)
 
-#: errors that will not get better by retrying (conservative: anything else is transient)
-PERMANENT_PATTERNS = re.compile(
-    r"chat not found|user not found|bot was blocked|bot was kicked|forbidden|chat_id is empty|"
-    r"no conversation reference|ambiguous.*recipient|user is deactivated|unknown channel",
-    re.IGNORECASE,
-)
-#: built-in exceptions that prove the request never left (refused, DNS): safe to retry
-NOT_SENT: tuple[type[BaseException], ...] = (ConnectionRefusedError, socket.gaierror)
 #: how long one ``reconcile`` may take, and how often rows still in doubt are asked again
 RECONCILE_TIMEOUT = 30.0
 RECONCILE_EVERY = 30.0
@@ -84,36 +76,6 @@ def chunk_text(text: str, limit: int) -> list[str]:
     if rest:
         parts.append(rest)
     return parts
-
-
-def classify(
-    error: BaseException, channel: Channel | None, pm: pluggy.PluginManager | None
-) -> tuple[ErrorClass, float | None]:
-    """(class, retry_after): the plugin hook first, then the channel, then the built-in rules.
-
-    Built in: a ``DeliveryError`` says its own class (a "transient" one whose text names a
-    permanent condition is permanent); any other exception is permanent by its text,
-    transient only if it proves nothing was sent (``NOT_SENT``), and otherwise ``unknown``.
-    """
-    retry_after = error.retry_after if isinstance(error, DeliveryError) else None
-    if pm is not None and channel is not None:
-        answer = pm.hook.classify_delivery_error(channel=channel.name, error=error)
-        if answer is not None:
-            return ErrorClass(answer), retry_after
-    if isinstance(error, DeliveryError) and error.error_class != ErrorClass.TRANSIENT:
-        return error.error_class, retry_after
-    if channel is not None and not isinstance(error, DeliveryError):
-        try:
-            answer = channel.classify_error(error)
-        except Exception:
-            answer = None
-        if answer is not None:
-            return ErrorClass(answer), retry_after
-    if PERMANENT_PATTERNS.search(str(error)):
-        return ErrorClass.PERMANENT, retry_after
-    if isinstance(error, (DeliveryError, *NOT_SENT)):
-        return ErrorClass.TRANSIENT, retry_after
-    return ErrorClass.UNKNOWN, retry_after
 
 
 class OutboxRelay:

@@ -36,6 +36,7 @@ class FakeExtras:
 
     port: int
     history: dict[str, list[dict[str, Any]]]
+    always_fail: str | None  #: "reset" holds for uploads too
 
     def _init_extras(self) -> None:
         self.stored_files: dict[str, dict[str, Any]] = {}  # id → name, data, mimetype
@@ -234,7 +235,8 @@ class FakeExtras:
             msg["thread_ts"] = str(args["thread_ts"])
         self._store(channel, msg)
         self.uploaded.append(dict(msg, channel=channel, data=[s["data"] for s in found if s]))
-        if self.upload_faults and self.upload_faults.pop(0) == "reset":
+        fault = self.upload_faults.pop(0) if self.upload_faults else self.always_fail
+        if fault == "reset":  # posted, then the connection is cut (as chat.postMessage)
             assert request.transport is not None
             request.transport.abort()
             await asyncio.sleep(0)
