@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from agentbridge_slack.doctor import SCOPES
 from agentbridge_slack.fake_extras import (
     BOT_ID,
     BOT_TOKEN,
@@ -69,6 +70,7 @@ class FakeSlack(FakeExtras):
         self.faults: list[str] = []  # for the next chat.postMessage calls, in order
         self.always_fail: str | None = None
         self.stall_seconds = 30.0
+        self.scopes = list(SCOPES)  #: the bot token's, as ``x-oauth-scopes`` says them
         self.connects = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._clock = itertools.count(1)
@@ -277,6 +279,8 @@ class FakeSlack(FakeExtras):
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: web.StreamResponse = await handler(request, args)
+        if want == BOT_TOKEN and not result.prepared:  # as Slack: on every bot-token answer
+            result.headers["x-oauth-scopes"] = ",".join(self.scopes)
         return result
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
