@@ -345,6 +345,11 @@ class SlackChannel(FileSending):
         if not msg.text and not msg.files:
             return None
         conversation = msg.conversation(self.settings.reply_in_thread)
+        if msg.kind == "action" and not await interactive.answers_here(
+            self._ctx, conversation, msg.text
+        ):
+            log.warning("slack: dropped a click naming no request asked in %s", conversation)
+            return None
         settings = self.settings
         try:
             async with files.fetch(
