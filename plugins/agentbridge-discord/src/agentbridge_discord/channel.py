@@ -21,6 +21,7 @@ from agentbridge_discord import client as wiring
 from agentbridge_discord.cursor import CursorStore
 from agentbridge_discord.interacting import Interacting
 from agentbridge_discord.outbound import MAX_MESSAGE_LENGTH
+from agentbridge_discord.progressing import Progressing
 from agentbridge_discord.receipts import ReceiptSender
 from agentbridge_discord.receiving import Receiving
 from agentbridge_discord.sending import EMPTY_REPLY, Sending
@@ -36,7 +37,7 @@ INTENT_HINT = (
 )
 
 
-class DiscordChannel(Receiving, Sending, Interacting):
+class DiscordChannel(Receiving, Sending, Interacting, Progressing):
     """One bot. ``settings=None`` reads the table from ``ChannelContext.config`` at start."""
 
     name = "discord"

@@ -46,6 +46,7 @@ from agentbridge_slack.errors import api_code, classify, to_delivery_error
 from agentbridge_slack.events_http import EventsServer
 from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
 from agentbridge_slack.mrkdwn import MAX_MESSAGE_LENGTH
+from agentbridge_slack.progress import ProgressEditing
 from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
 from agentbridge_slack.uploads import FileSending
 
@@ -59,7 +60,7 @@ SDK_LOG.setLevel(logging.INFO)
 LIVE: weakref.WeakSet[SlackChannel] = weakref.WeakSet()
 
 
-class SlackChannel(FileSending):
+class SlackChannel(FileSending, ProgressEditing):
     """One Slack app. ``settings=None`` reads the table from ``ChannelContext.config``."""
 
     name = "slack"

@@ -192,7 +192,7 @@ class FakeExtras:
         return web.Response(text=f"OK - {len(stored['data'])}")
 
     async def _m_chat_update(self, request: web.Request, args: dict[str, Any]) -> web.Response:
-        self.updates.append(dict(args))
+        self.updates.append(dict(args, at=time.monotonic()))
         for msg in self.history.get(str(args.get("channel")), []):
             if msg["ts"] == args.get("ts"):
                 msg["text"] = args.get("text", msg["text"])
