@@ -15,20 +15,20 @@ import hmac
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from agentbridge_slack.testing import Envelope
-
-BOT_TOKEN = "xoxb-test-1-secret"
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-BOT_USER = "UBOT"
-BOT_ID = "BBOT"
-TEAM = "T1"
+from agentbridge_slack.fake_shared import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    TEAM,
+    Envelope,
+)
 
 
 class FakeExtras:

@@ -14,22 +14,22 @@ import itertools
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from agentbridge_slack.doctor import SCOPES
-from agentbridge_slack.fake_extras import (
+from agentbridge_slack.fake_extras import FakeExtras
+from agentbridge_slack.fake_shared import (
+    APP_TOKEN,
     BOT_ID,
     BOT_TOKEN,
     BOT_USER,
     SIGNING_SECRET,
     TEAM,
-    FakeExtras,
+    Envelope,
 )
 
-APP_TOKEN = "xapp-test-1-secret"
 __all__ = [
     "APP_TOKEN",
     "BOT_ID",
@@ -40,20 +40,6 @@ __all__ = [
     "Envelope",
     "FakeSlack",
 ]
-
-
-@dataclass
-class Envelope:
-    """One envelope (``events_api``, ``interactive``, ``slash_commands``) as sent, and what
-    became of it."""
-
-    envelope_id: str
-    payload: dict[str, Any]
-    type: str = "events_api"
-    retry_attempt: int = 0
-    sent_times: list[float] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)  # Events API: HTTP 200 answers
-    statuses: list[int] = field(default_factory=list)  # Events API: every HTTP answer
 
 
 class FakeSlack(FakeExtras):
