@@ -45,11 +45,14 @@ def token_file(tmp_path: Path, fake: FakeDiscord) -> Path:
 async def start_channel(
     fake: FakeDiscord, ledger: Ledger, token_file: Path, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[DiscordChannel]]]:
-    """``await start_channel(ingest=None, **table_overrides)`` → a started channel whose
-    gateway session is up (READY seen)."""
+    """``await start_channel(ingest=None, core_max_bytes=…, **table_overrides)`` → a started
+    channel whose gateway session is up (READY seen); ``core_max_bytes`` is the core's
+    ``[attachments] max_bytes``."""
     started: list[DiscordChannel] = []
 
-    async def start(ingest: Ingest | None = None, **table: Any) -> DiscordChannel:
+    async def start(
+        ingest: Ingest | None = None, core_max_bytes: int = 20 * 1024 * 1024, **table: Any
+    ) -> DiscordChannel:
         from agentbridge.testing import async_wait_until
 
         config: dict[str, Any] = {
@@ -66,6 +69,7 @@ async def start_channel(
             ingest=ingest or ledger_ingest(ledger),
             state_dir=tmp_path / "state",
             ledger=ledger,
+            max_attachment_bytes=core_max_bytes,
         )
         sessions = channel.sessions
         await channel.start(ctx)

@@ -34,3 +34,13 @@ def ledger_ingest(ledger: Ledger) -> Ingest:
         )  # fmt: skip
 
     return ingest
+
+
+async def asked_in(ledger: Ledger, conversation: int, key: str = "asker") -> str:
+    """A real permission request asked in ``conversation``; its short id (a click naming
+    none, or another conversation's, is dropped as stale)."""
+    asker = await ledger.ingest(
+        "discord", str(conversation), str(ALICE), "go", key=key, agent="demo"
+    )
+    req = await ledger.open_permission(asker.message.id, "demo", "Bash", "ls", 1e12)
+    return req.short_id

@@ -83,6 +83,9 @@ class DiscordHarness(HarnessBase):
     def sent(self) -> list[str]:
         return self.fake.reply_texts()
 
+    def sent_files(self) -> list[tuple[str, bytes]]:
+        return [upload for s in self.fake.sent for upload in s.files]
+
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
         self.fake.always_fail = {
             None: None,

@@ -8,6 +8,7 @@ stranger's message never reaches the agent, and the bot token is not in the agen
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -29,7 +30,15 @@ RESTART: dict[str, tuple[Callable[[], Awaitable[None]], list[asyncio.subprocess.
 
 
 @pytest.fixture
-async def bridge(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
+def table_extra() -> str:
+    """More lines of ``[channels.discord]`` (a test parametrizes it)."""
+    return ""
+
+
+@pytest.fixture
+async def bridge(
+    fake: FakeDiscord, tmp_path: Path, table_extra: str
+) -> AsyncIterator[tuple[Path, str]]:
     home, state = tmp_path / "home", tmp_path / "state"
     home.mkdir()
     socket = f"abdc-{uuid.uuid4().hex[:8]}"
@@ -40,7 +49,7 @@ async def bridge(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[tuple[Path,
         "[console]\nenabled = false\n"
         '[agents.demo]\nruntime = "demo"\n'
         f'[channels.discord]\napi_base_url = "{fake.api_base_url}"\n'
-        f'gateway_url = "{fake.gateway_url}"\nallowed_users = ["{ALICE}"]\n'
+        f'gateway_url = "{fake.gateway_url}"\nallowed_users = ["{ALICE}"]\n{table_extra}'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
     env.update(
@@ -243,3 +252,37 @@ async def test_a_permission_button_answers_the_agents_hook(
         return any(s.content.endswith(f"allowed (by {ALICE})") for s in fake.sent)
 
     await async_wait_until(noted, timeout=30, what="the relay's note")
+
+
+INTERVAL = 1.5
+
+
+@pytest.mark.parametrize("table_extra", [f"progress = true\nprogress_interval = {INTERVAL}\n"])
+async def test_a_slow_turn_shows_one_status_message_edited_in_place(
+    fake: FakeDiscord, bridge: tuple[Path, str]
+) -> None:
+    """Progress on: the turn's status is posted once, then edited (PATCH) at most once per
+    interval, saying the newest step; the reply is its own message."""
+    log_path, _ = bridge
+    text = "#fake:slow=6 #fake:steps=5 narrate"
+    try:
+        await async_wait_until(lambda: _true(bool(fake.identify)), timeout=30, what="IDENTIFY")
+        await fake.post(DM, ALICE, text)
+
+        async def answered() -> bool:
+            return f"echo: {text}" in fake.reply_texts()
+
+        await async_wait_until(answered, timeout=60, what="the agent's reply on Discord")
+    except AssertionError:
+        raise AssertionError(log_path.read_text(errors="replace")[-3000:]) from None
+    [status] = [s for s in fake.sent if s.content.startswith("working (")]  # posted once
+    edits = [(at, body) for at, cid, mid, body in fake.edits if mid == status.message_id]
+    assert len(edits) >= 2 and all(cid == DM for _, cid, _, _ in fake.edits), fake.edits
+    assert all(body.startswith("working (") and "step" in body for _, body in edits)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(edits)]
+    assert min(gaps) >= INTERVAL - 0.2, gaps  # at most one update per interval
+    assert len(fake.sent) == 2  # the status and the reply: no message per update
+
+
+async def _true(value: bool) -> bool:
+    return value

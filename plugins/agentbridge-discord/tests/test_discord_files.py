@@ -12,9 +12,11 @@ from agentbridge.agent import inbox
 from agentbridge.config import parse_config
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
 from agentbridge.ledger.sqlite import Ledger
-from agentbridge.plugin.protocols import DeliveryError, ErrorClass
+from agentbridge.plugin.protocols import DeliveryError, ErrorClass, OutFile
+from agentbridge.states import OutboxState
 from agentbridge.supervisor.inbound_files import settle, stage_for
 from agentbridge.testing import async_wait_until
+from agentbridge.testing.relaying import running_relay, settled
 from discord_helpers import ALICE, DM, GUILD, TEXT
 
 from agentbridge_discord.testing import BOT_ID, FakeDiscord
@@ -98,14 +100,17 @@ async def test_a_file_without_text_is_a_message_with_its_file_in_the_cwd(
 async def test_sizes_are_capped_before_and_after_the_download(
     fake: FakeDiscord, ledger: Ledger, start_channel, staged_ingest
 ) -> None:
-    await start_channel(ingest=staged_ingest, max_attachment_bytes=5000)
+    await start_channel(ingest=staged_ingest, max_attachment_bytes=5000, core_max_bytes=3000)
     huge = fake.attachment(DM, "huge.bin", b"x", size=9000)  # Discord says 9000 bytes
     first = await fake.post(DM, ALICE, "big one", attachments=[huge])
-    assert "over the bridge's" in await told(fake, first)
-    assert fake.cdn_gets == []  # refused before a byte was fetched
-    big = fake.attachment(DM, "big.bin", b"y" * 2000)  # under ours, over the core's 1000
+    assert "'huge.bin' is 9000 bytes, over the bridge's 3000 bytes" in await told(fake, first)
+    big = fake.attachment(DM, "big.bin", b"y" * 4000)  # under ours, over the core's 3000
     second = await fake.post(DM, ALICE, "medium", attachments=[big])
-    assert "big.bin" in await told(fake, second)
+    assert "'big.bin' is 4000 bytes, over the bridge's 3000 bytes" in await told(fake, second)
+    assert fake.cdn_gets == []  # both refused before a byte was fetched
+    liar = fake.attachment(DM, "liar.bin", b"y" * 3500, size=10)  # says 10, is 3500
+    third = await fake.post(DM, ALICE, "small?", attachments=[liar])
+    assert "'liar.bin' is over 3000 bytes" in await told(fake, third)
     assert await rows(ledger) == []
     await fake.post(DM, ALICE, "after them")  # the cursor moved on: refusals are acked
     [row] = await wait_rows(ledger, 1)
@@ -155,61 +160,116 @@ def text_for(path: Path, caption: str) -> str:
 
 
 async def file_item(ledger: Ledger, path: Path, caption: str = "") -> Any:
+    """What ``send_file`` queues (agent-initiated: no message in flight)."""
     text = text_for(path, caption)
     key = f"{FILE_KEY_PREFIX}{time.monotonic_ns()}"
     return await ledger.enqueue_reply("discord", str(DM), text, key=key)
 
 
-async def test_an_agents_file_is_uploaded_with_its_caption(
+def work(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return {"demo": tmp_path / "work"}
+
+
+async def test_an_agents_file_is_uploaded_with_its_caption_through_the_relay(
     fake: FakeDiscord, ledger: Ledger, start_channel, tmp_path: Path
 ) -> None:
     channel = await start_channel()
-    path = tmp_path / "report.md"
+    assert channel.limits.max_file_bytes == 10 * 1024 * 1024  # Discord's default for bots
+    cwds = work(tmp_path)
+    path = cwds["demo"] / "report.md"
     path.write_bytes(b"# results\n" * 50)
-    first = await channel.deliver(await file_item(ledger, path, "the report"))
-    [sent] = fake.sent
-    assert sent.files == [("report.md", path.read_bytes())] and sent.content == "the report"
-    assert first == str(sent.message_id) and sent.nonce
-    bare = tmp_path / "plain.bin"
+    bare = cwds["demo"] / "plain.bin"
     bare.write_bytes(b"\x00\x01")
-    await channel.deliver(await file_item(ledger, bare))
-    assert fake.sent[1].files == [("plain.bin", b"\x00\x01")] and fake.sent[1].content == ""
+    async with running_relay(ledger, channel, cwds=cwds):
+        first = await file_item(ledger, path, "the report")
+        second = await file_item(ledger, bare)
+        assert (await settled(ledger, first.id)).state is OutboxState.SENT
+        row = await settled(ledger, second.id)
+    sent, plain = fake.sent
+    assert sent.files == [("report.md", path.read_bytes())] and sent.content == "the report"
+    assert (await ledger.get_reply(first.id)).platform_message_id == str(sent.message_id)
+    assert sent.nonce and plain.files == [("plain.bin", b"\x00\x01")] and plain.content == ""
+    assert row.state is OutboxState.SENT
 
 
-async def test_too_large_and_missing_files_are_permanent_with_the_reason(
+async def test_a_long_caption_follows_the_file_as_messages(
+    fake: FakeDiscord, ledger: Ledger, start_channel, tmp_path: Path
+) -> None:
+    channel = await start_channel()
+    cwds = work(tmp_path)
+    (cwds["demo"] / "a.txt").write_text("a")
+    caption = "\n".join(f"line {i} " + "w" * 90 for i in range(30))  # ~2,900 characters
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, cwds["demo"] / "a.txt", caption)
+        assert (await settled(ledger, item.id)).state is OutboxState.SENT
+    upload, rest = fake.sent
+    assert upload.files == [("a.txt", b"a")] and rest.files == []
+    assert upload.content + rest.content == caption and len(upload.content) <= 2000
+
+
+async def test_too_large_files_are_refused_by_the_relay_and_discords_413_is_permanent(
     fake: FakeDiscord, ledger: Ledger, start_channel, tmp_path: Path
 ) -> None:
     channel = await start_channel(max_upload_bytes=100)
-    path = tmp_path / "big.log"
-    path.write_bytes(b"z" * 3 * 1024 * 1024)
-    with pytest.raises(DeliveryError) as caught:
-        await channel.deliver(await file_item(ledger, path))
-    assert caught.value.error_class is ErrorClass.PERMANENT
-    assert "'big.log' is 3.0 MB, over Discord's 100 bytes upload limit" in str(caught.value)
-    missing = await file_item(ledger, tmp_path / "nope.txt")
-    with pytest.raises(DeliveryError, match=r"cannot send 'nope\.txt'") as caught:
-        await channel.deliver(missing)
-    assert caught.value.error_class is ErrorClass.PERMANENT and fake.sent == []
+    assert channel.limits.max_file_bytes == 100
+    cwds = work(tmp_path)
+    path = cwds["demo"] / "big.log"
+    path.write_bytes(b"z" * 3000)
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, path)
+        row = await settled(ledger, item.id)
+
+        async def told_the_user() -> bool:
+            return len(fake.sent) == 1
+
+        await async_wait_until(told_the_user, timeout=10, what="the refusal text")
+    assert row.state is OutboxState.FAILED and row.last_error == (
+        "permanent: file too big: big.log is 3000 bytes, over discord's 100-byte limit"
+    )
+    [notice] = fake.sent
+    assert notice.files == [] and "big.log (2.9 KB), but it is too big" in notice.content
     roomy = await start_channel(max_upload_bytes=10 * 1024 * 1024)
-    fake.upload_limit = 1024 * 1024  # Discord's own 413 (a server limit we did not know)
+    fake.upload_limit = 1000  # Discord's own 413 (a server limit we did not know)
     with pytest.raises(DeliveryError) as caught:
-        await roomy.deliver(await file_item(ledger, path))
+        await roomy.deliver_file(item, OutFile("big.log", b"z" * 3000))
     assert caught.value.error_class is ErrorClass.PERMANENT and "40005" in str(caught.value)
 
 
-async def test_an_upload_in_doubt_is_found_by_reconcile(
+async def test_an_upload_in_doubt_is_reconciled_by_name_not_resent(
     fake: FakeDiscord, ledger: Ledger, start_channel, tmp_path: Path
 ) -> None:
     channel = await start_channel(request_timeout=1)
-    path = tmp_path / "out.txt"
-    path.write_text("data")
+    cwds = work(tmp_path)
+    (cwds["demo"] / "out.txt").write_text("data")
     fake.fail_next, fake.hang_seconds = ["timeout"], 3.0
-    item = await file_item(ledger, path)
-    with pytest.raises(DeliveryError) as caught:
-        await channel.deliver(item)
-    assert caught.value.error_class is ErrorClass.UNKNOWN
-    found = await channel.reconcile(item)
-    assert found.landed is True and found.platform_message_id == str(fake.sent[0].message_id)
-    other = tmp_path / "other.txt"
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, cwds["demo"] / "out.txt", "the data")
+        row = await settled(ledger, item.id, (OutboxState.SENT, OutboxState.FAILED))
+    assert row.state is OutboxState.SENT and len(fake.sent) == 1
+    assert row.platform_message_id == str(fake.sent[0].message_id) and row.attempts == 1
+    other = cwds["demo"] / "other.txt"
     other.write_text("never sent")
-    assert (await channel.reconcile(await file_item(ledger, other))).landed is False
+    never = await file_item(ledger, other)
+    assert (await channel.reconcile_file(never, OutFile("other.txt", b""))).landed is False
+
+
+async def test_an_upload_that_landed_without_its_caption_tail_sends_only_the_tail(
+    fake: FakeDiscord, ledger: Ledger, start_channel, tmp_path: Path
+) -> None:
+    """The file's message is there, the next caption part never went: the new attempt sends
+    that part only (the upload is not repeated)."""
+    channel = await start_channel()
+    cwds = work(tmp_path)
+    (cwds["demo"] / "b.txt").write_text("b")
+    caption = "\n".join(f"row {i} " + "v" * 90 for i in range(30))
+    fake.fail_next = ["reset"]  # the upload is created, its answer lost
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, cwds["demo"] / "b.txt", caption)
+        row = await settled(ledger, item.id, (OutboxState.SENT, OutboxState.FAILED))
+    assert row.state is OutboxState.SENT
+    assert [s.files for s in fake.sent] == [[("b.txt", b"b")], []]
+    assert "".join(s.content for s in fake.sent) == caption
+    assert row.platform_message_id == str(fake.sent[0].message_id)
+    details = [e.detail for e in await ledger.events_since(0) if e.outbox_id == item.id]
+    assert row.attempts == 2 and any("outcome unknown" in d for d in details), details

@@ -12,9 +12,10 @@ from agentbridge.ledger.sqlite import Ledger
 from agentbridge.supervisor.commands import COMMANDS, parse_command
 from agentbridge.supervisor.permissions import PermissionRelay
 from agentbridge.testing import async_wait_until
-from discord_helpers import ALICE, DM, GUILD, MALLORY, TEXT, THREAD, ledger_ingest
+from discord_helpers import ALICE, DM, GUILD, MALLORY, TEXT, THREAD, asked_in, ledger_ingest
 
 from agentbridge_discord.components import ANSWER_PREFIX
+from agentbridge_discord.interacting import STALE
 from agentbridge_discord.testing import FakeDiscord
 
 
@@ -94,15 +95,16 @@ async def test_a_click_is_acknowledged_only_after_the_ledger_has_it(
         return await plain(conversation, sender, text, **kw)
 
     await start_channel(ingest=slow)
-    mid = await fake.post(TEXT, ALICE, "question", guild_id=GUILD)  # a message to click on
-    click = await fake.click(TEXT, ALICE, mid, ANSWER_PREFIX + "no abcde", guild_id=GUILD)
+    short = await asked_in(ledger, TEXT)
+    mid = int(fake.message(TEXT, ALICE, "question", guild_id=GUILD)["id"])  # to click on
+    click = await fake.click(TEXT, ALICE, mid, f"{ANSWER_PREFIX}no {short}", guild_id=GUILD)
     await async_wait_until(lambda: _true(bool(at_ingest)), timeout=10, what="the ingest")
     await asyncio.sleep(0.2)  # the ingest is blocked: no ack may have gone out meanwhile
     assert fake.callbacks == [] and at_ingest == [0]
     release.set()
     await async_wait_until(lambda: _callback(fake, click), timeout=10, what="the ack")
-    [row] = await ledger.list_messages(channel="discord")
-    assert (row.text, row.platform_id, row.conversation) == ("no abcde", f"click-{click}",
+    row = (await ledger.list_messages(channel="discord"))[-1]
+    assert (row.text, row.platform_id, row.conversation) == (f"no {short}", f"click-{click}",
                                                              str(TEXT))  # fmt: skip
 
 
@@ -113,12 +115,40 @@ async def test_a_failed_ingest_tells_the_clicker_and_stores_nothing(
         raise OSError("disk full")
 
     channel = await start_channel(ingest=broken)
+    short = await asked_in(ledger, DM)
     mid = int(fake.message(DM, ALICE, "q")["id"])  # in the history, not dispatched
-    click = await fake.click(DM, ALICE, mid, ANSWER_PREFIX + "yes abcde")
+    click = await fake.click(DM, ALICE, mid, f"{ANSWER_PREFIX}yes {short}")
     await async_wait_until(lambda: _callback(fake, click), timeout=10, what="the answer")
     [told] = fake.callbacks
     assert told.type == 4 and told.ephemeral and "could not store" in told.data["content"]
     assert channel.ingest_failures == 1 and fake.history[DM][-1].get("components") is None
+
+
+async def test_a_click_naming_another_channels_request_is_dropped(
+    fake: FakeDiscord, ledger: Ledger, start_channel, caplog: Any
+) -> None:
+    """A button copied to (or forged in) another channel answers nothing there: told so,
+    logged, never ingested; the same answer clicked where it was asked is taken."""
+    seen: list[str] = []
+    plain = ledger_ingest(ledger)
+
+    async def ingest(conversation: str, sender: str, text: str, **kw: Any) -> Any:
+        seen.append(text)
+        return await plain(conversation, sender, text, **kw)
+
+    await start_channel(ingest=ingest)
+    short = await asked_in(ledger, DM)
+    mid = int(fake.message(TEXT, ALICE, "elsewhere", guild_id=GUILD)["id"])
+    for answer in (f"yes {short}", "no zzzzz"):  # another channel's request; no request
+        wrong = await fake.click(TEXT, ALICE, mid, ANSWER_PREFIX + answer, guild_id=GUILD)
+        await async_wait_until(lambda i=wrong: _callback(fake, i), timeout=10, what="stale")
+        told = next(c for c in fake.callbacks if c.interaction_id == wrong)
+        assert told.ephemeral and told.data["content"] == STALE
+    assert seen == [] and "dropped a click naming no request asked in" in caplog.text
+    here = int(fake.message(DM, ALICE, "question")["id"])
+    right = await fake.click(DM, ALICE, here, f"{ANSWER_PREFIX}yes {short}")
+    await async_wait_until(lambda: _callback(fake, right), timeout=10, what="the answer")
+    assert seen == [f"yes {short}"]
 
 
 async def test_slash_commands_are_registered_and_run_as_the_typed_command(

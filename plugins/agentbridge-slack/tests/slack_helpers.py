@@ -61,3 +61,18 @@ def write_secret(path: Path, value: str) -> Path:
     path.write_text(value + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+async def open_request(ledger: Ledger, conversation: str) -> str:
+    """A real permission request asked in ``conversation`` (by its first message there, or a
+    new one); its short id. A click naming none, or another conversation's, is dropped."""
+    mine = [
+        m for m in await ledger.list_messages(channel="slack") if m.conversation == conversation
+    ]
+    if mine:
+        asker = mine[0]
+    else:
+        made = await ledger.ingest("slack", conversation, ALICE, "go", key=f"asker:{conversation}",
+                                   agent="demo")  # fmt: skip
+        asker = made.message
+    return (await ledger.open_permission(asker.id, "demo", "Bash", "ls", 1e12)).short_id

@@ -67,6 +67,13 @@ class SlackHarness(HarnessBase):
     def sent(self) -> list[str]:
         return [p["text"] for p in self.fake.posted]
 
+    def sent_files(self) -> list[tuple[str, bytes]]:
+        return [
+            (f["name"], data)
+            for up in self.fake.uploaded
+            for f, data in zip(up["files"], up["data"], strict=True)
+        ]
+
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
         self.fake.stall_seconds = 3
         self.fake.always_fail = {

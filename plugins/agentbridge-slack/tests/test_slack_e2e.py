@@ -9,6 +9,7 @@ click; a slash command is run by the core's command parser and answered in the c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -43,7 +44,13 @@ class Up:
 
 
 @pytest.fixture
-async def bridge(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[Up]:
+def table_extra() -> str:
+    """More lines of ``[channels.slack]`` (a test parametrizes it)."""
+    return ""
+
+
+@pytest.fixture
+async def bridge(fake: FakeSlack, tmp_path: Path, table_extra: str) -> AsyncIterator[Up]:
     home, state = tmp_path / "home", tmp_path / "state"
     home.mkdir()
     socket = f"absl-{uuid.uuid4().hex[:8]}"
@@ -54,6 +61,7 @@ async def bridge(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[Up]:
         "[console]\nenabled = false\n"
         '[agents.demo]\nruntime = "demo"\n'
         f'[channels.slack]\nbase_url = "{fake.base_url}"\nallowed_users = ["{ALICE}"]\n'
+        f"{table_extra}"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
     env.update(
@@ -231,3 +239,28 @@ async def test_a_file_without_text_reaches_the_agent(fake: FakeSlack, bridge: Up
     stored = [p for p in bridge.state.rglob("numbers.csv") if ".agentbridge" in p.parts]
     assert [p.read_bytes() for p in stored] == [data]
     assert fake.downloads == [(shared["id"], f"Bearer {BOT_TOKEN}")]
+
+
+INTERVAL = 1.5
+
+
+@pytest.mark.parametrize("table_extra", [f"progress = true\nprogress_interval = {INTERVAL}\n"])
+async def test_a_slow_turn_shows_one_status_message_updated_in_place(
+    fake: FakeSlack, bridge: Up
+) -> None:
+    """Progress on: the turn's status is posted once in the DM, then changed with
+    ``chat.update`` at most once per interval, saying the newest step; the reply is its own
+    message."""
+    text = "#fake:slow=6 #fake:steps=5 narrate"
+    try:
+        fake.user_message(DM, ALICE, text)
+        await posted(fake, f"echo: {text}", "the agent's reply on Slack", timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{bridge.log()[-3000:]}") from None
+    [status] = [p for p in fake.posted if p["text"].startswith("working (")]  # posted once
+    edits = [u for u in fake.updates if u["ts"] == status["ts"]]
+    assert len(edits) >= 2 and all(u["channel"] == DM for u in edits), fake.updates
+    assert all(u["text"].startswith("working (") and "step" in u["text"] for u in edits)
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(edits)]
+    assert min(gaps) >= INTERVAL - 0.2, gaps  # at most one update per interval
+    assert len(fake.posted) == 2  # the status and the reply: no message per update

@@ -12,7 +12,7 @@ from agentbridge.config import ConfigError
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.plugin.protocols import ChannelContext
 from agentbridge.testing import async_wait_until
-from slack_helpers import ALICE, CHAN, DM, MALLORY, ledger_ingest, write_secret
+from slack_helpers import ALICE, CHAN, DM, MALLORY, ledger_ingest, open_request, write_secret
 
 from agentbridge_slack import SlackChannel, parse_settings
 from agentbridge_slack.settings import load_tokens
@@ -128,9 +128,10 @@ async def test_clicks_and_slash_commands_come_as_forms(
 ) -> None:
     top = fake.user_message(CHAN, ALICE, "go", mention=True)
     await answered(last(fake))
+    k3y45 = await open_request(ledger, f"{CHAN}:{top['ts']}")
     item = await ledger.enqueue_reply(
-        "slack", f"{CHAN}:{top['ts']}", 'Permission needed: Bash ls — reply "yes k3y45" or '
-        '"no k3y45"', key="permission:1:ask",
+        "slack", f"{CHAN}:{top['ts']}", f'Permission needed: Bash ls — reply "yes {k3y45}" or '
+        f'"no {k3y45}"', key="permission:1:ask",
     )  # fmt: skip
     await events.deliver(item)
     click = fake.click(fake.posted[-1], ALICE, "Deny")
@@ -141,7 +142,7 @@ async def test_clicks_and_slash_commands_come_as_forms(
     rows = await ledger.list_messages(channel="slack")
     assert [(r.conversation, r.text) for r in rows] == [
         (f"{CHAN}:{top['ts']}", "go"),
-        (f"{CHAN}:{top['ts']}", "no k3y45"),
+        (f"{CHAN}:{top['ts']}", f"no {k3y45}"),
         (DM, "/status"),
     ]
 

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agentbridge.agent import attachments as core_files
-from agentbridge.config import OutboxConfig
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
-from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.ledger.sqlite import Ledger
-from agentbridge.plugin.protocols import DeliveryError, ErrorClass
+from agentbridge.plugin.protocols import OutFile
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
+from agentbridge.testing.relaying import running_relay, settled
 from slack_helpers import ALICE, CHAN, DM, ledger_ingest
 
 from agentbridge_slack.files import FileRefused, fetch, file_refs
 from agentbridge_slack.testing import BOT_TOKEN, Envelope, FakeSlack
-
-FAST = OutboxConfig(backoff=(0.05,), max_retries=5, ttl_seconds=60, drain_budget_seconds=5)
 
 
 async def acked(env: Envelope) -> None:
@@ -98,17 +95,35 @@ async def test_a_token_without_files_read_gets_a_clear_refusal(
     assert not got.path.exists()  # the scratch copy is gone on exit
 
 
-async def test_the_agents_file_is_uploaded_in_three_steps(
+def work(tmp_path: Path) -> dict[str, Path]:
+    """The agent's cwd: the relay sends files only from under it."""
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return {"demo": tmp_path / "work"}
+
+
+def text_for(path: Path, caption: str) -> str:
+    return file_text(path, path.stat().st_size if path.exists() else 0, caption)
+
+
+async def file_item(ledger: Ledger, path: Path, conversation: str, caption: str = "") -> Any:
+    """What ``send_file`` queues (agent-initiated: no message in flight)."""
+    key = f"{FILE_KEY_PREFIX}{time.monotonic_ns()}"
+    return await ledger.enqueue_reply("slack", conversation, text_for(path, caption), key=key)
+
+
+async def test_the_agents_file_is_uploaded_in_three_steps_through_the_relay(
     fake: FakeSlack, ledger: Ledger, start_channel, tmp_path: Path
 ) -> None:
     channel = await start_channel()
-    report = tmp_path / "report.csv"
+    cwds = work(tmp_path)
+    report = cwds["demo"] / "report.csv"
     report.write_bytes(b"a,b\n1,2\n")
-    text = file_text(report, report.stat().st_size, "the **numbers**")
-    item = await ledger.enqueue_reply("slack", f"{CHAN}:1700.1", text, key=f"{FILE_KEY_PREFIX}1")
-    file_id = await channel.deliver(item)
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, report, f"{CHAN}:1700.1", "the **numbers**")
+        row = await settled(ledger, item.id)
+    assert row.state is OutboxState.SENT
     [up] = fake.uploaded
-    assert up["files"][0]["id"] == file_id and up["data"] == [b"a,b\n1,2\n"]
+    assert up["files"][0]["id"] == row.platform_message_id and up["data"] == [b"a,b\n1,2\n"]
     assert (up["channel"], up["thread_ts"], up["text"]) == (CHAN, "1700.1", "the *numbers*")
     steps = [c for c in fake.calls if c.startswith("files.")]
     assert steps == ["files.getUploadURLExternal", "files.completeUploadExternal"]
@@ -116,20 +131,29 @@ async def test_the_agents_file_is_uploaded_in_three_steps(
 
 
 @pytest.mark.parametrize("case", ["too_large", "gone"])
-async def test_file_limits_are_permanent_errors(
+async def test_files_over_the_limit_or_gone_fail_for_good_with_a_note(
     fake: FakeSlack, ledger: Ledger, start_channel, tmp_path: Path, case: str
 ) -> None:
     channel = await start_channel(max_upload_bytes=100)
-    path = tmp_path / "dump.bin"
+    assert channel.limits.max_file_bytes == 100
+    cwds = work(tmp_path)
+    path = cwds["demo"] / "dump.bin"
     path.write_bytes(b"z" * 500)
-    item = await ledger.enqueue_reply("slack", DM, file_text(path, 500), key=f"{FILE_KEY_PREFIX}2")
+    item = await file_item(ledger, path, DM)
     if case == "gone":
         path.unlink()
-    with pytest.raises(DeliveryError) as caught:
-        await channel.deliver(item)
-    assert caught.value.error_class is ErrorClass.PERMANENT
-    want = "500 B, over the 100 B upload limit" if case == "too_large" else "is gone"
-    assert want in str(caught.value) and "dump.bin" in str(caught.value)
+    async with running_relay(ledger, channel, cwds=cwds):
+        row = await settled(ledger, item.id)
+
+        async def noted() -> bool:
+            return len(fake.posted) == 1
+
+        await async_wait_until(noted, timeout=10, what="the note to the user")
+    assert row.state is OutboxState.FAILED
+    want = "is 500 bytes, over slack's 100-byte limit" if case == "too_large" else "file gone"
+    assert want in (row.last_error or "") and "dump.bin" in (row.last_error or "")
+    [note] = fake.posted
+    assert "dump.bin" in note["text"] and note["channel"] == DM
     assert "files.getUploadURLExternal" not in fake.calls
 
 
@@ -137,23 +161,19 @@ async def test_a_lost_answer_to_the_upload_is_reconciled_not_resent(
     fake: FakeSlack, ledger: Ledger, start_channel, tmp_path: Path
 ) -> None:
     channel = await start_channel()
-    path = tmp_path / "plot.png"
+    cwds = work(tmp_path)
+    path = cwds["demo"] / "plot.png"
     path.write_bytes(b"\x89PNG" + b"0" * 100)
     fake.upload_faults.append("reset")  # posted, then the connection is cut
-    relay = OutboxRelay(ledger, {"slack": channel}, FAST)
-    task = asyncio.create_task(relay.run())
-    try:
-        item = await ledger.enqueue_reply("slack", DM, file_text(path, 104), key="agent-file:3")
-        relay.poke()
-
-        async def sent() -> bool:
-            return (await ledger.get_reply(item.id)).state is OutboxState.SENT
-
-        await async_wait_until(sent, timeout=15, what="the upload reconciled")
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with running_relay(ledger, channel, cwds=cwds):
+        item = await file_item(ledger, path, DM)
+        row = await settled(ledger, item.id, (OutboxState.SENT, OutboxState.FAILED))
+    assert row.state is OutboxState.SENT
     assert len(fake.uploaded) == 1, "uploaded twice"
+    assert row.platform_message_id == fake.uploaded[0]["files"][0]["id"]
     details = [e.detail for e in await ledger.events_since(0) if e.outbox_id == item.id]
     assert details[-1] == "reconcile: it arrived", details
+    other = cwds["demo"] / "other.txt"
+    other.write_text("never sent")
+    never = await file_item(ledger, other, DM)
+    assert (await channel.reconcile_file(never, OutFile("other.txt", b""))).landed is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.testing import async_wait_until
-from slack_helpers import ALICE, CHAN, DM, MALLORY, ledger_ingest
+from slack_helpers import ALICE, CHAN, DM, MALLORY, ledger_ingest, open_request
 
 from agentbridge_slack.interactive import command_text
 from agentbridge_slack.testing import Envelope, FakeSlack
@@ -21,10 +21,19 @@ async def acked(env: Envelope, times: int = 1) -> None:
 
 
 async def ask(fake: FakeSlack, ledger: Ledger, channel, conversation: str) -> dict:
-    """The permission relay's question, delivered: the posted message (with its buttons)."""
-    item = await ledger.enqueue_reply("slack", conversation, QUESTION, key="permission:7:ask")
+    """The permission relay's question for a real request asked in ``conversation``,
+    delivered: the posted message (with its buttons; their answers name ``ab12c``)."""
+    short = await open_request(ledger, conversation)
+    item = await ledger.enqueue_reply(
+        "slack", conversation, QUESTION.replace("ab12c", short), key=f"permission:{short}:ask"
+    )
     await channel.deliver(item)
     return fake.posted[-1]
+
+
+def short_of(question: dict) -> str:
+    """The request's short id the question's buttons answer."""
+    return str(question["blocks"][1]["elements"][0]["value"]).split()[1]
 
 
 async def test_a_question_has_buttons_and_a_click_is_the_typed_answer(
@@ -39,15 +48,20 @@ async def test_a_question_has_buttons_and_a_click_is_the_typed_answer(
     assert question["thread_ts"] == top["ts"]
     [section, actions] = question["blocks"]
     assert section["text"]["text"].startswith("Permission needed: Bash")
+    ab12c = short_of(question)
     assert [(b["text"]["text"], b["value"], b.get("style")) for b in actions["elements"]] == [
-        ("Allow", "yes ab12c", "primary"),
-        ("Allow for this session", "always ab12c", None),
-        ("Deny", "no ab12c", "danger"),
+        ("Allow", f"yes {ab12c}", "primary"),
+        ("Allow for this session", f"always {ab12c}", None),
+        ("Deny", f"no {ab12c}", "danger"),
     ]
     env = fake.click(question, ALICE, "Allow for this session")
     await acked(env)
     rows = await ledger.list_messages(channel="slack")
-    assert [(r.conversation, r.sender, r.text) for r in rows][-1] == (thread, ALICE, "always ab12c")
+    assert [(r.conversation, r.sender, r.text) for r in rows][-1] == (
+        thread,
+        ALICE,
+        f"always {ab12c}",
+    )
     [(_key, committed)] = commits[-1:]
     assert env.ack_times[0] >= committed  # acked after the commit
     # then the question is edited: who answered what, no buttons left
@@ -67,17 +81,43 @@ async def test_a_strangers_click_is_refused_acked_and_changes_nothing(
 ) -> None:
     channel = await start_channel(allowed_teams=["T1"])
     question = await ask(fake, ledger, channel, DM)
+    asked = await ledger.list_messages(channel="slack")  # the request's own message
     env = fake.click(question, MALLORY, "Allow")
     await acked(env)
-    assert await ledger.list_messages(channel="slack") == []
+    assert await ledger.list_messages(channel="slack") == asked
     assert channel.refused == 1 and fake.updates == []
     env = fake.click(question, ALICE, "Deny", team="T2")  # allowed user, other workspace
     await acked(env)
-    assert await ledger.list_messages(channel="slack") == [] and channel.refused == 2
+    assert await ledger.list_messages(channel="slack") == asked and channel.refused == 2
     env = fake.click(question, ALICE, "Deny")
     await acked(env)
-    [row] = await ledger.list_messages(channel="slack")
-    assert (row.conversation, row.text) == (DM, "no ab12c")  # a DM question: the DM
+    [_asker, row] = await ledger.list_messages(channel="slack")
+    assert (row.conversation, row.text) == (DM, f"no {short_of(question)}")  # the DM
+
+
+async def test_a_click_naming_another_conversations_request_is_dropped(
+    fake: FakeSlack, ledger: Ledger, start_channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A button copied to (or forged in) another conversation answers nothing there: acked,
+    logged, never ingested, the question not edited; clicked where it was asked, it is taken."""
+    channel = await start_channel()
+    question = await ask(fake, ledger, channel, DM)
+    asked = await ledger.list_messages(channel="slack")
+    elsewhere = dict(question, channel=CHAN)  # the same buttons, shown in another channel
+    env = fake.click(elsewhere, ALICE, "Deny")
+    await acked(env)
+    forged = dict(question, blocks=[question["blocks"][0], dict(question["blocks"][1])])
+    forged["blocks"][1]["elements"] = [dict(b, value="no zzzzz") for b in
+                                       question["blocks"][1]["elements"]]  # fmt: skip
+    env = fake.click(forged, ALICE, "Deny")  # names no request at all
+    await acked(env)
+    assert await ledger.list_messages(channel="slack") == asked and fake.updates == []
+    assert caplog.text.count("dropped a click naming no request asked in") == 2
+    assert f"asked in {CHAN}" in caplog.text
+    env = fake.click(question, ALICE, "Deny")
+    await acked(env)
+    row = (await ledger.list_messages(channel="slack"))[-1]
+    assert (row.conversation, row.text) == (DM, f"no {short_of(question)}")
 
 
 async def test_slash_commands_are_ingested_as_the_command_text(

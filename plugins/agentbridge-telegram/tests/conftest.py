@@ -48,7 +48,9 @@ async def start_channel(
     """``await start_channel(ingest=None, **table_overrides)`` → a started channel."""
     started: list[TelegramChannel] = []
 
-    async def start(ingest: Ingest | None = None, **table: Any) -> TelegramChannel:
+    async def start(
+        ingest: Ingest | None = None, core_max_bytes: int = 20 * 1024 * 1024, **table: Any
+    ) -> TelegramChannel:
         config: dict[str, Any] = {
             "token_file": str(token_file),
             "allowed_users": [ALICE],
@@ -63,6 +65,7 @@ async def start_channel(
             ingest=ingest or ledger_ingest(ledger),
             state_dir=tmp_path,
             ledger=ledger,
+            max_attachment_bytes=core_max_bytes,  # the core's [attachments] max_bytes
         )
         await channel.start(ctx)
         started.append(channel)

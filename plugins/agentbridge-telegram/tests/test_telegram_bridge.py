@@ -108,6 +108,9 @@ class TelegramHarness(HarnessBase):
     def sent(self) -> list[str]:
         return [s.visible for s in self.fake.sent]
 
+    def sent_files(self) -> list[tuple[str, bytes]]:
+        return [(f.name, f.data) for f in self.fake.uploads]
+
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
         self.fake.always_fail = {
             None: None,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from agentbridge.ledger.sqlite import Ledger
+from agentbridge.testing import async_wait_until
+from telegram_helpers import ALICE, CHAT
+
 from agentbridge_telegram.files import FileRef, file_refs
 from agentbridge_telegram.inbound import parse_update
+from agentbridge_telegram.testing import FakeBotApi
 
 
 def test_largest_photo_size_document_and_voice() -> None:
@@ -38,3 +43,26 @@ def test_malformed_file_parts_are_left_out_and_a_bare_photo_is_a_message() -> No
     parsed = parse_update(update)
     assert parsed is not None and parsed.text is None
     assert parsed.files == (FileRef("p", "photo-2.jpg", "image/jpeg", None),)
+
+
+async def test_the_cores_max_bytes_refuses_before_and_while_downloading(
+    fake: FakeBotApi, ledger: Ledger, start_channel
+) -> None:
+    """``ctx.max_attachment_bytes`` (the core's ``[attachments] max_bytes``) caps the fetch:
+    a file Telegram declares larger is never fetched; one that lies stops at the cap."""
+    await start_channel(core_max_bytes=1000)
+    big = {"file_id": fake.add_file(b"x" * 5000), "file_name": "big.bin", "file_size": 5000}
+    first = fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"document": big})
+    liar = {"file_id": fake.add_file(b"y" * 3000), "file_name": "liar.bin", "file_size": 10}
+    second = fake.add_message(chat_id=CHAT, user_id=ALICE, extra={"document": liar})
+
+    async def both_told() -> bool:
+        return sum(s.text.startswith("Not delivered") for s in fake.sent) >= 2
+
+    await async_wait_until(both_told, timeout=10, what="two refusals")
+    refusals = [s.text for s in fake.sent if s.text.startswith("Not delivered")]
+    assert "'big.bin' is 0.0 MB; the limit is 0.0 MB per file." in refusals[0]
+    assert "'liar.bin' is over the bridge's limit" in refusals[1]
+    assert fake.downloads == [f"documents/{liar['file_id']}"]  # big.bin: not a byte fetched
+    assert fake.confirmed_offset > second["update_id"] > first["update_id"]  # refusals acked
+    assert await ledger.list_messages(channel="telegram") == []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbridge.config import Config
-from agentbridge.delivery.attachments import FILE_KEY_PREFIX, FileRef
+from agentbridge.delivery.attachments import FILE_KEY_PREFIX, FileRef, file_ref
 from agentbridge.ledger.store import ChannelLedger, NotFound
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import OutFile
@@ -35,6 +35,7 @@ __all__ = [
     "FileRefused",
     "FileRoots",
     "bridge_private",
+    "described",
     "name_problem",
     "read_checked",
     "reply_file",
@@ -208,3 +209,13 @@ def reply_file(text: str) -> OutFile:
     note = f"(the whole reply, {len(text)} characters, is in {REPLY_FILE})"
     caption = f"{preview}\n{note}" if preview else note
     return OutFile(REPLY_FILE, text.encode("utf-8", "replace"), "text/markdown", caption)
+
+
+def described(item: OutboxItem) -> OutFile:
+    """The file ``item`` goes out as, without reading the agent's file (``data`` empty): what
+    a channel's ``reconcile_file`` matches by, name and caption."""
+    ref = file_ref(item)
+    if ref is None:
+        return reply_file(item.text)
+    media_type = mimetypes.guess_type(ref.path.name)[0] or "application/octet-stream"
+    return OutFile(ref.path.name, b"", media_type, ref.caption)

@@ -12,7 +12,8 @@ blindly; a channel that can look it up reconciles it, otherwise a human decides.
 Files (``outfiles.py``): on a ``FileChannel`` an agent's file, and a reply that would need
 more than ``max_parts`` parts, go as one upload (one part: ``parts_sent`` stays 0 until the
 row is ``sent``); a file that cannot go (gone, too big, outside its roots) fails the row for
-good and queues a short text instead. A reply already partly sent keeps chunking.
+good and queues a short text instead. A reply already partly sent keeps chunking. An
+upload in doubt is looked up only by a channel with ``reconcile_file`` (by name, caption).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import pluggy
@@ -31,28 +30,30 @@ import pluggy
 from agentbridge.config import OutboxConfig
 from agentbridge.crashpoints import crash_point
 from agentbridge.delivery.attachments import file_ref
-from agentbridge.delivery.outfiles import FileRefused, FileRoots, read_checked, reply_file
+from agentbridge.delivery.classify import classify
+from agentbridge.delivery.outfiles import (
+    FileRefused,
+    FileRoots,
+    described,
+    read_checked,
+    reply_file,
+)
 from agentbridge.ledger.store import LedgerStore, NotFound, backoff_delay
 from agentbridge.models import OutboxItem
 from agentbridge.plugin.protocols import (
     Channel,
-    DeliveryError,
     ErrorClass,
     FileChannel,
+    FileReconcilingChannel,
     OutFile,
+    Reconciled,
     ReconcilingChannel,
 )
 
+__all__ = ["RECONCILE_EVERY", "RECONCILE_TIMEOUT", "OutboxRelay", "chunk_text", "classify"]
+
 log = logging.getLogger(__name__)
 
-#: errors that will not get better by retrying (conservative: anything else is transient)
-PERMANENT_PATTERNS = re.compile(
-    r"chat not found|user not found|bot was blocked|bot was kicked|forbidden|chat_id is empty|"
-    r"no conversation reference|ambiguous.*recipient|user is deactivated|unknown channel",
-    re.IGNORECASE,
-)
-#: built-in exceptions that prove the request never left (refused, DNS): safe to retry
-NOT_SENT: tuple[type[BaseException], ...] = (ConnectionRefusedError, socket.gaierror)
 #: how long one ``reconcile`` may take, and how often rows still in doubt are asked again
 RECONCILE_TIMEOUT = 30.0
 RECONCILE_EVERY = 30.0
@@ -75,36 +76,6 @@ def chunk_text(text: str, limit: int) -> list[str]:
     if rest:
         parts.append(rest)
     return parts
-
-
-def classify(
-    error: BaseException, channel: Channel | None, pm: pluggy.PluginManager | None
-) -> tuple[ErrorClass, float | None]:
-    """(class, retry_after): the plugin hook first, then the channel, then the built-in rules.
-
-    Built in: a ``DeliveryError`` says its own class (a "transient" one whose text names a
-    permanent condition is permanent); any other exception is permanent by its text,
-    transient only if it proves nothing was sent (``NOT_SENT``), and otherwise ``unknown``.
-    """
-    retry_after = error.retry_after if isinstance(error, DeliveryError) else None
-    if pm is not None and channel is not None:
-        answer = pm.hook.classify_delivery_error(channel=channel.name, error=error)
-        if answer is not None:
-            return ErrorClass(answer), retry_after
-    if isinstance(error, DeliveryError) and error.error_class != ErrorClass.TRANSIENT:
-        return error.error_class, retry_after
-    if channel is not None and not isinstance(error, DeliveryError):
-        try:
-            answer = channel.classify_error(error)
-        except Exception:
-            answer = None
-        if answer is not None:
-            return ErrorClass(answer), retry_after
-    if PERMANENT_PATTERNS.search(str(error)):
-        return ErrorClass.PERMANENT, retry_after
-    if isinstance(error, (DeliveryError, *NOT_SENT)):
-        return ErrorClass.TRANSIENT, retry_after
-    return ErrorClass.UNKNOWN, retry_after
 
 
 class OutboxRelay:
@@ -156,7 +127,7 @@ class OutboxRelay:
         # every unknown row, old or new, of a channel that can look it up is asked once
         for item in await self.ledger.list_replies(state="unknown"):
             channel = self.channels.get(item.channel)
-            if isinstance(channel, ReconcilingChannel) and not self.as_file(item, channel):
+            if channel is not None and self._can_ask(channel, item):
                 self._in_doubt.add(item.id)
         return len(unknown)
 
@@ -275,7 +246,7 @@ class OutboxRelay:
         try:
             platform_id = await channel.deliver_file(item, upload)
         except Exception as exc:
-            await self._failed_attempt(item, channel, exc, item, 1, reconcile=False)
+            await self._failed_attempt(item, channel, exc, item, 1, upload=upload)
             return
         sent = await self.ledger.mark_sent(item.id, platform_id)
         log.info(
@@ -312,7 +283,7 @@ class OutboxRelay:
         exc: Exception,
         chunk: OutboxItem,
         parts: int,
-        reconcile: bool = True,
+        upload: OutFile | None = None,
     ) -> None:
         error_class, retry_after = classify(exc, channel, self.pm)
         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -320,7 +291,7 @@ class OutboxRelay:
         known = "failed" if final else "retry"
         self._attempted(item, "unknown" if error_class == ErrorClass.UNKNOWN else known)
         if error_class == ErrorClass.UNKNOWN:
-            await self._unknown(item, channel, error, chunk, parts, reconcile)
+            await self._unknown(item, channel, error, chunk, parts, upload)
             return
         if error_class == ErrorClass.PERMANENT:
             await self.ledger.mark_failed(item.id, f"permanent: {error}")
@@ -358,18 +329,15 @@ class OutboxRelay:
         error: str,
         chunk: OutboxItem,
         parts: int,
-        reconcile: bool = True,
+        upload: OutFile | None = None,
     ) -> None:
         """The platform may have the part: never resend it blindly; reconcile or surface."""
         part = f"part {chunk.parts_sent + 1}/{parts}: " if parts > 1 else ""
         await self.ledger.mark_unknown(
             item.id, f"outcome unknown, not resent: {part}{error}", error=error
         )
-        if (
-            reconcile  # an upload is not a text a channel can look up
-            and isinstance(channel, ReconcilingChannel)
-            and await self._reconcile(channel, chunk, parts) is not None
-        ):
+        ask = self._ask(channel, chunk, upload)
+        if ask is not None and await self._reconcile(ask, chunk, parts) is not None:
             return
         log.warning(
             "message %s: reply %s to %s:%s may or may not have arrived (%s%s); not resent."
@@ -385,8 +353,23 @@ class OutboxRelay:
             item.id,
         )
 
+    def _can_ask(self, channel: Channel, item: OutboxItem) -> bool:
+        """Can ``channel`` look ``item`` up (an upload needs ``reconcile_file``)?"""
+        wanted = FileReconcilingChannel if self.as_file(item, channel) else ReconcilingChannel
+        return isinstance(channel, wanted)
+
+    def _ask(
+        self, channel: Channel, chunk: OutboxItem, upload: OutFile | None = None
+    ) -> Awaitable[Reconciled] | None:
+        """The channel's lookup of ``chunk`` (its upload, if it goes as a file), if any."""
+        if upload is not None or self.as_file(chunk, channel):
+            if isinstance(channel, FileReconcilingChannel):
+                return channel.reconcile_file(chunk, upload or described(chunk))
+            return None
+        return channel.reconcile(chunk) if isinstance(channel, ReconcilingChannel) else None
+
     async def _reconcile(
-        self, channel: ReconcilingChannel, chunk: OutboxItem, parts: int
+        self, ask: Awaitable[Reconciled], chunk: OutboxItem, parts: int
     ) -> bool | None:
         """Ask the channel whether the part in doubt landed; act on a definite answer.
 
@@ -394,7 +377,7 @@ class OutboxRelay:
         tell: the row stays ``unknown``; asked again later only if the lookup itself failed).
         """
         try:
-            found = await asyncio.wait_for(channel.reconcile(chunk), RECONCILE_TIMEOUT)
+            found = await asyncio.wait_for(ask, RECONCILE_TIMEOUT)
         except Exception as exc:
             log.info("reply %s: reconcile failed, will ask again: %s", chunk.id, exc)
             self._in_doubt.add(chunk.id)
@@ -431,12 +414,14 @@ class OutboxRelay:
             except NotFound:
                 continue
             channel = self.channels.get(item.channel)
-            if item.state != "unknown" or not isinstance(channel, ReconcilingChannel):
+            if item.state != "unknown" or channel is None:
                 continue  # decided meanwhile (a human, another path)
-            if self.as_file(item, channel):
-                continue
-            parts = chunk_text(item.text, channel.limits.max_message_length)
-            index = min(item.parts_sent, len(parts) - 1)
-            await self._reconcile(
-                channel, replace(item, text=parts[index], parts_sent=index), parts=len(parts)
-            )
+            if self.as_file(item, channel):  # one upload: the whole row is the part
+                parts, chunk = [item.text], item
+            else:
+                parts = chunk_text(item.text, channel.limits.max_message_length)
+                index = min(item.parts_sent, len(parts) - 1)
+                chunk = replace(item, text=parts[index], parts_sent=index)
+            ask = self._ask(channel, chunk)
+            if ask is not None:
+                await self._reconcile(ask, chunk, parts=len(parts))

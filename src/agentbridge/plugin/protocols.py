@@ -148,6 +148,8 @@ class ChannelContext:
     channel may use (``ChannelLedger``: message state, replies, ``events_since`` and
     ``on_change`` for live views, nonces, and a human's requeue or drop).
     ``status()`` returns the live snapshot ``agentbridge status --json`` prints.
+    ``max_attachment_bytes`` is ``[attachments] max_bytes``: ``ingest`` refuses a larger file,
+    so a channel refuses one before downloading it.
     """
 
     name: str
@@ -157,6 +159,7 @@ class ChannelContext:
     ledger: ChannelLedger | None = None
     status: StatusSnapshot | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    max_attachment_bytes: int = 20 * 1024 * 1024
 
 
 @runtime_checkable
@@ -213,6 +216,19 @@ class FileChannel(Protocol):
     async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
         """Upload ``file`` as the whole of ``item``; return the platform id or raise like
         ``deliver`` (an upload whose outcome is unknown must say ``UNKNOWN``)."""
+
+
+@runtime_checkable
+class FileReconcilingChannel(Protocol):
+    """Optional, with ``FileChannel``: a channel that can look up an upload in doubt."""
+
+    async def reconcile_file(self, item: OutboxItem, file: OutFile) -> Reconciled:
+        """Did the upload of ``file`` (as ``item``'s whole) reach the platform?
+
+        Like ``reconcile``: called for an upload that ended ``unknown`` (right after, and at
+        start); must not send anything; raising = cannot tell. Match by ``file.name`` and
+        ``file.caption``: ``file.data`` is empty when asked later (the bytes are not kept).
+        """
 
 
 @runtime_checkable
@@ -341,6 +357,7 @@ __all__ = [
     "ErrorClass",
     "ErrorText",
     "FileChannel",
+    "FileReconcilingChannel",
     "HookParser",
     "Ingest",
     "LaunchSpec",

@@ -180,6 +180,7 @@ class Supervisor:
             ledger=self.ledger,
             status=self.status_snapshot,
             extras=permission_send.channel_extras(self),  # the console answers permissions
+            max_attachment_bytes=self.config.attachments.max_bytes,
         )
         ctx.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:

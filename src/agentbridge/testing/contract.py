@@ -17,18 +17,16 @@ The suite runs the channel against a real ledger in ``tmp_path``. The bridge's `
 wrapped to record when each commit returned; the harness records when the platform saw each
 ack; "ingest before ack" is then a comparison of two clocks, not a promise in a README.
 Replies go out at most once: a send whose answer was lost must be classified ``unknown`` and
-the real relay must never send it again.
+the real relay must never send it again. A ``FileChannel`` also runs ``contract_files.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 import pytest_asyncio
@@ -39,7 +37,6 @@ from agentbridge.kinds import ReceiptKind
 from agentbridge.models import Message, OutboxItem
 from agentbridge.plugin.protocols import (
     Channel,
-    ChannelContext,
     ChannelLimits,
     ErrorClass,
     Receipt,
@@ -47,6 +44,8 @@ from agentbridge.plugin.protocols import (
 )
 from agentbridge.states import OutboxState
 from agentbridge.testing.bridge import ContractBridge, complete_next, contract_bridge
+from agentbridge.testing.contract_files import FileChannelContract
+from agentbridge.testing.harness import ChannelHarness, HarnessBase
 
 __all__ = [
     "ChannelContract",
@@ -59,38 +58,6 @@ __all__ = [
 
 #: replies longer than this are not built in full by the limits test (a 1 MB limit means "none")
 LIMIT_PROBE_CAP = 100_000
-
-
-class ChannelHarness(Protocol):
-    """What a channel's author supplies: a handle on the (fake) platform behind the channel."""
-
-    channel: Channel
-    #: False when there is no platform that can fail deliveries (the error test is skipped)
-    can_fail: bool
-
-    async def start(self, ctx: ChannelContext) -> None:
-        """Start the fake platform (if any), then ``channel.start(ctx)``."""
-
-    async def stop(self) -> None:
-        """Stop the channel, then the fake platform; safe to call twice."""
-
-    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
-        """Make the platform deliver one message (again, for a redelivery) and wait until the
-        channel answered it: an ack, or an error the platform would redeliver after."""
-
-    def ack_times(self, platform_id: str) -> list[float]:
-        """``time.monotonic()`` of each ack the platform received for ``platform_id``."""
-
-    def sent(self) -> list[str]:
-        """Texts the platform received from ``deliver``, oldest first."""
-
-    def fail_deliveries(self, error_class: ErrorClass | None) -> None:
-        """Make the platform fail every delivery; None heals it.
-
-        ``PERMANENT``: refuse for good (chat not found). ``TRANSIENT``: refuse in a way that
-        proves nothing was done (429, connection refused). ``UNKNOWN``: *act* on the delivery
-        (the text counts in ``sent()``), then lose the answer (time out, reset the connection).
-        """
 
 
 #: what a lost answer looks like to a client: the platform may have acted
@@ -106,49 +73,9 @@ NOT_SENT_ERRORS: tuple[BaseException, ...] = (
 )
 
 
-class HarnessBase:
-    """A harness with the bookkeeping done: subclasses override ``inbound`` (and more)."""
-
-    can_fail = False
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-        self.acks: dict[str, list[float]] = {}
-        self.sent_texts: list[str] = []
-        self.failing: ErrorClass | None = None
-
-    async def start(self, ctx: ChannelContext) -> None:
-        """Start the channel."""
-        await self.channel.start(ctx)
-
-    async def stop(self) -> None:
-        """Stop the channel."""
-        await self.channel.stop()
-
-    async def inbound(self, platform_id: str, text: str, conversation: str, sender: str) -> None:
-        """Required: the one thing only the author knows how to do."""
-        raise NotImplementedError("the harness must implement inbound()")
-
-    def record_ack(self, platform_id: str) -> None:
-        """Call when the platform sees the channel's ack of ``platform_id``."""
-        self.acks.setdefault(platform_id, []).append(time.monotonic())
-
-    def ack_times(self, platform_id: str) -> list[float]:
-        """See ``ChannelHarness``."""
-        return list(self.acks.get(platform_id, []))
-
-    def sent(self) -> list[str]:
-        """See ``ChannelHarness``."""
-        return list(self.sent_texts)
-
-    def fail_deliveries(self, error_class: ErrorClass | None) -> None:
-        """See ``ChannelHarness``; only meaningful when ``can_fail`` is True (a fake platform
-        reads ``self.failing``: ``UNKNOWN`` means record the text as sent, then time out)."""
-        self.failing = error_class
-
-
-class ChannelContract:
-    """Subclass as ``TestSomething(ChannelContract)`` and override the ``harness`` fixture."""
+class ChannelContract(FileChannelContract):
+    """Subclass as ``TestSomething(ChannelContract)`` and override the ``harness`` fixture
+    (files: ``contract_files.py``)."""
 
     conversation = "contract-conversation"
     sender = "contract-sender"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -20,10 +21,11 @@ from agentbridge_discord import client as wiring
 from agentbridge_discord.cursor import CursorStore
 from agentbridge_discord.interacting import Interacting
 from agentbridge_discord.outbound import MAX_MESSAGE_LENGTH
+from agentbridge_discord.progressing import Progressing
 from agentbridge_discord.receipts import ReceiptSender
 from agentbridge_discord.receiving import Receiving
 from agentbridge_discord.sending import EMPTY_REPLY, Sending
-from agentbridge_discord.settings import load_token, parse_settings
+from agentbridge_discord.settings import DEFAULT_UPLOAD_LIMIT, load_token, parse_settings
 from agentbridge_discord.state import log
 
 __all__ = ["EMPTY_REPLY", "INTENT_HINT", "DiscordChannel"]
@@ -35,11 +37,15 @@ INTENT_HINT = (
 )
 
 
-class DiscordChannel(Receiving, Sending, Interacting):
+class DiscordChannel(Receiving, Sending, Interacting, Progressing):
     """One bot. ``settings=None`` reads the table from ``ChannelContext.config`` at start."""
 
     name = "discord"
-    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+    limits = ChannelLimits(
+        max_message_length=MAX_MESSAGE_LENGTH,
+        supports_formatting=True,
+        max_file_bytes=DEFAULT_UPLOAD_LIMIT,
+    )
 
     async def start(self, ctx: ChannelContext) -> None:
         """Read the token, log in (REST ``/users/@me``), then run the gateway and the slash
@@ -47,6 +53,7 @@ class DiscordChannel(Receiving, Sending, Interacting):
         if self.settings is None:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
+        self.limits = replace(self.limits, max_file_bytes=settings.max_upload_bytes)
         token = load_token(settings, self._env)
         self._ctx = ctx
         self.cursors = CursorStore(ctx.state_dir)

@@ -1,30 +1,27 @@
-"""Files both ways: a message's attachments → ``Attachment`` records; an agent's file → upload.
+"""Files in: a message's attachments → ``Attachment`` records (files out: ``sending.py``).
 
-In: each attachment of a message the ledger takes is downloaded from its URL (Discord's CDN)
-before the ingest, under ``max_attachment_bytes`` (the size Discord declares is checked before
-a byte is fetched, the bytes after), and handed to ``ctx.ingest``, which stores it under the
-agent's cwd and refuses one over ``[attachments] max_bytes`` (``AttachmentTooLarge``). A
-file Discord will not serve (403/404: deleted, expired) is refused with a line to the sender;
-a 5xx or a network failure raises, so the message is read again (the cursor holds).
+Each attachment of a message the ledger takes is downloaded from its URL (Discord's CDN)
+before the ingest, under the smaller of ``max_attachment_bytes`` and the core's
+``[attachments] max_bytes`` (the size Discord declares is checked before a byte is fetched, the
+bytes after), and handed to ``ctx.ingest``, which stores it under the agent's cwd. A file
+Discord will not serve (403/404: deleted, expired) is refused with a line to the sender; a 5xx
+or a network failure raises, so the message is read again (the cursor holds).
 
-Out: an outbox item that carries a file (``agentbridge.delivery.attachments.file_ref``) goes
-out as one message with the file uploaded (multipart) and the caption as its text. Discord
-refuses uploads over the target's limit (10 MiB for bots outside boosted servers, discord.py's
-``DEFAULT_FILE_SIZE_LIMIT_BYTES``; ``max_upload_bytes`` raises it): such a file is a
-*permanent* error naming the size and the limit, before anything is sent.
+Out, an agent's file is the relay's ``deliver_file``: the relay checks its path and its size
+against ``limits.max_file_bytes`` (``max_upload_bytes``: 10 MiB for bots outside boosted
+servers, discord.py's ``DEFAULT_FILE_SIZE_LIMIT_BYTES``) and reads it; Discord's own 413 is
+a permanent error (``outbound.classify``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import discord
-from agentbridge.delivery.attachments import FileRef
-from agentbridge.plugin.protocols import Attachment, DeliveryError, ErrorClass
+from agentbridge.plugin.protocols import Attachment
 
-__all__ = ["FileLink", "FileRefused", "download", "keyword", "links", "upload"]
+__all__ = ["FileLink", "FileRefused", "download", "keyword", "links"]
 
 
 class FileRefused(Exception):
@@ -88,25 +85,6 @@ async def download(
             raise FileRefused(f"Not delivered: {link.name!r} is over {_mb(cap)}.")
         out.append(Attachment(link.name, link.media_type, data=data, size=len(data)))
     return out
-
-
-def upload(ref: FileRef, limit: int) -> discord.File:
-    """The ``discord.File`` for an agent's file, or a permanent ``DeliveryError`` saying why."""
-    path = Path(ref.path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DeliveryError(
-            f"discord: cannot send {path.name!r}: {type(exc).__name__}: {exc.strerror or exc}",
-            ErrorClass.PERMANENT,
-        ) from None
-    if size > limit:
-        raise DeliveryError(
-            f"discord: {path.name!r} is {_mb(size)}, over Discord's {_mb(limit)} upload limit "
-            "(channels.discord.max_upload_bytes; boosted servers allow more)",
-            ErrorClass.PERMANENT,
-        )
-    return discord.File(str(path), filename=path.name)
 
 
 def keyword(attachments: list[Attachment]) -> dict[str, Any]:

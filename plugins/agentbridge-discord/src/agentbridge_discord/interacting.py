@@ -7,7 +7,9 @@ within 3 s; a ledger commit takes milliseconds): a click with UPDATE_MESSAGE (ty
 question shows the choice and loses its buttons), a slash command with a short visible echo
 (type 4). A refused or failed one gets an ephemeral line, visible to the clicker only.
 Discord never redelivers an interaction: a click the ledger did not take is told so and can
-be clicked again (the key, the interaction id, keeps a double ack to one row).
+be clicked again (the key, the interaction id, keeps a double ack to one row). A click whose
+answer names no request asked in that channel (``click_answers_here``: forged, or a button
+copied elsewhere) is logged, told it answers nothing, and never ingested as agent text.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 from typing import Any
 
 import discord
+from agentbridge.delivery.actions import click_answers_here
 from agentbridge.supervisor.routing import Unroutable
 
 from agentbridge_discord import slash
@@ -26,6 +29,7 @@ from agentbridge_discord.receiving import NOT_AUTHORISED
 from agentbridge_discord.state import ChannelState, log
 
 NOT_STORED = "The bridge could not store this; try again in a moment."
+STALE = "This button no longer answers anything."
 
 
 class Interacting(ChannelState):
@@ -71,6 +75,10 @@ class Interacting(ChannelState):
             self._refuse(user, channel.id, guild)
             await self._answer(interaction, NOT_AUTHORISED)
             return
+        if key.startswith("click-") and not await self._answers_here(str(channel.id), text):
+            log.warning("discord: dropped a click naming no request asked in %s", channel.id)
+            await self._answer(interaction, STALE)
+            return
         meta = {
             "interaction_id": str(interaction.id),
             "channel_id": str(channel.id),
@@ -89,6 +97,13 @@ class Interacting(ChannelState):
             await self._answer(interaction, NOT_STORED)
             return
         await self._acknowledge(interaction, text)
+
+    async def _answers_here(self, conversation: str, answer: str) -> bool:
+        """The core's own-chat check (without a ledger to ask, the core's relay decides)."""
+        ctx = self._ctx
+        if ctx is None or ctx.ledger is None:
+            return True
+        return await click_answers_here(ctx.ledger, ctx.name, conversation, answer)
 
     async def _acknowledge(self, interaction: discord.Interaction, text: str) -> None:
         """The callback once the ledger has it: the choice on the question, or the echo."""

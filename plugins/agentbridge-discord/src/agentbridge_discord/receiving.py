@@ -130,9 +130,8 @@ class Receiving(ChannelState):
             attachments: list[Attachment] = []
             if msg.attachments:
                 assert self.client is not None
-                attachments = await files.download(
-                    self.client.http, msg.attachments, self.settings.max_attachment_bytes
-                )
+                cap = min(self.settings.max_attachment_bytes, self._ctx.max_attachment_bytes)
+                attachments = await files.download(self.client.http, msg.attachments, cap)
             result = await self._ctx.ingest(
                 str(msg.channel_id),
                 str(msg.author_id),

@@ -2,7 +2,10 @@
 
 Only the reply's very first message references the sender's message. Each part has its own
 nonce (``enforce_nonce``), so a retry of a part Discord already has returns that message
-instead of posting it twice; ``reconcile`` finds a part in doubt by nonce or text.
+instead of posting it twice; ``reconcile`` finds a part in doubt by nonce or text, and
+``reconcile_file`` an upload by its file name and caption. A file (``deliver_file``) comes
+checked and read by the relay: its bytes go with the caption's first 2,000 characters, the
+rest of the caption follows as messages.
 """
 
 from __future__ import annotations
@@ -10,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import io
+import itertools
 from typing import Any
 
 import discord
 from agentbridge.delivery.actions import reply_actions
-from agentbridge.delivery.attachments import FileRef, file_ref
 from agentbridge.models import OutboxItem
-from agentbridge.plugin.protocols import DeliveryError, ErrorClass, Receipt, Reconciled
+from agentbridge.plugin.protocols import (
+    DeliveryError,
+    ErrorClass,
+    OutFile,
+    Receipt,
+    Reconciled,
+)
 
-from agentbridge_discord import files
 from agentbridge_discord.components import answer_view
 from agentbridge_discord.outbound import (
     MAX_MESSAGE_LENGTH,
@@ -36,32 +45,60 @@ RECONCILE_SKEW = datetime.timedelta(seconds=10)  # our clock vs Discord's snowfl
 RECONCILE_SCAN = 500  # messages read back at most to find one reply part
 
 
-def parts_of(item: OutboxItem, ref: FileRef | None) -> list[str]:
-    """The Discord messages one relay chunk becomes (a file: its caption, maybe empty)."""
-    if ref is not None:
-        return chunk_text(ref.caption, MAX_MESSAGE_LENGTH) or [""]
+def parts_of(item: OutboxItem) -> list[str]:
+    """The Discord messages one relay chunk becomes."""
     return chunk_text(item.text, MAX_MESSAGE_LENGTH) or [EMPTY_REPLY]
 
 
+def caption_parts(file: OutFile) -> list[str]:
+    """The messages of an upload: the file with the first (maybe empty), then the rest."""
+    return chunk_text(file.caption, MAX_MESSAGE_LENGTH) or [""]
+
+
+def file_seed(item: OutboxItem, file: OutFile) -> str:
+    """What an upload's nonces derive from (never equal to a text part's)."""
+    return f"{item.idem_key}\0file\0{file.name}"
+
+
 class Sending(ChannelState):
-    """``deliver``, ``reconcile``, ``classify_error`` and ``receipt``."""
+    """``deliver``, ``deliver_file``, the two reconciles, ``classify_error``, ``receipt``."""
 
     async def deliver(self, item: OutboxItem) -> str | None:
         """Send one relay chunk (split again at 2,000 characters); return the first id.
 
-        A file item uploads its file with the first message; a permission question carries
-        its buttons on the last one.
+        A permission question carries its buttons on the last message.
         """
+        channel_id = self._target(item)
+        digest = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        key = f"{item.idem_key}:{item.parts_sent}:{digest}"
+        return await self._post(item, channel_id, key, item.idem_key, parts_of(item), None)
+
+    async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
+        """Upload ``file`` (checked and read by the relay) with its caption; the first id."""
+        channel_id = self._target(item)
+        key = f"{item.idem_key}:file"
+        return await self._post(
+            item, channel_id, key, file_seed(item, file), caption_parts(file), file
+        )
+
+    def _target(self, item: OutboxItem) -> int:
         if self.client is None or self.settings is None:
             raise DeliveryError("discord channel not started", ErrorClass.TRANSIENT)
         if not item.conversation.isdigit():
             raise DeliveryError(f"discord: not a channel id: {item.conversation!r}")
-        channel_id = int(item.conversation)
-        ref = file_ref(item)
+        return int(item.conversation)
+
+    async def _post(
+        self,
+        item: OutboxItem,
+        channel_id: int,
+        key: str,
+        seed: str,
+        parts: list[str],
+        upload: OutFile | None,
+    ) -> str:
+        """Send ``parts`` in order, skipping those a failed attempt already sent (``key``)."""
         actions = reply_actions(item)
-        parts = parts_of(item, ref)
-        digest = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        key = f"{item.idem_key}:{item.parts_sent}:{digest}"
         sent = self._progress.setdefault(key, [])
         try:
             for number, part in enumerate(parts):
@@ -69,20 +106,18 @@ class Sending(ChannelState):
                     continue
                 first = item.parts_sent == 0 and number == 0
                 extra: dict[str, Any] = {}
-                if ref is not None and number == 0:
-                    extra["file"] = files.upload(ref, self.settings.max_upload_bytes)
+                if upload is not None and number == 0:
+                    extra["file"] = discord.File(io.BytesIO(upload.data), filename=upload.name)
                 if actions and number == len(parts) - 1:
                     extra["view"] = answer_view(actions)
                 target = reply_target(item.reply_to) if first else None
-                nonce = nonce_for(item.idem_key, item.parts_sent, number, part)
+                nonce = nonce_for(seed, item.parts_sent, number, part)
                 uses = self._nonces.get(nonce, 0)  # the same part sent again on purpose
                 nonce = nonce if not uses else nonce_for(nonce, uses, number, part)
                 message = await asyncio.wait_for(
                     self._send(channel_id, part, nonce, target, **extra), self.timeout
                 )
-                remember(
-                    self._nonces, nonce_for(item.idem_key, item.parts_sent, number, part), uses + 1
-                )
+                remember(self._nonces, nonce_for(seed, item.parts_sent, number, part), uses + 1)
                 sent.append(str(message.id))
         except Exception as exc:
             error = to_delivery_error(exc)
@@ -125,11 +160,39 @@ class Sending(ChannelState):
 
         Must not send. Raises (= cannot tell) when Discord cannot be read.
         """
+        parts = parts_of(item)
+        found, complete = await self._find(item, item.idem_key, parts, None)
+        if len(found) == len(parts):
+            return Reconciled(True, found[0])
+        if not found and complete:
+            return Reconciled(False)  # the whole history since before the send: not there
+        return Reconciled(None)
+
+    async def reconcile_file(self, item: OutboxItem, file: OutFile) -> Reconciled:
+        """Did the upload land? Our message carrying ``file.name`` with the caption's nonce
+        or text, since the row was made. Must not send; raises when Discord cannot be read.
+
+        The file there but a later caption part missing: those parts never went (each is
+        sent only after the one before returned), so the answer is "not there" and the
+        relay's new attempt sends only them (this attempt's progress says the file is up).
+        """
+        parts = caption_parts(file)
+        found, complete = await self._find(item, file_seed(item, file), parts, file.name)
+        if len(found) == len(parts):
+            return Reconciled(True, found[0])
+        if 0 in found:
+            landed = itertools.takewhile(lambda n: n in found, range(len(parts)))
+            self._progress[f"{item.idem_key}:file"] = [found[n] for n in landed]
+            return Reconciled(False)
+        return Reconciled(False) if not found and complete else Reconciled(None)
+
+    async def _find(
+        self, item: OutboxItem, seed: str, parts: list[str], file_name: str | None
+    ) -> tuple[dict[int, str], bool]:
+        """(part number → message id of ours matching it, whether the scan saw it all)."""
         if self.client is None or self.bot_id is None:
             raise RuntimeError("discord channel not started")
-        ref = file_ref(item)
-        parts = parts_of(item, ref)
-        nonces = [nonce_for(item.idem_key, item.parts_sent, n, p) for n, p in enumerate(parts)]
+        nonces = [nonce_for(seed, item.parts_sent, n, p) for n, p in enumerate(parts)]
         made = datetime.datetime.fromtimestamp(item.created_at, datetime.UTC) - RECONCILE_SKEW
         where = self.client.get_partial_messageable(int(item.conversation))
         found: dict[int, str] = {}
@@ -142,16 +205,13 @@ class Sending(ChannelState):
             read += 1
             if message.author.id != self.bot_id:
                 continue
-            if ref is not None and ref.path.name not in {a.filename for a in message.attachments}:
-                continue  # a file's message carries that file
+            carries = file_name in {a.filename for a in message.attachments}
             for number, (nonce, part) in enumerate(zip(nonces, parts, strict=True)):
+                if file_name is not None and number == 0 and not carries:
+                    continue  # the upload's message carries that file
                 if str(message.nonce or "") == nonce or message.content.strip() == part.strip():
                     found.setdefault(number, str(message.id))
-        if len(found) == len(parts):
-            return Reconciled(True, found[0])
-        if not found and read < RECONCILE_SCAN:
-            return Reconciled(False)  # the whole history since before the send: not there
-        return Reconciled(None)
+        return found, read < RECONCILE_SCAN
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
         """Discord's rules (see ``outbound.classify``); None for errors that are not ours."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class FakeDiscord(FakeInteractions):
         self.token = "fake-" + secrets.token_hex(12)
         self.history: dict[int, list[dict[str, Any]]] = {}
         self.sent: list[Sent] = []
+        self.edits: list[tuple[float, int, int, str]] = []  # (monotonic, channel, message, text)
         self.reactions: list[tuple[str, int, int, str]] = []  # (PUT/DELETE, chan, msg, emoji)
         self.ops: list[int | None] = []  # gateway opcodes received, in order
         self.identify: list[dict[str, Any]] = []
@@ -84,6 +86,7 @@ class FakeDiscord(FakeInteractions):
         app.router.add_get(f"{api}/gateway", self._gateway_bot)
         app.router.add_post(f"{api}/channels/{{cid}}/messages", self._create)
         app.router.add_get(f"{api}/channels/{{cid}}/messages", self._list)
+        app.router.add_patch(f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit)
         reaction = f"{api}/channels/{{cid}}/messages/{{mid}}/reactions/{{emoji}}/@me"
         app.router.add_put(reaction, self._react)
         app.router.add_delete(reaction, self._react)
@@ -271,6 +274,18 @@ class FakeDiscord(FakeInteractions):
             request.transport.close()  # acted, then the answer is lost
             return web.Response()
         return as_json(answer)
+
+    async def _edit(self, request: web.Request) -> web.Response:
+        """PATCH a message of the bot: its new content, recorded in ``edits`` with the time."""
+        self._auth(request)
+        cid, mid = int(request.match_info["cid"]), int(request.match_info["mid"])
+        body, _ = await _body(request)
+        for stored in self.history.get(cid, []):
+            if int(stored["id"]) == mid and int(stored["author"]["id"]) == BOT_ID:
+                stored["content"] = str(body.get("content") or stored["content"])
+                self.edits.append((time.monotonic(), cid, mid, stored["content"]))
+                return as_json(public(stored))
+        return error(404, 10008, "Unknown Message")
 
     async def _list(self, request: web.Request) -> web.Response:
         self._auth(request)

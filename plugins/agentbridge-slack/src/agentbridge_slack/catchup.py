@@ -78,8 +78,8 @@ async def find_own(
     bot_user: str | None,
     file_name: str | None = None,
 ) -> str | None:
-    """The ts of a message by us with exactly ``text`` (or, for a file, carrying a file of
-    that name) posted after ``since``, or None."""
+    """The ts of a message by us with exactly ``text`` posted after ``since`` (for a file:
+    the id of a file of that name one carries, what ``deliver_file`` returns), or None."""
     if thread is not None:
         messages = await _pages(web, "replies", channel=channel, ts=thread, oldest=f"{since:.6f}")
     else:
@@ -88,7 +88,11 @@ async def find_own(
         ours = m.get("bot_id") is not None or (bot_user is not None and m.get("user") == bot_user)
         if not ours or float(m.get("ts", 0)) < since:
             continue
-        names = [f.get("name") for f in m.get("files") or [] if isinstance(f, dict)]
-        if (file_name in names) if file_name is not None else m.get("text") == text:
-            return str(m["ts"])
+        if file_name is None:
+            if m.get("text") == text:
+                return str(m["ts"])
+            continue
+        for f in m.get("files") or []:
+            if isinstance(f, dict) and f.get("name") == file_name:
+                return str(f.get("id") or m["ts"])
     return None

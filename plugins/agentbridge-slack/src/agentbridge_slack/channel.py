@@ -18,10 +18,10 @@ import contextlib
 import logging
 import time
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from agentbridge.config import ConfigError
-from agentbridge.delivery.attachments import file_ref
 from agentbridge.ledger.sqlite import IdempotencyConflict
 from agentbridge.ledger.store import IngestResult
 from agentbridge.models import OutboxItem
@@ -46,7 +46,9 @@ from agentbridge_slack.errors import api_code, classify, to_delivery_error
 from agentbridge_slack.events_http import EventsServer
 from agentbridge_slack.inbound import SlackMessage, parse_event, split_conversation, wanted
 from agentbridge_slack.mrkdwn import MAX_MESSAGE_LENGTH
+from agentbridge_slack.progress import ProgressEditing
 from agentbridge_slack.settings import SlackSettings, load_tokens, parse_settings
+from agentbridge_slack.uploads import FileSending
 
 log = logging.getLogger(__name__)
 #: the SDK logs request headers (the bearer token) and raw socket messages (senders' text) at
@@ -58,11 +60,15 @@ SDK_LOG.setLevel(logging.INFO)
 LIVE: weakref.WeakSet[SlackChannel] = weakref.WeakSet()
 
 
-class SlackChannel:
+class SlackChannel(FileSending, ProgressEditing):
     """One Slack app. ``settings=None`` reads the table from ``ChannelContext.config``."""
 
     name = "slack"
-    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+    limits = ChannelLimits(
+        max_message_length=MAX_MESSAGE_LENGTH,
+        supports_formatting=True,
+        max_file_bytes=SlackSettings.max_upload_bytes,
+    )
 
     def __init__(
         self, settings: SlackSettings | None = None, env: dict[str, str] | None = None
@@ -97,6 +103,7 @@ class SlackChannel:
         if self.settings is None:
             self.settings = parse_settings(dict(ctx.config))
         settings = self.settings
+        self.limits = replace(self.limits, max_file_bytes=settings.max_upload_bytes)
         bot, app = load_tokens(settings, self._env)  # events mode: app = the signing secret
         self._bot_token = bot
         self._ctx = ctx
@@ -339,6 +346,11 @@ class SlackChannel:
         if not msg.text and not msg.files:
             return None
         conversation = msg.conversation(self.settings.reply_in_thread)
+        if msg.kind == "action" and not await interactive.answers_here(
+            self._ctx, conversation, msg.text
+        ):
+            log.warning("slack: dropped a click naming no request asked in %s", conversation)
+            return None
         settings = self.settings
         try:
             async with files.fetch(
@@ -346,7 +358,7 @@ class SlackChannel:
                 self._bot_token,
                 settings.file_hosts,
                 self._ctx.state_dir,
-                settings.max_download_bytes,
+                min(settings.max_download_bytes, self._ctx.max_attachment_bytes),
                 settings.request_timeout,
             ) as attachments:
                 result = await self._ctx.ingest(
@@ -385,13 +397,13 @@ class SlackChannel:
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Post one relay chunk (mrkdwn, a question with buttons, or a file) into its DM or
-        thread; return its ts (a file: its id)."""
+        """Post one relay chunk (mrkdwn, or a question with buttons) into its DM or thread;
+        return its ts. (Files: ``deliver_file``.)"""
         if self._web is None or self.settings is None:
             raise to_delivery_error(ConnectionRefusedError("slack channel not started"))
         self._sent_at[f"{item.id}:{item.parts_sent}"] = time.time()
         try:
-            first_ts = await outbound.post(self._web, item, self.settings.max_upload_bytes)
+            first_ts = await outbound.post(self._web, item)
         except Exception as exc:
             error = to_delivery_error(exc)
             log.warning(
@@ -417,11 +429,7 @@ class SlackChannel:
         channel, thread = split_conversation(item.conversation)
         since = self._sent_at.get(f"{item.id}:{item.parts_sent}", item.updated_at) - 5
         text = outbound.posted_text(item)
-        ref = file_ref(item)
-        found = await catchup.find_own(
-            self._reader, channel, thread, since, text, self.bot_user,
-            file_name=ref.path.name if ref is not None else None,
-        )  # fmt: skip
+        found = await catchup.find_own(self._reader, channel, thread, since, text, self.bot_user)
         return Reconciled(landed=found is not None, platform_message_id=found)
 
     async def receipt(self, receipt: Receipt) -> None:

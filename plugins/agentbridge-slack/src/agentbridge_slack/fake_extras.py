@@ -15,20 +15,20 @@ import hmac
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from agentbridge_slack.testing import Envelope
-
-BOT_TOKEN = "xoxb-test-1-secret"
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-BOT_USER = "UBOT"
-BOT_ID = "BBOT"
-TEAM = "T1"
+from agentbridge_slack.fake_shared import (
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    TEAM,
+    Envelope,
+)
 
 
 class FakeExtras:
@@ -36,6 +36,7 @@ class FakeExtras:
 
     port: int
     history: dict[str, list[dict[str, Any]]]
+    always_fail: str | None  #: "reset" holds for uploads too
 
     def _init_extras(self) -> None:
         self.stored_files: dict[str, dict[str, Any]] = {}  # id → name, data, mimetype
@@ -191,7 +192,7 @@ class FakeExtras:
         return web.Response(text=f"OK - {len(stored['data'])}")
 
     async def _m_chat_update(self, request: web.Request, args: dict[str, Any]) -> web.Response:
-        self.updates.append(dict(args))
+        self.updates.append(dict(args, at=time.monotonic()))
         for msg in self.history.get(str(args.get("channel")), []):
             if msg["ts"] == args.get("ts"):
                 msg["text"] = args.get("text", msg["text"])
@@ -234,7 +235,8 @@ class FakeExtras:
             msg["thread_ts"] = str(args["thread_ts"])
         self._store(channel, msg)
         self.uploaded.append(dict(msg, channel=channel, data=[s["data"] for s in found if s]))
-        if self.upload_faults and self.upload_faults.pop(0) == "reset":
+        fault = self.upload_faults.pop(0) if self.upload_faults else self.always_fail
+        if fault == "reset":  # posted, then the connection is cut (as chat.postMessage)
             assert request.transport is not None
             request.transport.abort()
             await asyncio.sleep(0)

@@ -6,15 +6,16 @@ the agent's cwd before the ingest returns, and only then is the envelope acked. 
 only to Slack's file host or the host of ``base_url`` (a fake in tests): a file URL anywhere
 else is refused, never fetched with it.
 
-Out: ``files.getUploadURLExternal`` → the bytes POSTed to that URL →
-``files.completeUploadExternal`` — what the SDK's ``files_upload_v2`` does, done step by step
-so each failure gets its class: the first two post nothing anyone sees (transient, safe to
-retry); only the last one may have posted (a timeout there is unknown, and reconciled).
+Out (the relay's ``deliver_file``: the relay has checked the agent's file, its size against
+``max_upload_bytes``, and read it): ``files.getUploadURLExternal`` → the bytes POSTed to that
+URL → ``files.completeUploadExternal`` — what the SDK's ``files_upload_v2`` does, done step by
+step so each failure gets its class: the first two post nothing anyone sees (transient, safe
+to retry); only the last one may have posted (a timeout there is unknown, and reconciled by
+the file's name, ``uploads.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -24,8 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from agentbridge.delivery.attachments import FileRef
-from agentbridge.plugin.protocols import Attachment, DeliveryError, ErrorClass
+from agentbridge.plugin.protocols import Attachment, DeliveryError, ErrorClass, OutFile
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -159,35 +159,17 @@ async def fetch(
 
 
 async def upload(
-    web: AsyncWebClient,
-    ref: FileRef,
-    channel: str,
-    thread: str | None,
-    caption: str,
-    limit: int,
+    web: AsyncWebClient, file: OutFile, channel: str, thread: str | None, caption: str
 ) -> str:
-    """Post one file into the DM or thread; return its file id. Raises ``DeliveryError``."""
-    name = ref.path.name
+    """Post one file (checked and read by the relay) into the DM or thread; return its file
+    id. Raises ``DeliveryError`` (the first two steps) or the SDK's error (the last)."""
     try:
-        size = ref.path.stat().st_size
-    except OSError:
-        raise DeliveryError(
-            f"slack: the file {name!r} is gone: not sent", ErrorClass.PERMANENT
-        ) from None
-    if size > limit:
-        raise DeliveryError(
-            f"slack: the file {name!r} is {_mb(size)}, over the {_mb(limit)} upload limit "
-            "(channels.slack.max_upload_bytes)",
-            ErrorClass.PERMANENT,
-        )
-    try:
-        got = await web.files_getUploadURLExternal(filename=name, length=size)
+        got = await web.files_getUploadURLExternal(filename=file.name, length=len(file.data))
         url, file_id = str(got.get("upload_url")), str(got.get("file_id"))
-        data = await asyncio.to_thread(ref.path.read_bytes)
         timeout = aiohttp.ClientTimeout(total=max(float(web.timeout), 1.0) * 3)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(url, data=data) as answer,
+            session.post(url, data=file.data) as answer,
         ):
             if answer.status != 200:
                 raise DeliveryError(
@@ -201,7 +183,7 @@ async def upload(
             f"slack: the upload failed ({type(exc).__name__}): not posted", ErrorClass.TRANSIENT
         ) from None
     await web.files_completeUploadExternal(
-        files=[{"id": file_id, "title": name}],
+        files=[{"id": file_id, "title": file.name}],
         channel_id=channel,
         thread_ts=thread,
         initial_comment=caption or None,

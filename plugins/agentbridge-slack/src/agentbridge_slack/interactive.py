@@ -5,7 +5,9 @@ button per answer; the button's ``value`` is the answer text (``"yes abc12"``). 
 ingested as that text from the clicking user in the message's channel and thread — the same
 allowlist and the same ingest as a typed answer, so the core relay checks sender,
 conversation and first-answer-wins — and is then acked; the message is edited to say who
-answered what and loses its buttons.
+answered what and loses its buttons. A click whose answer names no request asked in that
+conversation (``click_answers_here``: forged, or a button copied elsewhere) is acked, logged
+and dropped: never ingested as agent text.
 
 A slash command (``/agentbridge stop``, or ``/stop`` when the app registers it) is ingested
 as the command text (``/stop``) in the channel it was typed in; the core's command parser runs
@@ -19,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentbridge.delivery.actions import ReplyAction
+from agentbridge.delivery.actions import ReplyAction, click_answers_here
+from agentbridge.plugin.protocols import ChannelContext
 
 from agentbridge_slack.inbound import SlackMessage
 
@@ -121,6 +124,13 @@ def parse_click(payload: dict[str, Any]) -> Click | None:
         fixed_key=f"{channel}:action:{action_ts}",
     )
     return Click(msg, str(label or answer), question, str(message.get("text") or ""))
+
+
+async def answers_here(ctx: ChannelContext, conversation: str, answer: str) -> bool:
+    """The core's own-chat check (without a ledger to ask, the core's relay decides)."""
+    if ctx.ledger is None:
+        return True
+    return await click_answers_here(ctx.ledger, ctx.name, conversation, answer)
 
 
 def command_text(command: str, text: str, main_command: str) -> str:

@@ -1,4 +1,4 @@
-"""The entry point (``[project.entry-points.agentbridge] slack``): registration and wake.
+"""The entry point (``[project.entry-points.agentbridge] slack``): registration, wake, doctor.
 
 The channel registers only when ``[channels.slack]`` exists, so installing the package changes
 nothing until the user configures an app. A bad table stops the bridge with one line.
@@ -7,9 +7,10 @@ nothing until the user configures an app. A bad table stops the bridge with one 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agentbridge.config import Config
+from agentbridge.plugin.doctor import DoctorCheck
 from agentbridge.plugin.hookspecs import hookimpl
 from agentbridge.plugin.protocols import Channel
 
@@ -34,3 +35,13 @@ def host_woke(slept_seconds: float) -> None:
     channel_module = sys.modules.get("agentbridge_slack.channel")  # not loaded: none live
     for channel in list(getattr(channel_module, "LIVE", ())):
         channel.wake()
+
+
+@hookimpl
+def doctor_checks(config: Config) -> Awaitable[list[DoctorCheck]] | None:
+    """``agentbridge doctor``: config, tokens, ``auth.test`` and scopes (when configured)."""
+    if config.channels.get("slack") is None:
+        return None
+    from agentbridge_slack.doctor import checks
+
+    return checks(config)

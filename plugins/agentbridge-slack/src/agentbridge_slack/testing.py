@@ -14,21 +14,22 @@ import itertools
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agentbridge_slack.fake_extras import (
+from agentbridge_slack.doctor import SCOPES
+from agentbridge_slack.fake_extras import FakeExtras
+from agentbridge_slack.fake_shared import (
+    APP_TOKEN,
     BOT_ID,
     BOT_TOKEN,
     BOT_USER,
     SIGNING_SECRET,
     TEAM,
-    FakeExtras,
+    Envelope,
 )
 
-APP_TOKEN = "xapp-test-1-secret"
 __all__ = [
     "APP_TOKEN",
     "BOT_ID",
@@ -39,20 +40,6 @@ __all__ = [
     "Envelope",
     "FakeSlack",
 ]
-
-
-@dataclass
-class Envelope:
-    """One envelope (``events_api``, ``interactive``, ``slash_commands``) as sent, and what
-    became of it."""
-
-    envelope_id: str
-    payload: dict[str, Any]
-    type: str = "events_api"
-    retry_attempt: int = 0
-    sent_times: list[float] = field(default_factory=list)
-    ack_times: list[float] = field(default_factory=list)  # Events API: HTTP 200 answers
-    statuses: list[int] = field(default_factory=list)  # Events API: every HTTP answer
 
 
 class FakeSlack(FakeExtras):
@@ -69,6 +56,7 @@ class FakeSlack(FakeExtras):
         self.faults: list[str] = []  # for the next chat.postMessage calls, in order
         self.always_fail: str | None = None
         self.stall_seconds = 30.0
+        self.scopes = list(SCOPES)  #: the bot token's, as ``x-oauth-scopes`` says them
         self.connects = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._clock = itertools.count(1)
@@ -277,6 +265,8 @@ class FakeSlack(FakeExtras):
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: web.StreamResponse = await handler(request, args)
+        if want == BOT_TOKEN and not result.prepared:  # as Slack: on every bot-token answer
+            result.headers["x-oauth-scopes"] = ",".join(self.scopes)
         return result
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:

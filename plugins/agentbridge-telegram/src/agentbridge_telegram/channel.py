@@ -316,7 +316,7 @@ class TelegramChannel:
             return
         assert self._api is not None
         try:
-            async with fetch(self._api, msg.files, self._ctx.state_dir) as attachments:
+            async with fetch(self._api, msg.files, self._ctx) as attachments:
                 result = await self._ctx.ingest(
                     str(msg.chat_id),
                     str(msg.user_id),

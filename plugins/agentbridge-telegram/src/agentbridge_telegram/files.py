@@ -3,7 +3,9 @@
 The largest photo size is taken (Telegram sends several); each file is fetched with
 ``getFile`` and the file download URL into a temporary file under the channel's state dir,
 which the core copies (and fsyncs) under the agent's cwd before the ingest returns.
-Bots may fetch files up to 20 MB; the core's ``[attachments] max_bytes`` refuses sooner.
+Bots may fetch files up to 20 MB; a file over the core's ``[attachments] max_bytes``
+(``ctx.max_attachment_bytes``) is refused before a byte is fetched (by the size Telegram
+declares) and its download stops at that size.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentbridge.plugin.protocols import Attachment
+from agentbridge.plugin.protocols import Attachment, AttachmentTooLarge, ChannelContext
 
 from agentbridge_telegram.api import BotApi, TelegramApiError
 
@@ -67,6 +69,14 @@ def file_refs(msg: dict[str, Any]) -> tuple[FileRef, ...]:
     return tuple(refs)
 
 
+def too_large(name: str, size: int, limit: int) -> AttachmentTooLarge:
+    """The core's own refusal text (``agent/attachments.py``), before a byte is fetched."""
+    return AttachmentTooLarge(
+        f"Not delivered: the file {name!r} is {size / 1e6:.1f} MB; the limit is "
+        f"{limit / 1e6:.1f} MB per file."
+    )
+
+
 @contextlib.contextmanager
 def _scratch(state_dir: Path) -> Iterator[Path]:
     where = state_dir / "downloads"
@@ -79,21 +89,34 @@ def _scratch(state_dir: Path) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def fetch(api: BotApi, refs: tuple[FileRef, ...], state_dir: Path) -> Any:
-    """Download every file; yields the ``Attachment`` list (temp files gone on exit).
+async def fetch(api: BotApi, refs: tuple[FileRef, ...], ctx: ChannelContext) -> Any:
+    """Download every file into ``ctx.state_dir``; yields the ``Attachment`` list (temp files
+    gone on exit).
 
-    A file Telegram says is over the bot limit raises ``TelegramApiError`` (the sender is
-    told); a network failure raises ``TelegramNetworkError`` (the update comes back)."""
+    A file Telegram says is over the bot limit raises ``TelegramApiError``, one over the
+    bridge's raises ``AttachmentTooLarge`` (the sender is told either way); a network failure
+    raises ``TelegramNetworkError`` (the update comes back)."""
+    cap = min(BOT_DOWNLOAD_LIMIT, ctx.max_attachment_bytes)
     with contextlib.ExitStack() as stack:
         out = []
         for ref in refs:
             if ref.size is not None and ref.size > BOT_DOWNLOAD_LIMIT:
                 raise TelegramApiError("getFile", 400, f"{ref.name!r} is over the 20 MB bot limit")
+            if ref.size is not None and ref.size > cap:
+                raise too_large(ref.name, ref.size, cap)
             info = await api.call("getFile", file_id=ref.file_id)
             file_path = info.get("file_path") if isinstance(info, dict) else None
             if not isinstance(file_path, str):
                 raise TelegramApiError("getFile", 400, f"no file_path for {ref.name!r}")
-            target = stack.enter_context(_scratch(state_dir))
-            size = await api.download(file_path, target, BOT_DOWNLOAD_LIMIT)
+            target = stack.enter_context(_scratch(ctx.state_dir))
+            try:
+                size = await api.download(file_path, target, cap)
+            except TelegramApiError as exc:
+                if exc.status == 413 and cap < BOT_DOWNLOAD_LIMIT:  # it said less than it is
+                    raise AttachmentTooLarge(
+                        f"Not delivered: the file {ref.name!r} is over the bridge's limit of"
+                        f" {cap / 1e6:.1f} MB per file."
+                    ) from None
+                raise
             out.append(Attachment(ref.name, ref.media_type, path=target, size=size))
         yield out
