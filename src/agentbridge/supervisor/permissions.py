@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentbridge.agent.permission_hook import POINTER
+from agentbridge.agent.socket_pointer import write_pointer
 from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, choices_text
 from agentbridge.ledger.store import (
     IngestResult,
@@ -218,12 +218,10 @@ def relay_for(supervisor: Supervisor) -> PermissionRelay:
 
 
 def control_handler(supervisor: Supervisor, socket: str) -> Any:
-    """The ``permission`` control command; writes where hooks find the socket (``POINTER``)."""
-    pointer = supervisor.config.state_dir / POINTER
+    """The ``permission`` control command; writes where hooks find the socket (the bridge's
+    pointer file, ``agent/socket_pointer.py``)."""
     with contextlib.suppress(OSError):
-        pointer.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pointer.write_text(socket + "\n", encoding="utf-8")
-        pointer.chmod(0o600)
+        write_pointer(supervisor.config.state_dir, socket)
 
     async def handle(request: dict[str, Any]) -> dict[str, Any]:
         return await relay_for(supervisor).handle(request)
