@@ -83,5 +83,5 @@ def test_mcp_config_is_checked(tmp_path: Path) -> None:
     assert mcp_settings(config, "b").notify_conversation == "ops"
     with pytest.raises(ConfigError, match="unknown key"):
         mcp_settings(parse_config({"mcp": {"rate": 1}}), "demo")
-    with pytest.raises(ConfigError, match="non-negative integer"):
+    with pytest.raises(ConfigError, match="must be an integer >= 1"):
         mcp_settings(parse_config({"mcp": {"max_file_bytes": "big"}}), "demo")

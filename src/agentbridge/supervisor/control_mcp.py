@@ -70,10 +70,15 @@ def mcp_settings(config: Config, agent: str) -> McpSettings:
             f"(allowed: {', '.join(sorted(allowed))})"
         )
     settings = McpSettings(**table)
-    for name in ("rate_per_minute", "max_file_bytes"):
+    for name in ("rate_per_minute", "max_file_bytes"):  # 0 refused everything (or crashed)
         value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"config: mcp.{name} must be a non-negative integer")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            own = isinstance(per_agent, dict) and name in (per_agent.get(agent) or {})
+            key = f"mcp.agents.{agent}.{name}" if own else f"mcp.{name}"
+            raise ConfigError(
+                f"config: {key} must be an integer >= 1, not {value!r}: raise it, "
+                "or delete the line for the default"
+            )
     for name in ("notify_channel", "notify_conversation"):
         if not isinstance(getattr(settings, name), str | None):
             raise ConfigError(f"config: mcp.{name} must be a string")
