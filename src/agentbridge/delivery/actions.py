@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentbridge.ledger.store import ChannelLedger, NotFound
-from agentbridge.models import OutboxItem
+from agentbridge.ledger.store import ChannelLedger, NotFound, PermissionRequest
+from agentbridge.models import Message, OutboxItem
 
 PERMISSION_KEY_PREFIX = "permission:"
 _ASK_SUFFIX = ":ask"
@@ -94,13 +94,23 @@ async def click_answers_here(
     drops it. Ingested, the relay would not take it and it would reach the agent as text.
     """
     match = _ANSWER.fullmatch(answer)
-    if match is None:
+    found = None if match is None else await asked_during(ledger, match.group(1))
+    if found is None:
         return False
-    req = await ledger.get_permission(match.group(1))
-    if req is None or req.message_id is None:
-        return False
-    try:
-        message = await ledger.get(req.message_id)
-    except NotFound:
-        return False
+    message = found[1]
     return (message.channel, message.conversation) == (channel, conversation)
+
+
+async def asked_during(
+    ledger: ChannelLedger, short_id: str
+) -> tuple[PermissionRequest, Message] | None:
+    """The permission request ``short_id`` names and the message it was asked during, whose
+    conversation alone may answer it; None: no such request, none with a message, or the
+    message is gone (pruned). A click and ``agentbridge send`` both ask this."""
+    req = await ledger.get_permission(short_id)
+    if req is None or req.message_id is None:
+        return None
+    try:
+        return req, await ledger.get(req.message_id)
+    except NotFound:
+        return None

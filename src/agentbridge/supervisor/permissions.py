@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentbridge.agent.socket_pointer import write_pointer
-from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, choices_text
+from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, asked_during, choices_text
 from agentbridge.ledger.store import (
     IngestResult,
     LedgerStore,
-    NotFound,
     PermissionRequest,
     PermissionState,
 )
@@ -174,13 +173,10 @@ class PermissionRelay:
             return None
         await self._sweep()
         word, short_id = match.group(1).lower(), match.group(2).lower()
-        req = await self.ledger.get_permission(short_id)
-        if req is None or req.message_id is None:
+        found = await asked_during(self.ledger, short_id)
+        if found is None:
             return None
-        try:
-            message = await self.ledger.get(req.message_id)
-        except NotFound:
-            return None
+        message = found[1]
         if (message.channel, message.conversation) != (channel, conversation):
             return None  # not this conversation's to answer: plain text for the agent
         state = PermissionState.DENIED if word == "no" else PermissionState.ALLOWED
