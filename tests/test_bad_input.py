@@ -209,6 +209,40 @@ def test_up_refuses_a_port_out_of_range(tmp_path: Path, table: str, port: int) -
     assert f"{table}.port must be 0..65535" in one_line(done)
 
 
+@pytest.mark.parametrize(
+    ("extra", "key", "bound"),
+    [
+        ("[console]\nmax_file_bytes = 0", "console.max_file_bytes", ">= 1"),
+        ("[console]\nmax_file_bytes = -5", "console.max_file_bytes", ">= 1"),
+        ("[outbox]\nmax_parts = 0", "outbox.max_parts", ">= 1"),
+        ("[outbox]\nmax_retries = -1", "outbox.max_retries", ">= 0"),
+        ("[outbox]\nttl_seconds = 0", "outbox.ttl_seconds", "> 0"),
+        ("[injection]\nsettle_ms = -10", "injection.settle_ms", ">= 0"),
+        ("[ledger]\nretention_days = -1", "ledger.retention_days", "> 0"),
+        ("[ledger]\nmax_attempts = 0", "ledger.max_attempts", ">= 1"),
+        ("[channels.web]\nprogress_interval = 0", "channels.web.progress_interval", "> 0"),
+        ("[mcp]\nmax_file_bytes = 0", "mcp.max_file_bytes", ">= 1"),
+        ("[mcp]\nrate_per_minute = 0", "mcp.rate_per_minute", ">= 1"),
+        ("[mcp.agents.main]\nmax_file_bytes = -1", "mcp.agents.main.max_file_bytes", ">= 1"),
+    ],
+)
+def test_up_refuses_a_zero_or_negative_limit(
+    tmp_path: Path, extra: str, key: str, bound: str
+) -> None:
+    if extra.startswith("[ledger]"):  # the table write_config already opens
+        config = write_config(tmp_path)
+        config.write_text(config.read_text().replace("[ledger]", extra, 1))
+    else:
+        config = write_config(tmp_path, extra)
+    done = run(tmp_path, "up", "--config", str(config))
+    assert done.returncode == 1
+    line = one_line(done)
+    assert f"{key} must be" in line and bound in line and "delete the line" in line
+    assert not (tmp_path / "db" / "ledger.db").exists()  # nothing started, nothing written
+    alive = subprocess.run(["tmux", "-L", socket_name(tmp_path), "list-sessions"], check=False)
+    assert alive.returncode != 0
+
+
 # ---------------------------------------------------------------------- read-only ledger
 
 

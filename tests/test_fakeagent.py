@@ -559,6 +559,36 @@ def test_config_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert config_dir() == tmp_path / "cfg"
 
 
+def test_a_turn_plays_out_without_the_loop_or_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The turns (``fakeagent/turns.py``) are their own part: a prompt in, the reply and
+    its transcript lines out, on pipes, with no event loop and no pane."""
+    from agentbridge.fakeagent.options import Options
+    from agentbridge.fakeagent.turns import Turns
+
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.chdir(tmp_path)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        session = Turns(Options(session_id=str(uuid.uuid4())), in_fd=read_end, out_fd=write_end)
+        session._start_turn("hello there", "typed")
+        assert session.turn is not None and session.model.status == "busy"
+        session.queue.append("second")
+        session._finish_turn()  # the reply, then the queued prompt becomes the next turn
+        assert session.turn is not None and session.turn.prompt == "second"
+        session._finish_turn()
+        assert session.turn is None and session.model.status == "idle"
+        lines = [json.loads(line) for line in session.transcript.path.read_text().splitlines()]
+        said = [(e["type"], str(e["message"]["content"])) for e in lines if "message" in e]
+        assert [kind for kind, _ in said] == ["user", "assistant", "user", "assistant"]
+        assert "hello there" in said[0][1] and reply_text("hello there") in said[1][1]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_clear_starts_a_new_session(start_agent: StartAgent) -> None:
     agent = start_agent()
     agent.submit("one")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.agent.socket_pointer import write_pointer
 from agentbridge.config import AgentConfig, ConfigError, parse_config
 from agentbridge.delivery.attachments import file_ref, file_text
 from agentbridge.models import OutboxItem
 from agentbridge.runtimes.claude import mcp as claude_mcp
 from agentbridge.runtimes.codex import mcp as codex_mcp
-from agentbridge.runtimes.mcp_server import SOCKET_POINTER, mcp_command
+from agentbridge.runtimes.mcp_server import mcp_command
 from agentbridge.states import OutboxState
 from agentbridge.supervisor.control_mcp import mcp_settings
 
@@ -22,7 +23,7 @@ def _state(tmp_path: Path, pointer: str | None = None) -> Path:
     state = tmp_path / "state" / "agents" / "a1"
     state.mkdir(parents=True)
     if pointer is not None:
-        (state / SOCKET_POINTER).write_text(pointer + "\n")
+        write_pointer(state, pointer)
     return state
 
 
@@ -82,5 +83,5 @@ def test_mcp_config_is_checked(tmp_path: Path) -> None:
     assert mcp_settings(config, "b").notify_conversation == "ops"
     with pytest.raises(ConfigError, match="unknown key"):
         mcp_settings(parse_config({"mcp": {"rate": 1}}), "demo")
-    with pytest.raises(ConfigError, match="non-negative integer"):
+    with pytest.raises(ConfigError, match="must be an integer >= 1"):
         mcp_settings(parse_config({"mcp": {"max_file_bytes": "big"}}), "demo")

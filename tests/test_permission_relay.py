@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.agent.socket_pointer import write_pointer
 from agentbridge.config import parse_config
 from agentbridge.delivery.actions import reply_actions
 from agentbridge.ledger.store import LedgerStore, PermissionState, open_ledger
@@ -50,7 +51,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     relay = PermissionRelay(ledger, config)
     server = ControlServer(tmp_path / "c.sock", {"permission": relay.handle})
     await server.start()
-    (config.state_dir / "control-socket").write_text(str(tmp_path / "c.sock"))
+    write_pointer(config.state_dir, tmp_path / "c.sock")
     msg = (await ledger.ingest("http", "phone", "alice", "go", agent="a")).message
     claimed = await ledger.claim_next("a", "owner", 60)
     assert claimed is not None

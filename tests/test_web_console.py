@@ -625,6 +625,30 @@ async def test_send_with_files_stores_them_and_refuses_oversized_ones(
     assert len(await ledger.list_messages()) == 1
 
 
+async def test_send_form_text_fields_are_capped_not_read_whole(
+    http: aiohttp.ClientSession, ledger: Ledger
+) -> None:
+    from agentbridge.channels.web import uploads
+
+    widest = "\U0001f600" * uploads.MAX_TEXT  # the longest text, 4 UTF-8 bytes a character
+    form = aiohttp.FormData()
+    form.add_field("text", widest)
+    form.add_field("key", "cap-1")
+    form.add_field("file", b"1", filename="one.txt")  # a form with a file: multipart
+    async with http.post("/api/send", data=form) as r:
+        assert r.status == 200, await r.text()
+    for name, size in [("text", uploads.FIELD_BYTES["text"] + 1), ("key", 1025)]:
+        form = aiohttp.FormData()
+        form.add_field("text", "x" * size if name == "text" else "hi")
+        form.add_field("key", "k" * size if name == "key" else f"cap-{name}")
+        form.add_field("file", b"1", filename="one.txt")
+        async with http.post("/api/send", data=form) as r:
+            assert r.status == 413, await r.text()
+            error = (await r.json())["error"]
+        assert f"form field {name!r} is over {size - 1} bytes" in error
+    assert [m.text for m in await ledger.list_messages()] == [widest]
+
+
 @browser_only
 @pytest.mark.browser
 async def test_browser_upload_reaches_the_prompt_as_a_path(

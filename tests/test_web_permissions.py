@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,24 @@ async def test_pending_requests_are_listed_and_answered_once(
     assert f"Permission {req.short_id}: allowed for this session (by console)" in notes
     async with http.get("/api/permissions") as response:
         assert (await response.json())["pending"] == []
+
+
+async def test_a_request_whose_message_was_pruned_is_a_404_not_a_500(
+    rig: Rig, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    msg = (await rig.ledger.ingest(*CHAT, "alice", "old work", agent="demo")).message
+    req = await rig.ledger.open_permission(msg.id, "demo", "Bash", "ls", time.time() + 60)
+    await rig.ledger.drop(msg.id)  # finished (failed), so retention may take it
+    await rig.ledger.ingest(*CHAT, "alice", "newer", agent="demo")  # the newest row stays
+    later = await Ledger.open(tmp_path / "ledger.db", clock=lambda: time.time() + 2 * 86400)
+    try:
+        assert (await later.prune(86400))[0] == 1
+    finally:
+        await later.close()
+    assert await post(http, req.short_id, answer="yes") == (
+        404,
+        {"error": "no such permission request"},
+    )
 
 
 async def test_answering_needs_credentials_our_origin_and_json(rig: Rig) -> None:

@@ -166,11 +166,18 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
             )
 
 
+def _at_least(value: Any, key: str, least: int, kind: Any = int, over: bool = False) -> Any:
+    """A count, size or time of at least ``least`` (``over``: more): 0 or below meant nothing."""
+    if _expect(value, kind, key) < least or (over and value == least):
+        bound = f"{'>' if over else '>='} {least}, not {value!r}"
+        raise ConfigError(
+            f"config: {key} must be {bound}: raise it, or delete the line for the default"
+        )
+    return value
+
+
 def _positive(value: Any, key: str) -> float:
-    number = float(_expect(value, (int, float), key))
-    if number <= 0:
-        raise ConfigError(f"config: {key} must be > 0, not {value!r}")
-    return number
+    return float(_at_least(value, key, 0, (int, float), over=True))
 
 
 def _agent(name: str, table: dict[str, Any]) -> AgentConfig:
@@ -297,9 +304,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     sync = _expect(led.get("synchronous", "full"), str, "ledger.synchronous").lower()
     if sync not in ("full", "normal"):
         raise ConfigError(f"config: ledger.synchronous must be 'full' or 'normal', not {sync!r}")
-    max_attempts = _expect(led.get("max_attempts", 3), int, "ledger.max_attempts")
-    if max_attempts < 1:
-        raise ConfigError("config: ledger.max_attempts must be >= 1")
+    max_attempts = _at_least(led.get("max_attempts", 3), "ledger.max_attempts", 1)
     ledger = LedgerConfig(
         path=Path(
             _expect(led.get("path", str(state_dir / "ledger.db")), str, "ledger.path")
@@ -326,12 +331,12 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
     backoff = _expect(out.get("backoff", [5, 25, 120, 600]), list, "outbox.backoff")
     outbox = OutboxConfig(
         backoff=tuple(_positive(b, "outbox.backoff") for b in backoff) or (5.0,),
-        max_retries=_expect(out.get("max_retries", 5), int, "outbox.max_retries"),
+        max_retries=_at_least(out.get("max_retries", 5), "outbox.max_retries", 0),
         ttl_seconds=_positive(out.get("ttl_seconds", 86400), "outbox.ttl_seconds"),
         drain_budget_seconds=_positive(
             out.get("drain_budget_seconds", 60), "outbox.drain_budget_seconds"
         ),
-        max_parts=_expect(out.get("max_parts", 5), int, "outbox.max_parts"),
+        max_parts=_at_least(out.get("max_parts", 5), "outbox.max_parts", 1),
     )
 
     con = _expect(raw.get("console", {}), dict, "console")
@@ -344,7 +349,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
         host=_expect(con.get("host", "127.0.0.1"), str, "console.host"),
         port=port,
         allowed_hosts=tuple(_expect(con.get("allowed_hosts", []), list, "console.allowed_hosts")),
-        max_file_bytes=_expect(con.get("max_file_bytes", 100 << 20), int, "console.max_file_bytes"),
+        max_file_bytes=_at_least(con.get("max_file_bytes", 100 << 20), "console.max_file_bytes", 1),
     )
 
     inj = _expect(raw.get("injection", {}), dict, "injection")
@@ -355,7 +360,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> Config:
             if "spill_threshold" in inj
             else None
         ),
-        settle_ms=float(_expect(inj.get("settle_ms", 0), (int, float), "injection.settle_ms")),
+        settle_ms=float(_at_least(inj.get("settle_ms", 0), "injection.settle_ms", 0, (int, float))),
         verify_timeout=_positive(inj.get("verify_timeout", 1.5), "injection.verify_timeout"),
     )
 

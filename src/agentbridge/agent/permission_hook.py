@@ -10,7 +10,8 @@ whichever answers first; Codex waits for the hook, then shows its prompt if no d
 It must never hang the agent: no supervisor (no socket, refused, closed mid-wait, no ack within
 ``ACK_SECONDS``) or a wait past ``MAX_WAIT`` → exit 0 with nothing on stdout,
 so the CLI's own prompt stays in the pane; a line in ``STATE_DIR/permission-hook.log`` says so.
-Stdlib only: ``agentbridge.agent`` has an empty ``__init__``.
+Stdlib only (and ``agent/socket_pointer.py``, stdlib too): ``agentbridge.agent`` has an empty
+``__init__``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: the file (in the bridge's state dir) naming the control socket (written by the supervisor)
-POINTER = "control-socket"
+from agentbridge.agent.socket_pointer import bridge_socket
+
 ACK_SECONDS = 5.0  #: connecting and sending
 #: the longest wait for an answer: the relay's timeout is capped at a day (config.py)
 MAX_WAIT = 86400 + 60
@@ -33,15 +34,6 @@ LOG_NAME = "permission-hook.log"
 MAX_STDIN = 4 * 1024 * 1024
 #: how long the CLI lets the hook run (its ``timeout`` in seconds): beyond any relay timeout
 CLI_TIMEOUT = 86400 + 120
-
-
-def socket_for(state_root: Path) -> Path:
-    """The control socket: the path the supervisor wrote in ``POINTER``, else the default."""
-    with contextlib.suppress(OSError):
-        named = (state_root / POINTER).read_text(encoding="utf-8").strip()
-        if named:
-            return Path(named)
-    return state_root / "control.sock"
 
 
 def decision_output(answer: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -90,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(raw.decode("utf-8", "replace") or "{}")
         if not isinstance(payload, dict):
             return 0
-        path = socket_for(state_dir.parent.parent)
+        path = bridge_socket(state_dir.parent.parent)
         event = {k: payload.get(k) for k in ("tool_name", "tool_input", "session_id", "turn_id")}
         event["can_always"] = bool(payload.get("permission_suggestions"))
         answer = ask(path, {"cmd": "permission", "agent": agent, "event": event})

@@ -37,10 +37,13 @@ def check_up(config: Config, *, console: bool = True) -> None:
     except SupervisorError as exc:
         raise PreflightError(str(exc)) from None
     lock.release()
+    from agentbridge.supervisor.control_mcp import mcp_settings
+
     for name in config.agents:
         problem = cwd_problem(config, name)
         if problem is not None:
             raise ConfigError(problem)
+        mcp_settings(config, name)  # a bad [mcp] value, before anything starts
     http = config.channels.get("http")
     if http is not None:
         from agentbridge.channels.http_auth import parse_settings

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentbridge.ledger.store import ChannelLedger, NotFound
-from agentbridge.models import OutboxItem
+from agentbridge.ledger.store import ChannelLedger, NotFound, PermissionRequest
+from agentbridge.models import Message, OutboxItem
 
 PERMISSION_KEY_PREFIX = "permission:"
 _ASK_SUFFIX = ":ask"
@@ -24,7 +24,9 @@ _CHOICE = re.compile(r'"((?:yes|no|always) [a-z0-9]{5})"')
 _ANSWER = re.compile(r"(?:yes|no|always) ([a-z0-9]{5})")
 ASK_KEY_PREFIX, _QUESTION_SUFFIX = "ask:", ":question"
 _ASK_ID = re.compile(r"\(ask ([a-z0-9]{5})\)")
-_ASK_CHOICE = re.compile(r"^  \d+\) (.+)$", re.MULTILINE)
+_ASK_CHOICE = re.compile(r"  (\d+)\) (.+)")
+#: the last line of a question with choices begins ``(`` + this (``supervisor/ask_text.py``)
+ASK_PICK_HINT = "pick a number or reply"
 _LABELS = {"yes": "Allow", "always": "Allow for this session", "no": "Deny"}
 
 
@@ -52,7 +54,7 @@ def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
             return ()
         return tuple(
             ReplyAction(label=choice, answer=f"answer {found.group(1)} {choice}")
-            for choice in _ASK_CHOICE.findall(item.text)
+            for choice in ask_choices(item.text)
         )
     if not (key.startswith(PERMISSION_KEY_PREFIX) and key.endswith(_ASK_SUFFIX)):
         return ()
@@ -60,6 +62,26 @@ def reply_actions(item: OutboxItem) -> tuple[ReplyAction, ...]:
         ReplyAction(label=_LABELS[answer.split(" ", 1)[0]], answer=answer)
         for answer in _CHOICE.findall(item.text)
     )
+
+
+def ask_choices(text: str) -> list[str]:
+    """The choices an ask's text lists: the numbered lines just above its last line, counted
+    back to ``1)``, only when that line says there is a number to pick. A question's own
+    ``  1) x`` lines (above those, or in a question without choices) are no buttons."""
+    lines = text.splitlines()
+    if len(lines) < 2 or not lines[-1].startswith(f"({ASK_PICK_HINT}"):
+        return []
+    listed: list[tuple[int, str]] = []
+    for line in reversed(lines[:-1]):
+        match = _ASK_CHOICE.fullmatch(line)
+        if match is None:
+            break
+        listed.append((int(match.group(1)), match.group(2)))
+        if listed[-1][0] == 1:
+            break
+    if [n for n, _ in listed] != list(range(len(listed), 0, -1)):
+        return []  # not the list ``question_text`` writes
+    return [choice for _, choice in reversed(listed)]
 
 
 async def click_answers_here(
@@ -72,13 +94,23 @@ async def click_answers_here(
     drops it. Ingested, the relay would not take it and it would reach the agent as text.
     """
     match = _ANSWER.fullmatch(answer)
-    if match is None:
+    found = None if match is None else await asked_during(ledger, match.group(1))
+    if found is None:
         return False
-    req = await ledger.get_permission(match.group(1))
-    if req is None or req.message_id is None:
-        return False
-    try:
-        message = await ledger.get(req.message_id)
-    except NotFound:
-        return False
+    message = found[1]
     return (message.channel, message.conversation) == (channel, conversation)
+
+
+async def asked_during(
+    ledger: ChannelLedger, short_id: str
+) -> tuple[PermissionRequest, Message] | None:
+    """The permission request ``short_id`` names and the message it was asked during, whose
+    conversation alone may answer it; None: no such request, none with a message, or the
+    message is gone (pruned). A click and ``agentbridge send`` both ask this."""
+    req = await ledger.get_permission(short_id)
+    if req is None or req.message_id is None:
+        return None
+    try:
+        return req, await ledger.get(req.message_id)
+    except NotFound:
+        return None

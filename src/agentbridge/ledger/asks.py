@@ -23,6 +23,10 @@ from agentbridge.ledger.core import LedgerCore
 from agentbridge.ledger.permissions import new_short_id
 
 QUESTION_EVENT_LIMIT = 160  #: how much of a question the audit trail repeats
+#: the asks ``prune`` deletes (both backends; ``{cutoff}``: the driver's retention-edge mark):
+#: settled ones by when they were, and pending ones whose wait ended long ago (a supervisor
+#: gone before it could expire them): nobody waits for an answer past ``expires_at``
+PRUNABLE_ASK = "COALESCE(answered_at, expires_at) < {cutoff}"
 
 
 class AskState(StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from agentbridge.ledger.asks import PRUNABLE_ASK
 from agentbridge.ledger.base import IN_FLIGHT_SQL, _get, where
 from agentbridge.ledger.core import LedgerCore
 from agentbridge.ledger.records import event_from_row, message_from_row
@@ -120,7 +121,8 @@ class ReadMixin(LedgerCore):
     async def prune(
         self, retention_seconds: float, tombstone_seconds: float = DEFAULT_TOMBSTONE_SECONDS
     ) -> tuple[int, int]:
-        """Delete terminal messages/outbox rows (and their events) older than retention.
+        """Delete terminal messages/outbox rows (and their events) and settled asks
+        (``PRUNABLE_ASK``) older than retention.
 
         A pruned message's idempotency key stays behind as a tombstone for
         ``tombstone_seconds``, so a late redelivery is still a duplicate. The newest message
@@ -153,6 +155,7 @@ class ReadMixin(LedgerCore):
                 " AND updated_at < ?",
                 (cutoff,),
             ).rowcount
+            conn.execute("DELETE FROM asks WHERE " + PRUNABLE_ASK.format(cutoff="?"), (cutoff,))
             return messages, replies
 
         return await self._tx(run)

@@ -241,8 +241,8 @@ class LedgerStore(ChannelLedger, AskStore, FleetLedger, Protocol):
     async def prune(
         self, retention_seconds: float, tombstone_seconds: float = DEFAULT_TOMBSTONE_SECONDS
     ) -> tuple[int, int]:
-        """Retention: delete finished messages and replies older than ``retention_seconds``
-        (keys stay as tombstones); returns (messages, replies) removed."""
+        """Retention: delete finished messages, replies and asks older than
+        ``retention_seconds`` (keys stay as tombstones); returns (messages, replies) removed."""
         ...
 
     # ---------------------------------------------------------------- outbox

@@ -3,8 +3,8 @@
 The command carries the agent's name and the supervisor's control socket, nothing secret:
 the socket is 0600 in a 0700 directory, so only this user reaches it anyway. The supervisor
 writes the socket's path into ``<agent state dir>/control-socket`` at start-up
-(``supervisor/control_mcp.py``); a profile prepared before that (a test, ``doctor``) falls
-back to the default place, ``<state_dir>/control.sock``.
+(``agent/socket_pointer.py`` owns that file); a profile prepared before that (a test,
+``doctor``) falls back to the default place, ``<state_dir>/control.sock``.
 """
 
 from __future__ import annotations
@@ -12,19 +12,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agentbridge.agent.socket_pointer import agent_socket
+
 MCP_NAME = "agentbridge"  #: the server's name in the CLIs' configs: tools ``mcp__agentbridge__*``
-SOCKET_POINTER = "control-socket"  #: file in the agent's state dir naming the control socket
 TOOLS = ("reply", "send_file", "ask", "notify", "list_conversations")
 #: seconds a CLI lets one tool call run: ``ask``'s longest wait (an hour) and a restart's grace
 ASK_TOOL_TIMEOUT = 3600.0 + 120.0
-
-
-def socket_for(state_dir: Path) -> str:
-    """The control socket the agent's MCP server dials."""
-    pointer = state_dir / SOCKET_POINTER
-    if pointer.exists():
-        return pointer.read_text().strip()
-    return str(state_dir.parent.parent / "control.sock")  # <state_dir>/agents/<name>/
 
 
 def mcp_command(agent: str, state_dir: Path) -> list[str]:
@@ -37,5 +30,5 @@ def mcp_command(agent: str, state_dir: Path) -> list[str]:
         "--agent",
         agent,
         "--socket",
-        socket_for(state_dir),
+        str(agent_socket(state_dir)),
     ]

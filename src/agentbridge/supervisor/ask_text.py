@@ -7,6 +7,7 @@ answer no message asked for (the ``asks`` row is the record).
 
 from __future__ import annotations
 
+from agentbridge.delivery.actions import ASK_PICK_HINT
 from agentbridge.ledger.store import Ask
 from agentbridge.models import Message
 from agentbridge.states import MessageState
@@ -16,7 +17,7 @@ def question_text(ask: Ask, timeout: float) -> str:
     """What the chat shows; ``delivery/actions.py`` reads the numbered choices back."""
     lines = [f"Question from {ask.agent} (ask {ask.short_id}): {ask.question}"]
     lines += [f"  {n}) {choice}" for n, choice in enumerate(ask.choices, 1)]
-    how = "pick a number or reply" if ask.choices else "reply"
+    how = ASK_PICK_HINT if ask.choices else "reply"
     lines.append(
         f"({how} here within {span(timeout)}; your next message is the answer,"
         f' or type "answer {ask.short_id} …")'

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentbridge.agent.socket_pointer import agent_pointer_dir, write_pointer
 from agentbridge.config import Config, ConfigError
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
 from agentbridge.delivery.outfiles import bridge_private, name_problem
 from agentbridge.ledger.store import LedgerStore, text_hash
 from agentbridge.models import Message
-from agentbridge.runtimes.mcp_server import SOCKET_POINTER
 from agentbridge.supervisor.control import Handler
 from agentbridge.supervisor.control_ops import BadRequest
 
@@ -70,10 +70,15 @@ def mcp_settings(config: Config, agent: str) -> McpSettings:
             f"(allowed: {', '.join(sorted(allowed))})"
         )
     settings = McpSettings(**table)
-    for name in ("rate_per_minute", "max_file_bytes"):
+    for name in ("rate_per_minute", "max_file_bytes"):  # 0 refused everything (or crashed)
         value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"config: mcp.{name} must be a non-negative integer")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            own = isinstance(per_agent, dict) and name in (per_agent.get(agent) or {})
+            key = f"mcp.agents.{agent}.{name}" if own else f"mcp.{name}"
+            raise ConfigError(
+                f"config: {key} must be an integer >= 1, not {value!r}: raise it, "
+                "or delete the line for the default"
+            )
     for name in ("notify_channel", "notify_conversation"):
         if not isinstance(getattr(settings, name), str | None):
             raise ConfigError(f"config: mcp.{name} must be a string")
@@ -253,9 +258,8 @@ def _write_pointer(config: Config, agent: str, state_dir: Any) -> None:
     reads (the runtime profile knows the state dir, not the supervisor's config)."""
     from agentbridge.supervisor.control import socket_path
 
-    where = Path(state_dir) if state_dir else config.state_dir / "agents" / agent
-    where.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (where / SOCKET_POINTER).write_text(str(socket_path(config)) + "\n")
+    where = Path(state_dir) if state_dir else agent_pointer_dir(config.state_dir, agent)
+    write_pointer(where, socket_path(config))
 
 
 def handlers(

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agentbridge.ledger.store import LedgerStore, NotFound, PermissionState
+from agentbridge.delivery.actions import asked_during
+from agentbridge.ledger.store import LedgerStore, PermissionState
 from agentbridge.supervisor.control import Handler
 from agentbridge.supervisor.permissions import ANSWER, Answered, Supervisor, relay_for
 
@@ -75,13 +76,10 @@ async def not_waiting(
     if match is None:
         return None
     short_id = match.group(2).lower()
-    req = await ledger.get_permission(short_id)
-    if req is None or req.message_id is None:
+    found = await asked_during(ledger, short_id)
+    if found is None:
         return None
-    try:
-        message = await ledger.get(req.message_id)
-    except NotFound:
-        return None
+    req, message = found
     if (message.channel, message.conversation) != (channel, conversation):
         return await asked_elsewhere(ledger, channel, conversation, text)
     if req.state != PermissionState.PENDING:
@@ -105,13 +103,10 @@ async def asked_elsewhere(
     if match is None:
         return None
     short_id = match.group(2).lower()
-    req = await ledger.get_permission(short_id)
-    if req is None or req.message_id is None:
+    found = await asked_during(ledger, short_id)
+    if found is None:
         return None
-    try:
-        message = await ledger.get(req.message_id)
-    except NotFound:
-        return None
+    req, message = found
     if (message.channel, message.conversation) == (channel, conversation):
         return None
     return (

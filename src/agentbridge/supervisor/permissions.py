@@ -20,12 +20,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentbridge.agent.permission_hook import POINTER
-from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, choices_text
+from agentbridge.agent.socket_pointer import write_pointer
+from agentbridge.delivery.actions import PERMISSION_KEY_PREFIX, asked_during, choices_text
 from agentbridge.ledger.store import (
     IngestResult,
     LedgerStore,
-    NotFound,
     PermissionRequest,
     PermissionState,
 )
@@ -174,13 +173,10 @@ class PermissionRelay:
             return None
         await self._sweep()
         word, short_id = match.group(1).lower(), match.group(2).lower()
-        req = await self.ledger.get_permission(short_id)
-        if req is None or req.message_id is None:
+        found = await asked_during(self.ledger, short_id)
+        if found is None:
             return None
-        try:
-            message = await self.ledger.get(req.message_id)
-        except NotFound:
-            return None
+        message = found[1]
         if (message.channel, message.conversation) != (channel, conversation):
             return None  # not this conversation's to answer: plain text for the agent
         state = PermissionState.DENIED if word == "no" else PermissionState.ALLOWED
@@ -218,12 +214,10 @@ def relay_for(supervisor: Supervisor) -> PermissionRelay:
 
 
 def control_handler(supervisor: Supervisor, socket: str) -> Any:
-    """The ``permission`` control command; writes where hooks find the socket (``POINTER``)."""
-    pointer = supervisor.config.state_dir / POINTER
+    """The ``permission`` control command; writes where hooks find the socket (the bridge's
+    pointer file, ``agent/socket_pointer.py``)."""
     with contextlib.suppress(OSError):
-        pointer.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pointer.write_text(socket + "\n", encoding="utf-8")
-        pointer.chmod(0o600)
+        write_pointer(supervisor.config.state_dir, socket)
 
     async def handle(request: dict[str, Any]) -> dict[str, Any]:
         return await relay_for(supervisor).handle(request)

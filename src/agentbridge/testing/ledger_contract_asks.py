@@ -13,6 +13,8 @@ from agentbridge.testing.ledger_contract_base import (
     in_flight,
 )
 
+DAY = 86400.0
+
 
 class AskContract(StoreFixtures):
     """``open_ask`` / ``answer_ask`` / ``get_ask`` / ``list_asks``."""
@@ -85,6 +87,26 @@ class AskContract(StoreFixtures):
         assert won and gone.state == AskState.EXPIRED and gone.answer is None
         again = await store.open_ask("a", "ch", "c1", "still there?", [], clock() + 5)
         assert again.id != ask.id  # an expired id may be drawn again; rows stay apart
+
+    async def test_retention_prunes_settled_and_long_abandoned_asks(
+        self, store: LedgerStore, clock: ManualClock
+    ) -> None:
+        """The ledger's ``prune`` takes asks too: answered or expired ones older than the
+        retention, and pending ones whose wait ended before it; a live question stays."""
+        answered = await store.open_ask("a", "ch", "c1", "old?", ["x"], clock() + 60)
+        await store.answer_ask(answered.id, AskState.ANSWERED, "alice", "x")
+        expired = await store.open_ask("a", "ch", "c2", "old too?", [], clock() + 60)
+        await store.answer_ask(expired.id, AskState.EXPIRED, "timeout")
+        abandoned = await store.open_ask("a", "ch", "c3", "anyone?", [], clock() + 60)
+        waiting = await store.open_ask("a", "ch", "c4", "long wait?", [], clock() + 3 * DAY)
+        clock.advance(2 * DAY)
+        recent = await store.open_ask("a", "ch", "c5", "new?", [], clock() + 60)
+        await store.answer_ask(recent.id, AskState.ANSWERED, "bob", "yes")
+        await store.prune(DAY)
+        for gone in (answered, expired, abandoned):
+            with pytest.raises(NotFound):
+                await store.get_ask(gone.id)
+        assert [a.id for a in await store.list_asks()] == [waiting.id, recent.id]
 
     async def test_answers_survive_a_restart_and_filter_by_conversation(
         self, store_factory: StoreFactory, clock: ManualClock

@@ -18,14 +18,13 @@ from aiohttp import web
 
 from agentbridge.channels.web.permissions import pending_view
 from agentbridge.channels.web.sse import Notifier
-from agentbridge.channels.web.uploads import read_form
+from agentbridge.channels.web.uploads import MAX_TEXT, read_form
 from agentbridge.channels.web.views import event_view, message_view, outbox_view
 from agentbridge.ledger.store import ChannelLedger
 from agentbridge.plugin.protocols import Attachment, AttachmentTooLarge, ChannelContext
 from agentbridge.sanitize import clean_text
 from agentbridge.supervisor.permission_send import ANSWERER
 
-MAX_TEXT = 500_000
 _NAME = re.compile(r"^[A-Za-z0-9._:@+-]{1,80}$")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge.delivery.actions import asked_during
 from agentbridge.ledger.store import ChannelLedger, NotFound, PermissionState
 from agentbridge.plugin.protocols import ChannelContext
 from agentbridge.supervisor.permission_send import ANSWERER
@@ -65,13 +66,13 @@ def routes(ctx: ChannelContext) -> list[web.RouteDef]:
         if not isinstance(word, str) or word not in WORDS or not _SHORT_ID.fullmatch(short_id):
             # a list or an object is unhashable: checked first, it is a 400, never a 500
             return web.json_response({"error": "answer must be yes, no or always"}, status=400)
-        req = await ledger.get_permission(short_id)
-        if req is None or req.message_id is None:
+        found = await asked_during(ledger, short_id)  # its message pruned: 404, not a 500
+        if found is None:
             return web.json_response({"error": "no such permission request"}, status=404)
         relay = ctx.extras.get(ANSWERER)
         if relay is None:
             return web.json_response({"error": "no relay: answer it in its chat"}, status=409)
-        message = await ledger.get(req.message_id)
+        message = found[1]
         text = f"{word} {short_id}"
         answered = await relay(message.channel, message.conversation, SENDER, text)
         if answered is None:

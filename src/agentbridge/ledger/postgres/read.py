@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from agentbridge.ledger.asks import PRUNABLE_ASK
 from agentbridge.ledger.base import NotFound
 from agentbridge.ledger.postgres import tail
 from agentbridge.ledger.postgres.sql import IN_FLIGHT_SQL, Cursor, message, reply_item
@@ -252,7 +253,10 @@ class ReadMixin:
             await cur.execute(
                 f"DELETE FROM outbox WHERE state IN {done} AND updated_at < %(cutoff)s", p
             )
-            return messages, cur.rowcount
+            replies = cur.rowcount
+            asks = PRUNABLE_ASK.format(cutoff="%(cutoff)s")
+            await cur.execute(f"DELETE FROM asks WHERE {asks}", p)
+            return messages, replies
 
         return await self._tx(run)
 
