@@ -26,6 +26,8 @@ from agentbridge.ledger.base import LedgerError, StaleLease
 
 AGENT_PREFIX = "agent:"
 LEADER = "leader"
+#: seconds without a heartbeat after which a node is dead, unless the fleet says otherwise
+NODE_TTL = 3.0
 
 
 def agent_lease(agent: str) -> str:
@@ -80,6 +82,8 @@ class AgentFences:
         self._held: dict[str, tuple[str, int]] = {}
         #: a fleet node: writes for an agent it never held a lease of are refused too
         self.node: str | None = None
+        #: a node whose heartbeat is older than this is dead (its ``sending`` rows recovered)
+        self.node_ttl = NODE_TTL
 
     def note(self, lease: Lease) -> None:
         """A lease this store acquired or renewed: agent leases fence later writes."""
@@ -89,9 +93,11 @@ class AgentFences:
     def __bool__(self) -> bool:
         return bool(self._held) or self.node is not None
 
-    def strict(self, node: str) -> None:
-        """From now on this store writes only for agents ``node`` holds (a fleet node)."""
+    def strict(self, node: str, node_ttl: float = 0.0) -> None:
+        """From now on this store writes only for agents ``node`` holds (a fleet node), and
+        reserves replies as ``node``; other nodes are dead after ``node_ttl`` seconds."""
         self.node = node
+        self.node_ttl = node_ttl or NODE_TTL
 
     def get(self, agent: str) -> tuple[str, int] | None:
         """What writes for ``agent`` must present (None: unfenced); a strict store with no

@@ -108,7 +108,7 @@ class Fleet:
             await self.ledger.register_node(name, instance, host, pid, ttl, force=True)
         self.joined = True
         if self.cfg.shared:
-            self.ledger.fences.strict(name)  # only agents this node owns: ownership.py
+            self.ledger.fences.strict(name, ttl)  # only agents this node owns: ownership.py
         self.sup._spawn("fleet:heartbeat", self._heartbeat)
 
     async def _heartbeat(self) -> None:
@@ -124,6 +124,27 @@ class Fleet:
                 log.error("node %s: another supervisor took this node over", self.cfg.node)
                 self.sup.stop_event.set()
                 return
+            if self.cfg.shared:
+                await self._recover_dead_sends()
+
+    async def _recover_dead_sends(self) -> None:
+        """A dead node's relay may have died mid-send: its ``sending`` rows become
+        ``unknown`` (never resent blindly); a live node's are left alone."""
+        try:
+            unknown = await self.ledger.recover_sending(own=False)
+        except LedgerError as exc:
+            log.warning("node %s: dead nodes' sends not recovered: %s", self.cfg.node, exc)
+            return
+        for item in unknown:
+            log.warning(
+                "reply %s (message %s): node %s died while sending it; state unknown, not"
+                " resent: check the platform, then `agentbridge outbox retry %s` or `sent %s`",
+                item.id,
+                item.message_id,
+                item.node,
+                item.id,
+                item.id,
+            )
 
     async def start_channels(self) -> None:
         """Join the fleet and start the channels this node runs now. SQLite: every channel,
