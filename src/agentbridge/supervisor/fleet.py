@@ -14,11 +14,13 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from agentbridge.config import Config, ConfigError
 from agentbridge.delivery.relay import OutboxRelay
+from agentbridge.ledger.outage import OutagePolicy
 from agentbridge.ledger.store import LedgerError, LedgerStore, NodeTaken
 from agentbridge.plugin.protocols import Channel
 from agentbridge.supervisor.dispatcher import AgentWorker
@@ -107,25 +109,33 @@ class Fleet:
             log.warning("node %s: its previous run (pid %s) is dead; taking over", name, old.pid)
             await self.ledger.register_node(name, instance, host, pid, ttl, force=True)
         self.joined = True
+        outage = getattr(self.ledger, "outage", None)
+        if self.cfg.shared and isinstance(outage, OutagePolicy):
+            outage.ride_out(self.cfg.ledger_timeout)  # an outage pauses the work, never fails it
         if self.cfg.shared:
             self.ledger.fences.strict(name, ttl)  # only agents this node owns: ownership.py
         self.sup._spawn("fleet:heartbeat", self._heartbeat)
 
     async def _heartbeat(self) -> None:
         every = self.cfg.heartbeat_seconds if self.cfg.shared else SQLITE_HEARTBEAT
+        steady = time.monotonic() - self.cfg.node_ttl  #: since when heartbeats go through
         while True:
             await asyncio.sleep(every)
+            began = time.monotonic()
             try:
                 mine = await self.ledger.node_heartbeat(self.cfg.node, self.sup.id)
             except LedgerError as exc:
                 log.warning("node %s: heartbeat not written: %s", self.cfg.node, exc)
+                steady = time.monotonic()
                 continue
+            if time.monotonic() - began > every:  # the ledger was away: so were the others'
+                steady = time.monotonic()
             if not mine:
                 log.error("node %s: another supervisor took this node over", self.cfg.node)
                 self.sup.stop_event.set()
                 return
-            if self.cfg.shared:
-                await self._recover_dead_sends()
+            if self.cfg.shared and time.monotonic() - steady >= self.cfg.node_ttl:
+                await self._recover_dead_sends()  # after an outage, only once all could beat
 
     async def _recover_dead_sends(self) -> None:
         """A dead node's relay may have died mid-send: its ``sending`` rows become
