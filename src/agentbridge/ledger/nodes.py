@@ -26,6 +26,8 @@ from agentbridge.ledger.base import LedgerError, StaleLease
 
 AGENT_PREFIX = "agent:"
 LEADER = "leader"
+#: "agents" whose name starts so are lanes (the chat commands'): never leased, never fenced
+LANE_PREFIX = "@"
 #: seconds without a heartbeat after which a node is dead, unless the fleet says otherwise
 NODE_TTL = 3.0
 
@@ -102,6 +104,8 @@ class AgentFences:
     def get(self, agent: str) -> tuple[str, int] | None:
         """What writes for ``agent`` must present (None: unfenced); a strict store with no
         lease of ``agent`` presents token 0, which no lease has."""
+        if agent.startswith(LANE_PREFIX):
+            return None  # a lane (the chat commands'), not an agent: no lease, every node's
         held = self._held.get(agent)
         if held is None and self.node is not None:
             return (self.node, 0)
@@ -168,6 +172,7 @@ def taken_detail(old: Node, now: float) -> str:
 
 __all__ = [
     "AGENT_PREFIX",
+    "LANE_PREFIX",
     "LEADER",
     "AgentFences",
     "FleetLedger",
