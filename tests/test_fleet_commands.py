@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.ledger.store import AskState
 from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
-from fleet_harness import Node, demo, events, pid_of, start_all, stop_all
+from fleet_harness import Node, db, demo, events, pid_of, start_all, stop_all, wait_for
+from test_mcp_ask import AskCall
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -79,5 +81,27 @@ def test_commands_reach_the_agents_node_and_wait_for_it_while_it_is_down(
         later = answer(b, queued)
         assert "answered by node A" in later, later
         b.wait_state(hello, "completed", timeout=40)
+    finally:
+        stop_all(a, b)
+
+
+def test_an_ask_answered_on_another_node_reaches_the_waiting_tool(tmp_path: Path, url: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    agents = {"demo": demo(node="A", cwd=str(project))}
+    mcp = {"mcp": {"notify_channel": "local", "notify_conversation": "ops"}}
+    a = Node(tmp_path, url, "A", agents, extra=mcp)
+    b = Node(tmp_path, url, "B", agents, extra=mcp)
+    try:
+        start_all(a, b)
+        b.send("before any ask", "--conversation", "ops")  # B's relay loads its asks now
+        call = AskCall(a, project, question="Deploy now?", choices=["yes", "no"])
+        wait_for(lambda: db(url, lambda s: s.list_asks(AskState.PENDING)), "A's agent asked")
+        assert b.send("1", "--conversation", "ops") == 0  # on B: the answer, not a message
+        failed, text = call.outcome()
+        assert not failed and text.startswith("answer from ") and text.endswith(": yes"), text
+        [ask] = db(url, lambda s: s.list_asks())
+        assert (ask.state, ask.answer, ask.agent) == (AskState.ANSWERED, "yes", "demo")
+        assert all(m.text != "1" for m in a.messages()), "never queued to the agent"
     finally:
         stop_all(a, b)

@@ -23,6 +23,7 @@ from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.ledger.outage import OutagePolicy
 from agentbridge.ledger.store import LedgerError, LedgerStore, NodeTaken
 from agentbridge.plugin.protocols import Channel
+from agentbridge.supervisor import fleet_asks
 from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.fleet_config import SQLITE_HEARTBEAT, FleetConfig, fleet_config
 from agentbridge.supervisor.fleet_status import fleet_view
@@ -114,6 +115,7 @@ class Fleet:
             outage.ride_out(self.cfg.ledger_timeout)  # an outage pauses the work, never fails it
         if self.cfg.shared:
             self.ledger.fences.strict(name, ttl)  # only agents this node owns: ownership.py
+            fleet_asks.take_answers(self.sup)  # an answer to another node's agent, sent here
         self.sup._spawn("fleet:heartbeat", self._heartbeat)
 
     async def _heartbeat(self) -> None:
