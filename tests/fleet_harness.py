@@ -49,6 +49,7 @@ class Node(Bridge):
         *,
         fleet: dict[str, Any] | None = None,
         console: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -56,7 +57,7 @@ class Node(Bridge):
             "ledger": {"url": url},
             "fleet": {"node": name, "lease_seconds": LEASE, "heartbeat_seconds": BEAT}
             | (fleet or {}),
-        }
+        } | (extra or {})
         super().__init__(root / name, agents=agents, extra=extra, console=console)
 
     def start_node(self) -> Node:

@@ -25,6 +25,9 @@ def test_defaults_are_one_sqlite_node_named_after_the_host(tmp_path: Path) -> No
     assert cfg.lease_seconds == DEFAULT_LEASE and cfg.heartbeat_seconds == DEFAULT_LEASE / 3
     shared = fleet_config(config(tmp_path, ledger="postgresql://db/x", fleet={"node": "n1"}))
     assert shared.shared and shared.node == "n1" and shared.node_ttl == DEFAULT_LEASE
+    assert shared.ledger_timeout == 30.0
+    quick = fleet_config(config(tmp_path, ledger="postgresql://db/x", fleet={"ledger_timeout": 2}))
+    assert quick.ledger_timeout == 2.0
 
 
 def test_agents_name_their_node_and_may_be_relocatable(tmp_path: Path) -> None:
@@ -43,6 +46,7 @@ def test_agents_name_their_node_and_may_be_relocatable(tmp_path: Path) -> None:
         ({"lease_seconds": 0}, "fleet.lease_seconds must be a number > 0"),
         ({"lease_seconds": 2, "heartbeat_seconds": 2}, "heartbeat_seconds must be shorter"),
         ({"singleton": {"web": "yes"}}, "fleet.singleton must map channel names"),
+        ({"ledger_timeout": -1}, "fleet.ledger_timeout must be a number > 0"),
     ],
 )
 def test_a_bad_fleet_table_is_one_line(tmp_path: Path, fleet: dict[str, Any], error: str) -> None:

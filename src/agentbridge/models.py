@@ -68,6 +68,7 @@ class OutboxItem:
     created_at: float
     updated_at: float
     parts_sent: int = 0  #: parts of a chunked reply already accepted by the platform
+    node: str | None = None  #: the fleet node whose relay reserved the last send attempt
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape."""

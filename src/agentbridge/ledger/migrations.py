@@ -167,6 +167,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX asks_conversation ON asks (channel, conversation, id);
     CREATE INDEX asks_message ON asks (message_id, id);
     """,
+    # 7: the node whose relay reserved a send, so a start recovers only its own (and dead
+    # nodes') ``sending`` rows, never one a live node is sending right now
+    """
+    ALTER TABLE outbox ADD COLUMN node TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

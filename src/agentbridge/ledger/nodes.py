@@ -26,6 +26,10 @@ from agentbridge.ledger.base import LedgerError, StaleLease
 
 AGENT_PREFIX = "agent:"
 LEADER = "leader"
+#: "agents" whose name starts so are lanes (the chat commands'): never leased, never fenced
+LANE_PREFIX = "@"
+#: seconds without a heartbeat after which a node is dead, unless the fleet says otherwise
+NODE_TTL = 3.0
 
 
 def agent_lease(agent: str) -> str:
@@ -80,6 +84,8 @@ class AgentFences:
         self._held: dict[str, tuple[str, int]] = {}
         #: a fleet node: writes for an agent it never held a lease of are refused too
         self.node: str | None = None
+        #: a node whose heartbeat is older than this is dead (its ``sending`` rows recovered)
+        self.node_ttl = NODE_TTL
 
     def note(self, lease: Lease) -> None:
         """A lease this store acquired or renewed: agent leases fence later writes."""
@@ -89,13 +95,17 @@ class AgentFences:
     def __bool__(self) -> bool:
         return bool(self._held) or self.node is not None
 
-    def strict(self, node: str) -> None:
-        """From now on this store writes only for agents ``node`` holds (a fleet node)."""
+    def strict(self, node: str, node_ttl: float = 0.0) -> None:
+        """From now on this store writes only for agents ``node`` holds (a fleet node), and
+        reserves replies as ``node``; other nodes are dead after ``node_ttl`` seconds."""
         self.node = node
+        self.node_ttl = node_ttl or NODE_TTL
 
     def get(self, agent: str) -> tuple[str, int] | None:
         """What writes for ``agent`` must present (None: unfenced); a strict store with no
         lease of ``agent`` presents token 0, which no lease has."""
+        if agent.startswith(LANE_PREFIX):
+            return None  # a lane (the chat commands'), not an agent: no lease, every node's
         held = self._held.get(agent)
         if held is None and self.node is not None:
             return (self.node, 0)
@@ -162,6 +172,7 @@ def taken_detail(old: Node, now: float) -> str:
 
 __all__ = [
     "AGENT_PREFIX",
+    "LANE_PREFIX",
     "LEADER",
     "AgentFences",
     "FleetLedger",

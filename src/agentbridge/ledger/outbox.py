@@ -77,7 +77,13 @@ class OutboxMixin(UnknownRepliesMixin):
             if row is None:
                 return None
             return move_reply(
-                conn, tx_now, row["id"], OutboxState.SENDING, "send attempt", attempts_delta=1
+                conn,
+                tx_now,
+                row["id"],
+                OutboxState.SENDING,
+                "send attempt",
+                attempts_delta=1,
+                node=self.fences.node,
             )
 
         return await self._tx(run)
@@ -110,6 +116,7 @@ class OutboxMixin(UnknownRepliesMixin):
                 "send attempt",
                 attempts_delta=1,
                 only_from=OutboxState.PENDING,
+                node=self.fences.node,
             )
         )
 

@@ -37,6 +37,7 @@ class ReplyChanges(TypedDict, total=False):
     platform_message_id: str | None
     only_from: OutboxState  #: refuse the move unless the row is in this state
     parts_sent: int
+    node: str | None  #: the node reserving a send (None: left as it is)
 
 
 def insert_reply(
@@ -124,7 +125,8 @@ def move_reply(
         "UPDATE outbox SET state = ?, attempts = attempts + ?, updated_at = ?,"
         " last_error = COALESCE(?, last_error), scheduled_at = COALESCE(?, scheduled_at),"
         " platform_message_id = COALESCE(?, platform_message_id),"
-        " parts_sent = COALESCE(?, parts_sent) WHERE id = ? RETURNING *",
+        " parts_sent = COALESCE(?, parts_sent), node = COALESCE(?, node)"
+        " WHERE id = ? RETURNING *",
         (
             to,
             changes.get("attempts_delta", 0),
@@ -133,6 +135,7 @@ def move_reply(
             None if scheduled_in is None else now + scheduled_in,
             changes.get("platform_message_id"),
             changes.get("parts_sent"),
+            changes.get("node"),
             outbox_id,
         ),
     ).fetchone()

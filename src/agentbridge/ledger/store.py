@@ -313,8 +313,8 @@ class LedgerStore(ChannelLedger, AskStore, FleetLedger, Protocol):
         """The reserved send's outcome cannot be known: never resent without a decision."""
         ...
 
-    async def recover_sending(self) -> list[OutboxItem]:
-        """At start: rows a dead bridge left ``sending`` become ``unknown``."""
+    async def recover_sending(self, *, own: bool = True) -> list[OutboxItem]:
+        """Dead nodes' (and, ``own``, this node's last run's) ``sending`` rows: ``unknown``."""
         ...
 
     async def resume_reply(

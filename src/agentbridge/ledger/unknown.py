@@ -11,9 +11,28 @@ from __future__ import annotations
 
 import sqlite3
 
+from agentbridge.ledger.nodes import AgentFences
 from agentbridge.ledger.outbox_rows import ReplyMover, move_reply
 from agentbridge.models import OutboxItem
 from agentbridge.states import OutboxState
+
+RECOVERED = "the bridge stopped while sending; not resent blindly"
+
+
+def sending_of_dead(
+    fences: AgentFences, now: float, own: bool, mark: str
+) -> tuple[str, list[object]]:
+    """The query of the ``sending`` rows a recovery may take (``mark``: the driver's
+    placeholder): a row reserved by no node, by a node not alive at ``now``, or (``own``)
+    by this store's node."""
+    sql = "SELECT id FROM outbox WHERE state = 'sending'"
+    if fences.node is None:
+        return sql + " ORDER BY id", []
+    alive = f"SELECT name FROM nodes WHERE stopped_at IS NULL AND heartbeat_at >= {mark}" + (
+        f" AND name <> {mark}" if own else ""
+    )
+    params: list[object] = [now - fences.node_ttl] + ([fences.node] if own else [])
+    return sql + f" AND (node IS NULL OR node NOT IN ({alive})) ORDER BY id", params
 
 
 class UnknownRepliesMixin(ReplyMover):
@@ -27,20 +46,16 @@ class UnknownRepliesMixin(ReplyMover):
             outbox_id, OutboxState.UNKNOWN, detail, error=error, only_from=OutboxState.SENDING
         )
 
-    async def recover_sending(self) -> list[OutboxItem]:
-        """At startup: every row left ``sending`` by a dead bridge becomes ``unknown``."""
+    async def recover_sending(self, *, own: bool = True) -> list[OutboxItem]:
+        """Rows a dead bridge left ``sending`` become ``unknown``: a lone store's every one
+        (at its start); a fleet node's, those of dead nodes and (``own``, at its start) its
+        own previous run's, never a row a live node is sending right now."""
 
         def run(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
-            ids = [r["id"] for r in conn.execute("SELECT id FROM outbox WHERE state = 'sending'")]
+            sql, params = sending_of_dead(self.fences, now, own, "?")
             return [
-                move_reply(
-                    conn,
-                    now,
-                    i,
-                    OutboxState.UNKNOWN,
-                    "the bridge stopped while sending; not resent blindly",
-                )
-                for i in ids
+                move_reply(conn, now, r["id"], OutboxState.UNKNOWN, RECOVERED)
+                for r in conn.execute(sql, params).fetchall()
             ]
 
         return await self._tx(run)
@@ -80,4 +95,4 @@ class UnknownRepliesMixin(ReplyMover):
         )
 
 
-__all__ = ["UnknownRepliesMixin"]
+__all__ = ["RECOVERED", "UnknownRepliesMixin", "sending_of_dead"]

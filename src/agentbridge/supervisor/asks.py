@@ -37,6 +37,7 @@ from agentbridge.delivery.actions import ASK_KEY_PREFIX
 from agentbridge.ledger.store import Ask, AskState, IngestResult, LedgerStore, NotFound
 from agentbridge.models import Message
 from agentbridge.sanitize import sanitize_text
+from agentbridge.supervisor import fleet_asks
 from agentbridge.supervisor.ask_text import not_a_row, question_text, resolve, span
 from agentbridge.supervisor.commands import COMMAND_LANE, parse_command
 from agentbridge.supervisor.control_mcp import mcp_settings
@@ -209,7 +210,7 @@ class AskRelay:
             if left <= 0:
                 ask = await self._expire(ask)
                 break
-            step = min(left, deadline - time.monotonic())
+            step = fleet_asks.step(self.ledger, min(left, deadline - time.monotonic()))
             if step <= 0:
                 break
             with contextlib.suppress(TimeoutError):
@@ -265,6 +266,8 @@ class AskRelay:
             log.info("ask: a redelivered answer (%s %s) dropped", channel, key)
             return await self._result(None, channel, conversation, sender, text)
         explicit = ANSWER.fullmatch(text)
+        if (fresh := await fleet_asks.pending_ids(self.ledger, channel, conversation)) is not None:
+            self._pending[(channel, conversation)] = fresh  # a fleet: another node's agent asked
         ids = self._pending.get((channel, conversation), [])
         if explicit is not None and explicit.group(2).strip():
             short_id = explicit.group(1).lower()

@@ -28,6 +28,7 @@ from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import IngestResult, LedgerError, LedgerStore
 from agentbridge.models import Message
 from agentbridge.plugin.protocols import Attachment, Ingest
+from agentbridge.supervisor import fleet_commands
 from agentbridge.supervisor.command_handlers import Answer, CommandContext, handler_for
 from agentbridge.supervisor.commands import (
     COMMAND_LANE,
@@ -85,7 +86,7 @@ class CommandCenter:
     async def run(self) -> None:
         """Requeue what a dead bridge left in flight, then claim and handle, forever."""
         if not self._recovered:
-            for victim in await self.ledger.victims(agent=COMMAND_LANE):
+            for victim in await fleet_commands.victims(self.ledger):  # a fleet: per-node lanes
                 with contextlib.suppress(LedgerError):
                     await self.ledger.requeue_victim(
                         victim.id, victim.fence, "the bridge stopped while handling it", self.owner
@@ -93,7 +94,10 @@ class CommandCenter:
             self._recovered = True
         lease = self.host.config.ledger.lease_seconds
         while True:
-            message = await self.ledger.claim_next(COMMAND_LANE, self.owner, lease, exclusive=False)
+            message = None
+            for lane in fleet_commands.lanes(self.ledger):  # its node's lane first (a fleet)
+                if message is None:
+                    message = await self.ledger.claim_next(lane, self.owner, lease, exclusive=False)
             if message is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), SWEEP_SECONDS)
@@ -144,11 +148,12 @@ def center_of(host: CommandHost) -> CommandCenter:
 
                 async def send_then_wake(request: dict[str, Any]) -> dict[str, Any]:
                     answer = await send(request)
-                    if answer.get("message", {}).get("agent") == COMMAND_LANE:
+                    if str(answer.get("message", {}).get("agent")).startswith(COMMAND_LANE):
                         center.poke()
                     return answer
 
                 handlers["send"] = send_then_wake
+        fleet_commands.wake_on_stores(center.ledger, center.poke)
         host._spawn("commands", center.run)
     return center
 
@@ -178,8 +183,9 @@ def wrap(host: CommandHost, channel: str, ingest: Ingest) -> Ingest:
         lane = command_lane(text, agent)
         if lane["agent"] != COMMAND_LANE or attachments:  # files come with a message, not a command
             return await ingest(conversation, sender, text, key, meta, priority, agent, attachments)
+        lane = await fleet_commands.routed(center.ledger, config, lane)  # its agent's node's
         meta = {**(meta or {}), **lane["meta"]}
-        result = await ingest(conversation, sender, text, key, meta, priority, COMMAND_LANE)
+        result = await ingest(conversation, sender, text, key, meta, priority, lane["agent"])
         center.poke()
         return result
 

@@ -30,6 +30,7 @@ from agentbridge.kinds import WaitKind
 from agentbridge.ledger.store import LedgerError, LedgerStore, NotFound
 from agentbridge.models import Message
 from agentbridge.states import MessageState
+from agentbridge.supervisor import fleet_commands
 from agentbridge.supervisor.commands import (
     COMMAND_LANE,
     UNKNOWN,
@@ -164,13 +165,14 @@ async def status(ctx: CommandContext, msg: Message, cmd: Command, agent: str) ->
     if worker.waiting_for == WaitKind.RATE_LIMIT and worker.waiting_until is not None:
         reset = time.time() + (worker.waiting_until - time.monotonic())
         lines.append(f"rate limit resets at {time.strftime('%H:%M', time.localtime(reset))}")
+    lines.extend(await fleet_commands.fleet_lines(ctx.ledger))  # a fleet: who answered
     return Answer("\n".join(lines), f"status of {agent}")
 
 
 async def _pending_new(ctx: CommandContext, msg: Message) -> Message | None:
     """This sender's ``/new`` of this conversation in the last minute, not yet confirmed."""
     recent = await ctx.ledger.list_messages(
-        agent=COMMAND_LANE, conversation=msg.conversation, channel=msg.channel, limit=50
+        agent=msg.agent, conversation=msg.conversation, channel=msg.channel, limit=50
     )
     for earlier in reversed([m for m in recent if m.id < msg.id and m.sender == msg.sender]):
         command = parse_command(earlier.text)
@@ -224,7 +226,7 @@ async def _ours(ctx: CommandContext, msg: Message, cmd: Command) -> Message | An
     if (
         target is None
         or (target.channel, target.conversation) != (msg.channel, msg.conversation)
-        or target.agent == COMMAND_LANE
+        or target.agent.startswith(COMMAND_LANE)  # a command (a fleet's: @commands:NODE)
     ):
         return Answer(f"no message {word} in this conversation", f"no message {word} here")
     return target
@@ -296,6 +298,7 @@ async def agents(ctx: CommandContext, msg: Message, cmd: Command, agent: str) ->
     for name in _reachable_agents(ctx, msg):
         worker = ctx.workers.get(name)
         health = str(worker.health) if worker is not None else "not running"
+        health = await fleet_commands.where_runs(ctx.ledger, name, health)  # a fleet's node
         mark = "*" if name == agent else " "
         via = " (chosen with /use)" if name == chosen else ""
         lines.append(f"{mark} {name}: {health}{via}")

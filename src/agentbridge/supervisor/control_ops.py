@@ -20,6 +20,7 @@ from agentbridge.crashpoints import crash_point
 from agentbridge.ledger.store import LedgerError, LedgerStore, text_hash
 from agentbridge.supervisor.commands import command_lane
 from agentbridge.supervisor.control import Handler
+from agentbridge.supervisor.fleet_commands import routed
 from agentbridge.supervisor.permission_send import not_waiting
 
 __all__ = ["IDEMPOTENT", "OPS", "BadRequest", "handlers", "retry_safe", "run_op"]
@@ -66,7 +67,7 @@ async def _send(ledger: LedgerStore, config: Config, request: dict[str, Any]) ->
         sender,
         text,
         key=_optional_text(request, "key"),
-        **command_lane(text, agent),  # a chat command goes to the supervisor's lane
+        **await routed(ledger, config, command_lane(text, agent)),  # a command: to a lane
         priority=_int(request, "priority") if "priority" in request else 0,
     )
     return {"message": result.message.to_json(), "created": result.created}

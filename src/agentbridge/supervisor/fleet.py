@@ -14,13 +14,16 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from agentbridge.config import Config, ConfigError
 from agentbridge.delivery.relay import OutboxRelay
+from agentbridge.ledger.outage import OutagePolicy
 from agentbridge.ledger.store import LedgerError, LedgerStore, NodeTaken
 from agentbridge.plugin.protocols import Channel
+from agentbridge.supervisor import fleet_asks
 from agentbridge.supervisor.dispatcher import AgentWorker
 from agentbridge.supervisor.fleet_config import SQLITE_HEARTBEAT, FleetConfig, fleet_config
 from agentbridge.supervisor.fleet_status import fleet_view
@@ -107,23 +110,53 @@ class Fleet:
             log.warning("node %s: its previous run (pid %s) is dead; taking over", name, old.pid)
             await self.ledger.register_node(name, instance, host, pid, ttl, force=True)
         self.joined = True
+        outage = getattr(self.ledger, "outage", None)
+        if self.cfg.shared and isinstance(outage, OutagePolicy):
+            outage.ride_out(self.cfg.ledger_timeout)  # an outage pauses the work, never fails it
         if self.cfg.shared:
-            self.ledger.fences.strict(name)  # only agents this node owns: ownership.py
+            self.ledger.fences.strict(name, ttl)  # only agents this node owns: ownership.py
+            fleet_asks.take_answers(self.sup)  # an answer to another node's agent, sent here
         self.sup._spawn("fleet:heartbeat", self._heartbeat)
 
     async def _heartbeat(self) -> None:
         every = self.cfg.heartbeat_seconds if self.cfg.shared else SQLITE_HEARTBEAT
+        steady = time.monotonic() - self.cfg.node_ttl  #: since when heartbeats go through
         while True:
             await asyncio.sleep(every)
+            began = time.monotonic()
             try:
                 mine = await self.ledger.node_heartbeat(self.cfg.node, self.sup.id)
             except LedgerError as exc:
                 log.warning("node %s: heartbeat not written: %s", self.cfg.node, exc)
+                steady = time.monotonic()
                 continue
+            if time.monotonic() - began > every:  # the ledger was away: so were the others'
+                steady = time.monotonic()
             if not mine:
                 log.error("node %s: another supervisor took this node over", self.cfg.node)
                 self.sup.stop_event.set()
                 return
+            if self.cfg.shared and time.monotonic() - steady >= self.cfg.node_ttl:
+                await self._recover_dead_sends()  # after an outage, only once all could beat
+
+    async def _recover_dead_sends(self) -> None:
+        """A dead node's relay may have died mid-send: its ``sending`` rows become
+        ``unknown`` (never resent blindly); a live node's are left alone."""
+        try:
+            unknown = await self.ledger.recover_sending(own=False)
+        except LedgerError as exc:
+            log.warning("node %s: dead nodes' sends not recovered: %s", self.cfg.node, exc)
+            return
+        for item in unknown:
+            log.warning(
+                "reply %s (message %s): node %s died while sending it; state unknown, not"
+                " resent: check the platform, then `agentbridge outbox retry %s` or `sent %s`",
+                item.id,
+                item.message_id,
+                item.node,
+                item.id,
+                item.id,
+            )
 
     async def start_channels(self) -> None:
         """Join the fleet and start the channels this node runs now. SQLite: every channel,

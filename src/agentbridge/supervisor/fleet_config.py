@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentbridge.config import Config, ConfigError
+from agentbridge.ledger.outage import DEFAULT_TIMEOUT
 
 DEFAULT_LEASE = 3.0
 #: a lone SQLite supervisor heartbeats its node row this often (nobody waits on it)
 SQLITE_HEARTBEAT = 10.0
 
-_KEYS = {"node", "lease_seconds", "heartbeat_seconds", "singleton"}
+_KEYS = {"node", "lease_seconds", "heartbeat_seconds", "singleton", "ledger_timeout"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class FleetConfig:
     singleton: dict[str, bool] = field(default_factory=dict)
     #: a PostgreSQL ledger: several supervisors, leases (else one SQLite supervisor, a lock)
     shared: bool = False
+    #: seconds a ledger call waits for a connection before it logs the server unreachable
+    #: (the work stays paused until the server is back: ``ledger/outage.py``)
+    ledger_timeout: float = DEFAULT_TIMEOUT
 
     @property
     def node_ttl(self) -> float:
@@ -66,7 +70,8 @@ def fleet_config(config: Config) -> FleetConfig:
     if not isinstance(singleton, dict) or not all(isinstance(v, bool) for v in singleton.values()):
         raise ConfigError("config: fleet.singleton must map channel names to true or false")
     shared = config.ledger.url is not None
-    return FleetConfig(node.strip(), lease, beat, dict(singleton), shared)
+    timeout = _number(table, "ledger_timeout", DEFAULT_TIMEOUT)
+    return FleetConfig(node.strip(), lease, beat, dict(singleton), shared, timeout)
 
 
 __all__ = ["DEFAULT_LEASE", "FleetConfig", "fleet_config"]

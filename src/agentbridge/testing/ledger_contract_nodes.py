@@ -137,3 +137,29 @@ class NodeContract(StoreFixtures):
         claimed = await store.claim_next("y", "o", LEASE)
         assert claimed is not None and claimed.id == msg.id
         assert (await store.complete(claimed.id, claimed.fence, "ok")).state == "completed"
+
+    async def test_recovery_takes_only_dead_nodes_sends(
+        self, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        """A node's start (or sweep) never turns a row a live node is sending into unknown."""
+        node_a = await store_factory(clock=clock)
+        node_b = await store_factory(clock=clock)
+        try:
+            for store, name in ((node_a, "A"), (node_b, "B")):
+                await store.register_node(name, f"{name}-1", "host", 1, TTL)
+                store.fences.strict(name, TTL)
+            rows = [await node_a.enqueue_reply("ch", "c", f"r{i}", f"k{i}") for i in range(2)]
+            sending = await node_a.claim_due_reply()
+            assert sending is not None and (sending.id, sending.node) == (rows[0].id, "A")
+            mine = await node_b.claim_due_reply()
+            assert mine is not None and mine.node == "B"
+            assert await node_b.recover_sending(own=False) == [], "A is alive; B's is B's"
+            assert (await node_b.get_reply(sending.id)).state == "sending"
+            clock.advance(TTL + 1)  # A stops heartbeating: dead; B goes on
+            assert await node_b.node_heartbeat("B", "B-1")
+            assert [r.id for r in await node_b.recover_sending(own=False)] == [sending.id]
+            assert (await node_b.get_reply(mine.id)).state == "sending", "B's own, live"
+            assert [r.id for r in await node_b.recover_sending()] == [mine.id], "a B restart"
+        finally:
+            await node_a.close()
+            await node_b.close()

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from agentbridge.kinds import ChangeKind, ChangeListener
 from agentbridge.ledger.base import LedgerError
 from agentbridge.ledger.nodes import AgentFences
+from agentbridge.ledger.outage import OutagePolicy
 from agentbridge.ledger.postgres.asks import AskMixin
 from agentbridge.ledger.postgres.changes import POLL_SECONDS, ChangeFeed
 from agentbridge.ledger.postgres.group import GroupCommit
@@ -69,6 +70,7 @@ class PostgresLedger(
         self.feed = ChangeFeed(url, self.token, self._deliver, poll_seconds=poll_seconds)
         self.tail_stats = TailStats()  #: how often ``events_since`` waited for writers
         self._group = GroupCommit(self._commit_many, self._commit_one, limit=MAX_BATCH)
+        self.outage = OutagePolicy()  #: fail (a CLI) or wait (a supervisor) when the server is away
 
     @classmethod
     async def open(
@@ -105,6 +107,7 @@ class PostgresLedger(
             open=False,
             check=AsyncConnectionPool.check_connection,  # a killed session is replaced
             name="agentbridge-ledger",
+            reconnect_timeout=7 * 86400.0,  # an outage pauses the work; it never ends the pool
         )
         try:
             await pool.open(wait=True, timeout=connect_timeout)
@@ -154,45 +157,83 @@ class PostgresLedger(
     # ------------------------------------------------------------------ transactions
 
     async def _tx(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T:
-        """Run ``fn(cursor, now)`` in one transaction; commit a refusal's record, then raise."""
-        now = self.clock()
-        signal: CommitThenRaise | None = None
-        try:
-            async with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                try:
-                    result = await fn(cur, now)
-                except CommitThenRaise as raised:
-                    signal = raised
-        except OperationalError as exc:
-            raise LedgerError(problem(self._url, exc)) from exc
-        if signal is not None:
-            raise signal.error from None
-        return result
+        """Run ``fn(cursor, now)`` in one transaction; commit a refusal's record, then raise.
+        No server (no connection, or it broke before the COMMIT): ``outage`` decides."""
+        while True:
+            now = self.clock()
+            signal: CommitThenRaise | None = None
+            sent = False  #: the COMMIT may have gone out: never run twice
+            try:
+                async with (
+                    self._pool.connection(timeout=self.outage.timeout) as conn,
+                    conn.transaction(),
+                    conn.cursor() as cur,
+                ):
+                    try:
+                        result = await fn(cur, now)
+                    except CommitThenRaise as raised:
+                        signal = raised
+                    sent = True
+            except OperationalError as exc:
+                if not sent and await self._no_server(exc):  # rolled back: nothing committed
+                    continue
+                raise LedgerError(problem(self._url, exc)) from exc
+            self.outage.up(self.where)
+            if signal is not None:
+                raise signal.error from None
+            return result
 
     async def _auto(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T:
         """Run ``fn(cursor, now)`` in autocommit mode: each statement commits by itself (one
-        round trip for a statement that does all of a write)."""
-        now = self.clock()
-        try:
-            async with self._pool.connection() as conn, conn.cursor() as cur:
-                return await fn(cur, now)
-        except OperationalError as exc:
-            raise LedgerError(problem(self._url, exc)) from exc
+        round trip for a statement that does all of a write); only a call that got no
+        connection waits out an outage (a sent statement may have committed)."""
+        while True:
+            try:
+                async with (
+                    self._pool.connection(timeout=self.outage.timeout) as conn,
+                    conn.cursor() as cur,
+                ):
+                    result = await fn(cur, self.clock())
+            except PoolTimeout as exc:
+                if await self._no_server(exc):
+                    continue
+                raise LedgerError(problem(self._url, exc)) from exc
+            except OperationalError as exc:
+                raise LedgerError(problem(self._url, exc)) from exc
+            self.outage.up(self.where)
+            return result
 
     async def _read(self, fn: Callable[[Cursor], Awaitable[T]], *, snapshot: bool = False) -> T:
         """Run a read-only ``fn(cursor)``: one statement as it comes, or with ``snapshot``
-        several in one repeatable-read snapshot (``stats`` adds up consistent counts)."""
-        try:
-            async with self._pool.connection() as conn:
-                if not snapshot:
-                    async with conn.cursor() as cur:
-                        return await fn(cur)
-                async with conn.transaction(), conn.cursor() as cur:
-                    await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    return await fn(cur)
-        except OperationalError as exc:
-            raise LedgerError(problem(self._url, exc)) from exc
+        several in one repeatable-read snapshot (``stats`` adds up consistent counts). A read
+        is safe to run again, so any lost connection waits out an outage (``outage``)."""
+        while True:
+            try:
+                async with self._pool.connection(timeout=self.outage.timeout) as conn:
+                    if not snapshot:
+                        async with conn.cursor() as cur:
+                            result = await fn(cur)
+                    else:
+                        async with conn.transaction(), conn.cursor() as cur:
+                            await cur.execute(
+                                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                            )
+                            result = await fn(cur)
+            except OperationalError as exc:
+                if await self._no_server(exc):
+                    continue
+                raise LedgerError(problem(self._url, exc)) from exc
+            self.outage.up(self.where)
+            return result
+
+    async def _no_server(self, exc: OperationalError) -> bool:
+        """No connection could be had, or it broke: True when the call should run again."""
+        lost = isinstance(exc, PoolTimeout) or _connection_lost(exc)
+        return lost and await self.outage.retry(self.where, problem(self._url, exc))
+
+
+def _connection_lost(exc: OperationalError) -> bool:
+    """The error is the connection's (server gone), not the statement's: no SQLSTATE, or
+    class 08 (connection exception) / 57P0x (the server shutting down)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P0"))

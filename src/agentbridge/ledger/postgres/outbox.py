@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from agentbridge.ledger.base import IdempotencyConflict, IllegalTransition, NotFound, text_hash
+from agentbridge.ledger.nodes import AgentFences
 from agentbridge.ledger.outbox import DEFAULT_TTL
 from agentbridge.ledger.postgres.sql import (
     CommitThenRaise,
@@ -20,6 +21,7 @@ from agentbridge.ledger.postgres.sql import (
     notify,
     reply_item,
 )
+from agentbridge.ledger.unknown import RECOVERED, sending_of_dead
 from agentbridge.models import OutboxItem
 from agentbridge.sanitize import clean_text
 from agentbridge.states import OUTBOX_TRANSITIONS, OutboxState
@@ -44,6 +46,7 @@ class OutboxMixin:
     if TYPE_CHECKING:
         clock: Callable[[], float]
         token: str
+        fences: AgentFences
 
         async def _tx(self, fn: Callable[[Cursor, float], Awaitable[T]]) -> T: ...
         async def _read(
@@ -289,17 +292,16 @@ class OutboxMixin:
             only_from=OutboxState.SENDING,
         )
 
-    async def recover_sending(self) -> list[OutboxItem]:
-        """At start: rows a dead bridge left ``sending`` become ``unknown``."""
+    async def recover_sending(self, *, own: bool = True) -> list[OutboxItem]:
+        """Rows a dead bridge left ``sending`` become ``unknown``: those of dead nodes and
+        (``own``, at the start) this node's previous run's (``ledger.unknown``)."""
 
         async def run(cur: Cursor, now: float) -> list[OutboxItem]:
-            await cur.execute(
-                "SELECT id FROM outbox WHERE state = 'sending' ORDER BY id FOR UPDATE SKIP LOCKED"
-            )
-            why = "the bridge stopped while sending; not resent blindly"
+            sql, params = sending_of_dead(self.fences, now, own, "%s")
+            await cur.execute(sql + " FOR UPDATE SKIP LOCKED", params)
+            rows = await cur.fetchall()
             return [
-                await self._move(cur, now, r["id"], OutboxState.UNKNOWN, why)
-                for r in await cur.fetchall()
+                await self._move(cur, now, r["id"], OutboxState.UNKNOWN, RECOVERED) for r in rows
             ]
 
         return await self._tx(run)
@@ -399,7 +401,8 @@ class OutboxMixin:
             "UPDATE outbox SET state = %s, attempts = attempts + %s, updated_at = %s,"
             " last_error = COALESCE(%s, last_error), scheduled_at = COALESCE(%s, scheduled_at),"
             " platform_message_id = COALESCE(%s, platform_message_id),"
-            " parts_sent = COALESCE(%s, parts_sent) WHERE id = %s RETURNING *",
+            " parts_sent = COALESCE(%s, parts_sent), node = COALESCE(%s, node)"
+            " WHERE id = %s RETURNING *",
             (
                 to,
                 attempts_delta,
@@ -408,6 +411,7 @@ class OutboxMixin:
                 scheduled_at,
                 platform_message_id,
                 parts_sent,
+                self.fences.node if to == OutboxState.SENDING else None,
                 outbox_id,
             ),
         )

@@ -164,6 +164,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX asks_conversation ON asks (channel, conversation, id)",
         "CREATE INDEX asks_message ON asks (message_id, id)",
     ],
+    # 5: the node whose relay reserved a send (SQLite's migration 7)
+    ["ALTER TABLE outbox ADD COLUMN node TEXT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
