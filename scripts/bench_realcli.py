@@ -82,9 +82,18 @@ class MockThread:
         if not ready.wait(10):
             raise SystemExit("mock model did not start")
 
-    def seen(self, marker: str) -> float | None:
-        """Wall time of the first model request holding ``marker``."""
-        times = [r.at for r in list(self.server.requests) if r.body and marker in r.user_text]
+    def mark(self) -> int:
+        """Where the next send's requests start in the mock's record."""
+        return len(self.server.requests)
+
+    def seen(self, marker: str, start: int = 0) -> float | None:
+        """Wall time of the first model request holding ``marker``, from index ``start``.
+
+        Only the requests since the send are read: rescanning the whole record every 2 ms
+        (JSON bodies, growing all run) took CPU from the CLI and the bridge being measured —
+        most during the bridge's sends, which wait for the model from the ingest on.
+        """
+        times = [r.at for r in self.server.requests[start:] if r.body and marker in r.user_text]
         return min(times) if times else None
 
     def stop(self) -> None:
@@ -183,9 +192,8 @@ class Direct:
             if time.monotonic() > deadline:
                 raise SystemExit(f"direct: paste never visible: {box!r}")
             await asyncio.sleep(0.002)
-        t_enter = time.time()
         await self.tmux.send_enter(self.pane)
-        return t0, t_enter
+        return t0, time.time()  # after the Enter returned, as the bridge's ``enter`` mark
 
     async def stop(self) -> None:
         await self.tmux.kill_server()
@@ -280,9 +288,9 @@ class BridgeUp:
         )
 
 
-async def wait_seen(mock: MockThread, marker: str, timeout: float = 20) -> float:
+async def wait_seen(mock: MockThread, marker: str, start: int, timeout: float = 20) -> float:
     deadline = time.monotonic() + timeout
-    while (at := mock.seen(marker)) is None:
+    while (at := mock.seen(marker, start)) is None:
         if time.monotonic() > deadline:
             raise SystemExit(f"the model never saw {marker!r}")
         await asyncio.sleep(0.002)
@@ -291,7 +299,7 @@ async def wait_seen(mock: MockThread, marker: str, timeout: float = 20) -> float
 
 _INJECTION = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*: message (\d+): injection \S+ "
-    r"after \d+ Enter\(s\) (\{.*\})$"
+    r"after \d+ Enter\(s\) (\{.*\})(?: \w+=\S*)*$"  # then the log's fields (message_id=N)
 )
 
 
@@ -347,16 +355,18 @@ async def bench_cli(cli: str, binary: str, mock: MockThread, root: Path, args: A
             # the same text the bridge pastes: envelope, reply hint, body
             hint = f'extra replies: {reply_command(bridge.config)} reply {i + 1} "TEXT"'
             prompt = wrap(Envelope(i + 1, 1, "local", "bench"), f"hello {marker}, 2 + 2?", hint)
+            start = mock.mark()
             t0, t_enter = await direct.send(prompt)
-            seen = await wait_seen(mock, marker)
+            seen = await wait_seen(mock, marker, start)
             await direct.wait_idle(30)
             await asyncio.sleep(args.gap)
             b_marker = f"bridge-{i}-{uuid.uuid4().hex[:8]}"
+            start = mock.mark()
             mid = await bridge.ingest(f"hello {b_marker}, 2 + 2?")
             await bridge.poke()
             # the model request first (an in-process check, as for the direct send): polling
             # the ledger meanwhile would take CPU from the CLI being measured
-            b_seen = await wait_seen(mock, b_marker)
+            b_seen = await wait_seen(mock, b_marker, start)
             ev = await bridge.wait_done(mid)
             await asyncio.sleep(args.gap)
             if i < args.warmup:

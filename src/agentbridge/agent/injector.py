@@ -91,6 +91,10 @@ class InjectorConfig:
     retry_after: float = 0.3
     max_enters: int = 3  #: total Enter presses allowed
     poll_interval: float = 0.002  #: screen polling period (a capture costs ~0.3 ms in control mode)
+    #: after an Enter, with an accept Event: how often the screen is read meanwhile (the Event
+    #: itself ends the wait at once). The CLI builds its model request in those ms; a capture
+    #: every 2 ms (tmux server, control client and our parse) took CPU from it on 2 cores.
+    enter_poll_interval: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class Injector:
         await self.tmux.load_and_paste(self.pane_id, clean)
         crash_point("after_paste")
         mark("paste")
-        box = await self._wait_box(
+        screen, box = await self._wait_screen(
             lambda b: b is not None and text_visible(b, clean), cfg.visible_timeout
         )
         if box is None or not text_visible(box, clean):
@@ -211,10 +215,14 @@ class Injector:
         mark("visible")
         if cfg.settle > 0:
             await asyncio.sleep(cfg.settle)
+            screen = await self.tmux.capture(self.pane_id, escapes=self.escapes)
 
         presses = 0
         while True:
-            before = await self.tmux.capture(self.pane_id, escapes=self.escapes)
+            # ``before`` (only the first press compares it): the screen that showed the text,
+            # read just now, so no capture stands between visibility and the Enter. A redraw
+            # after it only costs the early re-press (the full window applies), never a press.
+            before = screen
             await self.tmux.send_enter(self.pane_id)
             crash_point("after_enter")
             presses += 1
@@ -249,8 +257,12 @@ class Injector:
         start = time.monotonic()
         deadline = start + self.config.verify_timeout
         unchanged = early is not None
+        event = accepted if isinstance(accepted, asyncio.Event) else None
         while True:
-            if accepted is not None and await self._accepted_now(accepted):
+            if event is not None:  # unhurried screen reads; the Event ends the wait at once
+                if await self._wait_accepted(event, self.config.enter_poll_interval):
+                    return True, None
+            elif accepted is not None and await self._accepted_now(accepted):
                 return True, None
             screen = await self.tmux.capture(self.pane_id, escapes=self.escapes)
             box = self.input_box(screen)
@@ -263,18 +275,26 @@ class Injector:
             unchanged = unchanged and screen == before
             if (early is not None and unchanged and now - start >= early) or now >= deadline:
                 return False, box
-            await asyncio.sleep(self.config.poll_interval)
+            if event is None:
+                await asyncio.sleep(self.config.poll_interval)
 
     async def _accepted_now(self, accepted: AcceptSignal) -> bool:
         return accepted.is_set() if isinstance(accepted, asyncio.Event) else await accepted()
 
     async def _wait_box(self, done: Callable[[str | None], bool], within: float) -> str | None:
         """Poll the input box until ``done(box)`` or the deadline; return the last box read."""
+        return (await self._wait_screen(done, within))[1]
+
+    async def _wait_screen(
+        self, done: Callable[[str | None], bool], within: float
+    ) -> tuple[str, str | None]:
+        """Like :meth:`_wait_box`, with the last screen read too."""
         deadline = time.monotonic() + within
         while True:
-            box = await self.read_box()
+            screen = await self.tmux.capture(self.pane_id, escapes=self.escapes)
+            box = self.input_box(screen)
             if done(box) or time.monotonic() >= deadline:
-                return box
+                return screen, box
             await asyncio.sleep(self.config.poll_interval)
 
     async def _wait_accepted(self, accepted: AcceptSignal, within: float) -> bool:

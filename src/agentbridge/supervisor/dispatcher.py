@@ -33,6 +33,7 @@ from agentbridge.models import Message
 from agentbridge.plugin.protocols import RuntimeProfile, ScreenKind
 from agentbridge.runtimes.errors import error_text_of
 from agentbridge.supervisor.health import CrashLoopBreaker, HealthMonitor
+from agentbridge.supervisor.held_box import HeldBox
 from agentbridge.supervisor.interrupts import end_interrupted
 from agentbridge.supervisor.progress import ProgressReporter
 from agentbridge.supervisor.recovery import read_evidence, recover_victims
@@ -94,6 +95,7 @@ class AgentWorker:
         self.waiting_for: WaitKind | None = None
         self.waiting_until: float | None = None
         self.monitor = HealthMonitor(self)
+        self.held_box = HeldBox()  # the growing wait after a refused injection
         self._generation = itertools.count(1)
         self._restart_reason: str | None = None
         self._restart_resume = agent.resume
@@ -214,11 +216,12 @@ class AgentWorker:
             self.on_turn_end(flight)
         message = flight.message
         outcome = flight.outcome
-        if outcome == TurnOutcome.COMPLETED:
-            return
-        if outcome == TurnOutcome.NOT_DELIVERED:
+        if outcome != TurnOutcome.NOT_DELIVERED:
+            self.held_box.reset()
+        if outcome == TurnOutcome.NOT_DELIVERED:  # someone is typing, or no box (held_box.py)
             self.receipts.emit(message, ReceiptKind.WAITING, flight.detail)
-            await self._wait_wake(1.0)  # someone is typing, or no box: look again shortly
+            await self.held_box.wait(self.session, lambda: self._stopping or self._restart_reason)
+        if outcome in (TurnOutcome.COMPLETED, TurnOutcome.NOT_DELIVERED):
             return
         if outcome == TurnOutcome.ABORTED:  # a deliberate stop: never replayed
             await end_interrupted(self.ledger, self.receipts, self.session, message, flight.detail)

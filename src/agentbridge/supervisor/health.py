@@ -86,7 +86,13 @@ class HealthMonitor:
         self._put_back: tuple[int, int] | None = None
 
     def nudge(self) -> None:
-        """A message is about to go in flight: switch to the fast cadence now."""
+        """A message is about to go in flight: switch to the fast cadence now.
+
+        The screen's first look waits one fast tick: at the claim it would read the pane while
+        the injector reads its box and pastes (one control client, two cores).
+        """
+        first_look = time.monotonic() - 1.0 + self.interval
+        self._last_screen_check = max(self._last_screen_check, first_look)
         self._nudged.set()
 
     async def run(self) -> None:
