@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from agentbridge.config import ConfigError
-from agentbridge.models import OutboxItem
+from agentbridge.models import Message, OutboxItem
 from agentbridge.plugin.protocols import (
     ChannelContext,
     ChannelLimits,
@@ -24,7 +24,7 @@ from agentbridge.plugin.protocols import (
     Receipt,
 )
 
-from agentbridge_telegram import webhook
+from agentbridge_telegram import edits, webhook
 from agentbridge_telegram.api import (
     BotApi,
     TelegramApiError,
@@ -214,6 +214,12 @@ class TelegramChannel:
         if self._sender is None:
             raise to_delivery_error(TelegramNetworkError("telegram channel not started"))
         return await self._sender.deliver_file(item, file)
+
+    async def edit_message(self, message: Message, text: str, status_id: str | None) -> str:
+        """Progress (``EditingChannel``): post the status, then edit it in place (``edits``)."""
+        if self._api is None:
+            raise TelegramNetworkError("telegram channel not started")
+        return await edits.edit_message(self._api, message, text, status_id)
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
         """Telegram's own rules (see ``api.classify``); None for errors that are not ours."""

@@ -62,6 +62,8 @@ class SentMessage:
     visible: str
     reply_markup: dict[str, Any] | None = None
     at: float = field(default_factory=time.monotonic)
+    #: (time.monotonic(), visible text) of each editMessageText that changed it, in order
+    edits: list[tuple[float, str]] = field(default_factory=list)
 
     def buttons(self) -> list[tuple[str, str]]:
         """(label, callback_data) of its inline keyboard, in order."""

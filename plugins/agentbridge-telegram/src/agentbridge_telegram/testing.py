@@ -10,6 +10,8 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
   the ambiguous ones (``AMBIGUOUS``): the message is sent, then the answer is lost.
 - ``sendPhoto`` / ``sendDocument``: multipart uploads, recorded with their bytes in
   ``uploads``; over 10 MB (photo) / 50 MB (document) they get 413; same faults as sendMessage.
+- ``editMessageText``: only a message the bot sent; the new text is checked like
+  sendMessage's and recorded in its ``edits``; the same text again is "message is not modified".
 - ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
 - Buttons: ``click(sent, user_id, label)`` queues the ``callback_query`` of a button the bot
   sent; ``answerCallbackQuery`` (only for a query handed out) and ``editMessageReplyMarkup``
@@ -55,6 +57,10 @@ FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
 }
 
 Params = dict[str, Any]
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
 #: faults after which the message IS in the chat but the client never gets the answer:
 #: ``stall`` holds the answer back until the client times out, ``reset`` sends a TCP reset
 AMBIGUOUS = frozenset({"stall", "reset"})
@@ -334,6 +340,28 @@ class FakeBotApi(FakeButtons, FakeUploads):
         self.sent.append(message)
         result = {"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible}
         return await self._answer(fault, request, result)
+
+    async def _m_editMessageText(self, params: Params, request: web.Request) -> web.Response:
+        key = (params.get("chat_id"), params.get("message_id"))
+        found = [m for m in self.sent if (m.chat_id, m.message_id) == key]
+        if not found:
+            return _error(400, "Bad Request: message to edit not found")
+        message = found[0]
+        text = str(params.get("text") or "")
+        parse_mode = params.get("parse_mode")
+        visible, error = visible_text(text, parse_mode)
+        if error:
+            return _error(400, f"Bad Request: can't parse entities: {error}")
+        if not visible.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if utf16_len(visible) > MAX_MESSAGE_LENGTH:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        if visible == message.visible and params.get("reply_markup") == message.reply_markup:
+            return _error(400, NOT_MODIFIED)
+        message.text, message.parse_mode, message.visible = text, parse_mode, visible
+        message.reply_markup = params.get("reply_markup")
+        message.edits.append((time.monotonic(), visible))
+        return _ok({"message_id": message.message_id, "chat": {"id": key[0]}, "text": visible})
 
     async def _m_sendChatAction(self, params: Params, request: web.Request) -> web.Response:
         self.actions.append(params)
