@@ -38,6 +38,7 @@ class Bridge:
             f'state_dir = "{state}"\ntmux_socket = "{self.socket}"\n'
             f'[ledger]\npath = "{state / "ledger.db"}"\n'
             "[console]\nenabled = false\n"
+            "[attachments]\nmax_bytes = 4000\n"
             '[agents.demo]\nruntime = "demo"\n'
             f'[channels.lark]\napp_id = "{APP_ID}"\ndomain = "{fake.base_url}"\n'
             f'allowed_users = ["{ALICE}"]\n'
@@ -166,3 +167,35 @@ async def test_sigkilled_bridge_catches_up_what_was_sent_while_down(
     texts = fake.post_texts()
     assert texts.count("echo: before the kill") == 1  # the catch-up did not re-ingest it
     assert texts.count("echo: while it was dead") == 1
+
+
+async def test_a_picture_reaches_the_agent_as_a_file_and_a_big_one_is_refused(
+    fake: FakeLark, bridge: Bridge, tmp_path: Path
+) -> None:
+    """A picture without text lands under the agent's ``.agentbridge/inbox/`` with every
+    byte and the agent is told its path; a file over ``[attachments] max_bytes`` never
+    reaches the agent and the sender is told why."""
+    await waiting("connect", lambda: _connected(fake), bridge, 45)
+    png = b"\x89PNG\r\n\x1a\n" + b"p" * 500
+    key = fake.add_resource(png, "image")
+    pic = await fake.user_message(DM, ALICE, "", msg_type="image", content={"image_key": key})
+    big = {"file_key": fake.add_resource(b"x" * 5000), "file_name": "big.bin"}
+    await fake.user_message(DM, ALICE, "", msg_type="file", content=big)
+
+    async def answered() -> bool:
+        texts = fake.post_texts()
+        return any("attached file" in t for t in texts) and any("big.bin" in t for t in texts)
+
+    await waiting("the picture's reply and the refusal", answered, bridge, 45)
+    reply = next(t for t in fake.post_texts() if "attached file" in t)
+    rel = reply.split("attached file: ")[1].split(" ")[0]
+    assert rel.startswith(".agentbridge/inbox/") and rel.endswith(f"/image-{pic}.png")
+    cwd = tmp_path / "state" / "agents" / "demo" / "workspace"
+    assert (cwd / rel).read_bytes() == png
+    refusal = next(t for t in fake.post_texts() if "big.bin" in t)
+    assert refusal.startswith("Not delivered") and "limit" in refusal
+    assert not any("big.bin" in t for t in fake.post_texts() if "attached file" in t)
+
+
+async def _connected(fake: FakeLark) -> bool:
+    return fake.connects >= 1

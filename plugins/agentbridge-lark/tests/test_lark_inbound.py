@@ -220,7 +220,7 @@ async def test_group_mentions_wait_while_the_bot_id_is_unknown(
     await async_wait_until(stored, timeout=10, what="the held chat's catch-up")
 
 
-async def test_a_picture_is_not_forwarded_and_the_sender_is_told_once(
+async def test_a_sticker_is_not_forwarded_and_the_sender_is_told_once(
     fake: FakeLark, ledger: Ledger, start_channel: Start
 ) -> None:
     await start_channel()
@@ -240,5 +240,5 @@ async def test_a_picture_is_not_forwarded_and_the_sender_is_told_once(
 
     await async_wait_until(told_again, timeout=10, what="the second notice request")
     assert len(fake.posted) == 1  # the same uuid: one notice
-    assert "Only text messages" in fake.post_texts()[0]
+    assert "Only text, pictures and files" in fake.post_texts()[0]
     assert await ledger.list_messages(channel="lark") == []

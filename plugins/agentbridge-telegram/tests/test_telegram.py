@@ -20,7 +20,7 @@ from agentbridge.plugin.manager import build_plugin_manager
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, MALLORY, ledger_ingest
 
-from agentbridge_telegram.channel import NOT_AUTHORISED, TEXT_ONLY
+from agentbridge_telegram.intake import NOT_AUTHORISED, TEXT_ONLY
 from agentbridge_telegram.testing import FakeBotApi
 
 HERE = Path(__file__).parent

@@ -13,7 +13,7 @@ from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, MALLORY
 from test_telegram_e2e import bridge  # noqa: F401  (a fixture)
 
-from agentbridge_telegram.channel import NOT_AUTHORISED
+from agentbridge_telegram.intake import NOT_AUTHORISED
 from agentbridge_telegram.testing import FakeBotApi
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")

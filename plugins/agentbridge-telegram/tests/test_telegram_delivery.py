@@ -14,8 +14,8 @@ from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT
 
 from agentbridge_telegram.api import TelegramApiError, TelegramNetworkError, classify
-from agentbridge_telegram.channel import EMPTY_REPLY
 from agentbridge_telegram.formatting import utf16_len
+from agentbridge_telegram.sending import EMPTY_REPLY
 from agentbridge_telegram.testing import FakeBotApi
 
 _keys = iter(range(10**6))

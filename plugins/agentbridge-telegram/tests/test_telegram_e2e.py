@@ -8,6 +8,7 @@ and a stranger's message never reaches the agent.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import signal
@@ -20,15 +21,16 @@ import pytest
 from agentbridge.testing import async_wait_until
 from telegram_helpers import ALICE, CHAT, MALLORY
 
-from agentbridge_telegram.testing import FakeBotApi
+from agentbridge_telegram.testing import FakeBotApi, SentMessage
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 
 async def _launch(
-    fake: FakeBotApi, tmp_path: Path, socket: str, crash_at: str | None = None
+    fake: FakeBotApi, tmp_path: Path, socket: str, crash_at: str | None = None, table: str = ""
 ) -> tuple[asyncio.subprocess.Process, Path]:
-    """``agentbridge up`` with Telegram on the fake Bot API (a real supervisor process)."""
+    """``agentbridge up`` with Telegram on the fake Bot API (a real supervisor process);
+    ``table``: more lines of ``[channels.telegram]``."""
     home, state = tmp_path / "home", tmp_path / "state"
     home.mkdir(exist_ok=True)
     config = tmp_path / "config.toml"
@@ -38,7 +40,7 @@ async def _launch(
         "[console]\nenabled = false\n"
         "[attachments]\nmax_bytes = 4000\n"
         '[agents.demo]\nruntime = "demo"\n'
-        f'[channels.telegram]\nbase_url = "{fake.base_url}"\nallowed_users = [{ALICE}]\n'
+        f'[channels.telegram]\nbase_url = "{fake.base_url}"\nallowed_users = [{ALICE}]\n{table}'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "AGENTBRIDGE"))}
     env.update(
@@ -188,6 +190,57 @@ async def test_kill_after_commit_before_the_files_are_placed_loses_nothing(
         assert (cwd / rel).read_bytes() == b"precious bytes"
         assert [p.name for p in inbox.iterdir()] == [rel.split("/")[2]]  # no stray stage
         assert len([s for s in fake.sent if "kept?" in s.visible]) == 1
+    finally:
+        await _stop(proc)
+        await _kill_tmux(socket)
+
+
+async def test_a_slow_turn_gets_one_status_message_edited_in_place(
+    fake: FakeBotApi, tmp_path: Path
+) -> None:
+    """``progress = true``: a slow, narrated turn posts one status quoting the sender's
+    message, edits it at most once per interval with the newest step, and stops before the
+    reply (the next turn's status comes after, and the first one is not touched again)."""
+    interval = 1.5
+    socket = f"abtg-{uuid.uuid4().hex[:8]}"
+    table = f"progress = true\nprogress_interval = {interval}\n"
+    proc, log_path = await _launch(fake, tmp_path, socket, table=table)
+    try:
+        asked = fake.add_message(CHAT, ALICE, "#fake:slow=7 #fake:steps=6 narrate")
+        asked_id = asked["message"]["message_id"]
+
+        def statuses() -> list[SentMessage]:
+            return [s for s in fake.sent if s.visible.startswith("working (")]
+
+        def reply() -> SentMessage | None:
+            return next((s for s in fake.sent if s.visible.startswith("echo: #fake:slow=7")), None)
+
+        async def replied() -> bool:
+            return reply() is not None
+
+        async def next_status() -> bool:
+            return len(statuses()) == 2
+
+        try:
+            await async_wait_until(replied, timeout=60, what="the reply")
+            fake.add_message(CHAT, ALICE, "#fake:slow=3 #fake:steps=2 next")
+            await async_wait_until(next_status, timeout=30, what="the next turn's status")
+        except AssertionError:
+            log = log_path.read_text(errors="replace")
+            raise AssertionError(f"{[s.visible for s in fake.sent]}\n{log[-3000:]}") from None
+        first, _ = statuses()
+        done = reply()
+        assert done is not None and done.reply_to == asked_id  # the reply is the outbox's
+        assert first.reply_to == asked_id and first.at < done.at
+        assert 2 <= len(first.edits) <= int(7 / interval) + 1, first.edits
+        times = [first.at] + [at for at, _ in first.edits]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= interval - 0.2, gaps  # at most one update per interval
+        assert times[-1] < done.at  # the turn's end stopped them: none after the reply
+        steps = [int(text.split("step ")[1].split("/")[0]) for _, text in first.edits]
+        assert steps == sorted(steps) and steps[-1] >= 4, first.edits  # the newest state
+        assert first.visible == first.edits[-1][1]  # edited in place: one message, new text
+        assert fake.calls.count("editMessageText") >= len(first.edits)
     finally:
         await _stop(proc)
         await _kill_tmux(socket)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ from lark_oapi.api.im.v1 import (
     ListMessageRequest,
     ReplyMessageRequest,
     ReplyMessageRequestBody,
+    UpdateMessageRequest,
+    UpdateMessageRequestBody,
 )
 from lark_oapi.core.cache import LocalCache
 from lark_oapi.core.enum import AccessTokenType, HttpMethod
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 JSON_TYPE = "application/json; charset=utf-8"
 #: Lark says the tenant token is not (or no longer) valid: fetch a new one and ask again
 TOKEN_INVALID = frozenset({99991663, 99991668})
+#: runs one request some other way than a JSON body (an SDK resource method)
+Send = Callable[[BaseRequest], Any]
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,25 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return None
 
 
+def answer(raw: Any) -> dict[str, Any]:
+    """The ``data`` of a code-0 answer (``RawResponse``-like: status, headers, content);
+    anything else raises ``LarkApiError``."""
+    status = int(getattr(raw, "status_code", 0) or 0)
+    headers = dict(getattr(raw, "headers", None) or {})
+    try:
+        body = json.loads(bytes(getattr(raw, "content", b"") or b"{}"))
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise LarkApiError(status, -1, f"not a Lark answer (HTTP {status})")
+    code = int(body.get("code", -1))
+    if code != 0 or status >= 300:
+        wait = _retry_after(headers) if status == 429 or code in (99991400, 230020) else None
+        raise LarkApiError(status, code, str(body.get("msg", "")), wait)
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
 class LarkApi:
     """One app's OpenAPI client (``lark.Client``) and the few calls the channel needs."""
 
@@ -95,45 +119,50 @@ class LarkApi:
     # ------------------------------------------------------------------ plumbing
 
     def _token(self) -> None:
-        try:
-            TokenManager.get_self_tenant_token(self._config)
-        except ObtainAccessTokenException as exc:
-            raise LarkApiError(400, int(exc.code or 0), str(exc.msg), before_send=True) from None
+        self.tenant_token()
 
-    def _call(self, req: BaseRequest) -> dict[str, Any]:
-        """Run one request (in a worker thread); the ``data`` of a code-0 answer."""
+    def _call(self, req: BaseRequest, send: Send | None = None) -> dict[str, Any]:
+        """Run one request (in a worker thread); the ``data`` of a code-0 answer.
+
+        ``send`` runs it instead of the plain JSON request (the SDK's multipart uploads)."""
         try:
-            return self._once(req)
+            return self._once(req, send)
         except LarkApiError as exc:
             if exc.code not in TOKEN_INVALID:
                 raise
-            TokenManager.cache.set(self._token_key, "", 0)  # expired: the next get fetches
-            return self._once(req)
+            self.drop_token()  # expired: the next get fetches
+            return self._once(req, send)
 
-    def _once(self, req: BaseRequest) -> dict[str, Any]:
+    def _once(self, req: BaseRequest, send: Send | None) -> dict[str, Any]:
         self._token()
-        option = RequestOption()
-        option.headers["Content-Type"] = JSON_TYPE
-        resp = self.client.request(req, option)
-        raw = resp.raw
-        status = int(getattr(raw, "status_code", 0) or 0)
-        headers = dict(getattr(raw, "headers", None) or {})
-        try:
-            body = json.loads(bytes(getattr(raw, "content", b"") or b"{}"))
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise LarkApiError(status, -1, f"not a Lark answer (HTTP {status})")
-        code = int(body.get("code", -1))
-        if code != 0 or status >= 300:
-            wait = _retry_after(headers) if status == 429 or code in (99991400, 230020) else None
-            raise LarkApiError(status, code, str(body.get("msg", "")), wait)
-        data = body.get("data")
-        return data if isinstance(data, dict) else {}
+        if send is None:
+            option = RequestOption()
+            option.headers["Content-Type"] = JSON_TYPE
+            resp = self.client.request(req, option)
+        else:
+            resp = send(req)
+        return answer(resp.raw)
 
-    async def call(self, req: BaseRequest) -> dict[str, Any]:
+    async def call(self, req: BaseRequest, send: Send | None = None) -> dict[str, Any]:
         """``_call`` off the event loop."""
-        return await asyncio.to_thread(self._call, req)
+        return await asyncio.to_thread(self._call, req, send)
+
+    @property
+    def domain(self) -> str:
+        """The OpenAPI's root URL (Feishu's, Lark's, or a test server's)."""
+        return str(self._config.domain).rstrip("/")
+
+    def tenant_token(self) -> str:
+        """The tenant access token (cached by the SDK); raises ``LarkApiError``
+        (``before_send``) when Lark refuses the app's credentials."""
+        try:
+            return str(TokenManager.get_self_tenant_token(self._config))
+        except ObtainAccessTokenException as exc:
+            raise LarkApiError(400, int(exc.code or 0), str(exc.msg), before_send=True) from None
+
+    def drop_token(self) -> None:
+        """Forget the cached tenant token (Lark said it is no longer valid)."""
+        TokenManager.cache.set(self._token_key, "", 0)
 
     # ------------------------------------------------------------------ the calls
 
@@ -197,6 +226,19 @@ class LarkApi:
             )
         data = await self.call(req)
         return str(data.get("message_id") or ""), data.get("thread_id") or None
+
+    async def update_message(self, message_id: str, msg_type: str, content: str) -> None:
+        """``PUT /open-apis/im/v1/messages/:message_id``: replace the text of a text or post
+        message the bot sent (progress edits)."""
+        req = (
+            UpdateMessageRequest.builder()
+            .message_id(message_id)
+            .request_body(
+                UpdateMessageRequestBody.builder().msg_type(msg_type).content(content).build()
+            )
+            .build()
+        )
+        await self.call(req)
 
     async def list_messages(
         self, container_type: str, container_id: str, start_s: int, page_token: str | None

@@ -22,20 +22,22 @@ from typing import Any
 from agentbridge.config import ConfigError
 from agentbridge.delivery.actions import reply_actions
 from agentbridge.ledger.store import IdempotencyConflict
-from agentbridge.models import OutboxItem
+from agentbridge.models import Message, OutboxItem
 from agentbridge.plugin.protocols import (
+    AttachmentTooLarge,
     ChannelContext,
     ChannelLimits,
     DeliveryError,
     ErrorClass,
+    OutFile,
     Receipt,
     Reconciled,
 )
 from agentbridge.supervisor.routing import Unroutable
 
-from agentbridge_lark import catchup
+from agentbridge_lark import catchup, files
 from agentbridge_lark.api import LarkApi, LarkApiError
-from agentbridge_lark.buttons import card_for, from_click
+from agentbridge_lark.buttons import from_click
 from agentbridge_lark.cursor import CursorStore
 from agentbridge_lark.inbound import (
     LarkMessage,
@@ -48,24 +50,24 @@ from agentbridge_lark.longconn import LongConnection
 from agentbridge_lark.outbound import (
     MAX_MESSAGE_LENGTH,
     NO_TEXT,
-    UuidBook,
+    RATE_LIMIT_CODES,
     classify,
     fit,
     notice,
-    to_delivery_error,
-    to_post,
 )
 from agentbridge_lark.receipts import ReceiptSender
+from agentbridge_lark.resources import FILE_MAX
+from agentbridge_lark.sending import EMPTY_REPLY, Sender
 from agentbridge_lark.settings import LarkSettings, load_credentials, parse_settings
 
 log = logging.getLogger(__name__)
 
-EMPTY_REPLY = "(the agent's reply was empty)"
 #: Lark codes that mean the app's credentials are wrong: the bridge cannot run this channel
 BAD_CREDENTIALS = frozenset({10003, 10014, 99991663, 99991661, 99991668, 99991664})
 #: the chat is gone for the bot: stop catching it up
 GONE = frozenset({230002, 232009, 232011})
 RECONCILE_SKEW = 10  # seconds: our clock vs Lark's
+DOWNLOAD_TIMEOUT = 30.0  # seconds without a byte before a file download gives up
 #: live channels, so the module-level ``host_woke`` hook can reach them
 LIVE: weakref.WeakSet[LarkChannel] = weakref.WeakSet()
 
@@ -74,7 +76,9 @@ class LarkChannel:
     """One Lark app. ``settings=None`` reads the table from ``ChannelContext.config``."""
 
     name = "lark"
-    limits = ChannelLimits(max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True)
+    limits = ChannelLimits(
+        max_message_length=MAX_MESSAGE_LENGTH, supports_formatting=True, max_file_bytes=FILE_MAX
+    )
 
     def __init__(
         self, settings: LarkSettings | None = None, env: dict[str, str] | None = None
@@ -88,8 +92,7 @@ class LarkChannel:
         self._receipts: ReceiptSender | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: set[str] = set()  # containers whose cursor waits for a failed ingest
-        self._progress: dict[str, list[str]] = {}  # part key → ids of the pieces already sent
-        self._uuids = UuidBook()
+        self._sender: Sender | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.app_id: str | None = None
         self.bot_open_id: str | None = None
@@ -111,6 +114,7 @@ class LarkChannel:
         self.cursors = CursorStore(ctx.state_dir)
         self.api = LarkApi(app_id, secret, settings.base_url, settings.request_timeout)
         self._receipts = ReceiptSender(self.api)
+        self._sender = Sender(self.api, settings, self.cursors)
         if not settings.allowed_users:
             log.warning("lark: allowed_users is empty: every sender will be refused")
         await self._who_am_i()
@@ -331,14 +335,30 @@ class LarkChannel:
             self._spawn(notice(self.api, where, msg.message_id, NO_TEXT))
             return True
         conversation = msg.conversation(self.settings.reply_in_thread)
+        assert self.api is not None
+        timeout = max(self.settings.request_timeout, DOWNLOAD_TIMEOUT)
         try:
-            await self._ctx.ingest(
-                conversation,
-                msg.open_id or msg.user_id or "",
-                msg.text,
-                key=msg.key,
-                meta=msg.meta,
-            )
+            async with files.fetch(self.api, msg, self._ctx, timeout) as attachments:
+                extra: dict[str, Any] = {"attachments": attachments} if attachments else {}
+                await self._ctx.ingest(
+                    conversation,
+                    msg.open_id or msg.user_id or "",
+                    msg.text,  # a picture without text is still a message
+                    key=msg.key,
+                    meta=msg.meta,
+                    **extra,
+                )
+        except AttachmentTooLarge as exc:  # refused: tell the sender, never read it again
+            self._spawn(notice(self.api, conversation, msg.message_id, str(exc)))
+            return True
+        except files.FetchFailed as exc:  # Lark refuses the file: final unless it is its trouble
+            if exc.status >= 500 or exc.status == 429 or exc.code in RATE_LIMIT_CODES:
+                self.ingest_failures += 1
+                log.warning("lark: files of %s not fetched (will retry): %s", msg.key, exc)
+                return False
+            text = f"Not delivered: the file could not be fetched ({exc})"
+            self._spawn(notice(self.api, conversation, msg.message_id, text))
+            return True
         except IdempotencyConflict as exc:  # same id, other text (an edit): recorded, done
             log.warning("lark: %s", exc)
             return True
@@ -359,52 +379,22 @@ class LarkChannel:
     # ------------------------------------------------------------------ sending
 
     async def deliver(self, item: OutboxItem) -> str | None:
-        """Post one relay part (as a ``post``) into its chat or thread; the first message id.
-
-        Each piece carries a stable ``uuid``: Lark posts at most one message per uuid within
-        an hour, so a retry of a piece Lark already has cannot post it twice.
-        """
-        if self.api is None or self.settings is None:
+        """Post one relay part into its chat or thread (``sending``); the first message id."""
+        if self._sender is None:
             raise DeliveryError("lark channel not started", ErrorClass.TRANSIENT)
-        chat, root = split_conversation(item.conversation)
-        if not chat.startswith("oc_"):
-            raise DeliveryError(f"lark: not a chat id: {item.conversation!r}", ErrorClass.PERMANENT)
-        key = f"{item.idem_key}:{item.parts_sent}"
-        sent = self._progress.setdefault(key, [])
-        pieces = fit(item.text or EMPTY_REPLY)
-        actions = reply_actions(item) if len(pieces) == 1 else ()
-        try:
-            for number, piece in enumerate(pieces):
-                if number < len(sent):
-                    continue
-                uuid = self._uuids.uuid(item.idem_key, item.parts_sent, number, piece)
-                kind, content = (
-                    ("interactive", card_for(piece, actions, item.conversation))
-                    if actions
-                    else ("post", to_post(piece))
-                )
-                message_id, thread_id = await asyncio.wait_for(
-                    self.api.send(chat, root, kind, content, uuid),
-                    self.settings.request_timeout + 5,
-                )
-                if root is not None and thread_id and self.cursors is not None:
-                    self.cursors.thread_made(item.conversation, thread_id)
-                self._uuids.posted(item.idem_key, item.parts_sent, number, piece)
-                sent.append(message_id)
-        except Exception as exc:
-            error = to_delivery_error(exc)
-            if error.error_class is ErrorClass.PERMANENT:
-                self._progress.pop(key, None)
-            log.warning(
-                "lark: reply %s to %s not delivered (%s): %s",
-                item.id,
-                item.conversation,
-                error.error_class,
-                error,
-            )
-            raise error from None
-        self._progress.pop(key, None)
-        return sent[0] if sent else None
+        return await self._sender.deliver(item, reply_actions(item))
+
+    async def deliver_file(self, item: OutboxItem, file: OutFile) -> str | None:
+        """Upload one file the relay checked and read, then post it (``sending``)."""
+        if self._sender is None:
+            raise DeliveryError("lark channel not started", ErrorClass.TRANSIENT)
+        return await self._sender.deliver_file(item, file)
+
+    async def edit_message(self, message: Message, text: str, status_id: str | None) -> str:
+        """Progress (``EditingChannel``): one status post, updated in place (``sending``)."""
+        if self._sender is None:
+            raise RuntimeError("lark channel not started")
+        return await self._sender.edit_message(message, text, status_id)
 
     def classify_error(self, exc: BaseException) -> ErrorClass | None:
         """Lark's rules (see ``outbound.classify``); None for errors that are not ours."""

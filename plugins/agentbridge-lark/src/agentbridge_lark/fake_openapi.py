@@ -1,5 +1,5 @@
 """The OpenAPI half of the fake Lark (``testing.FakeLark``): token, bot info, create/reply,
-message list, reactions, with the faults the delivery tests need.
+message list, reactions (files and edits: ``fake_files``), with the faults the delivery tests need.
 
 Posts land in the chat's message list (so catch-up and reconcile see them); a ``uuid`` seen
 before posts nothing new and answers with the first message, as Lark does within an hour.
@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from agentbridge_lark.fake_files import FakeFiles
+
 APP_ID = "cli_test_app"
 APP_SECRET = "test-app-secret"
 TOKEN = "t-fake-tenant-token"
@@ -22,7 +24,7 @@ BOT_OPEN_ID = "ou_bot"
 TENANT = "tenant_1"
 
 
-class OpenApi:
+class OpenApi(FakeFiles):
     """The REST routes and the message store; ``FakeLark`` adds the long connection."""
 
     def __init__(self) -> None:
@@ -38,6 +40,7 @@ class OpenApi:
         self.uuids: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._last_ms = 0
+        self._init_files()
 
     def routes(self, app: web.Application) -> None:
         """Add the OpenAPI routes to ``app``."""
@@ -48,6 +51,7 @@ class OpenApi:
         app.router.add_post("/open-apis/im/v1/messages/{id}/reply", self._reply)
         app.router.add_post("/open-apis/im/v1/messages/{id}/reactions", self._react)
         app.router.add_delete("/open-apis/im/v1/messages/{id}/reactions/{rid}", self._unreact)
+        self.file_routes(app)
 
     def _now_ms(self) -> int:
         self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)

@@ -29,7 +29,17 @@ class Verdict(enum.StrEnum):
     INGEST = "ingest"
     IGNORE = "ignore"  # not for the bot: its own or another app's post, talk among humans
     REFUSE = "refuse"  # addressed to the bot by someone the allowlists do not admit
-    EMPTY = "empty"  # an allowed sender, but nothing we can forward (an image, a sticker…)
+    EMPTY = "empty"  # an allowed sender, but nothing we can forward (a sticker, a card…)
+
+
+@dataclass(frozen=True)
+class LarkFile:
+    """One file of a message, as Lark names it (fetched through the message-resource API)."""
+
+    key: str  # image_key or file_key
+    kind: str  # the resource ``type``: "image" or "file"
+    name: str
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class LarkMessage:
     mentions_anyone: bool  # any @mention at all (decides nothing while the bot id is unknown)
     create_time: int  # ms since the epoch
     meta: dict[str, Any] = field(default_factory=dict)
+    files: tuple[LarkFile, ...] = ()  # image, file, video, audio, a post's pictures
 
     @property
     def key(self) -> str:
@@ -92,6 +103,48 @@ def _text_of(message_type: str, content: Any) -> str:
             lines.append("".join(words))
         return "\n".join(lines)
     return ""
+
+
+def _files_of(message_type: str, content: Any, message_id: str) -> tuple[LarkFile, ...]:
+    """The files of an image, file, media or audio message, or a post's pictures/videos."""
+    try:
+        body = json.loads(content) if isinstance(content, str) else {}
+    except ValueError:
+        return ()
+    if not isinstance(body, dict):
+        return ()
+    found: list[LarkFile] = []
+
+    def add(key: Any, kind: str, name: Any, default: str, media: str) -> None:
+        if isinstance(key, str) and key:
+            number = len(found) + 1
+            fallback = (
+                f"{default}-{message_id}-{number}" if number > 1 else f"{default}-{message_id}"
+            )
+            found.append(LarkFile(key, kind, name if isinstance(name, str) and name else fallback,
+                                  media))  # fmt: skip
+
+    if message_type == "image":
+        add(body.get("image_key"), "image", None, "image", "image/*")
+    elif message_type == "file":
+        add(body.get("file_key"), "file", body.get("file_name"), "file", "application/octet-stream")
+    elif message_type == "media":
+        add(body.get("file_key"), "file", body.get("file_name"), "video", "video/mp4")
+    elif message_type == "audio":
+        add(body.get("file_key"), "file", None, "audio", "audio/opus")
+    elif message_type == "post":
+        post = (
+            body
+            if "content" in body
+            else next((v for v in body.values() if isinstance(v, dict)), {})
+        )
+        for paragraph in post.get("content") or []:
+            for node in paragraph if isinstance(paragraph, list) else []:
+                if isinstance(node, dict) and node.get("tag") == "img":
+                    add(node.get("image_key"), "image", None, "image", "image/*")
+                elif isinstance(node, dict) and node.get("tag") == "media":
+                    add(node.get("file_key"), "file", node.get("file_name"), "video", "video/mp4")
+    return tuple(found)
 
 
 def _strings(node: Any) -> list[str]:
@@ -181,6 +234,7 @@ def _build(
         mentions_anyone=bool(keys),
         create_time=created,
         meta=meta,
+        files=_files_of(message_type, content, message_id),
     )
 
 
@@ -222,8 +276,8 @@ def verdict(
         return Verdict.REFUSE
     if not ({msg.open_id, msg.user_id} - {None}) & settings.allowed_users:
         return Verdict.REFUSE
-    if not msg.text:
-        return Verdict.EMPTY
+    if not msg.text and not msg.files:
+        return Verdict.EMPTY  # a sticker, a shared chat…: nothing we can forward
     return Verdict.INGEST
 
 

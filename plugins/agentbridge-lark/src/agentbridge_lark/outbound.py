@@ -120,7 +120,7 @@ class UuidBook:
             self._uses.popitem(last=False)
 
 
-NO_TEXT = "Only text messages reach the agent; this one had no text and was not forwarded."
+NO_TEXT = "Only text, pictures and files reach the agent; this one had none and was not forwarded."
 
 
 async def notice(api: LarkApi, conversation: str, about: str, text: str) -> None:

@@ -7,9 +7,10 @@ nothing until the user configures an app. A bad table stops the bridge with one 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agentbridge.config import Config
+from agentbridge.plugin.doctor import DoctorCheck
 from agentbridge.plugin.hookspecs import hookimpl
 from agentbridge.plugin.protocols import Channel
 
@@ -34,3 +35,13 @@ def host_woke(slept_seconds: float) -> None:
     channel_module = sys.modules.get("agentbridge_lark.channel")  # not loaded: none live
     for channel in list(getattr(channel_module, "LIVE", ())):
         channel.wake()
+
+
+@hookimpl
+def doctor_checks(config: Config) -> Awaitable[list[DoctorCheck]] | None:
+    """``agentbridge doctor``: config, credentials, domain and a tenant token (when set up)."""
+    if config.channels.get("lark") is None:
+        return None
+    from agentbridge_lark.doctor import checks
+
+    return checks(config)

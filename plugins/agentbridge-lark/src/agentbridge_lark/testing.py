@@ -188,9 +188,12 @@ class FakeLark(OpenApi):
         user_id: str | None = None,
         tenant: str = TENANT,
         image: bool = False,
+        msg_type: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> str:
-        """A user writes (or, ``image``, sends a picture): into the message list, and
-        (``live``) pushed as an event."""
+        """A user writes (or, ``image``, sends a sticker-like picture Lark has no file for;
+        ``msg_type``/``content``: any message, e.g. ``image`` with an ``add_resource`` key):
+        into the message list, and (``live``) pushed as an event."""
         self.chats.setdefault(chat_id, chat_type)
         mentions: list[dict[str, Any]] = []
         if mention_bot:
@@ -209,10 +212,12 @@ class FakeLark(OpenApi):
             chat_id,
             text,
             {"id": open_id, "id_type": "open_id", "sender_type": "user", "tenant_key": tenant},
-            "image" if image else "text",
+            msg_type or ("sticker" if image else "text"),
             root,
-            json.dumps({"image_key": "img_v2_1"}) if image else None,
-        )
+            json.dumps(content) if content is not None else (
+                json.dumps({"file_key": "sticker_1"}) if image else None
+            ),
+        )  # fmt: skip
         item["mentions"] = mentions
         if live:
             event_id = f"ev_{next(self._ids)}"

@@ -10,6 +10,8 @@ Real HTTP on 127.0.0.1 with Telegram's semantics where they matter to the bridge
   the ambiguous ones (``AMBIGUOUS``): the message is sent, then the answer is lost.
 - ``sendPhoto`` / ``sendDocument``: multipart uploads, recorded with their bytes in
   ``uploads``; over 10 MB (photo) / 50 MB (document) they get 413; same faults as sendMessage.
+- ``editMessageText``: only a message the bot sent; the new text is checked like
+  sendMessage's and recorded in its ``edits``; the same text again is "message is not modified".
 - ``sendChatAction``, ``setMessageReaction``, ``getMe``, ``setWebhook``: recorded.
 - Buttons: ``click(sent, user_id, label)`` queues the ``callback_query`` of a button the bot
   sent; ``answerCallbackQuery`` (only for a query handed out) and ``editMessageReplyMarkup``
@@ -24,16 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html.parser
 import itertools
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from agentbridge_telegram.fake_messages import SentMessage, visible_text
+from agentbridge_telegram.fake_messages import error as _error
+from agentbridge_telegram.fake_messages import ok as _ok
 from agentbridge_telegram.fake_uploads import FakeUploads, SentFile, read_form
 from agentbridge_telegram.formatting import MAX_MESSAGE_LENGTH, utf16_len
 from agentbridge_telegram.testing_buttons import FakeButtons
@@ -54,64 +57,13 @@ FAULTS: dict[str, tuple[int, str, dict[str, Any]]] = {
 }
 
 Params = dict[str, Any]
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
 #: faults after which the message IS in the chat but the client never gets the answer:
 #: ``stall`` holds the answer back until the client times out, ``reset`` sends a TCP reset
 AMBIGUOUS = frozenset({"stall", "reset"})
-_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
-                 "tg-spoiler", "span", "blockquote", "tg-emoji"}  # fmt: skip
-
-
-class _HtmlCheck(html.parser.HTMLParser):
-    """Telegram-like HTML validation: known tags, balanced; collects the visible text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.visible: list[str] = []
-        self.error: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _ALLOWED_TAGS:
-            self.error = self.error or f'Unsupported start tag "{tag}"'
-        self.stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.stack or self.stack.pop() != tag:
-            self.error = self.error or f'Unmatched end tag "{tag}"'
-
-    def handle_data(self, data: str) -> None:
-        self.visible.append(data)
-
-
-def visible_text(text: str, parse_mode: str | None) -> tuple[str, str | None]:
-    """What Telegram would show for ``text`` and an entity-parse error, if any."""
-    if parse_mode != "HTML":
-        return text, None
-    checker = _HtmlCheck()
-    checker.feed(text)
-    checker.close()
-    if checker.stack and checker.error is None:
-        checker.error = f'Can\'t find end tag corresponding to start tag "{checker.stack[-1]}"'
-    return "".join(checker.visible), checker.error
-
-
-@dataclass
-class SentMessage:
-    """One message the bot sent."""
-
-    chat_id: int | str
-    message_id: int
-    text: str
-    parse_mode: str | None
-    reply_to: int | None
-    visible: str
-    reply_markup: dict[str, Any] | None = None
-    at: float = field(default_factory=time.monotonic)
-
-    def buttons(self) -> list[tuple[str, str]]:
-        """(label, callback_data) of its inline keyboard, in order."""
-        rows = (self.reply_markup or {}).get("inline_keyboard") or []
-        return [(b["text"], b.get("callback_data", "")) for row in rows for b in row]
 
 
 class FakeBotApi(FakeButtons, FakeUploads):
@@ -389,6 +341,28 @@ class FakeBotApi(FakeButtons, FakeUploads):
         result = {"message_id": message.message_id, "chat": {"id": chat_id}, "text": visible}
         return await self._answer(fault, request, result)
 
+    async def _m_editMessageText(self, params: Params, request: web.Request) -> web.Response:
+        key = (params.get("chat_id"), params.get("message_id"))
+        found = [m for m in self.sent if (m.chat_id, m.message_id) == key]
+        if not found:
+            return _error(400, "Bad Request: message to edit not found")
+        message = found[0]
+        text = str(params.get("text") or "")
+        parse_mode = params.get("parse_mode")
+        visible, error = visible_text(text, parse_mode)
+        if error:
+            return _error(400, f"Bad Request: can't parse entities: {error}")
+        if not visible.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if utf16_len(visible) > MAX_MESSAGE_LENGTH:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        if visible == message.visible and params.get("reply_markup") == message.reply_markup:
+            return _error(400, NOT_MODIFIED)
+        message.text, message.parse_mode, message.visible = text, parse_mode, visible
+        message.reply_markup = params.get("reply_markup")
+        message.edits.append((time.monotonic(), visible))
+        return _ok({"message_id": message.message_id, "chat": {"id": key[0]}, "text": visible})
+
     async def _m_sendChatAction(self, params: Params, request: web.Request) -> web.Response:
         self.actions.append(params)
         return _ok(True)
@@ -415,17 +389,6 @@ def _reset(request: web.Request) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
-
-
-def _ok(result: Any) -> web.Response:
-    return web.json_response({"ok": True, "result": result})
-
-
-def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-    if parameters:
-        body["parameters"] = parameters
-    return web.json_response(body, status=status)
 
 
 __all__ = ["AMBIGUOUS", "FAULTS", "FakeBotApi", "SentFile", "SentMessage", "visible_text"]

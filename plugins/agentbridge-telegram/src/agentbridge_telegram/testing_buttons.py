@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from agentbridge_telegram.testing import SentMessage
+from agentbridge_telegram.fake_messages import SentMessage
+from agentbridge_telegram.fake_messages import error as _error
+from agentbridge_telegram.fake_messages import ok as _ok
 
 Params = dict[str, Any]
 
@@ -63,12 +64,3 @@ class FakeButtons:
         self.markup_edits.append(params)
         found[0].reply_markup = params.get("reply_markup")
         return _ok(True)
-
-
-def _ok(result: Any) -> web.Response:
-    return web.json_response({"ok": True, "result": result})
-
-
-def _error(status: int, description: str) -> web.Response:
-    body = {"ok": False, "error_code": status, "description": description}
-    return web.json_response(body, status=status)
