@@ -73,6 +73,12 @@ class LarkHarness(HarnessBase):
     def sent(self) -> list[str]:
         return self.fake.post_texts()
 
+    def sent_files(self) -> list[tuple[str, bytes]]:
+        return [
+            (str(u.get("file_name", u["key"])), self.fake.resources[u["key"]])
+            for u in self.fake.uploads
+        ]
+
     def fail_deliveries(self, error_class: ErrorClass | None) -> None:
         self.fake.stall_seconds = 3
         self.fake.always_fail = {
