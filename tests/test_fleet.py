@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from agentbridge.testing.postgres import (
+    PostgresServer,
+    fresh_database,
+    private_server,
+)
 from bridge_harness import Bridge, running_bridge
 from fleet_harness import (
     LEASE,
@@ -40,23 +44,14 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
     """A private server of this module's own: one test kills and restarts it."""
-    try:
-        started = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    try:
+    with private_server() as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture
 def url(server: PostgresServer) -> Iterator[str]:
-    made = server.new_database("ab_fleet")
-    try:
+    with fresh_database(server, "ab_fleet") as made:
         yield made
-    finally:
-        server.drop(made)
 
 
 def test_kill9_mid_turn_replays_victims_on_the_other_node_and_the_returning_one(

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from agentbridge.ledger.store import AskState
-from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from agentbridge.testing.postgres import (
+    PostgresServer,
+    fresh_database,
+    private_server,
+)
 from fleet_harness import Node, db, demo, events, pid_of, start_all, stop_all, wait_for
 from test_mcp_ask import AskCall
 
@@ -24,23 +28,14 @@ pytestmark = pytest.mark.timeout(150)
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
     """A private server of this module's own."""
-    try:
-        started = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    try:
+    with private_server() as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture
 def url(server: PostgresServer) -> Iterator[str]:
-    made = server.new_database("ab_fleet_commands")
-    try:
+    with fresh_database(server, "ab_fleet_commands") as made:
         yield made
-    finally:
-        server.drop(made)
 
 
 def answer(node: Node, mid: int) -> str:

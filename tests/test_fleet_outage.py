@@ -18,7 +18,11 @@ import pytest
 
 from agentbridge.ledger.postgres.core import PostgresLedger
 from agentbridge.ledger.store import LedgerError
-from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from agentbridge.testing.postgres import (
+    PostgresServer,
+    fresh_database,
+    private_server,
+)
 from fleet_harness import (
     Node,
     check_history,
@@ -39,23 +43,14 @@ OUTAGE = 4 * TIMEOUT  #: how long the server stays away
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
     """A private server of this module's own: the test stops and restarts it."""
-    try:
-        started = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    try:
+    with private_server() as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture
 def url(server: PostgresServer) -> Iterator[str]:
-    made = server.new_database("ab_fleet_outage")
-    try:
+    with fresh_database(server, "ab_fleet_outage") as made:
         yield made
-    finally:
-        server.drop(made)
 
 
 def agents(node: Node) -> dict[str, tuple[int, int]]:

@@ -16,7 +16,11 @@ import pytest
 
 from agentbridge.ledger.store import open_ledger
 from agentbridge.models import OutboxItem
-from agentbridge.testing.postgres import PostgresServer, PostgresUnavailable
+from agentbridge.testing.postgres import (
+    PostgresServer,
+    fresh_database,
+    private_server,
+)
 from fleet_harness import BEAT, LEASE, Node, db, demo, stop_all, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,23 +29,14 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
     """A private server of this module's own."""
-    try:
-        started = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    try:
+    with private_server() as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture
 def url(server: PostgresServer) -> Iterator[str]:
-    made = server.new_database("ab_fleet_outbox")
-    try:
+    with fresh_database(server, "ab_fleet_outbox") as made:
         yield made
-    finally:
-        server.drop(made)
 
 
 def reserve_as(url: str, node: str) -> OutboxItem:

@@ -7,7 +7,6 @@ ledger file and the agent's file on disk are real.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +15,6 @@ import pytest
 
 from agentbridge.config import OutboxConfig
 from agentbridge.delivery.attachments import FILE_KEY_PREFIX, file_text
-from agentbridge.delivery.outfiles import FileRoots
 from agentbridge.delivery.relay import OutboxRelay
 from agentbridge.ledger.sqlite import Ledger
 from agentbridge.models import OutboxItem
@@ -33,6 +31,7 @@ from agentbridge.plugin.protocols import (
 )
 from agentbridge.states import OutboxState
 from agentbridge.testing import async_wait_until
+from agentbridge.testing.relaying import running_relay, settled
 
 FAST = OutboxConfig(backoff=(0.02,), max_retries=5, ttl_seconds=60, drain_budget_seconds=5)
 
@@ -101,28 +100,11 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
         yield led
 
 
-@contextlib.asynccontextmanager
-async def running(ledger: Ledger, channel: Channel, work: Path) -> AsyncIterator[OutboxRelay]:
-    roots = FileRoots({"demo": work})
-    relay = OutboxRelay(ledger, {channel.name: channel}, FAST, files=roots)
-    relay.reconcile_every = 0.05
-    unsubscribe = ledger.on_change(lambda kind, _id: relay.poke() if kind == "outbox" else None)
-    task = asyncio.create_task(relay.run())
-    try:
-        yield relay
-    finally:
-        unsubscribe()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def reaches(ledger: Ledger, outbox_id: int, *states: OutboxState) -> OutboxItem:
-    async def check() -> OutboxItem | None:
-        row = await ledger.get_reply(outbox_id)
-        return row if row.state in states else None
-
-    return await async_wait_until(check, timeout=10, what=f"reply {outbox_id} in {states}")
+def running(
+    ledger: Ledger, channel: Channel, work: Path
+) -> contextlib.AbstractAsyncContextManager[OutboxRelay]:
+    """The shared test relay, files read from ``work`` (agent ``demo``'s cwd)."""
+    return running_relay(ledger, channel, cwds={"demo": work}, config=FAST, reconcile_every=0.05)
 
 
 async def file_row(ledger: Ledger, work: Path, name: str, data: bytes, caption: str) -> OutboxItem:
@@ -146,7 +128,7 @@ async def test_an_upload_in_doubt_that_landed_is_sent_not_uploaded_again(
     platform.lose_answers = 1
     async with running(ledger, FileLookup(platform), tmp_path / "work"):
         item = await file_row(ledger, tmp_path / "work", "a.txt", b"alpha", "the a")
-        row = await reaches(ledger, item.id, OutboxState.SENT)
+        row = await settled(ledger, item.id, (OutboxState.SENT,), timeout=10)
     assert platform.files == [("a.txt", b"alpha", "the a")]
     assert row.platform_message_id == "f1" and row.attempts == 1
     [asked] = platform.asked
@@ -170,7 +152,7 @@ async def test_an_upload_provably_missing_is_uploaded_once_more(
     channel.deliver_file = lost_on_the_way  # type: ignore[method-assign]
     async with running(ledger, channel, tmp_path / "work"):
         item = await file_row(ledger, tmp_path / "work", "b.txt", b"beta", "")
-        row = await reaches(ledger, item.id, OutboxState.SENT)
+        row = await settled(ledger, item.id, (OutboxState.SENT,), timeout=10)
     assert platform.files == [("b.txt", b"beta", "")] and row.attempts == 2
 
 
@@ -181,9 +163,9 @@ async def test_an_upload_the_channel_cannot_look_up_stays_unknown(
         channel.platform.lose_answers = 1
         async with running(ledger, channel, tmp_path / "work"):
             item = await file_row(ledger, tmp_path / "work", f"{id(channel)}.bin", b"x", "")
-            row = await reaches(ledger, item.id, OutboxState.UNKNOWN)
+            row = await settled(ledger, item.id, (OutboxState.UNKNOWN,), timeout=10)
             later = await file_row(ledger, tmp_path / "work", f"{id(channel)}.2", b"y", "")
-            await reaches(ledger, later.id, OutboxState.SENT)  # the relay goes on
+            await settled(ledger, later.id, (OutboxState.SENT,), timeout=10)  # the relay goes on
         assert row.attempts == 1 and len(channel.platform.files) == 2
         assert len(channel.platform.asked) == (0 if type(channel) is FileOnly else 1)
         await ledger.mark_failed(item.id, "test: done")
@@ -197,7 +179,7 @@ async def test_an_unreachable_lookup_and_a_restart_ask_by_name_and_caption(
     platform.lose_answers, platform.lookup_down = 1, True
     async with running(ledger, FileLookup(platform), tmp_path / "work"):
         item = await file_row(ledger, tmp_path / "work", "c.txt", b"gamma", "see c")
-        await reaches(ledger, item.id, OutboxState.UNKNOWN)
+        await settled(ledger, item.id, (OutboxState.UNKNOWN,), timeout=10)
 
         async def asked_twice() -> bool:
             return len(platform.asked) >= 2
@@ -205,7 +187,7 @@ async def test_an_unreachable_lookup_and_a_restart_ask_by_name_and_caption(
         await async_wait_until(asked_twice, timeout=10, what="asked again")
     platform.lookup_down = False
     async with running(ledger, FileLookup(platform), tmp_path / "work"):  # a new bridge
-        row = await reaches(ledger, item.id, OutboxState.SENT)
+        row = await settled(ledger, item.id, (OutboxState.SENT,), timeout=10)
     later = platform.asked[-1]
     assert (later.name, later.data, later.caption) == ("c.txt", b"", "see c")
     assert later.media_type == "text/plain" and len(platform.files) == 1

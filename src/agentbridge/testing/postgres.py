@@ -179,9 +179,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One private PostgreSQL server for the test session."""
+@contextlib.contextmanager
+def private_server() -> Iterator[PostgresServer]:
+    """A server of the caller's own (a test module that stops or kills it), skipped, or
+    failed where PostgreSQL is required, exactly like ``postgres_server``."""
     if importlib.util.find_spec("psycopg") is None:
         _unavailable("psycopg is not installed (pip install 'agentbridge[postgres]')")
     try:
@@ -195,21 +196,37 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A new, empty database on the session's server, dropped after the test."""
-    url = postgres_server.new_database()
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer, prefix: str = "ab_test") -> Iterator[str]:
+    """A new, empty database on ``server``, dropped on exit."""
+    url = server.new_database(prefix)
     try:
         yield url
     finally:
-        postgres_server.drop(url)
+        server.drop(url)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the test session."""
+    with private_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped after the test."""
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 __all__ = [
     "PostgresServer",
     "PostgresUnavailable",
     "find_bindir",
+    "fresh_database",
     "postgres_server",
     "postgres_url",
+    "private_server",
     "running_postgres",
 ]
