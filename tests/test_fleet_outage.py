@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbridge.ledger.outage import DEFAULT_TIMEOUT
 from agentbridge.ledger.postgres.core import PostgresLedger
 from agentbridge.ledger.store import LedgerError
 from agentbridge.testing.postgres import (
@@ -124,6 +125,8 @@ async def test_a_store_that_does_not_ride_out_fails_fast_and_one_that_does_waits
             start_postgres(server)
         result = await asyncio.wait_for(waiting, 60)
         assert result.created and not sup.outage.down and sup.outage.outages == 1
+        # the CLI's pool may still be in its reconnect backoff: give it a CLI's usual wait
+        cli.outage.timeout = DEFAULT_TIMEOUT
         assert (await cli.get(result.message.id)).text == "kept"
     finally:
         await cli.close()

@@ -216,12 +216,12 @@ class AgentWorker:
             self.on_turn_end(flight)
         message = flight.message
         outcome = flight.outcome
-        if outcome != TurnOutcome.NOT_DELIVERED:
-            self.held_box.reset()
         if outcome == TurnOutcome.NOT_DELIVERED:  # someone is typing, or no box (held_box.py)
             self.receipts.emit(message, ReceiptKind.WAITING, flight.detail)
             await self.held_box.wait(self.session, lambda: self._stopping or self._restart_reason)
-        if outcome in (TurnOutcome.COMPLETED, TurnOutcome.NOT_DELIVERED):
+            return
+        self.held_box.reset()
+        if outcome == TurnOutcome.COMPLETED:
             return
         if outcome == TurnOutcome.ABORTED:  # a deliberate stop: never replayed
             await end_interrupted(self.ledger, self.receipts, self.session, message, flight.detail)
